@@ -1,0 +1,305 @@
+"""Settings: ``settings.toml`` -> a frozen, validated ``Settings``.
+
+The file is found from ``--config``, then ``$DIGEST_CONFIG``, then ``./settings.toml``.
+Validation is strict (unknown keys are errors) and every problem is reported at once,
+each naming the file, the ``[section].key``, the bad value and what would be valid.
+Relative paths are relative to the config file. Secrets never live here: the SMTP
+password comes from ``$DIGEST_SMTP_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from digest.errors import ConfigError
+from digest.models import FeedSource
+
+CONFIG_ENV_VAR = "DIGEST_CONFIG"
+DEFAULT_CONFIG_NAME = "settings.toml"
+
+_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_address(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must be a single line: it contains a line break or NUL")
+    _, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    if not (at and local and "." in domain):
+        raise ValueError("is not an email address like 'reader@example.org'")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_check_address)]
+
+
+class StoreSettings(_Section):
+    path: Path = Path("digest.db")
+
+
+class CollectSettings(_Section):
+    max_age_days: int = Field(default=2, ge=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    concurrency: int = Field(default=16, ge=1, le=256)
+
+
+class FeedSettings(_Section):
+    url: str = Field(min_length=1)
+    name: str | None = None
+    category: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_or_path(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.lower()
+        if scheme in ("http", "https"):
+            if not urlsplit(value).hostname:
+                raise ValueError("is an http(s) URL without a host")
+        elif scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
+            raise ValueError("must be an http:// or https:// URL, or a local file path")
+        return value
+
+
+class SummarizeSettings(_Section):
+    summarizer: str = "extractive"
+    words: int = Field(default=60, ge=10, le=400)
+
+
+class RenderSettings(_Section):
+    title: str = "Daily Digest"
+    max_stories: int = Field(default=40, ge=1, le=500)
+    template_dir: Path | None = None
+
+
+class DeliverySettings(_Section):
+    backend: Literal["outbox", "smtp", "sendmail"] = "outbox"
+    outbox: Path = Path("outbox")
+    from_: EmailAddress = Field(alias="from")
+    recipients: tuple[EmailAddress, ...] = Field(min_length=1)
+    sendmail_command: tuple[str, ...] = ("/usr/sbin/sendmail", "-oi", "-t")
+
+    @field_validator("recipients")
+    @classmethod
+    def _no_duplicates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for recipient in value:
+            address = parseaddr(recipient)[1].lower()
+            if address in seen:
+                raise ValueError(f"lists {address!r} twice")
+            seen.add(address)
+        return value
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ScheduleSettings(_Section):
+    send_at: str = "07:00"
+    collect_every_minutes: int = Field(default=30, ge=1, le=1440)
+    misfire_grace_hours: float = Field(default=6.0, gt=0, le=24)
+
+    @field_validator("send_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        if not _HH_MM.match(value):
+            raise ValueError("must be a 24-hour time like '07:00'")
+        return value
+
+
+class Settings(_Section):
+    """Everything digest needs to run, validated. Built by ``load_settings``."""
+
+    config_path: Path = Path(DEFAULT_CONFIG_NAME)
+    timezone: str = "UTC"
+    store: StoreSettings = StoreSettings()
+    collect: CollectSettings = CollectSettings()
+    feeds: tuple[FeedSettings, ...]
+    summarize: SummarizeSettings = SummarizeSettings()
+    render: RenderSettings = RenderSettings()
+    delivery: DeliverySettings
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "is not an IANA time zone name like 'Europe/Istanbul' or 'UTC'"
+            ) from None
+        return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _some_feeds(cls, value: tuple[FeedSettings, ...]) -> tuple[FeedSettings, ...]:
+        if not value:
+            raise ValueError("needs at least one [[feeds]] table with a url")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        base = self.config_path.parent
+        feeds = tuple(
+            feed.model_copy(update={"url": _resolve_feed_url(feed.url, base)})
+            for feed in self.feeds
+        )
+        template_dir = self.render.template_dir
+        object.__setattr__(self, "feeds", feeds)
+        object.__setattr__(
+            self, "store", self.store.model_copy(update={"path": base / self.store.path})
+        )
+        object.__setattr__(
+            self,
+            "delivery",
+            self.delivery.model_copy(update={"outbox": base / self.delivery.outbox}),
+        )
+        if template_dir is not None:
+            render = self.render.model_copy(update={"template_dir": base / template_dir})
+            object.__setattr__(self, "render", render)
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def feed_sources(self) -> tuple[FeedSource, ...]:
+        return tuple(FeedSource(url=f.url, name=f.name, category=f.category) for f in self.feeds)
+
+
+def _resolve_feed_url(url: str, base: Path) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https"):
+        return url
+    path = Path(parts.path) if parts.scheme.lower() == "file" else Path(url).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: ``--config``, then ``$DIGEST_CONFIG``, then ``./settings.toml``."""
+    if explicit:
+        return Path(explicit)
+    if env_value := os.environ.get(CONFIG_ENV_VAR):
+        return Path(env_value)
+    return Path(DEFAULT_CONFIG_NAME)
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate one config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found",
+            path=str(path),
+            hint=f"pass --config FILE, set ${CONFIG_ENV_VAR}, or create ./{DEFAULT_CONFIG_NAME} "
+            "(the settings.toml in the repository is a documented example)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}", path=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}",
+            path=str(path),
+            hint="see https://toml.io for the syntax",
+        ) from exc
+    return validate_settings(raw, path)
+
+
+def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
+    """Validate an already-parsed TOML document that came from ``path``."""
+    if "config_path" in raw:
+        raise ConfigError(f"{path}: invalid settings", problems=("config_path: unknown key",))
+    try:
+        return Settings.model_validate({**raw, "config_path": path.resolve()})
+    except ValidationError as exc:
+        problems = tuple(_describe(error, raw) for error in exc.errors())
+        raise ConfigError(
+            f"{path}: {len(problems)} problem(s) in the settings",
+            path=str(path),
+            problems=problems,
+        ) from None
+
+
+def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
+    loc = error["loc"]
+    where = _key_name(loc)
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key{_suggest(loc)}"
+    if error["type"] == "missing":
+        if loc == ("feeds",):
+            return "[[feeds]]: at least one [[feeds]] table with a url is required"
+        return f"{where}: required, but not set"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where} = {error['input']!r}: {message}"
+
+
+def _key_name(loc: tuple[int | str, ...]) -> str:
+    """('smtp', 'port') -> '[smtp].port'; ('feeds', 2, 'url') -> '[[feeds]] #3 .url'."""
+    if not loc:
+        return "(top level)"
+    head, *rest = ["from" if part == "from_" else part for part in loc]
+    if not rest:
+        return str(head)
+    if head == "feeds" and isinstance(rest[0], int):
+        section, rest = f"[[feeds]] #{rest[0] + 1} ", rest[1:]
+    else:
+        section = f"[{head}]"
+    keys = "".join(f" #{p + 1}" if isinstance(p, int) else f".{p}" for p in rest)
+    return f"{section}{keys}".rstrip()
+
+
+def _suggest(loc: tuple[int | str, ...]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        args = getattr(annotation, "__args__", ())
+        nested = next((a for a in (annotation, *args) if _is_section(a)), None)
+        if nested is None:
+            return ""
+        model = nested
+    valid = sorted(
+        (info.alias or name) for name, info in model.model_fields.items() if name != "config_path"
+    )
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    did_you_mean = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{did_you_mean} (valid keys: {', '.join(valid)})"
+
+
+def _is_section(candidate: object) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)

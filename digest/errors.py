@@ -1,0 +1,66 @@
+"""The exceptions digest raises. Each one can explain itself to a user.
+
+DigestError
+ ├── ConfigError        settings file missing, unreadable or invalid (carries path and key)
+ ├── StoreError         the SQLite store cannot be opened or migrated
+ ├── FeedError          one feed could not be fetched or parsed (carries feed_url)
+ ├── SummarizerError    a summarization model is missing or failed to load
+ ├── TemplateError      a template is missing or broken (carries the folders searched)
+ └── DeliveryError      a message could not be handed to the mail system
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base class: ``str(error)`` is the one line the CLI prints, with a hint when known."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(DigestError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        problems: tuple[str, ...] = (),
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.problems = problems
+
+    def __str__(self) -> str:
+        lines = [self.message, *(f"  - {p}" for p in self.problems)]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class StoreError(DigestError):
+    pass
+
+
+class FeedError(DigestError):
+    def __init__(self, message: str, *, feed_url: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.feed_url = feed_url
+
+
+class SummarizerError(DigestError):
+    pass
+
+
+class TemplateError(DigestError):
+    pass
+
+
+class DeliveryError(DigestError):
+    pass

@@ -1,0 +1,166 @@
+"""The records that flow between the pipeline stages, and nothing else.
+
+FeedSource (config) -> FetchResult (one HTTP or file read) -> Story (one normalised entry)
+-> Cluster (one real-world story, its lead and the other outlets) -> Summary
+-> Digest (one edition) -> RenderedDigest (subject, HTML, text) -> Delivery (one recipient).
+
+Every record is a frozen value: sequences are tuples, datetimes are aware UTC (``*_at``),
+local calendar days are ``date`` (``*_on``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedSource:
+    """One feed from the config: an http(s) URL or a local file path."""
+
+    url: str
+    name: str | None = None
+    category: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.name or self.url
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedState:
+    """What the store remembers about a feed between fetches."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchResult:
+    """The outcome of one fetch: a body to parse, "not modified", or an error."""
+
+    source: FeedSource
+    fetched_at: datetime
+    status: int | None = None
+    body: bytes = b""
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+
+    @property
+    def is_not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def is_ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Story:
+    """One feed entry, normalised: plain-text title, absolute link, sanitised HTML and text."""
+
+    story_id: str
+    feed_url: str
+    source_name: str
+    category: str | None
+    url: str
+    title: str
+    published_at: datetime | None
+    author: str | None = None
+    text: str = ""
+    html: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cluster:
+    """One real-world story: the lead story and the same story from other outlets."""
+
+    cluster_id: str
+    lead: Story
+    others: tuple[Story, ...] = ()
+    score: float = 0.0
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        names = [self.lead.source_name]
+        names += [s.source_name for s in self.others if s.source_name not in names]
+        return tuple(names)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """The condensed text of a cluster, and which model wrote it."""
+
+    cluster_id: str
+    text: str
+    model_id: str
+    is_from_full_text: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestItem:
+    cluster: Cluster
+    summary: Summary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedFailure:
+    """A feed that could not be read for this edition, shown in the footer."""
+
+    feed_url: str
+    name: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Digest:
+    """One edition: the ranked, summarised clusters for a local calendar day."""
+
+    edition_on: date
+    generated_at: datetime
+    items: tuple[DigestItem, ...]
+    failed_feeds: tuple[FeedFailure, ...] = ()
+
+    @property
+    def story_ids(self) -> tuple[str, ...]:
+        ids = []
+        for item in self.items:
+            ids.append(item.cluster.lead.story_id)
+            ids.extend(s.story_id for s in item.cluster.others)
+        return tuple(ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderedDigest:
+    """What goes into the email: subject line, HTML part and plain-text part."""
+
+    edition_on: date
+    subject: str
+    html: str
+    text: str
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One recipient's copy of one edition, as the delivery ledger records it."""
+
+    edition_on: date
+    recipient: str
+    message_id: str
+    state: DeliveryState
+    sent_at: datetime | None = None
+    detail: str | None = None

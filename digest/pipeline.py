@@ -1,0 +1,412 @@
+"""The pipeline: the only place the stages meet.
+
+collect_all:    feeds -> FetchResults -> Stories, stored as they arrive.
+preview_edition: stored (and, by default, freshly fetched) stories -> Digest -> RenderedDigest,
+                 with the store opened read-only: a preview cannot change anything.
+send_edition:   the same Digest, archived with the ledger's pending rows in one commit, then
+                 handed to the mail backend one recipient at a time, each send committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from digest.collect import FetchLimits, fetch_all, parse_feed, recent_stories
+from digest.config import Settings
+from digest.dedupe import cluster_stories, rank_clusters
+from digest.deliver import (
+    PASSWORD_ENV_VAR,
+    Mailer,
+    OutboxMailer,
+    SendmailMailer,
+    SmtpMailer,
+    build_message,
+    make_message_id,
+)
+from digest.errors import DeliveryError, FeedError
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Digest,
+    DigestItem,
+    FeedFailure,
+    FeedState,
+    FetchResult,
+    RenderedDigest,
+    Story,
+    Summary,
+)
+from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.render import check_templates, make_environment, render_digest
+from digest.store import Store
+from digest.summarize import Summarizer, SummaryRequest, load_summarizer
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedReport:
+    """What one feed gave in one collect run."""
+
+    url: str
+    name: str
+    status: str  # "new", "unchanged" (304 or nothing new) or "failed"
+    new_stories: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectReport:
+    feeds: tuple[FeedReport, ...]
+
+    @property
+    def new_stories(self) -> int:
+        return sum(f.new_stories for f in self.feeds)
+
+    @property
+    def failed(self) -> tuple[FeedReport, ...]:
+        return tuple(f for f in self.feeds if f.status == "failed")
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.feeds) and len(self.failed) == len(self.feeds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendReport:
+    edition_on: date
+    rendered: RenderedDigest | None
+    deliveries: tuple[Delivery, ...] = ()
+    already_sent: tuple[Delivery, ...] = ()
+    collect: CollectReport | None = None
+
+    def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
+        return tuple(d for d in self.deliveries if d.state is state)
+
+    @property
+    def ok(self) -> bool:
+        bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
+        return not any(d.state in bad for d in self.deliveries)
+
+
+def edition_date(settings: Settings, now: datetime) -> date:
+    """The edition a moment belongs to: the readers' local calendar day."""
+    return now.astimezone(settings.tz).date()
+
+
+# Collect
+
+
+def collect_once(settings: Settings, clock: Clock) -> CollectReport:
+    """Open the store, collect every feed once, close it."""
+    with Store.open(settings.store.path) as store:
+        return collect_all(settings, store, clock)
+
+
+def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport:
+    """Fetch every feed once and store the new stories; one feed's failure stops nothing."""
+    results = _fetch(settings, store, clock)
+    reports = []
+    for result in results:
+        stories, result = _parse(result, settings.collect.max_age_days)
+        with store.atomic():
+            store.record_fetch(result)
+            new = store.add_stories(stories, seen_at=result.fetched_at)
+        reports.append(_feed_report(result, new))
+        if result.error:
+            logger.warning("feed %s failed: %s", result.source.url, result.error)
+    return CollectReport(feeds=tuple(reports))
+
+
+def _fetch(settings: Settings, store: Store | None, clock: Clock) -> list[FetchResult]:
+    sources = settings.feed_sources
+    states: dict[str, FeedState] = {}
+    if store is not None:
+        states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
+    limits = FetchLimits(
+        timeout_seconds=settings.collect.timeout_seconds,
+        max_bytes=settings.collect.max_bytes,
+        concurrency=settings.collect.concurrency,
+    )
+    return fetch_all(sources, states, limits, clock)
+
+
+def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], FetchResult]:
+    """Stories of a successful fetch; a parse failure turns the result into a failed one."""
+    if not result.is_ok or result.is_not_modified:
+        return (), result
+    try:
+        stories = parse_feed(result)
+    except FeedError as exc:
+        return (), replace(result, error=exc.message, etag=None, last_modified=None)
+    return recent_stories(stories, result.fetched_at, max_age_days), result
+
+
+def _feed_report(result: FetchResult, new: int) -> FeedReport:
+    source = result.source
+    status = "failed" if result.error else "new" if new else "unchanged"
+    return FeedReport(
+        url=source.url, name=source.title, status=status, new_stories=new, error=result.error
+    )
+
+
+# Check
+
+
+def check_settings(settings: Settings) -> list[str]:
+    """Problems that validation alone cannot see: missing files, unknown names, templates."""
+    problems = []
+    for number, feed in enumerate(settings.feeds, start=1):
+        if not feed.url.startswith(("http://", "https://")) and not os.path.isfile(feed.url):
+            problems.append(f"[[feeds]] #{number} .url: no such file: {feed.url}")
+    factories = summarizer_factories(make_plugin_manager())
+    if settings.summarize.summarizer not in factories:
+        problems.append(
+            f"[summarize].summarizer = {settings.summarize.summarizer!r}: no such summarizer "
+            f"(choose one of: {', '.join(sorted(factories))})"
+        )
+    template_dir = settings.render.template_dir
+    if template_dir is not None and not template_dir.is_dir():
+        problems.append(f"[render].template_dir: no such folder: {template_dir}")
+    else:
+        problems.extend(check_templates(make_environment(template_dir)))
+    smtp_login = settings.delivery.backend == "smtp" and settings.smtp.username
+    if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
+        problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
+    return problems
+
+
+# Build and render
+
+
+def build_digest(
+    stories: Sequence[Story],
+    failures: Sequence[FeedFailure],
+    summarizer: Summarizer,
+    *,
+    edition_on: date,
+    now: datetime,
+    max_stories: int,
+) -> Digest:
+    """Cluster, rank and summarise the stories of one edition."""
+    clusters = rank_clusters(cluster_stories(stories), now, limit=max_stories)
+    requests = [SummaryRequest(title=c.lead.title, text=c.lead.text) for c in clusters]
+    texts = summarizer.summarize(requests) if requests else []
+    items = tuple(
+        DigestItem(
+            cluster=cluster,
+            summary=Summary(cluster_id=cluster.cluster_id, text=text, model_id=summarizer.model_id),
+        )
+        for cluster, text in zip(clusters, texts, strict=True)
+    )
+    return Digest(
+        edition_on=edition_on, generated_at=now, items=items, failed_feeds=tuple(failures)
+    )
+
+
+def load_configured_summarizer(settings: Settings) -> Summarizer:
+    """The summarizer named in the settings, built once for this process."""
+    factories = summarizer_factories(make_plugin_manager())
+    return load_summarizer(settings.summarize, factories)
+
+
+def _render(
+    settings: Settings,
+    stories: Sequence[Story],
+    failures: Sequence[FeedFailure],
+    summarizer: Summarizer,
+    now: datetime,
+) -> RenderedDigest:
+    digest = build_digest(
+        stories,
+        failures,
+        summarizer,
+        edition_on=edition_date(settings, now),
+        now=now,
+        max_stories=settings.render.max_stories,
+    )
+    env = make_environment(settings.render.template_dir)
+    return render_digest(digest, env, title=settings.render.title, tz=settings.tz)
+
+
+def preview_edition(
+    settings: Settings, clock: Clock, *, collect: bool, summarizer: Summarizer | None = None
+) -> RenderedDigest:
+    """Today's edition exactly as ``send`` would build it now; writes nothing anywhere."""
+    now = clock()
+    day = edition_date(settings, now)
+    store = Store.open_read_only(settings.store.path)
+    with contextlib.closing(store) if store else contextlib.nullcontext():
+        archived = store.edition(day) if store else None
+        if archived is not None:
+            return archived
+        stories = list(store.stories_for_edition(day)) if store else []
+        failures = store.failing_feeds() if store else ()
+        if collect:
+            fresh, failures = _fetch_unstored(settings, store, clock)
+            stories = _merge(stories, fresh)
+    return _render(
+        settings, stories, failures, summarizer or load_configured_summarizer(settings), now
+    )
+
+
+def _fetch_unstored(
+    settings: Settings, store: Store | None, clock: Clock
+) -> tuple[list[Story], tuple[FeedFailure, ...]]:
+    """Fetch feeds as collect would, keeping the stories in memory only."""
+    stories: list[Story] = []
+    failures = []
+    for result in _fetch(settings, store, clock):
+        parsed, result = _parse(result, settings.collect.max_age_days)
+        stories.extend(parsed)
+        if result.error:
+            failures.append(
+                FeedFailure(
+                    feed_url=result.source.url, name=result.source.title, error=result.error
+                )
+            )
+    if store is not None:
+        known = store.known_story_ids([s.story_id for s in stories])
+        stories = [s for s in stories if s.story_id not in known]
+    return stories, tuple(failures)
+
+
+def _merge(stored: Iterable[Story], fresh: Iterable[Story]) -> list[Story]:
+    merged: list[Story] = []
+    seen: set[str] = set()
+    for story in (*stored, *fresh):
+        if story.story_id in seen or story.url in seen:
+            continue
+        seen.update((story.story_id, story.url))
+        merged.append(story)
+    return merged
+
+
+# Send
+
+
+def send_edition(
+    settings: Settings,
+    clock: Clock,
+    *,
+    collect: bool,
+    summarizer: Summarizer | None = None,
+) -> SendReport:
+    """Collect (optionally), build today's edition once, and deliver it to each recipient once."""
+    with Store.open(settings.store.path) as store:
+        collect_report = collect_all(settings, store, clock) if collect else None
+        now = clock()
+        day = edition_date(settings, now)
+        rendered = store.edition(day)
+        if rendered is None:
+            stories = store.stories_for_edition(day)
+            if not stories:
+                return SendReport(edition_on=day, rendered=None, collect=collect_report)
+            summarizer = summarizer or load_configured_summarizer(settings)
+            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now)
+            with store.atomic():
+                store.create_edition(rendered, [s.story_id for s in stories], now)
+                store.add_deliveries(_planned(settings, day), now)
+        else:
+            store.add_deliveries(_planned(settings, day), now)  # recipients added since
+        ledger = _configured(settings, store.deliveries(day))
+        already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
+        outcome = _deliver(settings, store, rendered, ledger, clock)
+    return SendReport(
+        edition_on=day,
+        rendered=rendered,
+        deliveries=outcome,
+        already_sent=already,
+        collect=collect_report,
+    )
+
+
+def _planned(settings: Settings, day: date) -> list[Delivery]:
+    sender = settings.delivery.from_
+    return [
+        Delivery(
+            edition_on=day,
+            recipient=recipient,
+            message_id=make_message_id(day, recipient, sender),
+            state=DeliveryState.PENDING,
+        )
+        for recipient in settings.delivery.recipients
+    ]
+
+
+def _configured(settings: Settings, ledger: Iterable[Delivery]) -> tuple[Delivery, ...]:
+    wanted = set(settings.delivery.recipients)
+    return tuple(d for d in ledger if d.recipient in wanted)
+
+
+def _deliver(
+    settings: Settings,
+    store: Store,
+    rendered: RenderedDigest,
+    ledger: Sequence[Delivery],
+    clock: Clock,
+) -> tuple[Delivery, ...]:
+    outcome = []
+    with contextlib.closing(make_mailer(settings)) as mailer:
+        for delivery in ledger:
+            if delivery.state is DeliveryState.PENDING:
+                delivery = _deliver_one(settings, store, mailer, rendered, delivery, clock)
+            outcome.append(delivery)
+    return tuple(outcome)
+
+
+def _deliver_one(
+    settings: Settings,
+    store: Store,
+    mailer: Mailer,
+    rendered: RenderedDigest,
+    delivery: Delivery,
+    clock: Clock,
+) -> Delivery:
+    # Committed before the hand-over: a crash from here on leaves the row "sending", which
+    # is reported as uncertain rather than silently sent twice.
+    delivery = store.set_delivery_state(delivery, DeliveryState.SENDING, clock())
+    message = build_message(
+        rendered,
+        sender=settings.delivery.from_,
+        recipient=delivery.recipient,
+        message_id=delivery.message_id,
+        sent_at=clock(),
+    )
+    try:
+        answer = mailer.send(message, delivery.recipient)
+    except DeliveryError as exc:
+        logger.error("delivery to %s failed: %s", delivery.recipient, exc)
+        return store.set_delivery_state(delivery, DeliveryState.FAILED, clock(), str(exc))
+    return store.set_delivery_state(delivery, DeliveryState.SENT, clock(), answer)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """The backend chosen by ``[delivery].backend``."""
+    delivery = settings.delivery
+    if delivery.backend == "smtp":
+        smtp = settings.smtp
+        password = os.environ.get(PASSWORD_ENV_VAR)
+        if smtp.username and not password:
+            raise DeliveryError(
+                f"[smtp].username is set to {smtp.username!r} but ${PASSWORD_ENV_VAR} is not",
+                hint=f"export {PASSWORD_ENV_VAR}=... in the environment digest runs in",
+            )
+        return SmtpMailer(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=password,
+            timeout=smtp.timeout_seconds,
+        )
+    if delivery.backend == "sendmail":
+        return SendmailMailer(delivery.sendmail_command)
+    return OutboxMailer(delivery.outbox)

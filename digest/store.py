@@ -1,0 +1,394 @@
+"""The local store: one SQLite file holding feeds' HTTP state, stories, editions and the
+delivery ledger.
+
+WAL mode, named migrations applied in order (each in the same transaction as its record),
+``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
+never rows. ``Store.open_read_only`` is what ``digest preview`` uses: SQLite itself refuses
+any write, so a preview cannot mark anything sent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+
+from digest.errors import StoreError
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    FeedFailure,
+    FeedState,
+    FetchResult,
+    RenderedDigest,
+    Story,
+)
+
+
+def _run_each(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, which would split a migration from its record.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _m001_initial(conn: sqlite3.Connection) -> None:
+    _run_each(
+        conn,
+        """
+        CREATE TABLE feeds (
+            url TEXT PRIMARY KEY,
+            name TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            last_success_at TEXT,
+            last_error_at TEXT,
+            last_error TEXT
+        );
+        CREATE TABLE stories (
+            story_id TEXT PRIMARY KEY,
+            feed_url TEXT NOT NULL,
+            source_name TEXT NOT NULL,
+            category TEXT,
+            url TEXT NOT NULL,
+            title TEXT NOT NULL,
+            published_at TEXT,
+            author TEXT,
+            text TEXT NOT NULL,
+            html TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            edition_on TEXT
+        );
+        CREATE INDEX stories_by_edition ON stories (edition_on, first_seen_at);
+        CREATE INDEX stories_by_url ON stories (url);
+        CREATE TABLE editions (
+            edition_on TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE deliveries (
+            edition_on TEXT NOT NULL REFERENCES editions (edition_on),
+            recipient TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+            sent_at TEXT,
+            detail TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (edition_on, recipient)
+        );
+        """,
+    )
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("m001_initial", _m001_initial),
+)
+
+
+def _to_text(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _to_datetime(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Store:
+    """A connection to the store file. Build with ``open`` or ``open_read_only``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) the store for reading and writing, migrated to the latest."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"{path}: cannot open the store: {exc}",
+                hint="check [store].path in the settings and that its folder is writable",
+            ) from exc
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Store | None:
+        """Open an existing store so that no write is possible; None if there is none yet."""
+        if not path.exists():
+            return None
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            conn.execute("SELECT count(*) FROM migrations").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot read the store: {exc}") from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
+        name = f"sp{self._depth}"
+        self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+            raise
+        self._depth -= 1
+        self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+
+    def _migrate(self) -> None:
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+        )
+        done = {row[0] for row in self._conn.execute("SELECT name FROM migrations")}
+        for name, migration in MIGRATIONS:
+            if name in done:
+                continue
+            with self.atomic():
+                migration(self._conn)
+                self._conn.execute(
+                    "INSERT INTO migrations VALUES (?, ?)", (name, _to_text(datetime.now(UTC)))
+                )
+
+    def applied_migrations(self) -> tuple[str, ...]:
+        rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
+        return tuple(row[0] for row in rows)
+
+    # Feeds
+
+    def feed_state(self, url: str) -> FeedState | None:
+        row = self._conn.execute(
+            "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error"
+            " FROM feeds WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        return FeedState(
+            url=row[0],
+            etag=row[1],
+            last_modified=row[2],
+            last_success_at=_to_datetime(row[3]),
+            last_error_at=_to_datetime(row[4]),
+            last_error=row[5],
+        )
+
+    def record_fetch(self, result: FetchResult) -> None:
+        """Remember a fetch's validators (on success) or its error (on failure)."""
+        source = result.source
+        self._conn.execute(
+            "INSERT INTO feeds (url, name) VALUES (?, ?) ON CONFLICT (url) DO UPDATE"
+            " SET name = excluded.name",
+            (source.url, source.name),
+        )
+        when = _to_text(result.fetched_at)
+        if result.is_ok:
+            self._conn.execute(
+                "UPDATE feeds SET last_success_at = ?, last_error = NULL, last_error_at = NULL,"
+                " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
+                " WHERE url = ?",
+                (when, result.etag, result.last_modified, source.url),
+            )
+        else:
+            self._conn.execute(
+                "UPDATE feeds SET last_error_at = ?, last_error = ? WHERE url = ?",
+                (when, result.error, source.url),
+            )
+
+    def failing_feeds(self) -> tuple[FeedFailure, ...]:
+        """Feeds whose most recent fetch failed."""
+        rows = self._conn.execute(
+            "SELECT url, coalesce(name, url), last_error FROM feeds"
+            " WHERE last_error IS NOT NULL ORDER BY url"
+        )
+        return tuple(FeedFailure(feed_url=r[0], name=r[1], error=r[2]) for r in rows)
+
+    # Stories
+
+    def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
+        """Store stories not seen before (same id or same link); return how many were new."""
+        added = 0
+        with self.atomic():
+            for story in stories:
+                if self._conn.execute(
+                    "SELECT 1 FROM stories WHERE story_id = ? OR url = ? LIMIT 1",
+                    (story.story_id, story.url),
+                ).fetchone():
+                    continue
+                self._conn.execute(
+                    "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
+                    " published_at, author, text, html, first_seen_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        story.story_id,
+                        story.feed_url,
+                        story.source_name,
+                        story.category,
+                        story.url,
+                        story.title,
+                        _to_text(story.published_at),
+                        story.author,
+                        story.text,
+                        story.html,
+                        _to_text(seen_at),
+                    ),
+                )
+                added += 1
+        return added
+
+    def known_story_ids(self, story_ids: Sequence[str]) -> frozenset[str]:
+        """Which of these ids the store already holds."""
+        known: set[str] = set()
+        for start in range(0, len(story_ids), 500):
+            chunk = story_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT story_id FROM stories WHERE story_id IN ({marks})", chunk
+            )
+            known.update(row[0] for row in rows)
+        return frozenset(known)
+
+    def stories_for_edition(self, edition_on: date) -> tuple[Story, ...]:
+        """Stories not yet in any sent edition, plus those already assigned to this one."""
+        rows = self._conn.execute(
+            "SELECT story_id, feed_url, source_name, category, url, title, published_at,"
+            " author, text, html FROM stories WHERE edition_on IS NULL OR edition_on = ?"
+            " ORDER BY first_seen_at, story_id",
+            (edition_on.isoformat(),),
+        )
+        return tuple(
+            Story(
+                story_id=r[0],
+                feed_url=r[1],
+                source_name=r[2],
+                category=r[3],
+                url=r[4],
+                title=r[5],
+                published_at=_to_datetime(r[6]),
+                author=r[7],
+                text=r[8],
+                html=r[9],
+            )
+            for r in rows
+        )
+
+    # Editions and the delivery ledger
+
+    def edition(self, edition_on: date) -> RenderedDigest | None:
+        row = self._conn.execute(
+            "SELECT subject, html, text FROM editions WHERE edition_on = ?",
+            (edition_on.isoformat(),),
+        ).fetchone()
+        if row is None:
+            return None
+        return RenderedDigest(edition_on=edition_on, subject=row[0], html=row[1], text=row[2])
+
+    def create_edition(
+        self, rendered: RenderedDigest, story_ids: Sequence[str], created_at: datetime
+    ) -> None:
+        """Archive the edition as rendered and assign its stories to it, in one transaction."""
+        day = rendered.edition_on.isoformat()
+        with self.atomic():
+            self._conn.execute(
+                "INSERT INTO editions VALUES (?, ?, ?, ?, ?)",
+                (day, rendered.subject, rendered.html, rendered.text, _to_text(created_at)),
+            )
+            self._conn.executemany(
+                "UPDATE stories SET edition_on = ? WHERE story_id = ?",
+                [(day, story_id) for story_id in story_ids],
+            )
+
+    def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
+        """Record pending deliveries; a recipient already in the ledger keeps its row."""
+        with self.atomic():
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO deliveries"
+                " (edition_on, recipient, message_id, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (d.edition_on.isoformat(), d.recipient, d.message_id, d.state, _to_text(now))
+                    for d in deliveries
+                ],
+            )
+
+    def set_delivery_state(
+        self,
+        delivery: Delivery,
+        state: DeliveryState,
+        now: datetime,
+        detail: str | None = None,
+    ) -> Delivery:
+        """Move one delivery to a new state in its own commit; return the updated record."""
+        sent_at = now if state is DeliveryState.SENT else None
+        with self.atomic():
+            self._conn.execute(
+                "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
+                " WHERE edition_on = ? AND recipient = ?",
+                (
+                    state,
+                    detail,
+                    _to_text(sent_at),
+                    _to_text(now),
+                    delivery.edition_on.isoformat(),
+                    delivery.recipient,
+                ),
+            )
+        return Delivery(
+            edition_on=delivery.edition_on,
+            recipient=delivery.recipient,
+            message_id=delivery.message_id,
+            state=state,
+            sent_at=sent_at,
+            detail=detail,
+        )
+
+    def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
+        rows = self._conn.execute(
+            "SELECT recipient, message_id, state, sent_at, detail FROM deliveries"
+            " WHERE edition_on = ? ORDER BY rowid",
+            (edition_on.isoformat(),),
+        )
+        return tuple(
+            Delivery(
+                edition_on=edition_on,
+                recipient=r[0],
+                message_id=r[1],
+                state=DeliveryState(r[2]),
+                sent_at=_to_datetime(r[3]),
+                detail=r[4],
+            )
+            for r in rows
+        )

@@ -1,0 +1,157 @@
+"""Shared fixtures: a real feed server on 127.0.0.1, settings files under tmp_path, a clean
+environment. No test reaches any other address."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FEEDS = FIXTURES / "feeds"
+REPO = Path(__file__).parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DIGEST_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class FeedServer:
+    """What the loopback feed server saw, and where it listens."""
+
+    base_url: str
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    extra_routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+
+def _handler_for(server_state: FeedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            server_state.requests.append((self.path, dict(self.headers)))
+            path = self.path.split("?")[0]
+            if path in server_state.extra_routes:
+                status, headers, body = server_state.extra_routes[path]
+                return self._reply(status, headers, body)
+            if path.startswith("/status/"):
+                return self._reply(int(path.rsplit("/", 1)[1]), {}, b"error page")
+            if path == "/garbage":
+                return self._reply(200, {"Content-Type": "text/html"}, b"<html><p>hi</p>")
+            if path == "/slow":
+                time.sleep(5)
+                return self._reply(200, {}, b"")
+            if path == "/huge":
+                return self._reply(200, {"Content-Type": "application/xml"}, b"x" * 3_000_000)
+            if path.startswith("/feeds/"):
+                return self._serve_file(FEEDS / path.removeprefix("/feeds/"))
+            return self._reply(404, {}, b"not found")
+
+        def _serve_file(self, file: Path) -> None:
+            if not file.is_file():
+                return self._reply(404, {}, b"not found")
+            etag = f'"{int(file.stat().st_mtime)}-{file.stat().st_size}"'
+            if self.headers.get("If-None-Match") == etag:
+                return self._reply(304, {"ETag": etag}, b"")
+            body = file.read_bytes()
+            headers = {"ETag": etag, "Content-Type": _content_type(file)}
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(body)
+                headers["Content-Encoding"] = "gzip"
+            return self._reply(200, headers, body)
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if status != 304:
+                self.wfile.write(body)
+
+    return Handler
+
+
+def _content_type(file: Path) -> str:
+    if file.suffix == ".json":
+        return "application/feed+json"
+    if file.suffix == ".atom":
+        return "application/atom+xml"
+    return "application/rss+xml; charset=utf-8"
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A threaded HTTP server on 127.0.0.1 (never all interfaces) serving tests/fixtures/feeds."""
+    state = FeedServer(base_url="")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
+    httpd.daemon_threads = True
+    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def write_settings(
+    folder: Path,
+    feeds: list[dict[str, str]],
+    *,
+    recipients: tuple[str, ...] = ("reader@example.org", "Second <second@example.org>"),
+    sections: dict[str, dict[str, Any]] | None = None,
+    timezone: str = "Europe/Istanbul",
+) -> Path:
+    """Write a complete settings file for a test and return its path."""
+    chosen: dict[str, dict[str, Any]] = {
+        "store": {"path": "digest.db"},
+        "collect": {"max_age_days": 0, "timeout_seconds": 3},
+        "summarize": {"summarizer": "lead", "words": 40},
+        "delivery": {
+            "backend": "outbox",
+            "outbox": "outbox",
+            "from": "Digest <digest@example.org>",
+            "recipients": list(recipients),
+        },
+    }
+    for name, values in (sections or {}).items():
+        chosen[name] = {**chosen.get(name, {}), **values}
+    lines = [f"timezone = {toml_value(timezone)}"]
+    for feed in feeds:
+        lines.append("[[feeds]]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in feed.items()]
+    for name, values in chosen.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path = folder / "settings.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from digest.config import Settings, find_config_path, load_settings
+from digest.errors import ConfigError
+from tests.conftest import REPO, write_settings
+
+
+def _problems(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return str(caught.value)
+
+
+def test_example_settings_file_is_valid_and_resolves_paths_next_to_it() -> None:
+    settings = load_settings(REPO / "settings.toml")
+    assert settings.timezone == "Europe/Istanbul"
+    assert settings.store.path == REPO / "digest.db"
+    assert settings.delivery.outbox == REPO / "outbox"
+    assert settings.summarize.summarizer == "extractive"
+    assert all(feed.url.startswith("https://") for feed in settings.feeds)
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, info in model.model_fields.items():
+        if name == "config_path":
+            continue
+        key = info.alias or name
+        annotation = info.annotation
+        nested = [
+            a
+            for a in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            keys |= _keys(nested[0], f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def _document_keys(document: dict[str, object], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in document.items():
+        if isinstance(value, dict):
+            keys |= _document_keys(value, f"{prefix}{key}.")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for table in value:
+                keys |= _document_keys(table, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def test_every_setting_is_documented_in_the_example_file() -> None:
+    text = (REPO / "settings.toml").read_text()
+    documented = _document_keys(tomllib.loads(text))
+    # template_dir is optional and shown commented out
+    documented.add("render.template_dir")
+    assert _keys(Settings) == documented
+
+
+def test_demo_config_loads_with_local_feed_files() -> None:
+    settings = load_settings(REPO / "examples" / "demo.toml")
+    for feed in settings.feeds:
+        assert Path(feed.url).is_file(), feed.url
+    assert settings.collect.max_age_days == 0
+    assert settings.delivery.backend == "outbox"
+
+
+def test_typo_in_a_key_names_the_file_the_key_and_the_fix(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path, [{"url": "https://example.org/rss"}], sections={"smtp": {"prot": 25}}
+    )
+    message = _problems(path)
+    assert str(path) in message
+    assert "[smtp].prot: unknown key; did you mean 'port'?" in message
+    assert "valid keys: host, port, security, timeout_seconds, username" in message
+
+
+def test_every_problem_is_reported_at_once_with_the_bad_value(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        [{"url": "htp://example.org/rss"}, {"urll": "feeds/a.xml"}],
+        timezone="Europe/Istanbl",
+        sections={"smtp": {"port": "abc"}, "schedule": {"send_at": "7am"}},
+    )
+    message = _problems(path)
+    assert "timezone = 'Europe/Istanbl': is not an IANA time zone name" in message
+    assert "[[feeds]] #1 .url = 'htp://example.org/rss': must be an http:// or https://" in message
+    assert "[[feeds]] #2 .url: required, but not set" in message
+    assert "[[feeds]] #2 .urll: unknown key; did you mean 'url'?" in message
+    assert "[smtp].port = 'abc'" in message
+    assert "[schedule].send_at = '7am': must be a 24-hour time like '07:00'" in message
+    assert "6 problem(s)" in message
+
+
+def test_bad_addresses_and_duplicate_recipients_are_config_errors(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss"}],
+        recipients=("a@example.org", "not-an-address"),
+    )
+    assert "[delivery].recipients #2 = 'not-an-address': is not an email address" in _problems(path)
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss"}],
+        recipients=("a@example.org", "Someone <A@example.org>"),
+    )
+    assert "lists 'a@example.org' twice" in _problems(path)
+
+
+def test_header_injection_in_a_recipient_is_refused(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path, [{"url": "https://example.org/rss"}], recipients=("a@example.org\nBcc: x@y.org",)
+    )
+    assert "must be a single line" in _problems(path)
+
+
+def test_missing_feeds_and_missing_file(tmp_path: Path) -> None:
+    message = _problems(tmp_path / "nowhere.toml")
+    assert "config file not found" in message
+    assert "DIGEST_CONFIG" in message
+    empty = tmp_path / "empty.toml"
+    empty.write_text('[delivery]\nfrom = "a@example.org"\nrecipients = ["b@example.org"]\n')
+    assert "at least one [[feeds]] table with a url is required" in _problems(empty)
+
+
+def test_invalid_toml_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('timezone = "UTC"\n[store\npath = 1\n')
+    message = _problems(path)
+    assert "not valid TOML" in message
+    assert "line 2" in message
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = write_settings(folder, [{"url": "feeds/local.xml"}, {"url": "file:///srv/x.xml"}])
+    settings = load_settings(path)
+    assert settings.feeds[0].url == str(folder / "feeds" / "local.xml")
+    assert settings.feeds[1].url == "/srv/x.xml"
+    assert settings.store.path == folder / "digest.db"
+
+
+def test_config_is_found_from_option_then_environment_then_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert find_config_path(None) == Path("settings.toml")
+    monkeypatch.setenv("DIGEST_CONFIG", "/etc/digest.toml")
+    assert find_config_path(None) == Path("/etc/digest.toml")
+    assert find_config_path("mine.toml") == Path("mine.toml")
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path, [{"url": "https://example.org/rss"}]))
+    with pytest.raises(ValueError, match="frozen"):
+        settings.timezone = "UTC"  # type: ignore[misc]
