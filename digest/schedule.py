@@ -68,22 +68,24 @@ def edition_job(settings: Settings) -> None:
 
 def build_scheduler(settings: Settings) -> BlockingScheduler:
     """The daemon's scheduler with its two jobs; the collect job also runs at start-up."""
-    scheduler = BlockingScheduler(
-        timezone=settings.tz,
-        job_defaults={
-            "coalesce": True,
-            "max_instances": 1,
-            "misfire_grace_time": int(settings.schedule.misfire_grace_hours * 3600),
-        },
-    )
+    scheduler = BlockingScheduler(timezone=settings.tz)
+    # APScheduler's default grace is 1 s: a daemon restarted minutes late would skip the day.
+    options = {
+        "coalesce": True,
+        "max_instances": 1,
+        "misfire_grace_time": int(settings.schedule.misfire_grace_hours * 3600),
+    }
     scheduler.add_job(
         collect_job,
         IntervalTrigger(minutes=settings.schedule.collect_every_minutes),
         args=[settings],
         id="collect",
         next_run_time=utc_now() + timedelta(seconds=1),
+        **options,
     )
-    scheduler.add_job(edition_job, edition_trigger(settings), args=[settings], id="edition")
+    scheduler.add_job(
+        edition_job, edition_trigger(settings), args=[settings], id="edition", **options
+    )
     return scheduler
 
 

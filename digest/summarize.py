@@ -119,7 +119,10 @@ class ExtractiveSummarizer:
         if self._model is not None:
             return
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        # A cron job's mail is no place for progress bars.
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         model_dir = self.model_dir or _bundled_minilm_dir()
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import email
+import socket
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from digest.deliver import OutboxMailer, SmtpMailer, build_message, header_safe, make_message_id
+from digest.errors import DeliveryError
+from digest.models import RenderedDigest
+
+DAY = date(2024, 3, 1)
+RENDERED = RenderedDigest(
+    edition_on=DAY,
+    subject="Digest, 1 March: Çanakkale köprüsü açıldı",
+    html="<p>Héllo <b>world</b></p>",
+    text="Héllo world\n",
+)
+
+
+def _message(
+    recipient: str = "Reader <reader@example.org>", subject: str | None = None
+) -> EmailMessage:
+    rendered = (
+        RENDERED
+        if subject is None
+        else RenderedDigest(edition_on=DAY, subject=subject, html="<p>x</p>", text="x")
+    )
+    return build_message(
+        rendered,
+        sender="Digest <digest@example.org>",
+        recipient=recipient,
+        message_id=make_message_id(DAY, recipient, "digest@example.org"),
+        sent_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
+    )
+
+
+def test_message_is_multipart_alternative_with_exact_headers() -> None:
+    raw = _message().as_bytes()
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Subject"] == "Digest, 1 March: Çanakkale köprüsü açıldı"
+    assert b"=?utf-8?" in raw  # the non-ASCII subject is encoded, not raw 8-bit
+    assert parsed["From"] == "Digest <digest@example.org>"
+    assert parsed["To"] == "Reader <reader@example.org>"
+    assert parsed["Date"] == "Fri, 01 Mar 2024 04:00:00 +0000"
+    assert parsed.get_body(("plain",)).get_content().splitlines() == ["Héllo world"]
+    assert parsed.get_body(("html",)).get_content().strip() == "<p>Héllo <b>world</b></p>"
+
+
+def test_message_id_is_fixed_by_edition_and_recipient() -> None:
+    one = make_message_id(DAY, "Reader <Reader@Example.org>", "Digest <digest@example.org>")
+    assert one == make_message_id(DAY, "reader@example.org", "digest@example.org")
+    assert one != make_message_id(date(2024, 3, 2), "reader@example.org", "digest@example.org")
+    assert one.startswith("<digest.20240301.") and one.endswith("@example.org>")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "News\r\nBcc: evil@example.net",
+        "News\nBcc: evil@example.net",
+        "News =?UTF-8?Q?=0A?=Bcc: evil@example.net",
+        "News =?UTF-8?B?PT9VVEYtOD9RPz0wQT89?=Bcc: evil@example.net",
+        "News\u2028Bcc: evil@example.net",
+        "News\x00\x0bBcc: evil@example.net",
+    ],
+)
+def test_header_injection_yields_one_subject_and_no_extra_header(subject: str) -> None:
+    raw = _message(subject=subject).as_bytes()
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    names = [
+        line.split(b":", 1)[0].lower()
+        for line in header_block.split(b"\r\n")
+        if line and line[:1] not in b" \t"
+    ]
+    assert names.count(b"subject") == 1
+    assert b"bcc" not in names
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["Bcc"] is None
+    assert "\n" not in parsed["Subject"]
+
+
+def test_header_safe_leaves_ordinary_text_alone() -> None:
+    assert (
+        header_safe("Plain – ünïcode, with = signs ? and more")
+        == "Plain – ünïcode, with = signs ? and more"
+    )
+
+
+def test_outbox_writes_one_file_per_message_id_and_a_resend_overwrites(tmp_path: Path) -> None:
+    mailer = OutboxMailer(tmp_path / "outbox")
+    mailer.send(_message(), "reader@example.org")
+    mailer.send(_message(), "reader@example.org")
+    mailer.send(_message("other@example.org"), "other@example.org")
+    files = sorted((tmp_path / "outbox").iterdir())
+    assert len(files) == 2 and all(f.suffix == ".eml" for f in files)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK queued"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[_Sink, int]]:
+    sink = _Sink()
+    port = _free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
+    smtp_sink: tuple[_Sink, int],
+) -> None:
+    sink, port = smtp_sink
+    mailer = SmtpMailer(
+        host="127.0.0.1", port=port, security="none", username=None, password=None, timeout=5
+    )
+    for recipient in ("a@example.org", "B <b@example.org>"):
+        assert mailer.send(_message(recipient), recipient) == "accepted by the server"
+    mailer.close()
+    assert [e.rcpt_tos for e in sink.envelopes] == [["a@example.org"], ["b@example.org"]]
+    assert all(e.mail_from == "digest@example.org" for e in sink.envelopes)
+    received = email.message_from_bytes(sink.envelopes[1].content, policy=policy.default)
+    assert received["To"] == "B <b@example.org>"
+
+
+def test_starttls_required_but_not_offered_is_refused_not_sent_in_plain(
+    smtp_sink: tuple[_Sink, int],
+) -> None:
+    sink, port = smtp_sink
+    mailer = SmtpMailer(
+        host="127.0.0.1", port=port, security="starttls", username=None, password=None, timeout=5
+    )
+    with pytest.raises(DeliveryError, match="cannot connect \\(starttls\\)"):
+        mailer.send(_message(), "reader@example.org")
+    assert sink.envelopes == []
+
+
+def test_connection_refused_is_a_clear_delivery_error() -> None:
+    mailer = SmtpMailer(
+        host="127.0.0.1",
+        port=_free_port(),
+        security="none",
+        username=None,
+        password=None,
+        timeout=5,
+    )
+    with pytest.raises(DeliveryError, match=r"SMTP 127\.0\.0\.1:\d+: cannot connect"):
+        mailer.send(_message(), "reader@example.org")

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.models import Delivery, DeliveryState, FeedSource, FetchResult, RenderedDigest, Story
+from digest.store import MIGRATIONS, Store
+
+NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
+
+
+def _story(n: int, url: str | None = None) -> Story:
+    return Story(
+        story_id=f"sha256:{n}",
+        feed_url="https://example.org/feed",
+        source_name="Example",
+        category="World",
+        url=url or f"https://example.org/{n}",
+        title=f"Story {n}",
+        published_at=NOW,
+        text=f"Text {n}.",
+        html=f"<p>Text {n}.</p>",
+    )
+
+
+def test_migrations_run_once_and_the_file_is_wal(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "digest.db"
+    with Store.open(path) as store:
+        assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
+    with Store.open(path) as store:
+        assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_stories_are_deduplicated_by_id_and_by_link(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.db") as store:
+        assert store.add_stories([_story(1), _story(2)], NOW) == 2
+        assert store.add_stories([_story(1), _story(3, url="https://example.org/2")], NOW) == 0
+        assert [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))] == [
+            "sha256:1",
+            "sha256:2",
+        ]
+        assert store.known_story_ids(["sha256:1", "sha256:9"]) == {"sha256:1"}
+
+
+def test_a_story_belongs_to_the_first_edition_that_takes_it(tmp_path: Path) -> None:
+    day = date(2024, 3, 1)
+    with Store.open(tmp_path / "d.db") as store:
+        store.add_stories([_story(1), _story(2)], NOW)
+        rendered = RenderedDigest(edition_on=day, subject="S", html="<p>h</p>", text="t")
+        store.create_edition(rendered, ["sha256:1", "sha256:2"], NOW)
+        store.add_stories([_story(3)], NOW)
+        assert [s.story_id for s in store.stories_for_edition(day)] == [
+            "sha256:1",
+            "sha256:2",
+            "sha256:3",
+        ]
+        next_day = [s.story_id for s in store.stories_for_edition(date(2024, 3, 2))]
+        assert next_day == ["sha256:3"]
+        assert store.edition(day) == rendered
+
+
+def test_feed_state_keeps_validators_and_the_last_error(tmp_path: Path) -> None:
+    source = FeedSource(url="https://example.org/feed", name="Example")
+    with Store.open(tmp_path / "d.db") as store:
+        store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200, etag='"1"'))
+        store.record_fetch(FetchResult(source=source, fetched_at=NOW, error="HTTP 500"))
+        state = store.feed_state(source.url)
+        assert state is not None and state.etag == '"1"' and state.last_error == "HTTP 500"
+        assert [f.error for f in store.failing_feeds()] == ["HTTP 500"]
+        store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=304))
+        assert store.failing_feeds() == ()
+
+
+def test_delivery_ledger_is_unique_per_edition_and_recipient(tmp_path: Path) -> None:
+    day = date(2024, 3, 1)
+    pending = Delivery(
+        edition_on=day, recipient="a@example.org", message_id="<1@x>", state=DeliveryState.PENDING
+    )
+    with Store.open(tmp_path / "d.db") as store:
+        store.create_edition(
+            RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
+        )
+        store.add_deliveries([pending], NOW)
+        sent = store.set_delivery_state(pending, DeliveryState.SENT, NOW, "250 OK")
+        store.add_deliveries([pending], NOW)  # a second plan keeps the row as it is
+        assert store.deliveries(day) == (sent,)
+        assert sent.sent_at == NOW
+
+
+def test_atomic_rolls_back_and_nests_with_savepoints(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.db") as store:
+        with store.atomic():
+            store.add_stories([_story(1)], NOW)
+            with pytest.raises(RuntimeError), store.atomic():
+                store.add_stories([_story(2)], NOW)
+                raise RuntimeError("inner")
+        with pytest.raises(RuntimeError), store.atomic():
+            store.add_stories([_story(3)], NOW)
+            raise RuntimeError("outer")
+        ids = [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))]
+        assert ids == ["sha256:1"]
+
+
+def test_read_only_store_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    Store.open(path).close()
+    assert Store.open_read_only(tmp_path / "missing.db") is None
+    store = Store.open_read_only(path)
+    assert store is not None
+    with store, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.add_stories([_story(1)], NOW)
