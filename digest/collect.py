@@ -32,6 +32,10 @@ from digest.errors import FeedError
 from digest.models import FeedSource, FeedState, FetchResult, Story
 
 USER_AGENT = f"digest/{__version__} (+https://pypi.org/project/digest/; daily newsletter digest)"
+_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9,"
+    " application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
 _MAX_REDIRECTS = 5
 _TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_[ce]id|_hsenc|_hsmi)$")
 _BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote|/pre)\b[^>]*>")
@@ -77,12 +81,6 @@ async def _fetch_all(
                 )
             )
         )
-
-
-_ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9,"
-    " application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
-)
 
 
 async def fetch_feed(

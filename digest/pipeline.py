@@ -145,8 +145,14 @@ def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], F
     try:
         stories = parse_feed(result)
     except FeedError as exc:
-        return (), replace(result, error=exc.message, etag=None, last_modified=None)
-    return recent_stories(stories, result.fetched_at, max_age_days), result
+        error = exc.message
+    except Exception as exc:  # the per-feed boundary: one feed never stops the rest
+        logger.exception("unexpected error parsing %s", result.source.url)
+        error = f"could not parse the feed ({type(exc).__name__}: {exc})"
+    else:
+        return recent_stories(stories, result.fetched_at, max_age_days), result
+    # Forget the validators, so the next fetch gets the whole body again.
+    return (), replace(result, error=error, etag=None, last_modified=None)
 
 
 def _feed_report(result: FetchResult, new: int) -> FeedReport:
