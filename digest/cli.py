@@ -140,6 +140,14 @@ def send(dry_run: bool, collect: bool) -> None:
         sys.exit(1)
 
 
+_STATE_LABELS = {
+    DeliveryState.PENDING: "not sent yet",
+    DeliveryState.SENDING: "uncertain (may have been delivered; not resent)",
+    DeliveryState.SENT: "sent",
+    DeliveryState.FAILED: "failed",
+}
+
+
 def _print_send(report: pipeline.SendReport) -> None:
     if report.collect is not None:
         _print_collect(report.collect)
@@ -149,7 +157,9 @@ def _print_send(report: pipeline.SendReport) -> None:
     click.echo(f"edition {report.edition_on}: {report.rendered.subject}")
     already = {d.recipient for d in report.already_sent}
     for delivery in report.deliveries:
-        state = "already sent" if delivery.recipient in already else delivery.state.value
+        state = _STATE_LABELS[delivery.state]
+        if delivery.recipient in already:
+            state = "already sent"
         click.echo(f"  {delivery.recipient}: {state}  {delivery.detail or ''}".rstrip())
     sent = len(report.in_state(DeliveryState.SENT)) - len(already)
     failed = len(report.in_state(DeliveryState.FAILED))

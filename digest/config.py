@@ -100,7 +100,9 @@ class DeliverySettings(_Section):
     outbox: Path = Path("outbox")
     from_: EmailAddress = Field(alias="from")
     recipients: tuple[EmailAddress, ...] = Field(min_length=1)
-    sendmail_command: tuple[str, ...] = ("/usr/sbin/sendmail", "-oi", "-t")
+    sendmail_command: tuple[str, ...] = Field(
+        default=("/usr/sbin/sendmail", "-oi", "-t"), min_length=1
+    )
 
     @field_validator("recipients")
     @classmethod

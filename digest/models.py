@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from email.utils import parseaddr
 from enum import StrEnum
 
 
@@ -164,3 +165,8 @@ class Delivery:
     state: DeliveryState
     sent_at: datetime | None = None
     detail: str | None = None
+
+    @property
+    def address(self) -> str:
+        """The bare, lower-cased address: what identifies a recipient in the ledger."""
+        return parseaddr(self.recipient)[1].lower()

@@ -306,25 +306,31 @@ def send_edition(
     summarizer: Summarizer | None = None,
 ) -> SendReport:
     """Collect (optionally), build today's edition once, and deliver it to each recipient once."""
+    summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
         now = clock()
         day = edition_date(settings, now)
         rendered = store.edition(day)
+        story_ids: list[str] = []
         if rendered is None:
             stories = store.stories_for_edition(day)
             if not stories:
                 return SendReport(edition_on=day, rendered=None, collect=collect_report)
-            summarizer = summarizer or load_configured_summarizer(settings)
             rendered = _render(settings, stories, store.failing_feeds(), summarizer, now)
-            with store.atomic():
-                store.create_edition(rendered, [s.story_id for s in stories], now)
-                store.add_deliveries(_planned(settings, day), now)
-        else:
-            store.add_deliveries(_planned(settings, day), now)  # recipients added since
-        ledger = _configured(settings, store.deliveries(day))
+            story_ids = [s.story_id for s in stories]
+        planned = _planned(settings, day)
+        with store.atomic():
+            # Re-checked under the write lock: a concurrent sender may have archived it first.
+            if store.edition(day) is None:
+                store.create_edition(rendered, story_ids, now)
+            store.add_deliveries(planned, now)
+        rendered = store.edition(day) or rendered
+        wanted = {d.address for d in planned}
+        ledger = [d for d in store.deliveries(day) if d.address in wanted]
         already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
-        outcome = _deliver(settings, store, rendered, ledger, clock)
+        _deliver(settings, store, rendered, ledger, clock)
+        outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
     return SendReport(
         edition_on=day,
         rendered=rendered,
@@ -347,25 +353,20 @@ def _planned(settings: Settings, day: date) -> list[Delivery]:
     ]
 
 
-def _configured(settings: Settings, ledger: Iterable[Delivery]) -> tuple[Delivery, ...]:
-    wanted = set(settings.delivery.recipients)
-    return tuple(d for d in ledger if d.recipient in wanted)
-
-
 def _deliver(
     settings: Settings,
     store: Store,
     rendered: RenderedDigest,
     ledger: Sequence[Delivery],
     clock: Clock,
-) -> tuple[Delivery, ...]:
-    outcome = []
+) -> None:
+    """Hand each pending (or earlier failed) delivery to the mail backend, one commit each."""
+    due = [d for d in ledger if d.state in (DeliveryState.PENDING, DeliveryState.FAILED)]
+    if not due:
+        return
     with contextlib.closing(make_mailer(settings)) as mailer:
-        for delivery in ledger:
-            if delivery.state is DeliveryState.PENDING:
-                delivery = _deliver_one(settings, store, mailer, rendered, delivery, clock)
-            outcome.append(delivery)
-    return tuple(outcome)
+        for delivery in due:
+            _deliver_one(settings, store, mailer, rendered, delivery, clock)
 
 
 def _deliver_one(
@@ -375,10 +376,7 @@ def _deliver_one(
     rendered: RenderedDigest,
     delivery: Delivery,
     clock: Clock,
-) -> Delivery:
-    # Committed before the hand-over: a crash from here on leaves the row "sending", which
-    # is reported as uncertain rather than silently sent twice.
-    delivery = store.set_delivery_state(delivery, DeliveryState.SENDING, clock())
+) -> None:
     message = build_message(
         rendered,
         sender=settings.delivery.from_,
@@ -386,12 +384,23 @@ def _deliver_one(
         message_id=delivery.message_id,
         sent_at=clock(),
     )
+    # Committed before the hand-over: a crash from here on leaves the row "sending", which
+    # is reported as uncertain rather than silently sent twice.
+    claimed = store.claim_delivery(delivery, clock())
+    if claimed is None:
+        return  # another sender has it
     try:
         answer = mailer.send(message, delivery.recipient)
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
-        return store.set_delivery_state(delivery, DeliveryState.FAILED, clock(), str(exc))
-    return store.set_delivery_state(delivery, DeliveryState.SENT, clock(), answer)
+        store.set_delivery_state(claimed, DeliveryState.FAILED, clock(), str(exc))
+    except Exception as exc:  # the per-recipient boundary: the others still get theirs
+        logger.exception("unexpected error delivering to %s", delivery.recipient)
+        # Whether the backend took the message is unknown: stays "sending", i.e. uncertain.
+        detail = f"uncertain: {type(exc).__name__}: {exc}"
+        store.set_delivery_state(claimed, DeliveryState.SENDING, clock(), detail)
+    else:
+        store.set_delivery_state(claimed, DeliveryState.SENT, clock(), answer)
 
 
 def make_mailer(settings: Settings) -> Mailer:

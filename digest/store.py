@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -73,6 +74,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         );
         CREATE TABLE deliveries (
             edition_on TEXT NOT NULL REFERENCES editions (edition_on),
+            address TEXT NOT NULL,
             recipient TEXT NOT NULL,
             message_id TEXT NOT NULL,
             state TEXT NOT NULL
@@ -80,7 +82,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             sent_at TEXT,
             detail TEXT,
             updated_at TEXT NOT NULL,
-            PRIMARY KEY (edition_on, recipient)
+            PRIMARY KEY (edition_on, address)
         );
         """,
     )
@@ -108,11 +110,14 @@ class Store:
         self._depth = 0
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if needed) the store for reading and writing, migrated to the latest."""
+    def open(cls, path: Path, *, busy_timeout: float = 30.0) -> Store:
+        """Open (creating if needed) the store for reading and writing, migrated to the latest.
+
+        A writer waits up to ``busy_timeout`` seconds for another process's transaction.
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = FULL")
@@ -122,7 +127,11 @@ class Store:
                 hint="check [store].path in the settings and that its folder is writable",
             ) from exc
         store = cls(conn, path)
-        store._migrate()
+        try:
+            store._migrate()
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     @classmethod
@@ -155,17 +164,25 @@ class Store:
     def atomic(self) -> Iterator[None]:
         """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
         name = f"sp{self._depth}"
-        self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"{self.path}: cannot write to the store: {exc}",
+                hint="another digest process may hold it; try again when it has finished",
+            ) from exc
         self._depth += 1
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._depth -= 1
             if self._depth == 0:
                 self._conn.execute("ROLLBACK")
             else:
                 self._conn.execute(f"ROLLBACK TO {name}")
                 self._conn.execute(f"RELEASE {name}")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: store error: {exc}") from exc
             raise
         self._depth -= 1
         self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
@@ -336,13 +353,31 @@ class Store:
         """Record pending deliveries; a recipient already in the ledger keeps its row."""
         with self.atomic():
             self._conn.executemany(
-                "INSERT OR IGNORE INTO deliveries"
-                " (edition_on, recipient, message_id, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO deliveries (edition_on, address, recipient, message_id,"
+                " state, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (d.edition_on.isoformat(), d.recipient, d.message_id, d.state, _to_text(now))
+                    (
+                        d.edition_on.isoformat(),
+                        d.address,
+                        d.recipient,
+                        d.message_id,
+                        d.state,
+                        _to_text(now),
+                    )
                     for d in deliveries
                 ],
             )
+
+    def claim_delivery(self, delivery: Delivery, now: datetime) -> Delivery | None:
+        """Mark a pending or failed delivery ``sending`` in its own commit; None if another
+        sender got to it first (two senders at once never hand over the same message)."""
+        with self.atomic():
+            claimed = self._conn.execute(
+                "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?"
+                " WHERE edition_on = ? AND address = ? AND state IN ('pending', 'failed')",
+                (_to_text(now), delivery.edition_on.isoformat(), delivery.address),
+            ).rowcount
+        return replace(delivery, state=DeliveryState.SENDING, detail=None) if claimed else None
 
     def set_delivery_state(
         self,
@@ -356,24 +391,17 @@ class Store:
         with self.atomic():
             self._conn.execute(
                 "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
-                " WHERE edition_on = ? AND recipient = ?",
+                " WHERE edition_on = ? AND address = ?",
                 (
                     state,
                     detail,
                     _to_text(sent_at),
                     _to_text(now),
                     delivery.edition_on.isoformat(),
-                    delivery.recipient,
+                    delivery.address,
                 ),
             )
-        return Delivery(
-            edition_on=delivery.edition_on,
-            recipient=delivery.recipient,
-            message_id=delivery.message_id,
-            state=state,
-            sent_at=sent_at,
-            detail=detail,
-        )
+        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
 
     def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
         rows = self._conn.execute(

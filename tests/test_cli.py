@@ -138,7 +138,7 @@ def test_a_recipient_added_later_gets_the_same_edition(
     assert late.get_body(("html",)).get_content() == first_html
 
 
-def test_a_failed_delivery_is_recorded_and_exits_non_zero(
+def test_a_failed_delivery_is_recorded_exits_non_zero_and_is_retried(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     config = _settings(tmp_path, feed_server)
@@ -146,6 +146,65 @@ def test_a_failed_delivery_is_recorded_and_exits_non_zero(
     result = _run("--config", str(config), "send")
     assert result.exit_code == 1
     assert "failed 2" in result.output and "cannot write" in result.output
+    (tmp_path / "outbox").unlink()
+    retry = _run("--config", str(config), "send")
+    assert retry.exit_code == 0
+    assert "sent 2, failed 0, already sent 0, uncertain 0" in retry.output
+    assert len(_outbox(tmp_path)) == 2
+
+
+def test_a_new_display_name_for_a_served_address_sends_no_second_copy(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    _run(
+        "--config",
+        str(_settings(tmp_path, feed_server, recipients=("reader@example.org",))),
+        "send",
+    )
+    config = _settings(tmp_path, feed_server, recipients=("Dear Reader <Reader@example.org>",))
+    result = _run("--config", str(config), "send")
+    assert "sent 0, failed 0, already sent 1" in result.output
+    assert len(_outbox(tmp_path)) == 1
+
+
+def test_sendmail_backend_pipes_each_message_to_the_command(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    script = tmp_path / "fake-sendmail.py"
+    script.write_text(
+        "import sys, pathlib, uuid\npathlib.Path(sys.argv[1], uuid.uuid4().hex + '.eml').write_bytes(sys.stdin.buffer.read())\n"
+    )
+    received = tmp_path / "received"
+    received.mkdir()
+    command = [sys.executable, str(script), str(received)]
+    config = _settings(
+        tmp_path,
+        feed_server,
+        sections={"delivery": {"backend": "sendmail", "sendmail_command": command}},
+    )
+    result = _run("--config", str(config), "send")
+    assert result.exit_code == 0, result.output
+    messages = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in received.iterdir()
+    ]
+    assert sorted(str(m["To"]) for m in messages) == [
+        "Second <second@example.org>",
+        "reader@example.org",
+    ]
+
+
+def test_a_failing_sendmail_command_fails_each_delivery_with_its_error(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    command = [sys.executable, "-c", "import sys; sys.stderr.write('queue full'); sys.exit(75)"]
+    config = _settings(
+        tmp_path,
+        feed_server,
+        sections={"delivery": {"backend": "sendmail", "sendmail_command": command}},
+    )
+    result = _run("--config", str(config), "send")
+    assert result.exit_code == 1
+    assert "exited 75: queue full" in result.output and "failed 2" in result.output
 
 
 def test_send_with_nothing_new_sends_nothing(tmp_path: Path, feed_server: FeedServer) -> None:

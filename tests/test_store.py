@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.errors import StoreError
 from digest.models import Delivery, DeliveryState, FeedSource, FetchResult, RenderedDigest, Story
 from digest.store import MIGRATIONS, Store
 
@@ -113,5 +114,49 @@ def test_read_only_store_cannot_write(tmp_path: Path) -> None:
     assert Store.open_read_only(tmp_path / "missing.db") is None
     store = Store.open_read_only(path)
     assert store is not None
-    with store, pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with store, pytest.raises(StoreError, match="readonly"):
         store.add_stories([_story(1)], NOW)
+
+
+def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
+    day = date(2024, 3, 1)
+    pending = Delivery(
+        edition_on=day,
+        recipient="A <a@example.org>",
+        message_id="<1@x>",
+        state=DeliveryState.PENDING,
+    )
+    with Store.open(tmp_path / "d.db") as first, Store.open(tmp_path / "d.db") as second:
+        first.create_edition(
+            RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
+        )
+        first.add_deliveries([pending], NOW)
+        claimed = first.claim_delivery(pending, NOW)
+        assert claimed is not None and claimed.state is DeliveryState.SENDING
+        assert second.claim_delivery(pending, NOW) is None
+        # The same address under another display name is the same recipient.
+        renamed = Delivery(
+            edition_on=day,
+            recipient="a@EXAMPLE.org",
+            message_id="<1@x>",
+            state=DeliveryState.PENDING,
+        )
+        second.add_deliveries([renamed], NOW)
+        assert [d.recipient for d in second.deliveries(day)] == ["A <a@example.org>"]
+        failed = first.set_delivery_state(claimed, DeliveryState.FAILED, NOW, "452 mailbox full")
+        assert second.claim_delivery(failed, NOW) is not None  # a failed delivery is retried
+
+
+def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    Store.open(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with Store.open(path, busy_timeout=0.1) as store, pytest.raises(StoreError) as caught:
+            store.add_stories([_story(1)], NOW)
+        assert "database is locked" in str(caught.value)
+        assert "another digest process" in str(caught.value)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
