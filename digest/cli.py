@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import tempfile
 import webbrowser
@@ -111,12 +112,21 @@ def preview(out: str | None, open_browser: bool, as_text: bool, collect: bool) -
     if as_text:
         click.echo(rendered.text, nl=False)
         return
-    path = Path(out) if out else Path(tempfile.mkstemp(prefix="digest-", suffix=".html")[1])
-    path.write_text(rendered.html, encoding="utf-8")
+    path = Path(out) if out else _temp_html_path()
+    try:
+        path.write_text(rendered.html, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
     click.echo(f"subject: {rendered.subject}")
     click.echo(f"wrote {path}")
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
+
+
+def _temp_html_path() -> Path:
+    handle, name = tempfile.mkstemp(prefix="digest-", suffix=".html")
+    os.close(handle)
+    return Path(name)
 
 
 @cli.command()
@@ -129,10 +139,7 @@ def send(dry_run: bool, collect: bool) -> None:
     """Build today's edition and deliver it to every recipient, once."""
     settings = _settings()
     if dry_run:
-        rendered = pipeline.preview_edition(settings, schedule.utc_now, collect=False)
-        click.echo(f"would send {rendered.edition_on}: {rendered.subject}")
-        for recipient in settings.delivery.recipients:
-            click.echo(f"  to {recipient}")
+        _print_plan(pipeline.plan_edition(settings, schedule.utc_now))
         return
     report = pipeline.send_edition(settings, schedule.utc_now, collect=collect)
     _print_send(report)
@@ -146,6 +153,18 @@ _STATE_LABELS = {
     DeliveryState.SENT: "sent",
     DeliveryState.FAILED: "failed",
 }
+
+
+def _print_plan(plan: pipeline.SendReport) -> None:
+    if plan.rendered is None:
+        click.echo(f"edition {plan.edition_on}: no new stories stored; nothing would be sent")
+        return
+    click.echo(f"edition {plan.edition_on}: {plan.rendered.subject}")
+    for delivery in plan.deliveries:
+        action = "already sent" if delivery.state is DeliveryState.SENT else "would send"
+        if delivery.state is DeliveryState.SENDING:
+            action = "uncertain, would not resend"
+        click.echo(f"  {delivery.recipient}: {action}")
 
 
 def _print_send(report: pipeline.SendReport) -> None:

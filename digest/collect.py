@@ -15,6 +15,7 @@ import html
 import io
 import json
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -70,17 +71,21 @@ async def _fetch_all(
     limits: FetchLimits,
     now: Callable[[], datetime],
 ) -> list[FetchResult]:
-    connector = aiohttp.TCPConnector(limit=limits.concurrency, limit_per_host=limits.per_host)
+    # Our own semaphores, not the connector's pool: a feed's deadline starts when its turn
+    # comes, so a long list on one host does not time out while waiting in the queue.
+    overall = asyncio.Semaphore(limits.concurrency)
+    per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
+        lambda: asyncio.Semaphore(limits.per_host)
+    )
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT}
+
+    async def in_turn(session: aiohttp.ClientSession, source: FeedSource) -> FetchResult:
+        async with overall, per_host[urlsplit(source.url).hostname or ""]:
+            return await fetch_feed(session, source, states.get(source.url), limits, now)
+
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        return list(
-            await asyncio.gather(
-                *(
-                    fetch_feed(session, source, states.get(source.url), limits, now)
-                    for source in sources
-                )
-            )
-        )
+        return list(await asyncio.gather(*(in_turn(session, source) for source in sources)))
 
 
 async def fetch_feed(
@@ -243,7 +248,9 @@ def _read_xml_feed(
 def _from_feedparser(entry: Any) -> _Entry:
     content = entry.get("content") or []
     body_html = content[0].get("value") if content else entry.get("summary")
-    published = entry.get("published_parsed") or entry.get("updated_parsed")
+    published = entry.get("published_parsed")
+    if published is None and "updated" in entry:  # asking otherwise warns in feedparser 6
+        published = entry.get("updated_parsed")
     link = entry.get("link")
     guid = entry.get("id")
     if not link and guid and _is_http(guid):
@@ -281,25 +288,36 @@ def _read_json_feed(body: bytes, url: str) -> tuple[list[_Entry], str | None, st
     items = document.get("items")
     if not isinstance(items, list):
         raise FeedError("JSON Feed without an 'items' list", feed_url=url)
-    base = document.get("home_page_url") or url
+    base = _text_field(document, "home_page_url") or url
     entries = [_from_json_item(item) for item in items if isinstance(item, dict)]
     return entries, _plain(document.get("title")), base
 
 
 def _from_json_item(item: dict[str, Any]) -> _Entry:
-    body_html = item.get("content_html")
-    if not body_html and item.get("content_text"):
-        body_html = html.escape(str(item["content_text"])).replace("\n", "<br>")
-    authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
-    author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")), None)
+    """An entry from a JSON Feed item; fields of the wrong type count as absent."""
+    body_html = _text_field(item, "content_html")
+    if not body_html and (text := _text_field(item, "content_text")):
+        body_html = html.escape(text).replace("\n", "<br>")
+    authors = item.get("authors")
+    if not isinstance(authors, list):
+        authors = [item.get("author")]
+    author = next(
+        (a["name"] for a in authors if isinstance(a, dict) and _text_field(a, "name")), None
+    )
+    guid = item.get("id")
     return _Entry(
-        guid=str(item["id"]) if item.get("id") is not None else None,
-        link=item.get("url") or item.get("external_url"),
-        title=item.get("title"),
-        html=body_html or item.get("summary"),
+        guid=str(guid) if isinstance(guid, str | int) else None,
+        link=_text_field(item, "url") or _text_field(item, "external_url"),
+        title=_text_field(item, "title"),
+        html=body_html or _text_field(item, "summary"),
         published_at=_from_iso(item.get("date_published") or item.get("date_modified")),
         author=author,
     )
+
+
+def _text_field(mapping: dict[str, Any], key: str) -> str | None:
+    value = mapping.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def _from_iso(value: object) -> datetime | None:

@@ -24,6 +24,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -61,10 +63,10 @@ class StoreSettings(_Section):
 
 
 class CollectSettings(_Section):
-    max_age_days: int = Field(default=2, ge=0)
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    max_bytes: int = Field(default=10_000_000, gt=0)
-    concurrency: int = Field(default=16, ge=1, le=256)
+    max_age_days: StrictInt = Field(default=2, ge=0)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
+    max_bytes: StrictInt = Field(default=10_000_000, gt=0)
+    concurrency: StrictInt = Field(default=16, ge=1, le=256)
 
 
 class FeedSettings(_Section):
@@ -86,12 +88,12 @@ class FeedSettings(_Section):
 
 class SummarizeSettings(_Section):
     summarizer: str = "extractive"
-    words: int = Field(default=60, ge=10, le=400)
+    words: StrictInt = Field(default=60, ge=10, le=400)
 
 
 class RenderSettings(_Section):
     title: str = "Daily Digest"
-    max_stories: int = Field(default=40, ge=1, le=500)
+    max_stories: StrictInt = Field(default=40, ge=1, le=500)
     template_dir: Path | None = None
 
 
@@ -118,16 +120,16 @@ class DeliverySettings(_Section):
 
 class SmtpSettings(_Section):
     host: str = "localhost"
-    port: int = Field(default=587, ge=1, le=65535)
+    port: StrictInt = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
 
 
 class ScheduleSettings(_Section):
     send_at: str = "07:00"
-    collect_every_minutes: int = Field(default=30, ge=1, le=1440)
-    misfire_grace_hours: float = Field(default=6.0, gt=0, le=24)
+    collect_every_minutes: StrictInt = Field(default=30, ge=1, le=1440)
+    misfire_grace_hours: StrictFloat = Field(default=6.0, gt=0, le=24)
 
     @field_validator("send_at")
     @classmethod
@@ -179,15 +181,19 @@ class Settings(_Section):
         template_dir = self.render.template_dir
         object.__setattr__(self, "feeds", feeds)
         object.__setattr__(
-            self, "store", self.store.model_copy(update={"path": base / self.store.path})
+            self,
+            "store",
+            self.store.model_copy(update={"path": base / self.store.path.expanduser()}),
         )
         object.__setattr__(
             self,
             "delivery",
-            self.delivery.model_copy(update={"outbox": base / self.delivery.outbox}),
+            self.delivery.model_copy(update={"outbox": base / self.delivery.outbox.expanduser()}),
         )
         if template_dir is not None:
-            render = self.render.model_copy(update={"template_dir": base / template_dir})
+            render = self.render.model_copy(
+                update={"template_dir": base / template_dir.expanduser()}
+            )
             object.__setattr__(self, "render", render)
         return self
 
@@ -274,7 +280,8 @@ def _key_name(loc: tuple[int | str, ...]) -> str:
         return "(top level)"
     head, *rest = ["from" if part == "from_" else part for part in loc]
     if not rest:
-        return str(head)
+        is_section = _is_section(getattr(Settings.model_fields.get(str(head)), "annotation", None))
+        return f"[{head}]" if is_section else str(head)
     if head == "feeds" and isinstance(rest[0], int):
         section, rest = f"[[feeds]] #{rest[0] + 1} ", rest[1:]
     else:

@@ -147,7 +147,8 @@ def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], F
     except FeedError as exc:
         error = exc.message
     except Exception as exc:  # the per-feed boundary: one feed never stops the rest
-        logger.exception("unexpected error parsing %s", result.source.url)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
         error = f"could not parse the feed ({type(exc).__name__}: {exc})"
     else:
         return recent_stories(stories, result.fetched_at, max_age_days), result
@@ -279,8 +280,7 @@ def _fetch_unstored(
                 )
             )
     if store is not None:
-        known = store.known_story_ids([s.story_id for s in stories])
-        stories = [s for s in stories if s.story_id not in known]
+        stories = [s for s in stories if not store.has_story(s)]
     return stories, tuple(failures)
 
 
@@ -296,6 +296,24 @@ def _merge(stored: Iterable[Story], fresh: Iterable[Story]) -> list[Story]:
 
 
 # Send
+
+
+def plan_edition(settings: Settings, clock: Clock) -> SendReport:
+    """What ``send --no-collect`` would do now, read-only: the edition and each recipient."""
+    now = clock()
+    day = edition_date(settings, now)
+    planned = _planned(settings, day)
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return SendReport(edition_on=day, rendered=None)
+    with store:
+        rendered = store.edition(day)
+        if rendered is None and (stories := store.stories_for_edition(day)):
+            summarizer = load_configured_summarizer(settings)
+            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now)
+        ledger = {d.address: d for d in store.deliveries(day)}
+    deliveries = tuple(ledger.get(d.address, d) for d in planned)
+    return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
 
 def send_edition(

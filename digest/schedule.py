@@ -83,10 +83,30 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         next_run_time=utc_now() + timedelta(seconds=1),
         **options,
     )
+    catch_up = {"next_run_time": utc_now()} if is_catch_up_due(settings, utc_now()) else {}
     scheduler.add_job(
-        edition_job, edition_trigger(settings), args=[settings], id="edition", **options
+        edition_job,
+        edition_trigger(settings),
+        args=[settings],
+        id="edition",
+        **options,
+        **catch_up,
     )
     return scheduler
+
+
+def is_catch_up_due(settings: Settings, now: datetime) -> bool:
+    """Started after today's send time but within the grace: send late rather than skip.
+
+    APScheduler's misfire grace only covers a process that was running; a daemon started
+    at 09:00 would otherwise wait for tomorrow. The ledger keeps an edition already sent
+    from going out again.
+    """
+    local = now.astimezone(settings.tz)
+    hour, minute = (int(part) for part in settings.schedule.send_at.split(":"))
+    send_time = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    late = local - send_time
+    return timedelta(0) <= late <= timedelta(hours=settings.schedule.misfire_grace_hours)
 
 
 def run_daemon(settings: Settings) -> None:

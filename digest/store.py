@@ -261,10 +261,7 @@ class Store:
         added = 0
         with self.atomic():
             for story in stories:
-                if self._conn.execute(
-                    "SELECT 1 FROM stories WHERE story_id = ? OR url = ? LIMIT 1",
-                    (story.story_id, story.url),
-                ).fetchone():
+                if self.has_story(story):
                     continue
                 self._conn.execute(
                     "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
@@ -287,17 +284,13 @@ class Store:
                 added += 1
         return added
 
-    def known_story_ids(self, story_ids: Sequence[str]) -> frozenset[str]:
-        """Which of these ids the store already holds."""
-        known: set[str] = set()
-        for start in range(0, len(story_ids), 500):
-            chunk = story_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT story_id FROM stories WHERE story_id IN ({marks})", chunk
-            )
-            known.update(row[0] for row in rows)
-        return frozenset(known)
+    def has_story(self, story: Story) -> bool:
+        """Is this story (same id or same link) stored already?"""
+        row = self._conn.execute(
+            "SELECT 1 FROM stories WHERE story_id = ? OR url = ? LIMIT 1",
+            (story.story_id, story.url),
+        ).fetchone()
+        return row is not None
 
     def stories_for_edition(self, edition_on: date) -> tuple[Story, ...]:
         """Stories not yet in any sent edition, plus those already assigned to this one."""

@@ -220,7 +220,8 @@ def test_dry_run_sends_and_stores_nothing(tmp_path: Path, feed_server: FeedServe
     before = _store_files(tmp_path)
     result = _run("--config", str(config), "send", "--dry-run")
     assert result.exit_code == 0
-    assert "would send" in result.output and "to reader@example.org" in result.output
+    assert "reader@example.org: would send" in result.output
+    assert "Second <second@example.org>: would send" in result.output
     assert _store_files(tmp_path) == before and not (tmp_path / "outbox").exists()
 
 
@@ -269,3 +270,40 @@ def test_console_script_entry_point(tmp_path: Path, debug: bool) -> None:
     assert "config file not found" in done.stderr
     assert ("Traceback" in done.stderr) is debug
     assert done.returncode == (1 if debug else 2)
+
+
+def test_dry_run_with_nothing_stored_says_nothing_would_be_sent(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = _settings(tmp_path, feed_server)
+    result = _run("--config", str(config), "send", "--dry-run")
+    assert "no new stories stored; nothing would be sent" in result.output
+    assert _store_files(tmp_path) == {}
+
+
+def test_dry_run_after_sending_shows_who_already_has_it(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = _settings(tmp_path, feed_server)
+    _run("--config", str(config), "send")
+    result = _run("--config", str(config), "send", "--dry-run")
+    assert "reader@example.org: already sent" in result.output
+
+
+def test_preview_to_an_unwritable_path_is_a_clear_error(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = _settings(tmp_path, feed_server)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(config),
+            "preview",
+            "--no-collect",
+            "--out",
+            str(tmp_path / "no" / "x.html"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "cannot write" in result.output and "No such file or directory" in result.output

@@ -176,3 +176,14 @@ def test_missing_local_file_is_a_feed_error_not_a_crash(tmp_path: object) -> Non
     source = FeedSource(url="/nonexistent/feed.xml")
     (result,) = fetch_all([source], {}, FetchLimits(), lambda: NOW)
     assert result.error == "no such file: /nonexistent/feed.xml"
+
+
+def test_a_malformed_json_feed_item_is_skipped_not_the_whole_feed() -> None:
+    body = b"""{"version": "https://jsonfeed.org/version/1.1", "title": 5, "home_page_url": 7,
+      "items": [
+        {"id": "1", "url": 5, "content_html": 5, "authors": 5},
+        {"id": ["x"], "url": "https://news.example.org/ok", "title": "Fine", "authors": [{"name": 3}, {"name": "Ann"}]},
+        "not an item"
+      ]}"""
+    (story,) = parse_feed(_from_bytes(body))
+    assert (story.title, story.url, story.author) == ("Fine", "https://news.example.org/ok", "Ann")

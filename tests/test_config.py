@@ -164,3 +164,24 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write_settings(tmp_path, [{"url": "https://example.org/rss"}]))
     with pytest.raises(ValueError, match="frozen"):
         settings.timezone = "UTC"  # type: ignore[misc]
+
+
+def test_numbers_are_not_guessed_from_other_types(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss"}],
+        sections={"smtp": {"port": 25.0}, "collect": {"max_age_days": True}},
+    )
+    message = _problems(path)
+    assert "[smtp].port = 25.0: Input should be a valid integer" in message
+    assert "[collect].max_age_days = True: Input should be a valid integer" in message
+
+
+def test_a_missing_section_is_named_as_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[[feeds]]\nurl = "https://example.org/rss"\n[store]\npath = "~/digest.db"\n')
+    assert "[delivery]: required, but not set" in _problems(path)
+    path.write_text(
+        path.read_text() + '[delivery]\nfrom = "a@example.org"\nrecipients = ["b@example.org"]\n'
+    )
+    assert load_settings(path).store.path == Path.home() / "digest.db"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import load_settings
 from digest.pipeline import edition_date
-from digest.schedule import build_scheduler, edition_trigger, is_edition_due
+from digest.schedule import build_scheduler, edition_trigger, is_catch_up_due, is_edition_due
 from tests.conftest import FeedServer, write_settings
 
 
@@ -103,3 +103,17 @@ def test_run_once_collects_before_send_time_and_sends_after(
     assert "edition 2024-03-01" in due.output and "sent 2" in due.output
     assert "already sent 2" in again.output
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_a_daemon_started_after_send_time_catches_up_within_the_grace_only(tmp_path: Path) -> None:
+    settings = load_settings(_settings(tmp_path, "Europe/Istanbul"))  # 07:00, 3 h grace
+    assert not is_catch_up_due(settings, datetime(2024, 3, 1, 3, 59, tzinfo=UTC))  # 06:59
+    assert is_catch_up_due(settings, datetime(2024, 3, 1, 6, 0, tzinfo=UTC))  # 09:00
+    assert not is_catch_up_due(settings, datetime(2024, 3, 1, 7, 1, tzinfo=UTC))  # 10:01
+    with time_machine.travel(datetime(2024, 3, 1, 6, 0, tzinfo=UTC), tick=False):
+        edition = build_scheduler(settings).get_job("edition")
+        assert edition.next_run_time == datetime(2024, 3, 1, 6, 0, tzinfo=UTC)
+    with time_machine.travel(datetime(2024, 3, 1, 8, 0, tzinfo=UTC), tick=False):
+        edition = build_scheduler(settings).get_job("edition")
+        # No catch-up: the scheduler takes the next fire time from the trigger when it starts.
+        assert not hasattr(edition, "next_run_time")
