@@ -5,14 +5,17 @@ model, and mails one edition a day rendered from Jinja templates.
 """
 
 from digest.models import (
+    Article,
     Cluster,
     Delivery,
     DeliveryState,
     Digest,
     DigestItem,
     FeedFailure,
+    FeedHealth,
     FeedSource,
     FeedState,
+    FetchFailure,
     FetchResult,
     RenderedDigest,
     Story,
@@ -22,14 +25,17 @@ from digest.models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Article",
     "Cluster",
     "Delivery",
     "DeliveryState",
     "Digest",
     "DigestItem",
     "FeedFailure",
+    "FeedHealth",
     "FeedSource",
     "FeedState",
+    "FetchFailure",
     "FetchResult",
     "RenderedDigest",
     "Story",

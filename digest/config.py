@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -67,12 +68,19 @@ class CollectSettings(_Section):
     timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
     max_bytes: StrictInt = Field(default=10_000_000, gt=0)
     concurrency: StrictInt = Field(default=16, ge=1, le=256)
+    per_host: StrictInt = Field(default=4, ge=1, le=64)
+    retries: StrictInt = Field(default=2, ge=0, le=10)
+    full_text: StrictBool = True
+    full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
+    dedupe_similarity: StrictFloat = Field(default=0.75, gt=0, le=1)
 
 
 class FeedSettings(_Section):
     url: str = Field(min_length=1)
     name: str | None = None
     category: str | None = None
+    dedupe: StrictBool = True
+    full_text: StrictBool | None = None  # None: as [collect].full_text
 
     @field_validator("url")
     @classmethod
@@ -203,7 +211,16 @@ class Settings(_Section):
 
     @property
     def feed_sources(self) -> tuple[FeedSource, ...]:
-        return tuple(FeedSource(url=f.url, name=f.name, category=f.category) for f in self.feeds)
+        return tuple(
+            FeedSource(
+                url=f.url,
+                name=f.name,
+                category=f.category,
+                is_deduped=f.dedupe,
+                full_text=self.collect.full_text if f.full_text is None else f.full_text,
+            )
+            for f in self.feeds
+        )
 
 
 def _resolve_feed_url(url: str, base: Path) -> str:

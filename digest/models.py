@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parseaddr
 from enum import StrEnum
+from typing import Literal
+
+TextSource = Literal["feed", "article"]  # where a story's text came from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +26,8 @@ class FeedSource:
     url: str
     name: str | None = None
     category: str | None = None
+    is_deduped: bool = True  # False: this feed's stories are never merged with others
+    full_text: bool = False  # fetch the article page when an entry is only a teaser
 
     @property
     def title(self) -> str:
@@ -39,6 +44,52 @@ class FeedState:
     last_success_at: datetime | None = None
     last_error_at: datetime | None = None
     last_error: str | None = None
+    fetch_url: str | None = None  # where a permanent redirect moved the feed
+    is_gone: bool = False  # answered 410 Gone: not fetched again until re-added
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchFailure:
+    """One failed fetch of a feed, as the store keeps it."""
+
+    feed_url: str
+    failed_at: datetime
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedHealth:
+    """How a configured feed is doing: what ``digest feeds list`` shows."""
+
+    source: FeedSource
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    fetch_url: str | None = None
+    is_gone: bool = False
+    stories: int = 0
+    failures: int = 0
+
+    @property
+    def status(self) -> str:
+        """new (never fetched), ok, failing or gone."""
+        if self.is_gone:
+            return "gone"
+        if self.last_error:
+            return "failing"
+        return "ok" if self.last_success_at else "new"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Article:
+    """The main text extracted from a story's article page (or why there is none)."""
+
+    url: str
+    fetched_at: datetime
+    text: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +104,12 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     error: str | None = None
+    error_kind: str | None = None  # timeout, network, http, too-large, redirect, refused, parse
+    moved_to: str | None = None  # the target of a permanent redirect, to fetch from now on
+
+    @property
+    def is_gone(self) -> bool:
+        return self.status == 410
 
     @property
     def is_not_modified(self) -> bool:
@@ -75,8 +132,11 @@ class Story:
     title: str
     published_at: datetime | None
     author: str | None = None
+    categories: tuple[str, ...] = ()
     text: str = ""
     html: str = ""
+    text_source: TextSource = "feed"
+    is_deduped: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

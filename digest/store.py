@@ -9,6 +9,7 @@ any write, so a preview cannot mark anything sent.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,10 +20,14 @@ from types import TracebackType
 
 from digest.errors import StoreError
 from digest.models import (
+    Article,
     Delivery,
     DeliveryState,
     FeedFailure,
+    FeedHealth,
+    FeedSource,
     FeedState,
+    FetchFailure,
     FetchResult,
     RenderedDigest,
     Story,
@@ -88,8 +93,37 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m002_feed_health_and_articles(conn: sqlite3.Connection) -> None:
+    _run_each(
+        conn,
+        """
+        ALTER TABLE feeds ADD COLUMN fetch_url TEXT;
+        ALTER TABLE feeds ADD COLUMN is_gone INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE feeds ADD COLUMN last_error_kind TEXT;
+        CREATE TABLE feed_errors (
+            feed_url TEXT NOT NULL,
+            failed_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX feed_errors_by_feed ON feed_errors (feed_url, failed_at);
+        ALTER TABLE stories ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE stories ADD COLUMN text_source TEXT NOT NULL DEFAULT 'feed';
+        ALTER TABLE stories ADD COLUMN is_deduped INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX stories_by_feed ON stories (feed_url);
+        CREATE TABLE articles (
+            url TEXT PRIMARY KEY,
+            fetched_at TEXT NOT NULL,
+            text TEXT,
+            error TEXT
+        );
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
+    ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
 )
 
 
@@ -99,6 +133,10 @@ def _to_text(moment: datetime | None) -> str | None:
 
 def _to_datetime(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _from_text(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 class Store:
@@ -209,8 +247,8 @@ class Store:
 
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(
-            "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error"
-            " FROM feeds WHERE url = ?",
+            "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error,"
+            " fetch_url, is_gone FROM feeds WHERE url = ?",
             (url,),
         ).fetchone()
         if row is None:
@@ -222,28 +260,106 @@ class Store:
             last_success_at=_to_datetime(row[3]),
             last_error_at=_to_datetime(row[4]),
             last_error=row[5],
+            fetch_url=row[6],
+            is_gone=bool(row[7]),
         )
 
     def record_fetch(self, result: FetchResult) -> None:
-        """Remember a fetch's validators (on success) or its error (on failure)."""
+        """Remember a fetch's validators and new address (on success) or its error (on failure).
+
+        Every failure is also kept in ``feed_errors`` (time, kind, message) for ``digest feeds``.
+        """
         source = result.source
-        self._conn.execute(
-            "INSERT INTO feeds (url, name) VALUES (?, ?) ON CONFLICT (url) DO UPDATE"
-            " SET name = excluded.name",
-            (source.url, source.name),
-        )
-        when = _to_text(result.fetched_at)
-        if result.is_ok:
+        with self.atomic():
             self._conn.execute(
-                "UPDATE feeds SET last_success_at = ?, last_error = NULL, last_error_at = NULL,"
-                " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
-                " WHERE url = ?",
-                (when, result.etag, result.last_modified, source.url),
+                "INSERT INTO feeds (url, name) VALUES (?, ?) ON CONFLICT (url) DO UPDATE"
+                " SET name = excluded.name",
+                (source.url, source.name),
             )
-        else:
+            when = _to_text(result.fetched_at)
+            if result.moved_to:
+                self._conn.execute(
+                    "UPDATE feeds SET fetch_url = ? WHERE url = ?", (result.moved_to, source.url)
+                )
+            if result.is_ok:
+                self._conn.execute(
+                    "UPDATE feeds SET last_success_at = ?, last_error = NULL,"
+                    " last_error_at = NULL, last_error_kind = NULL,"
+                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
+                    " WHERE url = ?",
+                    (when, result.etag, result.last_modified, source.url),
+                )
+                return
+            kind = result.error_kind or "error"
             self._conn.execute(
-                "UPDATE feeds SET last_error_at = ?, last_error = ? WHERE url = ?",
-                (when, result.error, source.url),
+                "UPDATE feeds SET last_error_at = ?, last_error = ?, last_error_kind = ?,"
+                " is_gone = ? WHERE url = ?",
+                (when, result.error, kind, int(result.is_gone), source.url),
+            )
+            self._conn.execute(
+                "INSERT INTO feed_errors VALUES (?, ?, ?, ?)",
+                (source.url, when, kind, result.error or ""),
+            )
+
+    def revive_feed(self, url: str) -> None:
+        """Fetch a feed again that answered 410 Gone (the user re-added it)."""
+        with self.atomic():
+            self._conn.execute("UPDATE feeds SET is_gone = 0 WHERE url = ?", (url,))
+
+    def feed_health(self, sources: Sequence[FeedSource]) -> tuple[FeedHealth, ...]:
+        """How each configured feed is doing, in the order given (never fetched: empty)."""
+        return tuple(self._health(source) for source in sources)
+
+    def _health(self, source: FeedSource) -> FeedHealth:
+        row = self._conn.execute(
+            "SELECT last_success_at, last_error_at, last_error, last_error_kind, fetch_url,"
+            " is_gone, (SELECT count(*) FROM stories WHERE feed_url = feeds.url),"
+            " (SELECT count(*) FROM feed_errors WHERE feed_url = feeds.url)"
+            " FROM feeds WHERE url = ?",
+            (source.url,),
+        ).fetchone()
+        if row is None:
+            return FeedHealth(source=source)
+        return FeedHealth(
+            source=source,
+            last_success_at=_to_datetime(row[0]),
+            last_error_at=_to_datetime(row[1]),
+            last_error=row[2],
+            last_error_kind=row[3],
+            fetch_url=row[4],
+            is_gone=bool(row[5]),
+            stories=row[6],
+            failures=row[7],
+        )
+
+    def feed_failures(self, url: str, limit: int = 20) -> tuple[FetchFailure, ...]:
+        """A feed's most recent failures, newest first."""
+        rows = self._conn.execute(
+            "SELECT failed_at, kind, message FROM feed_errors WHERE feed_url = ?"
+            " ORDER BY failed_at DESC, rowid DESC LIMIT ?",
+            (url, limit),
+        )
+        return tuple(
+            FetchFailure(feed_url=url, failed_at=_from_text(r[0]), kind=r[1], message=r[2])
+            for r in rows
+        )
+
+    # Full-text articles
+
+    def article(self, url: str) -> Article | None:
+        """The cached extraction of an article page, if it was fetched before."""
+        row = self._conn.execute(
+            "SELECT fetched_at, text, error FROM articles WHERE url = ?", (url,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Article(url=url, fetched_at=_from_text(row[0]), text=row[1], error=row[2])
+
+    def save_articles(self, articles: Iterable[Article]) -> None:
+        with self.atomic():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)",
+                [(a.url, _to_text(a.fetched_at), a.text, a.error) for a in articles],
             )
 
     def failing_feeds(self) -> tuple[FeedFailure, ...]:
@@ -265,8 +381,8 @@ class Store:
                     continue
                 self._conn.execute(
                     "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
-                    " published_at, author, text, html, first_seen_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " published_at, author, text, html, first_seen_at, categories, text_source,"
+                    " is_deduped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         story.story_id,
                         story.feed_url,
@@ -279,6 +395,9 @@ class Store:
                         story.text,
                         story.html,
                         _to_text(seen_at),
+                        json.dumps(story.categories, ensure_ascii=False),
+                        story.text_source,
+                        int(story.is_deduped),
                     ),
                 )
                 added += 1
@@ -296,7 +415,8 @@ class Store:
         """Stories not yet in any sent edition, plus those already assigned to this one."""
         rows = self._conn.execute(
             "SELECT story_id, feed_url, source_name, category, url, title, published_at,"
-            " author, text, html FROM stories WHERE edition_on IS NULL OR edition_on = ?"
+            " author, text, html, categories, text_source, is_deduped FROM stories"
+            " WHERE edition_on IS NULL OR edition_on = ?"
             " ORDER BY first_seen_at, story_id",
             (edition_on.isoformat(),),
         )
@@ -312,6 +432,9 @@ class Store:
                 author=r[7],
                 text=r[8],
                 html=r[9],
+                categories=tuple(json.loads(r[10])),
+                text_source=r[11],
+                is_deduped=bool(r[12]),
             )
             for r in rows
         )

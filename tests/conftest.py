@@ -137,7 +137,7 @@ def write_settings(
     """Write a complete settings file for a test and return its path."""
     chosen: dict[str, dict[str, Any]] = {
         "store": {"path": "digest.db"},
-        "collect": {"max_age_days": 0, "timeout_seconds": 3},
+        "collect": {"max_age_days": 0, "timeout_seconds": 3, "full_text": False},
         "summarize": {"summarizer": "lead", "words": 40},
         "delivery": {
             "backend": "outbox",
