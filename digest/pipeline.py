@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from digest.collect import FetchLimits, fetch_all, parse_feed, recent_stories
+from digest.collect import FetchLimits, fetch_all
 from digest.config import Settings
 from digest.dedupe import cluster_stories, rank_clusters
 from digest.deliver import (
@@ -41,6 +41,7 @@ from digest.models import (
     Story,
     Summary,
 )
+from digest.parse import parse_feed, recent_stories
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
 from digest.store import Store
