@@ -1,21 +1,27 @@
-"""Collect: fetch feeds over HTTP or from local files (the I/O half of the collect stage;
-``digest.parse`` is the pure half).
+"""Collect: fetch feeds and article pages over HTTP or from local files (the I/O half of the
+collect stage; ``digest.parse`` is the pure half).
 
-``fetch_all`` reads every feed concurrently over HTTP (aiohttp, with connect/read/total
-timeouts, a body-size cap enforced while streaming, and conditional GET) or from a local
-file, and returns one ``FetchResult`` per feed: never raises for one feed's failure.
+``fetch_all`` reads every feed concurrently (aiohttp) under a global and a per-host limit and
+returns one ``FetchResult`` per feed; it never raises for one feed's failure. Each fetch has
+connect and read timeouts plus one overall deadline that covers retries and redirects, a
+body-size cap enforced on the decompressed bytes as they stream in, conditional GET, and
+redirects followed by hand: at most ``MAX_REDIRECTS``, a permanent chain reported as the
+feed's new address, and a hop from a public address into a loopback, private or link-local
+one refused. Timeouts and 5xx answers are retried with backoff; nothing else is.
+``fetch_pages`` fetches article pages with the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import ipaddress
+import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -24,26 +30,71 @@ from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import is_http_url
 
 USER_AGENT = f"digest/{__version__} (+https://pypi.org/project/digest/; daily newsletter digest)"
-_ACCEPT = (
+FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9,"
     " application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
-_MAX_REDIRECTS = 5
-_TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_[ce]id|_hsenc|_hsmi)$")
-_BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote|/pre)\b[^>]*>")
-_WHITESPACE = re.compile(r"\s+")
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+MAX_REDIRECTS = 5
+_PERMANENT = frozenset({301, 308})
+_REDIRECT = frozenset({301, 302, 303, 307, 308})
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where no feed on the public internet may send us: loopback, private, link-local, and the
+# other special-purpose ranges an internal service could listen on.
+INTERNAL_NETWORKS: tuple[IpNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchLimits:
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # the whole fetch of one feed: retries and redirects included
+    connect_seconds: float = 10.0
+    read_seconds: float = 15.0  # the longest silence between two reads
     max_bytes: int = 10_000_000
     concurrency: int = 16
     per_host: int = 4
+    retries: int = 2
+    backoff_seconds: float = 0.5
+    internal_networks: tuple[IpNetwork, ...] = field(default=INTERNAL_NETWORKS)
 
 
-# Fetching (I/O)
+class _FetchFailed(Exception):
+    """One fetch failed for a reason worth reporting; ``kind`` classifies it."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Response:
+    status: int
+    body: bytes
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    moved_to: str | None
+
+
+# Feeds
 
 
 def fetch_all(
@@ -62,94 +113,213 @@ async def _fetch_all(
     limits: FetchLimits,
     now: Callable[[], datetime],
 ) -> list[FetchResult]:
-    # Our own semaphores, not the connector's pool: a feed's deadline starts when its turn
-    # comes, so a long list on one host does not time out while waiting in the queue.
-    overall = asyncio.Semaphore(limits.concurrency)
-    per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
-        lambda: asyncio.Semaphore(limits.per_host)
-    )
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT}
-
-    async def in_turn(session: aiohttp.ClientSession, source: FeedSource) -> FetchResult:
-        async with overall, per_host[urlsplit(source.url).hostname or ""]:
-            return await fetch_feed(session, source, states.get(source.url), limits, now)
-
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        return list(await asyncio.gather(*(in_turn(session, source) for source in sources)))
+    async with _Fetcher(limits, FEED_ACCEPT) as fetcher:
+        jobs = (fetcher.feed(source, states.get(source.url), now) for source in sources)
+        return list(await asyncio.gather(*jobs))
 
 
-async def fetch_feed(
-    session: aiohttp.ClientSession,
-    source: FeedSource,
-    state: FeedState | None,
-    limits: FetchLimits,
-    now: Callable[[], datetime],
-) -> FetchResult:
-    """Fetch one feed; every failure comes back as a result with ``error`` set."""
-    if not is_http_url(source.url):
-        return _read_local(source, limits, now())
-    try:
-        return await asyncio.wait_for(
-            _fetch_http(session, source, state, limits, now), limits.timeout_seconds
+def fetch_pages(
+    urls: Sequence[str], limits: FetchLimits, now: Callable[[], datetime]
+) -> list[FetchResult]:
+    """Fetch article pages concurrently, with the same limits and rules as feeds."""
+
+    async def run() -> list[FetchResult]:
+        async with _Fetcher(limits, PAGE_ACCEPT) as fetcher:
+            jobs = (fetcher.feed(FeedSource(url=url), None, now) for url in urls)
+            return list(await asyncio.gather(*jobs))
+
+    return asyncio.run(run())
+
+
+class _Fetcher:
+    """One HTTP session and the concurrency limits shared by every fetch it makes."""
+
+    def __init__(self, limits: FetchLimits, accept: str) -> None:
+        self.limits = limits
+        self.accept = accept
+        # Our own semaphores, not the connector's pool: a feed's deadline starts when its
+        # turn comes, so a long list on one host does not time out while waiting.
+        self._overall = asyncio.Semaphore(limits.concurrency)
+        self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(limits.per_host)
         )
-    except TimeoutError:
-        error = f"timed out after {limits.timeout_seconds:g} s"
-    except aiohttp.TooManyRedirects:
-        error = f"more than {_MAX_REDIRECTS} redirects"
-    except aiohttp.ClientError as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return FetchResult(source=source, fetched_at=now(), error=error)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> _Fetcher:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        headers = {"User-Agent": USER_AGENT, "Accept": self.accept}
+        self._session = aiohttp.ClientSession(connector=connector, headers=headers)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def feed(
+        self, source: FeedSource, state: FeedState | None, now: Callable[[], datetime]
+    ) -> FetchResult:
+        """Fetch one feed (or page) in its turn; every failure comes back as a result."""
+        url = (state.fetch_url if state else None) or source.url
+        if not is_http_url(url):
+            return _read_local(source, self.limits, now())
+        host = urlsplit(url).hostname or ""
+        async with self._overall, self._per_host[host]:
+            try:
+                response = await asyncio.wait_for(
+                    self._with_retries(url, state), self.limits.timeout_seconds
+                )
+            except TimeoutError:
+                failure = _FetchFailed(
+                    "timeout", f"timed out after {self.limits.timeout_seconds:g} s"
+                )
+                return _failed(source, now(), failure)
+            except _FetchFailed as failure:
+                return _failed(source, now(), failure)
+        return _succeeded(source, now(), response)
+
+    async def _with_retries(self, url: str, state: FeedState | None) -> _Response:
+        attempt = 0
+        while True:
+            try:
+                return await self._follow(url, state)
+            except _FetchFailed as failure:
+                retryable = failure.kind == "timeout" or (failure.status or 0) >= 500
+                if not retryable or attempt >= self.limits.retries:
+                    raise
+            # Exponential backoff with jitter; the overall deadline still bounds the total.
+            delay = self.limits.backoff_seconds * 2**attempt
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            attempt += 1
+
+    async def _follow(self, url: str, state: FeedState | None) -> _Response:
+        """GET ``url``, following at most MAX_REDIRECTS redirects by hand."""
+        origin_is_internal = await self._is_internal(url)
+        current, is_permanent = url, True
+        for _ in range(MAX_REDIRECTS + 1):
+            status, location, response = await self._get(current, state)
+            if response is not None:
+                moved = current if is_permanent and current != url else None
+                return replace(response, moved_to=moved)
+            assert location is not None
+            target = urljoin(current, location)
+            if not is_http_url(target):
+                raise _FetchFailed("redirect", f"redirected to a non-HTTP address: {target}")
+            if not origin_is_internal and await self._is_internal(target):
+                raise _FetchFailed(
+                    "refused",
+                    f"refused a redirect from {url} to an internal address ({target})",
+                )
+            is_permanent = is_permanent and status in _PERMANENT
+            current = target
+        raise _FetchFailed("redirect", f"more than {MAX_REDIRECTS} redirects")
+
+    async def _get(
+        self, url: str, state: FeedState | None
+    ) -> tuple[int, str | None, _Response | None]:
+        """One request: (status, redirect location, None) or (status, None, response)."""
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.limits.connect_seconds, sock_read=self.limits.read_seconds
+        )
+        try:
+            async with self._session.get(
+                url, headers=_conditional_headers(state), timeout=timeout, allow_redirects=False
+            ) as http:
+                if http.status in _REDIRECT and "Location" in http.headers:
+                    return http.status, http.headers["Location"], None
+                _raise_for_status(http.status, http.reason)
+                body = b"" if http.status == 304 else await self._read_body(http)
+                return http.status, None, _response(http, body)
+        except TimeoutError as exc:
+            raise _FetchFailed("timeout", f"no answer within the read timeout ({url})") from exc
+        except aiohttp.ClientError as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise _FetchFailed("network", message) from exc
+
+    async def _read_body(self, http: aiohttp.ClientResponse) -> bytes:
+        declared = http.content_length
+        if declared is not None and declared > self.limits.max_bytes:
+            raise _FetchFailed("too-large", self._too_large(f"declares {declared:,} bytes"))
+        body = bytearray()
+        # Decompressed chunks: a gzip bomb is stopped by the same cap as a huge body.
+        async for chunk in http.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.limits.max_bytes:
+                raise _FetchFailed("too-large", self._too_large("sent more"))
+        return bytes(body)
+
+    def _too_large(self, what: str) -> str:
+        return f"response larger than {self.limits.max_bytes:,} bytes (it {what})"
+
+    async def _is_internal(self, url: str) -> bool:
+        """Does the URL's host name an internal address (or resolve to one)?"""
+        host = urlsplit(url).hostname or ""
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+            except (OSError, UnicodeError):
+                return False  # unresolvable: the request itself will fail and say so
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        return any(
+            address in network
+            for address in addresses
+            for network in self.limits.internal_networks
+            if address.version == network.version
+        )
 
 
-async def _fetch_http(
-    session: aiohttp.ClientSession,
-    source: FeedSource,
-    state: FeedState | None,
-    limits: FetchLimits,
-    now: Callable[[], datetime],
-) -> FetchResult:
+def _conditional_headers(state: FeedState | None) -> dict[str, str]:
     headers = {}
     if state and state.etag:
         headers["If-None-Match"] = state.etag
     if state and state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
-    timeout = aiohttp.ClientTimeout(
-        total=limits.timeout_seconds,
-        connect=min(10.0, limits.timeout_seconds),
-        sock_read=min(15.0, limits.timeout_seconds),
+    return headers
+
+
+def _raise_for_status(status: int, reason: str | None) -> None:
+    if status < 400:
+        return
+    message = f"HTTP {status} {reason or ''}".rstrip()
+    if status == 410:
+        message += ": the feed is gone; digest stops fetching it until it is re-added"
+    raise _FetchFailed("gone" if status == 410 else "http", message, status=status)
+
+
+def _response(http: aiohttp.ClientResponse, body: bytes) -> _Response:
+    return _Response(
+        status=http.status,
+        body=body,
+        content_type=http.headers.get("Content-Type"),
+        etag=http.headers.get("ETag"),
+        last_modified=http.headers.get("Last-Modified"),
+        moved_to=None,
     )
-    async with session.get(
-        source.url, headers=headers, timeout=timeout, max_redirects=_MAX_REDIRECTS
-    ) as response:
-        if response.status == 304:
-            return FetchResult(source=source, fetched_at=now(), status=304)
-        if response.status >= 400:
-            return FetchResult(
-                source=source,
-                fetched_at=now(),
-                status=response.status,
-                error=f"HTTP {response.status} {response.reason or ''}".rstrip(),
-            )
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > limits.max_bytes:
-                return FetchResult(
-                    source=source,
-                    fetched_at=now(),
-                    status=response.status,
-                    error=f"response larger than {limits.max_bytes:,} bytes",
-                )
-        return FetchResult(
-            source=source,
-            fetched_at=now(),
-            status=response.status,
-            body=bytes(body),
-            content_type=response.headers.get("Content-Type"),
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-        )
+
+
+def _succeeded(source: FeedSource, fetched_at: datetime, response: _Response) -> FetchResult:
+    return FetchResult(
+        source=source,
+        fetched_at=fetched_at,
+        status=response.status,
+        body=response.body,
+        content_type=response.content_type,
+        etag=response.etag,
+        last_modified=response.last_modified,
+        moved_to=response.moved_to,
+    )
+
+
+def _failed(source: FeedSource, fetched_at: datetime, failure: _FetchFailed) -> FetchResult:
+    return FetchResult(
+        source=source,
+        fetched_at=fetched_at,
+        status=failure.status,
+        error=failure.message,
+        error_kind=failure.kind,
+    )
 
 
 def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -> FetchResult:
@@ -157,13 +327,13 @@ def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            error = f"file larger than {limits.max_bytes:,} bytes"
-            return FetchResult(source=source, fetched_at=fetched_at, error=error)
+            failure = _FetchFailed("too-large", f"file larger than {limits.max_bytes:,} bytes")
+            return _failed(source, fetched_at, failure)
         body = path.read_bytes()
     except FileNotFoundError:
-        return FetchResult(source=source, fetched_at=fetched_at, error=f"no such file: {path}")
+        return _failed(source, fetched_at, _FetchFailed("file", f"no such file: {path}"))
     except OSError as exc:
-        error = f"cannot read {path}: {exc.strerror or exc}"
-        return FetchResult(source=source, fetched_at=fetched_at, error=error)
+        failure = _FetchFailed("file", f"cannot read {path}: {exc.strerror or exc}")
+        return _failed(source, fetched_at, failure)
     content_type = "application/feed+json" if path.suffix.lower() == ".json" else None
     return FetchResult(source=source, fetched_at=fetched_at, body=body, content_type=content_type)

@@ -1,0 +1,280 @@
+"""Fetching against misbehaving servers on loopback: slow drips, endless and oversized
+bodies, gzip bombs, redirect loops and moves, 410, retried 5xx, and redirects into an
+internal address. Every case ends as a result with an error kind, never an exception."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import threading
+import time
+import tracemalloc
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
+from typing import Any
+
+import brotli
+import pytest
+
+from digest.collect import FetchLimits, fetch_all, fetch_pages
+from digest.models import FeedSource, FeedState, FetchResult
+from tests.conftest import FEEDS
+
+NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
+RSS = (FEEDS / "nasa.xml").read_bytes()
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class Server:
+    """A loopback server whose routes are functions of the request handler."""
+
+    def __init__(self, host: str) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: Counter[str] = Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.hits[self.path] += 1
+                route = server.routes.get(self.path)
+                if route is None:
+                    return reply(self, 404, b"not found")
+                # The client may give up first, as these tests intend.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    route(self)
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://{host}:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def redirect(status: int, location: str) -> Route:
+    return lambda h: reply(h, status, b"", Location=location)
+
+
+def feed(**headers: str) -> Route:
+    return lambda h: reply(h, 200, RSS, Content_Type="application/rss+xml", **headers)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    started = Server("127.0.0.1")
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def other_server() -> Iterator[Server]:
+    """A second server on another loopback address (all of 127.0.0.0/8 is loopback)."""
+    started = Server("127.0.0.2")
+    yield started
+    started.close()
+
+
+def fetch(url: str, state: FeedState | None = None, **limits: Any) -> FetchResult:
+    source = FeedSource(url=url)
+    states = {url: state} if state else {}
+    limits.setdefault("backoff_seconds", 0.01)
+    (result,) = fetch_all([source], states, FetchLimits(**limits), lambda: NOW)
+    return result
+
+
+def test_slow_drip_body_is_cut_by_the_overall_deadline_not_the_read_timeout(
+    server: Server,
+) -> None:
+    def drip(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(100):  # a byte every 0.2 s: each read is fast, the body never ends
+            handler.wfile.write(b"<")
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+    server.routes["/drip"] = drip
+    started = time.monotonic()
+    result = fetch(server.url("/drip"), timeout_seconds=1.5, read_seconds=1, retries=0)
+    assert time.monotonic() - started < 3
+    assert (result.error_kind, result.error) == ("timeout", "timed out after 1.5 s")
+
+
+def test_endless_body_stops_at_the_size_cap(server: Server) -> None:
+    def endless(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.end_headers()  # no Content-Length: read until the connection closes
+        handler.close_connection = True
+        for _ in range(20_000):  # bounded, but far beyond the cap (1.3 GB)
+            handler.wfile.write(b"x" * 65536)
+
+    server.routes["/endless"] = endless
+    result = fetch(server.url("/endless"), max_bytes=2_000_000)
+    assert result.error_kind == "too-large"
+    assert result.error == "response larger than 2,000,000 bytes (it sent more)"
+
+
+@cache
+def _gzip_bomb() -> bytes:
+    """1 GiB of zeros, gzip-compressed to about 1 MB."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = bytes(1 << 20)
+    parts = [compressor.compress(chunk) for _ in range(1024)]
+    return b"".join(parts) + compressor.flush()
+
+
+def test_gzip_bomb_is_stopped_at_the_cap_without_inflating_it(server: Server) -> None:
+    bomb = _gzip_bomb()
+    assert len(bomb) < 2_000_000
+    server.routes["/bomb"] = lambda h: reply(
+        h, 200, bomb, Content_Type="application/rss+xml", Content_Encoding="gzip"
+    )
+    tracemalloc.start()
+    try:
+        result = fetch(server.url("/bomb"), max_bytes=5_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.error_kind == "too-large"
+    assert peak < 64_000_000, f"peak {peak:,} bytes while reading a 1 GiB gzip bomb"
+
+
+def test_gzip_and_brotli_bodies_are_decoded(server: Server) -> None:
+    server.routes["/gz"] = lambda h: reply(h, 200, gzip.compress(RSS), Content_Encoding="gzip")
+    server.routes["/br"] = lambda h: reply(h, 200, brotli.compress(RSS), Content_Encoding="br")
+    assert fetch(server.url("/gz")).body == RSS
+    assert fetch(server.url("/br")).body == RSS
+
+
+def test_redirect_loop_gives_up_after_the_limit(server: Server) -> None:
+    server.routes["/loop"] = redirect(302, "/loop")
+    result = fetch(server.url("/loop"))
+    assert (result.error_kind, result.error) == ("redirect", "more than 5 redirects")
+    assert server.hits["/loop"] == 6
+
+
+def test_permanent_redirect_reports_the_new_address_and_is_used_next_time(
+    server: Server,
+) -> None:
+    server.routes["/old"] = redirect(301, "/older")
+    server.routes["/older"] = redirect(308, "/new")
+    server.routes["/new"] = feed()
+    result = fetch(server.url("/old"))
+    assert result.is_ok and result.body == RSS
+    assert result.moved_to == server.url("/new")
+    state = FeedState(url=server.url("/old"), fetch_url=result.moved_to)
+    again = fetch(server.url("/old"), state)
+    assert again.is_ok and again.moved_to is None
+    assert server.hits["/old"] == 1 and server.hits["/new"] == 2
+
+
+def test_temporary_redirect_in_the_chain_keeps_the_configured_address(server: Server) -> None:
+    server.routes["/a"] = redirect(301, "/b")
+    server.routes["/b"] = redirect(302, "/c")
+    server.routes["/c"] = feed()
+    result = fetch(server.url("/a"))
+    assert result.is_ok and result.moved_to is None
+
+
+def test_gone_feed_is_reported_as_gone(server: Server) -> None:
+    server.routes["/gone"] = lambda h: reply(h, 410, b"gone")
+    result = fetch(server.url("/gone"))
+    assert result.is_gone and result.error_kind == "gone"
+    assert result.error is not None and result.error.startswith("HTTP 410 Gone: the feed is gone")
+
+
+def test_5xx_and_timeouts_are_retried_4xx_never(server: Server) -> None:
+    def flaky(handler: BaseHTTPRequestHandler) -> None:
+        if server.hits["/flaky"] <= 2:
+            return reply(handler, 503, b"busy")
+        return feed()(handler)
+
+    server.routes["/flaky"] = flaky
+    server.routes["/missing"] = lambda h: reply(h, 404, b"no")
+    assert fetch(server.url("/flaky"), retries=2).is_ok
+    assert server.hits["/flaky"] == 3
+    assert fetch(server.url("/missing"), retries=2).error_kind == "http"
+    assert server.hits["/missing"] == 1
+    server.hits.clear()
+    failed = fetch(server.url("/flaky"), retries=1)
+    assert failed.status == 503 and server.hits["/flaky"] == 2
+
+
+def test_conditional_get_sends_last_modified_and_a_304_has_no_body(server: Server) -> None:
+    stamp = "Mon, 01 Jan 2024 10:00:00 GMT"
+
+    def conditional(handler: BaseHTTPRequestHandler) -> None:
+        if handler.headers.get("If-Modified-Since") == stamp:
+            handler.send_response(304)
+            handler.end_headers()
+            return None
+        return feed(Last_Modified=stamp)(handler)
+
+    server.routes["/feed"] = conditional
+    first = fetch(server.url("/feed"))
+    assert first.last_modified == stamp
+    second = fetch(server.url("/feed"), FeedState(url="x", last_modified=stamp))
+    assert second.is_not_modified and second.body == b""
+
+
+def test_redirect_from_a_public_address_into_an_internal_one_is_refused(
+    server: Server, other_server: Server
+) -> None:
+    # Here 127.0.0.2 plays the internal network and 127.0.0.1 the public internet.
+    internal = (ip_network("127.0.0.2/32"),)
+    other_server.routes["/admin"] = feed()
+    server.routes["/feed"] = redirect(302, other_server.url("/admin"))
+    result = fetch(server.url("/feed"), internal_networks=internal)
+    assert result.error_kind == "refused"
+    assert "refused a redirect" in (result.error or "")
+    assert other_server.hits["/admin"] == 0
+    # A feed configured on an internal address is the user's own choice: allowed.
+    assert fetch(other_server.url("/admin"), internal_networks=internal).is_ok
+    # ... and so are the redirects it makes.
+    other_server.routes["/hop"] = redirect(302, "/admin")
+    assert fetch(other_server.url("/hop"), internal_networks=internal).is_ok
+
+
+def test_one_bad_feed_among_many_changes_nothing_for_the_others(server: Server) -> None:
+    server.routes["/good"] = feed()
+    server.routes["/bad"] = lambda h: reply(h, 500, b"oops")
+    sources = [FeedSource(url=server.url(p)) for p in ("/good", "/bad", "/good")]
+    limits = FetchLimits(retries=0)
+    results = fetch_all(sources, {}, limits, lambda: NOW)
+    assert [r.is_ok for r in results] == [True, False, True]
+
+
+def test_article_pages_are_fetched_with_the_same_rules(server: Server) -> None:
+    server.routes["/article"] = lambda h: reply(h, 200, b"<html>story</html>")
+    server.routes["/loop"] = redirect(302, "/loop")
+    page, loop = fetch_pages(
+        [server.url("/article"), server.url("/loop")], FetchLimits(), lambda: NOW
+    )
+    assert page.body == b"<html>story</html>"
+    assert loop.error_kind == "redirect"
