@@ -193,7 +193,7 @@ class _Fetcher:
 
     async def _follow(self, url: str, state: FeedState | None) -> _Response:
         """GET ``url``, following at most MAX_REDIRECTS redirects by hand."""
-        origin_is_internal = await self._is_internal(url)
+        origin_is_internal: bool | None = None  # looked up at the first redirect only
         current, is_permanent = url, True
         for _ in range(MAX_REDIRECTS + 1):
             status, location, response = await self._get(current, state)
@@ -204,6 +204,8 @@ class _Fetcher:
             target = urljoin(current, location)
             if not is_http_url(target):
                 raise _FetchFailed("redirect", f"redirected to a non-HTTP address: {target}")
+            if origin_is_internal is None:
+                origin_is_internal = await self._is_internal(url)
             if not origin_is_internal and await self._is_internal(target):
                 raise _FetchFailed(
                     "refused",
