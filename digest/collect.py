@@ -196,7 +196,9 @@ class _Fetcher:
         origin_is_internal: bool | None = None  # looked up at the first redirect only
         current, is_permanent = url, True
         for _ in range(MAX_REDIRECTS + 1):
-            status, location, response = await self._get(current, state)
+            # Checked again on the connected address: a name may resolve anew (DNS rebinding).
+            guard = current != url and origin_is_internal is False
+            status, location, response = await self._get(current, state, guard)
             if response is not None:
                 moved = current if is_permanent and current != url else None
                 return replace(response, moved_to=moved)
@@ -216,7 +218,7 @@ class _Fetcher:
         raise _FetchFailed("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     async def _get(
-        self, url: str, state: FeedState | None
+        self, url: str, state: FeedState | None, refuse_internal: bool
     ) -> tuple[int, str | None, _Response | None]:
         """One request: (status, redirect location, None) or (status, None, response)."""
         assert self._session is not None
@@ -227,6 +229,8 @@ class _Fetcher:
             async with self._session.get(
                 url, headers=_conditional_headers(state), timeout=timeout, allow_redirects=False
             ) as http:
+                if refuse_internal and self._connected_internally(http):
+                    raise _FetchFailed("refused", f"refused an internal address reached via {url}")
                 if http.status in _REDIRECT and "Location" in http.headers:
                     return http.status, http.headers["Location"], None
                 _raise_for_status(http.status, http.reason)
@@ -253,6 +257,23 @@ class _Fetcher:
     def _too_large(self, what: str) -> str:
         return f"response larger than {self.limits.max_bytes:,} bytes (it {what})"
 
+    def _connected_internally(self, http: aiohttp.ClientResponse) -> bool:
+        transport = http.connection.transport if http.connection else None
+        peer = transport.get_extra_info("peername") if transport else None
+        if not peer:
+            return False
+        return self._in_internal_network([ipaddress.ip_address(peer[0])])
+
+    def _in_internal_network(
+        self, addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    ) -> bool:
+        return any(
+            address in network
+            for address in addresses
+            for network in self.limits.internal_networks
+            if address.version == network.version
+        )
+
     async def _is_internal(self, url: str) -> bool:
         """Does the URL's host name an internal address (or resolve to one)?"""
         host = urlsplit(url).hostname or ""
@@ -264,12 +285,7 @@ class _Fetcher:
             except (OSError, UnicodeError):
                 return False  # unresolvable: the request itself will fail and say so
             addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        return any(
-            address in network
-            for address in addresses
-            for network in self.limits.internal_networks
-            if address.version == network.version
-        )
+        return self._in_internal_network(addresses)
 
 
 def _conditional_headers(state: FeedState | None) -> dict[str, str]:
