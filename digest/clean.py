@@ -1,0 +1,318 @@
+"""Clean: story text without site boilerplate, and an article's main text from its HTML page.
+
+Pure: no I/O, no clock. Boilerplate is found by general signals, never by a list of one
+site's sentences:
+
+- lines repeated across a feed's entries or a site's pages (``repeated_lines``), or repeated
+  within the text itself;
+- call-to-action lines: an imperative of the subscribe / sign up / follow / share / read more
+  / accept-cookies class aimed at its usual object (a newsletter, an email box, a social
+  network, an app, "the full story"), cookie and "appeared first on" notices, and bare link
+  labels such as "Read more", "Permalink" or "Related stories";
+- headline-like lines (short, capitalised, no closing punctuation) and short link labels
+  around such lines at either end of a text, as "more stories" lists, menus and footers are;
+- a dateline such as ``date 2021-01-14`` in front of the headline.
+
+Repeated lines and headline lists are cut only at the two ends of a text, where a site's
+header and footer sit: an end zone goes whole when a call to action leads it or at least half
+of it is boilerplate, otherwise only its lines known from the feed go. In the middle only
+call-to-action lines go: a line repeated in the middle of a story is usually a heading, a
+separator or a data field, and is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from enum import Enum
+
+__all__ = [
+    "MAX_ARTICLE_HTML_SIZE",
+    "clean_text",
+    "extract_article",
+    "is_call_to_action",
+    "normalise_line",
+    "repeated_lines",
+]
+
+# Bytes of HTML (characters, for a str). Real article pages are 50 KB-1 MB, mostly scripts;
+# 2 MB of dense markup takes trafilatura seconds of CPU, and a page that big is an archive,
+# a feed dump or an attack rather than one article.
+MAX_ARTICLE_HTML_SIZE = 2_000_000
+_MIN_ARTICLE_CHARS = 200  # less than this is a teaser at best: the feed text already has it
+_MIN_SENTENCE_CHARS = 40
+_DENSE_SHARE = 2  # an end zone that is at least half boilerplate is furniture all through
+_SELF_REPEATS = 3  # a line this often in one text is page furniture (if it has 3+ words)
+
+_WORDS = re.compile(r"\w+")
+_SPACE = re.compile(r"\s+")
+_LEADING_MARKS = re.compile(r"^[\W_]+")
+# Closing punctuation, also the full-width marks, then any closing quotes or brackets.
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019\u00bb)\]]*$")
+_BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_NO_HEADLINE_END = re.compile(r"[;:,\u2026]$")
+
+_DASHES = r"[|\u2022\u00b7\u2013\u2014-]"  # a bar, bullet, middle dot or dash after a date
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:z|[+-]\d{2}:?\d{2})?)?"
+_ANY_DATE = (
+    rf"(?:{_ISO_DATE}|\d{{1,2}}[./]\d{{1,2}}[./]\d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}}"
+    rf"|{_MONTH} \d{{1,2}},? \d{{4}})(?=\s|$|{_DASHES})"
+)
+_DATE_LABEL = r"(?:date|dated|published|posted|updated|last updated|modified)(?: on| at)?\s*:?"
+_DATELINE = re.compile(
+    rf"^\s*(?P<label>{_DATE_LABEL}\s*)?(?P<date>{_ANY_DATE})(?:\s*{_DASHES})?\s*", re.IGNORECASE
+)
+
+_SOCIAL = (
+    r"(?:twitter|x|facebook|instagram|linkedin|youtube|tiktok|telegram|whatsapp|mastodon"
+    r"|threads|bluesky|pinterest|reddit|flipboard|google news)"
+)
+_THIS = r"(?:this|it|the|our|my)"
+_CONTENT = r"(?:article|story|stories|post|piece|page|report|entry|interview|column)"
+_MAIL = r"(?:newsletters?|e-?mails?|inbox|mailing list|briefing|digest|alerts?|updates)"
+# An imperative at the start of a line (after an optional lead such as "please" or "to read
+# this in full,"), paired with the object such a call to action is about.
+_CALLS = (
+    r"(?:subscribe|sign ?up|unsubscribe)\b",
+    r"register (?:now|today|here|free|for (?:free|an? |our |the )|to )",
+    rf"join (?:us|our|{_THIS} (?:conversation|discussion|community|{_MAIL}))\b",
+    r"become an? (?:member|subscriber|supporter|patron)\b",
+    rf"follow (?:us|me|our|on {_SOCIAL}|@)",
+    rf"(?:share|tweet|email|e-mail|print|save|pin|bookmark)(?: {_THIS} (?:{_CONTENT}|link)"
+    rf"| this| it)?(?: on {_SOCIAL}| via \w+| with (?:your )?friends)?\W*$",
+    r"like us on\b|like (?:our|my) (?:page|facebook)",
+    r"(?:keep|continue) reading\b",
+    rf"read (?:more|on|full|in full|the (?:full|whole|rest|entire|original)|{_THIS} (?:full )?"
+    rf"{_CONTENT})\b",
+    r"(?:click|tap) (?:here|this link|the link|below|to \w+)",
+    r"enter your (?:e-?mail|email address|address)",
+    rf"get (?:our|the|my|your|free|daily|weekly)\b.*\b{_MAIL}",
+    r"(?:download|install|get) (?:our|the) (?:free )?(?:\w+ )?app\b",
+    r"(?:support|donate to|fund) (?:us|me|(?:our|my|this) (?:work|journalism|site|blog"
+    r"|newsletter|podcast|channel))\b",
+    r"(?:accept|allow|manage|reject) (?:all )?cookies?\b",
+    r"visit (?:us|our (?:website|site|store|shop|forums?)|the (?:original|full) \w+)",
+    r"sign in\b.*\b(?:to|or)\b",
+    r"log ?in (?:to|or) ",
+)
+_LEAD = (
+    r"(?:[\w'\u2019 ]{0,60}, |(?:please|also|now|to|don'?t forget to|be sure to|make sure to"
+    r"|remember to|click here to|tap here to|you can) )*"
+)
+_CALL_TO_ACTION = re.compile(rf"^{_LEAD}(?:{'|'.join(_CALLS)})", re.IGNORECASE)
+# Sentences that are not imperatives but are notices all the same.
+_NOTICE = re.compile(
+    r"\b(?:we|this (?:web)?site|our (?:web)?site|(?:this|the) website) uses? cookies\b"
+    r"|\bby (?:continuing to (?:use|browse)|using|browsing) (?:this|our|the) (?:web)?site\b"
+    r"|^the post .+ appeared first on "
+    r"|\boriginally published (?:in|on|at) .*\b(?:medium|blog|(?:web)?site|\.com|\.org)\b"
+    r"|^(?:\u00a9|\(c\)|copyright (?:\u00a9|\(c\)|\d{4}))|\ball rights reserved\b"
+    r"|^\[if .+ original (?:article|post)\.?\]$",
+    re.IGNORECASE,
+)
+# Link labels and list headings that stand alone on a line.
+_BARE_LABEL = re.compile(
+    r"^(?:read more|read on|more|continue reading|keep reading|learn more|find out more"
+    r"|see more|view more|show more|full story|full article|permalink|comments?|\d+ comments?"
+    r"|no comments|leave a (?:comment|reply)|view comments|share|share this|tweet|print|email"
+    r"|like this|like loading|advertisement|advertising|advert|sponsored(?: content)?"
+    r"|paid content|promoted|related|related (?:stories|articles|posts|coverage|content|news"
+    r"|reading|topics)|more (?:stories|news|from \w+(?: \w+)?|on this (?:story|topic)|like this)"
+    r"|recommended(?: for you| stories| reading)?|you (?:may|might) also like|most (?:read"
+    r"|popular|viewed|shared)|trending(?: now| stories)?|read next|top stories|latest (?:news"
+    r"|stories|headlines|posts)|popular (?:posts|stories)|link comments|link|skip to (?:main )?"
+    r"content|back to top|weiterlesen|mehr lesen|lire la suite|lire plus|leer más|läs mer"
+    r"|lees meer|continua a leggere|czytaj więcej|читать далее)$",
+    re.IGNORECASE,
+)
+
+
+class _Kind(Enum):
+    """What one line of a text looks like."""
+
+    BLANK = "blank"
+    BOILERPLATE = "boilerplate"  # known to repeat across the feed or site: cut at the ends
+    REPEATED = "repeated"  # repeats within the text: cut only where the furniture is dense
+    CALL = "call"  # a call to action or a notice: cut anywhere
+    HEADLINE = "headline"  # short, capitalised, no closing punctuation
+    LABEL = "label"  # three words or fewer, no sentence
+    BODY = "body"
+
+
+_EDGE_KINDS = frozenset(_Kind) - {_Kind.BODY}
+_ANCHOR_KINDS = frozenset({_Kind.BOILERPLATE, _Kind.CALL, _Kind.REPEATED})
+
+
+def normalise_line(line: str) -> str:
+    """A line as compared for boilerplate: its case-folded words, without punctuation."""
+    return " ".join(_WORDS.findall(line.casefold()))
+
+
+def repeated_lines(
+    texts: Iterable[str], *, min_count: int = 3, min_share: float = 0.5
+) -> frozenset[str]:
+    """Normalised lines found in at least ``min_count`` different texts and in at least
+    ``min_share`` of them: the boilerplate of one feed's entries or one site's pages."""
+    distinct = {text.strip() for text in texts if text.strip()}
+    counts: Counter[str] = Counter()
+    for text in distinct:
+        counts.update({normalise_line(line) for line in text.splitlines()} - {""})
+    needed = max(min_count, min_share * len(distinct))
+    return frozenset(line for line, count in counts.items() if count >= needed)
+
+
+def is_call_to_action(line: str) -> bool:
+    """Whether a line asks the reader to subscribe, follow, share, read on, accept cookies...
+    or is such a notice or link label, rather than saying something."""
+    simple = _SPACE.sub(" ", _LEADING_MARKS.sub("", line.strip())).casefold()
+    if not simple or len(simple.split()) > 30:
+        return False
+    if _BARE_LABEL.match(normalise_line(simple)):
+        return True
+    return bool(_CALL_TO_ACTION.match(simple) or _NOTICE.search(simple))
+
+
+def clean_text(
+    text: str, *, title: str | None = None, boilerplate: frozenset[str] = frozenset()
+) -> str:
+    """``text`` without site boilerplate. ``boilerplate``: normalised lines known to repeat
+    across the feed or site (``repeated_lines``); ``title``: where a raw page's story starts.
+    Kept lines are left as they were."""
+    original = text.splitlines()
+    lines = _drop_dateline(original)
+    kinds = _classify(lines, boilerplate)
+    drop = {i for i, kind in enumerate(kinds) if kind is _Kind.CALL}
+    if _Kind.BODY in kinds:
+        drop |= _header(lines, kinds, title) | _footer(kinds)
+    else:  # all furniture-like (a teaser, a list of links): no header or footer to tell apart
+        drop |= {i for i, kind in enumerate(kinds) if kind is _Kind.BOILERPLATE}
+    if not drop and lines == original:
+        return text.strip()  # byte for byte: clean text is never reformatted
+    kept = [line for i, line in enumerate(lines) if i not in drop]
+    return _BLANK_RUN.sub("\n\n", "\n".join(kept)).strip()
+
+
+def _drop_dateline(lines: list[str]) -> list[str]:
+    """Without a leading dateline: a labelled date, an ISO date before a capital, or a line
+    that is only a date."""
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    match = _DATELINE.match(lines[first]) if first is not None else None
+    if first is None or match is None:
+        return lines
+    rest = lines[first][match.end() :]
+    is_iso_before_headline = rest[:1].isupper() and re.fullmatch(_ISO_DATE, match["date"], re.I)
+    if not (match["label"] or not rest.strip() or is_iso_before_headline):
+        return lines
+    return [*lines[:first], *([rest] if rest.strip() else []), *lines[first + 1 :]]
+
+
+def _classify(lines: Sequence[str], boilerplate: frozenset[str]) -> list[_Kind]:
+    normalised = [normalise_line(line) for line in lines]
+    counts = Counter(normalised)
+    return [
+        _kind(line, norm, boilerplate, counts[norm])
+        for line, norm in zip(lines, normalised, strict=True)
+    ]
+
+
+def _kind(line: str, norm: str, boilerplate: frozenset[str], count: int) -> _Kind:
+    if not line.strip():
+        return _Kind.BLANK
+    if is_call_to_action(line):
+        return _Kind.CALL
+    if norm in boilerplate:
+        return _Kind.BOILERPLATE
+    if count >= _SELF_REPEATS and len(norm.split()) >= 3:
+        return _Kind.REPEATED
+    if _is_headline(line):
+        return _Kind.HEADLINE
+    if len(line.split()) <= 3 and not _SENTENCE_END.search(line.strip()):
+        return _Kind.LABEL
+    return _Kind.BODY
+
+
+def _is_headline(line: str) -> bool:
+    """Short, starts with a capital or digit, no closing punctuation (a "?" may close it)."""
+    stripped = line.strip()
+    words = stripped.split()
+    if not 4 <= len(words) <= 20 or "://" in stripped:
+        return False
+    if _SENTENCE_END.search(stripped) or _NO_HEADLINE_END.search(stripped):
+        return False
+    first = stripped.lstrip("'\"\u2018\u201c\u00ab")[:1]
+    return first.isupper() or first.isdigit()
+
+
+def _header(lines: Sequence[str], kinds: Sequence[_Kind], title: str | None) -> set[int]:
+    """The lines before the story: those before the title's line when only furniture comes
+    before it, else the furniture before the first body line up to its last boilerplate line."""
+    prefix = 0
+    while kinds[prefix] in _EDGE_KINDS:
+        prefix += 1
+    if title and (wanted := normalise_line(title)):
+        for i in range(prefix + 1):
+            if normalise_line(lines[i]) == wanted:
+                return set(range(i))
+    anchors = [i for i in range(prefix) if kinds[i] in _ANCHOR_KINDS]
+    return _furniture(kinds, range(anchors[-1] + 1), anchors[-1]) if anchors else set()
+
+
+def _footer(kinds: Sequence[_Kind]) -> set[int]:
+    """The lines after the story: the furniture after the last body line, from its first
+    boilerplate line on, so that a "more stories" list goes with the prompts around it."""
+    suffix = len(kinds)
+    while kinds[suffix - 1] in _EDGE_KINDS:
+        suffix -= 1
+    anchors = [i for i in range(suffix, len(kinds)) if kinds[i] in _ANCHOR_KINDS]
+    return _furniture(kinds, range(anchors[0], len(kinds)), anchors[0]) if anchors else set()
+
+
+def _furniture(kinds: Sequence[_Kind], zone: range, key: int) -> set[int]:
+    """All of ``zone`` when it is led by a call to action or dense with boilerplate; else only
+    its known boilerplate: a repeated heading does not make the list under it furniture."""
+    anchors = sum(kinds[i] in _ANCHOR_KINDS for i in zone)
+    lines = sum(kinds[i] is not _Kind.BLANK for i in zone)
+    if kinds[key] is _Kind.CALL or anchors * _DENSE_SHARE >= lines:
+        return set(zone)
+    return {i for i in zone if kinds[i] is _Kind.BOILERPLATE}
+
+
+def extract_article(
+    html: str | bytes,
+    url: str,
+    *,
+    title: str | None = None,
+    boilerplate: frozenset[str] = frozenset(),
+) -> str | None:
+    """The cleaned main text of an article page (trafilatura, which never fetches here), or
+    None when the page is over ``MAX_ARTICLE_HTML_SIZE`` or holds no article."""
+    if not html or len(html) > MAX_ARTICLE_HTML_SIZE:
+        return None
+    # Imported here: it costs ~150 ms, and clean_text's callers never need it.
+    import trafilatura
+
+    extracted = trafilatura.extract(
+        html,
+        url=url,
+        output_format="txt",
+        include_comments=False,
+        include_tables=False,  # cells come out as fragments, no use to a summary
+        include_images=False,
+        include_links=False,
+        deduplicate=False,  # its cache is module-global: results would depend on past calls
+        with_metadata=False,
+    )
+    if not extracted:
+        return None
+    text = clean_text(extracted, title=title, boilerplate=boilerplate)
+    return text if _is_article(text) else None
+
+
+def _is_article(text: str) -> bool:
+    """Long enough to be more than a teaser, with at least one real sentence."""
+    return len(text) >= _MIN_ARTICLE_CHARS and any(
+        len(line) >= _MIN_SENTENCE_CHARS and _SENTENCE_END.search(line)
+        for line in text.splitlines()
+    )
