@@ -7,12 +7,14 @@ failed or is uncertain, a check found problems); 2 usage or config errors.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
 import tempfile
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -21,7 +23,7 @@ import click
 from digest import __version__, pipeline, schedule
 from digest.config import Settings, find_config_path, load_settings
 from digest.errors import ConfigError, DigestError
-from digest.models import DeliveryState
+from digest.models import DeliveryState, FeedHealth, FeedSource
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -222,3 +224,181 @@ def check() -> None:
         f"{len(settings.delivery.recipients)} recipients, "
         f"summarizer {settings.summarize.summarizer}, backend {settings.delivery.backend})"
     )
+
+
+# Feeds
+
+
+@cli.group()
+def feeds() -> None:
+    """List, add, import and export the feeds in the settings file."""
+
+
+@feeds.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_translate_errors
+def feeds_list(as_json: bool) -> None:
+    """Show how each feed is doing: status, stories, last success, last error."""
+    settings = _settings()
+    health = pipeline.feed_health(settings)
+    if as_json:
+        click.echo(json.dumps([_health_json(h) for h in health], indent=2, ensure_ascii=False))
+        return
+    _print_health(health, settings.tz)
+
+
+def _print_health(health: Sequence[FeedHealth], tz: tzinfo) -> None:
+    names = max([len(h.source.title[:40]) for h in health] + [4])
+    errors = [_last_error(h, tz) for h in health]
+    error_width = max([len(e) for e in errors] + [10])
+    click.echo(
+        f"{'status':<7}  {'name':<{names}}  {'stories':>7}  {'fails':>5}  "
+        f"{'last success':<16}  {'last error':<{error_width}}  url"
+    )
+    for item, error in zip(health, errors, strict=True):
+        success = _local_time(item.last_success_at, tz) or "never"
+        click.echo(
+            f"{item.status:<7}  {item.source.title[:40]:<{names}}  {item.stories:>7}  "
+            f"{item.failures:>5}  {success:<16}  {error:<{error_width}}  {item.source.url}"
+        )
+        if item.fetch_url:
+            click.echo(f"{'':<7}  moved permanently to {item.fetch_url} (fetched from there)")
+        if item.is_gone:
+            click.echo(f"{'':<7}  gone (410) — remove it, or re-add it: digest feeds add URL")
+    counts = {s: sum(h.status == s for h in health) for s in ("ok", "failing", "gone", "new")}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    click.echo(
+        f"{len(health)} feeds: {summary}; `digest feeds failures URL` lists a feed's failures"
+    )
+
+
+def _last_error(health: FeedHealth, tz: tzinfo, width: int = 60) -> str:
+    if not health.last_error:
+        return "-"
+    error = f"{health.last_error_kind or 'error'}: {' '.join(health.last_error.split())}"
+    if len(error) > width:
+        error = error[: width - 1] + "…"
+    return f"{_local_time(health.last_error_at, tz)} {error}".strip()
+
+
+def _local_time(moment: datetime | None, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _health_json(health: FeedHealth) -> dict[str, object]:
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    return {
+        "url": health.source.url,
+        "name": health.source.name,
+        "category": health.source.category,
+        "status": health.status,
+        "stories": health.stories,
+        "failures": health.failures,
+        "last_success_at": iso(health.last_success_at),
+        "last_error_at": iso(health.last_error_at),
+        "last_error_kind": health.last_error_kind,
+        "last_error": health.last_error,
+        "fetch_url": health.fetch_url,
+        "is_gone": health.is_gone,
+    }
+
+
+@feeds.command("failures")
+@click.argument("url")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@_translate_errors
+def feeds_failures(url: str, limit: int) -> None:
+    """Show a feed's most recent failures: when, what kind, and the message."""
+    settings = _settings()
+    source, failures = pipeline.feed_failures(settings, url, limit)
+    if not failures:
+        click.echo(f"{source.title}: no failures recorded")
+        return
+    click.echo(f"{source.title} ({source.url}): {len(failures)} most recent failures, newest first")
+    for failure in failures:
+        when = _local_time(failure.failed_at, settings.tz)
+        click.echo(f"  {when}  {failure.kind:<10}  {failure.message}")
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--name", help="The source name shown in the digest (default: the feed's title).")
+@click.option("--category", help="The section its stories appear in.")
+@click.option("--no-check", is_flag=True, help="Add it without fetching it first.")
+@_translate_errors
+def feeds_add(url: str, name: str | None, category: str | None, no_check: bool) -> None:
+    """Add a feed to the settings file, once fetching and reading it has worked."""
+    settings = _settings()
+    report = pipeline.add_feed(
+        settings, url, schedule.utc_now, name=name, category=category, check=not no_check
+    )
+    source = report.source
+    if report.is_added:
+        click.echo(f"added {source.title} ({source.url}) to {settings.config_path}")
+    if report.is_revived:
+        click.echo(f"revived {source.title}: it had answered 410 Gone; it will be fetched again")
+    if report.moved_from:
+        click.echo(f"  {report.moved_from} has moved permanently: added its new address")
+    if report.stories is not None:
+        entries = "entry" if report.stories == 1 else "entries"
+        click.echo(f"  checked: {report.stories} {entries} read")
+
+
+@feeds.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--category", help="Put every imported feed in this category (not the file's).")
+@click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
+@_translate_errors
+def feeds_import(file: str, category: str | None, dry_run: bool) -> None:
+    """Add the feeds an OPML file lists that are not configured yet; report the rest.
+
+    Exits 1 if the file yielded no feed at all.
+    """
+    settings = _settings()
+    report = pipeline.import_opml(settings, file, category=category, dry_run=dry_run)
+    verb = "would add" if dry_run else "added"
+    _print_sources(f"{verb} {len(report.added)} to {settings.config_path}:", "+", report.added)
+    _print_sources(f"skipped {len(report.skipped)} already configured:", "=", report.skipped)
+    problems = report.opml.problems
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {file}:")
+        for problem in problems[:_MAX_PROBLEMS]:
+            click.echo(f"  ! {problem}")
+        if len(problems) > _MAX_PROBLEMS:
+            click.echo(f"  ... and {len(problems) - _MAX_PROBLEMS} more")
+    click.echo(
+        f"{file}: {len(report.opml.feeds)} feeds found, {len(report.added)} {verb}, "
+        f"{len(report.skipped)} already configured, {len(problems)} problem(s)"
+    )
+    if not report.opml.feeds:
+        sys.exit(1)
+
+
+_MAX_PROBLEMS = 30
+
+
+def _print_sources(heading: str, mark: str, sources: Sequence[FeedSource]) -> None:
+    if not sources:
+        return
+    click.echo(heading)
+    for source in sources:
+        category = f" [{source.category}]" if source.category else ""
+        click.echo(f"  {mark} {source.title}{category}  {source.url}")
+
+
+@feeds.command("export")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here, not to standard output.")
+@_translate_errors
+def feeds_export(out: str | None) -> None:
+    """Write every configured feed as an OPML 2.0 file, one folder per category."""
+    data = pipeline.export_opml(_settings())
+    if out is None:
+        click.echo(data, nl=False)
+        return
+    try:
+        Path(out).write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {out}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from digest.collect import FetchLimits, fetch_all
-from digest.config import Settings
+from digest.config import Settings, append_feeds, feed_url_key
 from digest.dedupe import cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
@@ -28,19 +28,23 @@ from digest.deliver import (
     build_message,
     make_message_id,
 )
-from digest.errors import DeliveryError, FeedError
+from digest.errors import DeliveryError, DigestError, FeedError
 from digest.models import (
     Delivery,
     DeliveryState,
     Digest,
     DigestItem,
     FeedFailure,
+    FeedHealth,
+    FeedSource,
     FeedState,
+    FetchFailure,
     FetchResult,
     RenderedDigest,
     Story,
     Summary,
 )
+from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import parse_feed, recent_stories
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
@@ -444,3 +448,177 @@ def make_mailer(settings: Settings) -> Mailer:
     if delivery.backend == "sendmail":
         return SendmailMailer(delivery.sendmail_command)
     return OutboxMailer(delivery.outbox)
+
+
+# Feeds management
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddReport:
+    """What ``digest feeds add`` did."""
+
+    source: FeedSource  # as it is now configured
+    is_added: bool = True  # False: it was configured already (and gone: revived)
+    is_revived: bool = False  # it had answered 410 Gone and will be fetched again
+    moved_from: str | None = None  # the URL given, when the check found it moved permanently
+    stories: int | None = None  # entries the check read (None: not checked)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportReport:
+    """What ``digest feeds import`` did (or, dry, would do) with one OPML file."""
+
+    opml: OpmlImport
+    added: tuple[FeedSource, ...]
+    skipped: tuple[FeedSource, ...]  # already configured
+
+
+def feed_health(settings: Settings) -> tuple[FeedHealth, ...]:
+    """How each configured feed is doing, read from the store without changing it."""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return tuple(FeedHealth(source=source) for source in settings.feed_sources)
+    with store:
+        return store.feed_health(settings.feed_sources)
+
+
+def feed_failures(
+    settings: Settings, url: str, limit: int = 20
+) -> tuple[FeedSource, tuple[FetchFailure, ...]]:
+    """A configured feed and its most recent failures, newest first."""
+    source = _configured_feed(settings, url)
+    if source is None:
+        raise DigestError(
+            f"{url} is not one of the configured feeds", hint="`digest feeds list` shows them"
+        )
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return source, ()
+    with store:
+        return source, store.feed_failures(source.url, limit)
+
+
+def add_feed(
+    settings: Settings,
+    url: str,
+    clock: Clock,
+    *,
+    name: str | None = None,
+    category: str | None = None,
+    check: bool = True,
+) -> AddReport:
+    """Add a feed to the config file; by default only once one fetch and parse prove it works.
+
+    Re-adding a configured feed that answered 410 Gone revives it instead.
+    """
+    source = FeedSource(url=_feed_location(url), name=name, category=category)
+    existing = _configured_feed(settings, source.url)
+    if existing is not None:
+        return _readd(settings, existing, clock, check=check)
+    checked, stories = _check_feed(settings, source, clock) if check else (source, None)
+    if not append_feeds(settings.config_path, (checked,)):
+        raise DigestError(f"{checked.url} (where {url} moved to) is already configured")
+    return AddReport(
+        source=checked,
+        is_revived=bool(_revive_gone(settings, [checked.url])),
+        moved_from=source.url if checked.url != source.url else None,
+        stories=stories,
+    )
+
+
+def _readd(settings: Settings, existing: FeedSource, clock: Clock, *, check: bool) -> AddReport:
+    state = _stored_states(settings, [existing.url]).get(existing.url)
+    if state is None or not state.is_gone:
+        raise DigestError(
+            f"{existing.url} is already configured (as {existing.title!r}); nothing added",
+            hint="`digest feeds list` shows how it is doing",
+        )
+    stories = _check_feed(settings, existing, clock)[1] if check else None
+    _revive_gone(settings, [existing.url])
+    return AddReport(source=existing, is_added=False, is_revived=True, stories=stories)
+
+
+def _check_feed(settings: Settings, source: FeedSource, clock: Clock) -> tuple[FeedSource, int]:
+    """Fetch and parse a feed once: its new address if it moved, its title, its entry count."""
+    limits = FetchLimits(
+        timeout_seconds=settings.collect.timeout_seconds, max_bytes=settings.collect.max_bytes
+    )
+    [result] = fetch_all([source], {}, limits, clock)
+    hint = "check the URL, or add it anyway with --no-check"
+    if result.is_gone:
+        raise FeedError(
+            f"{source.url} answers 410 Gone: its publisher has removed it; not added",
+            feed_url=source.url,
+            hint="remove it from the settings file",
+        )
+    if result.error:
+        kind = f"{result.error_kind}: " if result.error_kind else ""
+        raise FeedError(
+            f"{source.url}: {kind}{result.error}; not added", feed_url=source.url, hint=hint
+        )
+    try:
+        stories = parse_feed(result)
+    except FeedError as exc:
+        raise FeedError(
+            f"{source.url}: {exc.message}; not added", feed_url=source.url, hint=hint
+        ) from exc
+    name = source.name or stories[0].source_name
+    return replace(source, url=result.moved_to or source.url, name=name), len(stories)
+
+
+def import_opml(
+    settings: Settings,
+    path: str | os.PathLike[str],
+    *,
+    category: str | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Append the feeds an OPML file lists that are not configured yet (none with dry_run)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise DigestError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+    found = read_opml(data, os.fspath(path))
+    feeds = tuple(replace(f, category=category) if category else f for f in found.feeds)
+    added = append_feeds(settings.config_path, feeds, dry_run=dry_run)
+    if added and not dry_run:
+        _revive_gone(settings, [f.url for f in added])
+    skipped = tuple(f for f in feeds if f not in added)
+    return ImportReport(opml=found, added=added, skipped=skipped)
+
+
+def export_opml(settings: Settings) -> bytes:
+    """Every configured feed as OPML 2.0, one parent outline per category."""
+    return write_opml(settings.feed_sources, f"{settings.render.title}: feeds")
+
+
+def _configured_feed(settings: Settings, url: str) -> FeedSource | None:
+    key = feed_url_key(url)
+    return next((s for s in settings.feed_sources if feed_url_key(s.url) == key), None)
+
+
+def _feed_location(url: str) -> str:
+    """An http(s) URL as given; a local path made absolute, as the config file needs it."""
+    url = url.strip()
+    if "://" in url or os.path.isabs(url):
+        return url
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def _stored_states(settings: Settings, urls: Sequence[str]) -> dict[str, FeedState]:
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return {}
+    with store:
+        return {url: state for url in urls if (state := store.feed_state(url))}
+
+
+def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
+    """Mark feeds that had answered 410 Gone as fetchable again; return those revived."""
+    gone = [u for u, state in _stored_states(settings, urls).items() if state.is_gone]
+    if gone:
+        with Store.open(settings.store.path) as store, store.atomic():
+            for url in gone:
+                store.revive_feed(url)
+    return gone
