@@ -140,6 +140,14 @@ class Story:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedFeed:
+    """What one fetched body yielded: its stories, and what was wrong but survivable."""
+
+    stories: tuple[Story, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
     """One real-world story: the lead story and the same story from other outlets."""
 

@@ -1,62 +1,71 @@
 """Parse: one fetched body -> normalised ``Story`` records. Pure: no I/O, no clock.
 
-RSS 0.9x/1.0/2.0 and Atom go through feedparser (on a BytesIO, never a str or bytes that
-could name a local file); JSON Feed 1.0/1.1 is read by the project's own reader. Each entry
-becomes a story with a plain-text title, an absolute canonical link, a stable id, an aware
-UTC time, and its body as sanitised HTML (nh3) and as clean text.
+The body is first made into clean Unicode here (gzip unwrapped, encoding chosen from the
+BOM, the bytes, the HTTP charset and the XML declaration, then detection), so feedparser
+only ever sees UTF-8 with no DOCTYPE. RSS 0.9x/1.0/2.0 and Atom go through feedparser (on a
+BytesIO, never a str or bytes that could name a local file); JSON Feed 1.0/1.1 is read by
+the project's own reader. Each entry becomes a story with a plain-text title, an absolute
+canonical link, a stable id, an aware UTC time, categories, and its body as sanitised HTML
+(nh3) and as clean text. A feed that is not well-formed still yields what feedparser
+recovers, with a warning in ``ParsedFeed.warnings``.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import html
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from time import struct_time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+import charset_normalizer
 import feedparser
+import ftfy
 import nh3
 
 from digest.errors import FeedError
-from digest.models import FeedSource, FetchResult, Story
+from digest.models import FeedSource, FetchResult, ParsedFeed, Story
 
 _TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_[ce]id|_hsenc|_hsmi)$")
 _BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote|/pre)\b[^>]*>")
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_MAX_CATEGORIES = 20
+_MAX_GUNZIPPED = 50_000_000
 
 
 def is_http_url(url: str) -> bool:
     return urlsplit(url).scheme.lower() in ("http", "https")
 
 
-def parse_feed(result: FetchResult) -> tuple[Story, ...]:
+def parse_feed(result: FetchResult) -> ParsedFeed:
     """Turn a fetched body into stories; raise FeedError if it yields nothing usable."""
     source = result.source
-    if _looks_like_json(result.body, result.content_type):
-        entries, feed_title, base = _read_json_feed(result.body, source.url)
+    warnings: list[str] = []
+    body = _gunzip(result.body, source.url, warnings)
+    if not body.strip():
+        raise FeedError("the response was empty", feed_url=source.url)
+    if _looks_like_json(body, result.content_type):
+        document = _read_json_feed(body, source.url)
     else:
-        entries, feed_title, base = _read_xml_feed(result.body, result.content_type, source.url)
-    source_name = source.name or feed_title or urlsplit(source.url).hostname or source.url
-    stories = []
-    for entry in entries:
-        if entry.published_at is None:  # undated entries count as published when first seen
-            entry = replace(entry, published_at=result.fetched_at)
-        story = _to_story(entry, source, source_name, base)
-        if story is not None:
-            stories.append(story)
+        document = _read_xml_feed(body, result.content_type, source.url, warnings)
+    stories, skipped = _to_stories(document, source, result.fetched_at)
+    if not document.entries:
+        raise FeedError("the feed has no entries", feed_url=source.url)
     if not stories:
-        raise FeedError(
-            f"{source.title}: no usable entries (none had a link and a title or text)",
-            feed_url=source.url,
-        )
-    return tuple(stories)
+        raise FeedError(f"no usable entries: skipped {skipped}", feed_url=source.url)
+    if skipped:
+        warnings.append(f"skipped {skipped}")
+    return ParsedFeed(stories=tuple(stories), warnings=tuple(warnings))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,38 +76,258 @@ class _Entry:
     link: str | None
     title: str | None
     html: str | None
+    html_base: str | None  # the base in force for the body (xml:base, else the feed URL)
     published_at: datetime | None
     author: str | None
+    categories: tuple[str, ...] = ()
 
 
-def _looks_like_json(body: bytes, content_type: str | None) -> bool:
-    if content_type and "json" in content_type.lower():
-        return True
-    return body.lstrip()[:1] == b"{"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Document:
+    """A feed as read from any format: its entries, its title and the base for links."""
+
+    entries: list[_Entry]
+    title: str | None
+    base: str
+
+
+def _to_stories(
+    document: _Document, source: FeedSource, fetched_at: datetime
+) -> tuple[list[Story], str]:
+    """The usable stories, and what was skipped and why ("" if nothing was)."""
+    name = source.name or _fix_text(document.title) or urlsplit(source.url).hostname or source.url
+    stories, skipped = [], {"link": 0, "title": 0}
+    for entry in document.entries:
+        story = _to_story(entry, source, name, document.base, fetched_at)
+        if isinstance(story, Story):
+            stories.append(story)
+        else:
+            skipped[story] += 1
+    reasons = [f"{skipped['link']} without an http(s) link"] * bool(skipped["link"])
+    reasons += [f"{skipped['title']} without a title or text"] * bool(skipped["title"])
+    total = len(document.entries)
+    if not reasons:
+        return stories, ""
+    return stories, f"{total - len(stories)} of {total} entries ({', '.join(reasons)})"
+
+
+# Bytes to text
+
+
+def _gunzip(body: bytes, url: str, warnings: list[str]) -> bytes:
+    """Unwrap a gzip body served without Content-Encoding, with a cap against zip bombs."""
+    if body[:2] != b"\x1f\x8b":
+        return body
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, _MAX_GUNZIPPED)
+    except zlib.error as exc:
+        raise FeedError(f"a gzip body that does not inflate ({exc})", feed_url=url) from exc
+    if inflater.unconsumed_tail:
+        raise FeedError(f"gzip body inflates past {_MAX_GUNZIPPED:,} bytes", feed_url=url)
+    warnings.append("the body was gzip-compressed without saying so (Content-Encoding)")
+    return data
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
+_HTTP_CHARSET = re.compile(r"""(?i)charset\s*=\s*["']?([A-Za-z0-9._:-]+)""")
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_NON_ASCII = bytes(range(128, 256))
+# WHATWG's Encoding Standard: these labels mean the superset on the web (a page "in
+# ISO-8859-1" with curly quotes is windows-1252), so the superset is tried first.
+_SUPERSETS = {
+    "ascii": "cp1252",
+    "iso8859-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "iso8859-11": "cp874",
+    "tis-620": "cp874",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+}
+
+
+def _decode(body: bytes, content_type: str | None) -> tuple[str, str | None]:
+    """The body as text, and a warning when its declared encoding was wrong or missing."""
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(encoding, "replace"), None
+    if wide := _sniff_wide(body[:64]):
+        return body.decode(wide, "replace"), None
+    if body.isascii():
+        return body.decode("ascii"), None
+    declared = [m.group(1).decode("ascii") for m in [_XML_ENCODING.match(body)] if m]
+    declared += [m.group(1) for m in [_HTTP_CHARSET.search(content_type or "")] if m]
+    if (text := _as_utf8(body)) is not None:
+        wrong = [d for d in declared if _codec(d) not in (None, "utf-8")]
+        return text, f"declared {wrong[0]}, but the bytes are UTF-8" if wrong else None
+    for label in declared:
+        if (codec := _codec(label)) and (text := _strict(body, codec)) is not None:
+            return text, None
+    guess = _detect(body)
+    what = f"declared {declared[0]}, but" if declared else "no encoding declared;"
+    return body.decode(guess, "replace"), f"{what} the bytes read as {guess}"
+
+
+def _sniff_wide(head: bytes) -> str | None:
+    """UTF-16/32 without a BOM, told apart by where the NUL bytes of ASCII markup fall."""
+    if b"\0" not in head:
+        return None
+    for encoding, size in (("utf-32-be", 4), ("utf-32-le", 4), ("utf-16-be", 2), ("utf-16-le", 2)):
+        try:
+            text = head[: len(head) // size * size].decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if text.lstrip().startswith("<"):
+            return encoding
+    return None
+
+
+def _as_utf8(body: bytes) -> str | None:
+    """UTF-8 text, also when a few stray bytes of another encoding slipped in."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    non_ascii = len(body) - len(body.translate(None, _NON_ASCII))
+    in_sequences = sum(len(s) for s in _UTF8_SEQUENCE.findall(body))
+    # UTF-8 with stray bytes is mostly valid sequences; in legacy text (GB2312, TIS-620,
+    # Shift-JIS: 23-34% in the corpus) they are chance, and in Latin or Cyrillic ones, none.
+    if non_ascii >= 8 and in_sequences >= 0.6 * non_ascii:
+        return body.decode("utf-8", "digest-cp1252")
+    return None
+
+
+def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: read an invalid UTF-8 byte as windows-1252."""
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start : error.end].decode("cp1252", "replace"), error.end
+
+
+codecs.register_error("digest-cp1252", _cp1252_fallback)
+
+
+def _codec(label: str) -> str | None:
+    """Python's codec for a declared label; None for unknown ones and UTF-16/32, which
+    cannot be right for bytes that are not wide."""
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    return None if name.startswith(("utf-16", "utf-32")) else name
+
+
+def _strict(body: bytes, codec: str) -> str | None:
+    for encoding in dict.fromkeys((_SUPERSETS.get(codec, codec), codec)):
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def _detect(body: bytes) -> str:
+    """Guess the encoding of bytes that are not UTF-8 and not what they declare."""
+    sample = body[:65536]
+    if len(body) > len(sample):  # cut at a newline: never inside a multibyte character
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    matches = list(charset_normalizer.from_bytes(sample))
+    if not matches:
+        return "cp1252"
+    best = matches[0]
+    tied = [m for m in matches if m.chaos <= best.chaos + 0.01]
+    # The detector cannot tell Latin-script code pages apart on a few accents; the web's
+    # most common one is the safe pick, and a noisy best guess is no better.
+    if best.chaos > 0.1 or any("cp1252" in m.could_be_from_charset for m in tied):
+        return "cp1252"
+    return str(best.encoding)
+
+
+# XML feeds (feedparser)
+
+_LEADING_DECLARATION = re.compile(r"^\s*(?:<!--.*?-->\s*)*<\?xml[^>]*>", re.S)
+_DOCTYPE = re.compile(r"<!DOCTYPE\b", re.I)
+_ELEMENT = re.compile(r"<[A-Za-z_]")
+_SUBSET_END = re.compile(r"\]\s*>")
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _read_xml_feed(
-    body: bytes, content_type: str | None, url: str
-) -> tuple[list[_Entry], str | None, str]:
-    headers = {"content-type": content_type} if content_type else {}
+    body: bytes, content_type: str | None, url: str, warnings: list[str]
+) -> _Document:
+    text, warning = _decode(body, content_type)
+    if warning:
+        warnings.append(warning)
+    text = _XML_ILLEGAL.sub("", _drop_doctype(_LEADING_DECLARATION.sub("", text.lstrip())))
     # A BytesIO, never the bytes: feedparser treats a str/bytes that names a path as a file.
+    # Relative links resolve against xml:base, then the feed's URL (RFC 4287, 3986). Given a
+    # Content-Location, feedparser does that, but joins URLs on every element (a fifth of its
+    # time); without one it loses the outer base after an xml:base element. So: only when
+    # there is an xml:base; otherwise links stay relative and _to_story joins them.
+    headers = {"content-type": "application/xml; charset=utf-8"}
+    if is_http_url(url) and "xml:base" in text:
+        headers["content-location"] = url
     parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers={**headers, "content-location": url},
+        io.BytesIO(text.encode("utf-8")),
+        response_headers=headers,
         sanitize_html=False,
+        resolve_relative_uris=False,
     )
-    if not parsed.entries:
-        problem = parsed.get("bozo_exception")
-        reason = f"not a readable feed ({problem})" if problem else "the feed has no entries"
-        raise FeedError(reason, feed_url=url)
-    base = url if is_http_url(url) else (parsed.feed.get("link") or url)
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if not parsed.entries and (problem or not parsed.get("version")):
+        raise FeedError(f"not a readable feed ({problem or 'no RSS or Atom root'})", feed_url=url)
+    if problem:
+        warnings.append(f"not well-formed XML ({problem}); kept what the lenient parser read")
     entries = [_from_feedparser(e) for e in parsed.entries]
-    return entries, _plain(parsed.feed.get("title")), base
+    return _Document(
+        entries=entries, title=_plain(parsed.feed.get("title")), base=_site_base(parsed.feed, url)
+    )
+
+
+def _drop_doctype(text: str) -> str:
+    """Remove the DOCTYPE and its internal subset, so no entity is ever expanded.
+
+    feedparser keeps "safe" text entities, and its lenient parser expands them without any
+    limit: a few kilobytes of `&a;` references become gigabytes. Feeds have no use for a DTD.
+    """
+    doctype = _DOCTYPE.search(text)
+    root = _ELEMENT.search(text)
+    if not doctype or not root or doctype.start() > root.start():
+        return text
+    subset_at, close_at = text.find("[", doctype.end()), text.find(">", doctype.end())
+    if 0 <= subset_at < close_at and (end := _SUBSET_END.search(text, subset_at)):
+        rest = text[end.end() :]
+    else:
+        rest = text[close_at + 1 :] if close_at >= 0 else ""
+    if "<!ENTITY" in rest[: (m.start() if (m := _ELEMENT.search(rest)) else len(rest))]:
+        rest = rest[m.start() :] if m else ""  # a subset that fooled the search above
+    return text[: doctype.start()] + rest
+
+
+def _site_base(feed: Any, url: str) -> str:
+    """What relative links resolve against: the feed's URL, or for a local file its site
+    link (itself relative to the feed's self link)."""
+    if is_http_url(url):
+        return url
+    links = feed.get("links") or ()
+    self_link = next((link.get("href") for link in links if link.get("rel") == "self"), None)
+    site = urljoin(self_link or "", feed.get("link") or "")
+    return site if is_http_url(site) else url
 
 
 def _from_feedparser(entry: Any) -> _Entry:
-    content = entry.get("content") or []
-    body_html = content[0].get("value") if content else entry.get("summary")
+    body = next(iter(entry.get("content") or ()), None) or entry.get("summary_detail")
     published = entry.get("published_parsed")
     if published is None and "updated" in entry:  # asking otherwise warns in feedparser 6
         published = entry.get("updated_parsed")
@@ -106,14 +335,24 @@ def _from_feedparser(entry: Any) -> _Entry:
     guid = entry.get("id")
     if not link and guid and is_http_url(guid):
         link = guid
+    author = (entry.get("author_detail") or {}).get("name") or entry.get("author")
     return _Entry(
-        guid=guid,
+        guid=guid or None,
         link=link,
         title=entry.get("title"),
-        html=body_html,
+        html=_body_html(body) if body else None,
+        html_base=(body or {}).get("base") or None,
         published_at=_from_struct(published),
-        author=entry.get("author"),
+        author=author,
+        categories=tuple(t.get("label") or t.get("term") or "" for t in entry.get("tags") or ()),
     )
+
+
+def _body_html(detail: Any) -> str:
+    value = detail.get("value") or ""
+    if detail.get("type") == "text/plain":
+        return html.escape(value).replace("\n", "<br>")
+    return str(value)
 
 
 def _from_struct(value: struct_time | None) -> datetime | None:
@@ -125,10 +364,19 @@ def _from_struct(value: struct_time | None) -> datetime | None:
         return None
 
 
-def _read_json_feed(body: bytes, url: str) -> tuple[list[_Entry], str | None, str]:
+# JSON Feed (our own reader)
+
+
+def _looks_like_json(body: bytes, content_type: str | None) -> bool:
+    if content_type and "json" in content_type.lower():
+        return True
+    return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+
+
+def _read_json_feed(body: bytes, url: str) -> _Document:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FeedError(f"not valid JSON: {exc}", feed_url=url) from exc
     version = document.get("version", "") if isinstance(document, dict) else ""
     if not str(version).startswith("https://jsonfeed.org/version/"):
@@ -139,9 +387,13 @@ def _read_json_feed(body: bytes, url: str) -> tuple[list[_Entry], str | None, st
     items = document.get("items")
     if not isinstance(items, list):
         raise FeedError("JSON Feed without an 'items' list", feed_url=url)
-    base = _text_field(document, "home_page_url") or url
-    entries = [_from_json_item(item) for item in items if isinstance(item, dict)]
-    return entries, _plain(document.get("title")), base
+    site = _text_field(document, "home_page_url")
+    base = urljoin(url, site) if site else url
+    return _Document(
+        entries=[_from_json_item(item) for item in items if isinstance(item, dict)],
+        title=_plain(document.get("title")),
+        base=base if is_http_url(base) else url,
+    )
 
 
 def _from_json_item(item: dict[str, Any]) -> _Entry:
@@ -156,13 +408,16 @@ def _from_json_item(item: dict[str, Any]) -> _Entry:
         (a["name"] for a in authors if isinstance(a, dict) and _text_field(a, "name")), None
     )
     guid = item.get("id")
+    tags = item.get("tags")
     return _Entry(
-        guid=str(guid) if isinstance(guid, str | int) else None,
+        guid=str(guid) if isinstance(guid, str | int) and guid != "" else None,
         link=_text_field(item, "url") or _text_field(item, "external_url"),
         title=_text_field(item, "title"),
         html=body_html or _text_field(item, "summary"),
+        html_base=None,
         published_at=_from_iso(item.get("date_published") or item.get("date_modified")),
         author=author,
+        categories=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
     )
 
 
@@ -181,29 +436,78 @@ def _from_iso(value: object) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _to_story(entry: _Entry, source: FeedSource, source_name: str, base: str) -> Story | None:
+# Normalising
+
+
+def _to_story(
+    entry: _Entry, source: FeedSource, source_name: str, base: str, fetched_at: datetime
+) -> Story | str:
+    """The story, or why there is none: "link" or "title"."""
     link = urljoin(base, entry.link.strip()) if entry.link else None
     if not link or not is_http_url(link):
-        return None
-    clean_html = nh3.clean(entry.html or "")
+        return "link"
+    clean_html = _clean_html(_fix_text(entry.html) or "", urljoin(link, entry.html_base or ""))
     text = html_to_text(clean_html)
-    title = _plain(entry.title) or _title_from_text(text)
+    title = _plain(_fix_text(entry.title)) or _title_from_text(text)
     if not title:
-        return None
+        return "title"
     url = canonical_url(link)
-    story_id = _hash(f"{source.url}\n{entry.guid}") if entry.guid else _hash(url)
     return Story(
-        story_id=story_id,
+        story_id=_hash(f"{source.url}\n{entry.guid}") if entry.guid else _hash(url),
         feed_url=source.url,
         source_name=source_name,
         category=source.category,
         url=url,
         title=title,
-        published_at=entry.published_at,
-        author=_plain(entry.author),
+        published_at=entry.published_at or fetched_at,  # undated: published when first seen
+        author=_plain(_fix_text(entry.author)),
+        categories=_categories(entry.categories),
         text=text,
         html=clean_html,
+        is_deduped=source.is_deduped,
     )
+
+
+# Mojibake (UTF-8 read as windows-1252/latin-1) always has one of these pairs, or a C1
+# control; the cheap search keeps ftfy's slower check off clean text.
+_MOJIBAKE_HINT = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
+    "\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+    "\u20ac\u2122]|[\u0080-\u009f]"
+)
+
+
+def _fix_text(value: object) -> str | None:
+    """Repair mojibake (double-encoded UTF-8) where ftfy is sure; never touch clean text."""
+    if not isinstance(value, str):
+        return None
+    if value.isascii() or not _MOJIBAKE_HINT.search(value):
+        return value
+    # ftfy only, not an encoding guess: it undoes the decode/encode mistake byte for byte
+    # and leaves text alone unless it is sure (its own badness check).
+    return ftfy.fix_encoding(value)
+
+
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "poster"})
+
+
+def _clean_html(markup: str, base: str) -> str:
+    """Sanitise with nh3, making relative URLs absolute against the body's base."""
+    if not markup:
+        return ""
+    return nh3.clean(markup, attribute_filter=partial(_absolute_url, base))
+
+
+def _absolute_url(base: str, tag: str, attribute: str, value: str) -> str:
+    if attribute in _URL_ATTRIBUTES and value and not is_http_url(value):
+        return urljoin(base, value.strip())
+    return value
+
+
+def _categories(values: Iterable[str]) -> tuple[str, ...]:
+    names = (_plain(_fix_text(v)) for v in values)
+    unique = dict.fromkeys(n for n in names if n)
+    return tuple(unique)[:_MAX_CATEGORIES]
 
 
 def html_to_text(markup: str) -> str:
@@ -216,10 +520,12 @@ def html_to_text(markup: str) -> str:
 
 
 def _plain(value: object) -> str | None:
+    """Plain text of a title-like field: tags dropped, entities decoded, spaces collapsed."""
     if not isinstance(value, str):
         return None
-    text = " ".join(html.unescape(nh3.clean(value, tags=set())).split())
-    return text or None
+    if "<" in value or "&" in value:
+        value = html.unescape(nh3.clean(value, tags=set()))
+    return " ".join(value.split()) or None
 
 
 def _title_from_text(text: str, words: int = 12) -> str | None:

@@ -148,7 +148,7 @@ def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], F
     if not result.is_ok or result.is_not_modified:
         return (), result
     try:
-        stories = parse_feed(result)
+        parsed = parse_feed(result)
     except FeedError as exc:
         error = exc.message
     except Exception as exc:  # the per-feed boundary: one feed never stops the rest
@@ -156,7 +156,9 @@ def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], F
         logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
         error = f"could not parse the feed ({type(exc).__name__}: {exc})"
     else:
-        return recent_stories(stories, result.fetched_at, max_age_days), result
+        for warning in parsed.warnings:
+            logger.warning("feed %s: %s", result.source.url, warning)
+        return recent_stories(parsed.stories, result.fetched_at, max_age_days), result
     # Forget the validators, so the next fetch gets the whole body again.
     return (), replace(result, error=error, etag=None, last_modified=None)
 
@@ -557,7 +559,7 @@ def _check_feed(settings: Settings, source: FeedSource, clock: Clock) -> tuple[F
             f"{source.url}: {kind}{result.error}; not added", feed_url=source.url, hint=hint
         )
     try:
-        stories = parse_feed(result)
+        stories = parse_feed(result).stories
     except FeedError as exc:
         raise FeedError(
             f"{source.url}: {exc.message}; not added", feed_url=source.url, hint=hint

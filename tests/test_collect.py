@@ -62,7 +62,7 @@ def test_conditional_get_turns_an_unchanged_feed_into_304(feed_server: FeedServe
 
 def test_relative_links_resolve_against_the_feed_address(feed_server: FeedServer) -> None:
     (result,) = _fetch(feed_server, ["feeds/relative.atom"])
-    (story,) = parse_feed(result)
+    (story,) = parse_feed(result).stories
     assert story.url == f"{feed_server.base_url}/blog/2003/12/13/atom03"
 
 
