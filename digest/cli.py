@@ -88,7 +88,12 @@ def _print_collect(report: pipeline.CollectReport) -> None:
     width = max([len(f.name) for f in report.feeds] + [4])
     click.echo(f"{'feed':<{width}}  {'status':<9}  {'new':>4}  detail")
     for feed in report.feeds:
-        line = f"{feed.name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  {feed.error or ''}"
+        detail = f"{feed.error_kind}: {feed.error}" if feed.error_kind else feed.error or ""
+        if feed.moved_to:
+            detail = f"{detail} (moved permanently to {feed.moved_to})".lstrip()
+        if feed.warnings:
+            detail = "; ".join([detail, *feed.warnings]).lstrip("; ")
+        line = f"{feed.name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  {detail}"
         click.echo(line.rstrip())
     ok = len(report.feeds) - len(report.failed)
     click.echo(

@@ -10,13 +10,18 @@ send_edition:   the same Digest, archived with the ledger's pending rows in one 
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from itertools import repeat
 
-from digest.collect import FetchLimits, fetch_all
+from digest.clean import extract_article, normalise_line
+from digest.collect import FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, append_feeds, feed_url_key
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
@@ -31,6 +36,7 @@ from digest.deliver import (
 from digest.encoder import load_encoder
 from digest.errors import DeliveryError, DigestError, FeedError
 from digest.models import (
+    Article,
     Delivery,
     DeliveryState,
     Digest,
@@ -50,7 +56,7 @@ from digest.parse import parse_feed, recent_stories
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
 from digest.store import Store
-from digest.summarize import Summarizer, SummaryRequest, load_summarizer
+from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +69,12 @@ class FeedReport:
 
     url: str
     name: str
-    status: str  # "new", "unchanged" (304 or nothing new) or "failed"
+    status: str  # "new", "unchanged" (304 or nothing new), "failed" or "gone" (410)
     new_stories: int = 0
     error: str | None = None
+    error_kind: str | None = None
+    moved_to: str | None = None  # a permanent redirect: fetched from here from now on
+    warnings: tuple[str, ...] = ()  # e.g. a feed that is not well-formed, read in part
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +87,7 @@ class CollectReport:
 
     @property
     def failed(self) -> tuple[FeedReport, ...]:
-        return tuple(f for f in self.feeds if f.status == "failed")
+        return tuple(f for f in self.feeds if f.status in ("failed", "gone"))
 
     @property
     def all_failed(self) -> bool:
@@ -117,58 +126,197 @@ def collect_once(settings: Settings, clock: Clock) -> CollectReport:
 
 
 def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport:
-    """Fetch every feed once and store the new stories; one feed's failure stops nothing."""
-    results = _fetch(settings, store, clock)
+    """Fetch every feed once and store the new stories; one feed's failure stops nothing.
+
+    Feeds that answered 410 Gone are not fetched again (``digest feeds add`` revives one).
+    """
+    fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
     reports = []
-    for result in results:
-        stories, result = _parse(result, settings.collect.max_age_days)
+    for feed in fetched.feeds:
         with store.atomic():
-            store.record_fetch(result)
-            new = store.add_stories(stories, seen_at=result.fetched_at)
-        reports.append(_feed_report(result, new))
-        if result.error:
-            logger.warning("feed %s failed: %s", result.source.url, result.error)
+            store.record_fetch(feed.result)
+            new = store.add_stories(feed.stories, seen_at=feed.result.fetched_at)
+        reports.append(_feed_report(feed, new))
+        if feed.result.error:
+            logger.warning("feed %s failed: %s", feed.result.source.url, feed.result.error)
+    reports += [_gone_report(source) for source in fetched.gone]
     return CollectReport(feeds=tuple(reports))
 
 
-def _fetch(settings: Settings, store: Store | None, clock: Clock) -> list[FetchResult]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _FeedOutcome:
+    """One feed's fetch, the stories it gave, and what parsing had to say about it."""
+
+    result: FetchResult
+    stories: Sequence[Story] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Fetched:
+    feeds: list[_FeedOutcome]  # each fetched feed, with the stories the store lacks
+    gone: list[FeedSource]  # feeds not fetched because they answered 410 Gone before
+
+
+def _fetch_new_stories(
+    settings: Settings, store: Store | None, clock: Clock, *, save_articles: bool
+) -> _Fetched:
+    """Fetch and parse every active feed; keep the stories the store does not have yet."""
     sources = settings.feed_sources
-    states: dict[str, FeedState] = {}
+    states = {}
     if store is not None:
         states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
-    limits = FetchLimits(
-        timeout_seconds=settings.collect.timeout_seconds,
-        max_bytes=settings.collect.max_bytes,
-        concurrency=settings.collect.concurrency,
+    gone = [s for s in sources if s.url in states and states[s.url].is_gone]
+    active = [s for s in sources if s not in gone]
+    results = fetch_all(active, states, _limits(settings), clock)
+    feeds = _parse_all(results, settings.collect.max_age_days)
+    if store is not None:
+        feeds = [
+            replace(f, stories=[s for s in f.stories if not store.has_story(s)]) for f in feeds
+        ]
+    if any(source.full_text for source in active):
+        feeds = _add_full_text(settings, store, feeds, clock, save=save_articles)
+    return _Fetched(feeds=feeds, gone=gone)
+
+
+def _limits(settings: Settings) -> FetchLimits:
+    collect = settings.collect
+    return FetchLimits(
+        timeout_seconds=collect.timeout_seconds,
+        max_bytes=collect.max_bytes,
+        concurrency=collect.concurrency,
+        per_host=collect.per_host,
+        retries=collect.retries,
     )
-    return fetch_all(sources, states, limits, clock)
 
 
-def _parse(result: FetchResult, max_age_days: int) -> tuple[tuple[Story, ...], FetchResult]:
-    """Stories of a successful fetch; a parse failure turns the result into a failed one."""
+def _add_full_text(
+    settings: Settings,
+    store: Store | None,
+    feeds: Sequence[_FeedOutcome],
+    clock: Clock,
+    *,
+    save: bool,
+) -> list[_FeedOutcome]:
+    """Replace each teaser's text with its article page's main text, where one is found.
+
+    Pages are fetched once: their extraction (or failure) is cached in the store.
+    """
+    teasers = {
+        story.url: story.title
+        for feed in feeds
+        if feed.result.source.full_text
+        for story in feed.stories
+        if word_count(story.text) < settings.collect.full_text_min_words
+    }
+    articles = {}
+    if store is not None:
+        articles = {url: a for url in teasers if (a := store.article(url)) is not None}
+    missing = sorted(teasers - articles.keys())
+    if missing:
+        pages = fetch_pages(missing, _limits(settings), clock)
+        fetched = [_to_article(page, teasers[page.source.url]) for page in pages]
+        if save and store is not None:
+            store.save_articles(fetched)
+        articles.update((a.url, a) for a in fetched)
+    return [
+        replace(feed, stories=[_with_article(s, articles.get(s.url)) for s in feed.stories])
+        for feed in feeds
+    ]
+
+
+def _to_article(page: FetchResult, title: str) -> Article:
+    url = page.source.url
+    if not page.is_ok:
+        return Article(url=url, fetched_at=page.fetched_at, error=page.error)
+    text = extract_article(page.body, url, title=title)
+    if not text:
+        return Article(url=url, fetched_at=page.fetched_at, error="no article text on the page")
+    return Article(url=url, fetched_at=page.fetched_at, text=text)
+
+
+def _with_article(story: Story, article: Article | None) -> Story:
+    if article is None or not article.text:
+        return story
+    lines = article.text.splitlines()
+    if lines and normalise_line(lines[0]) == normalise_line(story.title):
+        lines = lines[1:]  # the page's own headline: the story has it already
+    text = "\n".join(lines)
+    if word_count(text) <= word_count(story.text):
+        return story
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return replace(story, text=text, html=paragraphs, text_source="article")
+
+
+# Parsing is the CPU cost of a collect run (feedparser: a few thousand entries a second), so
+# a large run is parsed in worker processes, one per core. Below this many bytes of feed
+# bodies the start-up of the workers costs more than it saves.
+_POOL_MIN_BYTES = 2_000_000
+
+
+def _parse_all(results: Sequence[FetchResult], max_age_days: int) -> list[_FeedOutcome]:
+    """Parse every fetched body, in worker processes when there is enough to parse."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or sum(len(r.body) for r in results) < _POOL_MIN_BYTES:
+        outcomes = [_parse(result, max_age_days) for result in results]
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["digest.pipeline"])
+        with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
+            outcomes = list(pool.map(_parse, results, repeat(max_age_days), chunksize=4))
+    feeds = []
+    for result, (stories, error, warnings) in zip(results, outcomes, strict=True):
+        for warning in warnings:
+            logger.warning("feed %s: %s", result.source.url, warning)
+        failed = _as_failed(result, error) if error else result
+        feeds.append(_FeedOutcome(result=failed, stories=stories, warnings=warnings))
+    return feeds
+
+
+def _as_failed(result: FetchResult, error: str) -> FetchResult:
+    # Forget the validators, so the next fetch gets the whole body again.
+    return replace(result, error=error, error_kind="parse", etag=None, last_modified=None)
+
+
+def _parse(
+    result: FetchResult, max_age_days: int
+) -> tuple[tuple[Story, ...], str | None, tuple[str, ...]]:
+    """(stories, parse error, warnings) of one fetch; runs in a worker process or here."""
     if not result.is_ok or result.is_not_modified:
-        return (), result
+        return (), None, ()
     try:
         parsed = parse_feed(result)
     except FeedError as exc:
-        error = exc.message
+        return (), exc.message, ()
     except Exception as exc:  # the per-feed boundary: one feed never stops the rest
         debug = logger.isEnabledFor(logging.DEBUG)
         logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
-        error = f"could not parse the feed ({type(exc).__name__}: {exc})"
-    else:
-        for warning in parsed.warnings:
-            logger.warning("feed %s: %s", result.source.url, warning)
-        return recent_stories(parsed.stories, result.fetched_at, max_age_days), result
-    # Forget the validators, so the next fetch gets the whole body again.
-    return (), replace(result, error=error, etag=None, last_modified=None)
+        return (), f"could not parse the feed ({type(exc).__name__}: {exc})", ()
+    stories = recent_stories(parsed.stories, result.fetched_at, max_age_days)
+    return stories, None, parsed.warnings
 
 
-def _feed_report(result: FetchResult, new: int) -> FeedReport:
-    source = result.source
+def _feed_report(feed: _FeedOutcome, new: int) -> FeedReport:
+    result, source = feed.result, feed.result.source
     status = "failed" if result.error else "new" if new else "unchanged"
+    if result.is_gone:
+        status = "gone"
     return FeedReport(
-        url=source.url, name=source.title, status=status, new_stories=new, error=result.error
+        url=source.url,
+        name=source.title,
+        status=status,
+        new_stories=new,
+        error=result.error,
+        error_kind=result.error_kind,
+        moved_to=result.moved_to,
+        warnings=feed.warnings,
+    )
+
+
+def _gone_report(source: FeedSource) -> FeedReport:
+    error = "answered 410 Gone earlier; not fetched (re-add it with `digest feeds add` to retry)"
+    return FeedReport(
+        url=source.url, name=source.title, status="gone", error=error, error_kind="gone"
     )
 
 
@@ -282,20 +430,14 @@ def _fetch_unstored(
     settings: Settings, store: Store | None, clock: Clock
 ) -> tuple[list[Story], tuple[FeedFailure, ...]]:
     """Fetch feeds as collect would, keeping the stories in memory only."""
-    stories: list[Story] = []
-    failures = []
-    for result in _fetch(settings, store, clock):
-        parsed, result = _parse(result, settings.collect.max_age_days)
-        stories.extend(parsed)
-        if result.error:
-            failures.append(
-                FeedFailure(
-                    feed_url=result.source.url, name=result.source.title, error=result.error
-                )
-            )
-    if store is not None:
-        stories = [s for s in stories if not store.has_story(s)]
-    return stories, tuple(failures)
+    fetched = _fetch_new_stories(settings, store, clock, save_articles=False)
+    stories = [story for feed in fetched.feeds for story in feed.stories]
+    failures = tuple(
+        FeedFailure(feed_url=f.result.source.url, name=f.result.source.title, error=f.result.error)
+        for f in fetched.feeds
+        if f.result.error
+    )
+    return stories, failures
 
 
 def _merge(stored: Iterable[Story], fresh: Iterable[Story]) -> list[Story]:
