@@ -81,6 +81,19 @@ def test_list_shows_a_failing_feed_with_its_error_kind_and_history(
     )
 
 
+def test_collect_shows_each_failed_feed_with_its_error_kind(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.extra_routes["/old.xml"] = (301, {"Location": "/feeds/nasa.xml"}, b"")
+    config = _config(tmp_path, feed_server, "old.xml", "status/500", "garbage")
+    lines = _run(config, "collect").output.splitlines()
+    assert lines[1].split()[:3] == ["old.xml", "new", "1"]
+    assert lines[1].endswith(f"(moved permanently to {feed_server.url('feeds/nasa.xml')})")
+    assert lines[2].split()[:3] == ["500", "failed", "0"]
+    assert lines[2].endswith("  http: HTTP 500 Internal Server Error")
+    assert lines[3].split()[:4] == ["garbage", "failed", "0", "parse:"]
+
+
 def test_list_json(tmp_path: Path, feed_server: FeedServer) -> None:
     config = _config(tmp_path, feed_server, "feeds/nasa.xml", "status/503")
     _run(config, "collect")
