@@ -17,10 +17,11 @@ import hashlib
 import html
 import io
 import json
+import logging
 import re
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from time import struct_time
@@ -32,6 +33,7 @@ import feedparser
 import ftfy
 import nh3
 
+from digest.clean import clean_text, repeated_lines
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult, ParsedFeed, Story
 
@@ -41,6 +43,8 @@ _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _MAX_CATEGORIES = 20
 _MAX_GUNZIPPED = 50_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def is_http_url(url: str) -> bool:
@@ -65,7 +69,35 @@ def parse_feed(result: FetchResult) -> ParsedFeed:
         raise FeedError(f"no usable entries: skipped {skipped}", feed_url=source.url)
     if skipped:
         warnings.append(f"skipped {skipped}")
-    return ParsedFeed(stories=tuple(stories), warnings=tuple(warnings))
+    return ParsedFeed(stories=_without_boilerplate(stories), warnings=tuple(warnings))
+
+
+def _without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
+    """Each story's text cleaned of site boilerplate, lines the feed repeats included."""
+    boilerplate = repeated_lines(story.text for story in stories)
+    cleaned = []
+    for story in stories:
+        text = clean_text(story.text, title=story.title, boilerplate=boilerplate)
+        cleaned.append(story if text == story.text else replace(story, text=text))
+    return tuple(cleaned)
+
+
+def parse_fetched(
+    result: FetchResult, max_age_days: int
+) -> tuple[tuple[Story, ...], str | None, tuple[str, ...]]:
+    """(recent stories, error, warnings) of one fetch, never raising: what a collect run's
+    worker processes send back, so that one feed's failure stops no other."""
+    if not result.is_ok or result.is_not_modified:
+        return (), None, ()
+    try:
+        parsed = parse_feed(result)
+    except FeedError as exc:
+        return (), exc.message, ()
+    except Exception as exc:  # the per-feed boundary, as in the pipeline
+        debug = logger.isEnabledFor(logging.DEBUG)
+        logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
+        return (), f"could not parse the feed ({type(exc).__name__}: {exc})", ()
+    return recent_stories(parsed.stories, result.fetched_at, max_age_days), None, parsed.warnings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -52,7 +52,7 @@ from digest.models import (
     Summary,
 )
 from digest.opml import OpmlImport, read_opml, write_opml
-from digest.parse import parse_feed, recent_stories
+from digest.parse import parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
 from digest.store import Store
@@ -258,12 +258,13 @@ def _parse_all(results: Sequence[FetchResult], max_age_days: int) -> list[_FeedO
     """Parse every fetched body, in worker processes when there is enough to parse."""
     cores = os.cpu_count() or 1
     if cores < 2 or sum(len(r.body) for r in results) < _POOL_MIN_BYTES:
-        outcomes = [_parse(result, max_age_days) for result in results]
+        outcomes = [parse_fetched(result, max_age_days) for result in results]
     else:
+        # forkserver, not fork: the daemon has threads (and maybe torch) by now.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["digest.pipeline"])
+        context.set_forkserver_preload(["digest.parse"])
         with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
-            outcomes = list(pool.map(_parse, results, repeat(max_age_days), chunksize=4))
+            outcomes = list(pool.map(parse_fetched, results, repeat(max_age_days), chunksize=4))
     feeds = []
     for result, (stories, error, warnings) in zip(results, outcomes, strict=True):
         for warning in warnings:
@@ -276,24 +277,6 @@ def _parse_all(results: Sequence[FetchResult], max_age_days: int) -> list[_FeedO
 def _as_failed(result: FetchResult, error: str) -> FetchResult:
     # Forget the validators, so the next fetch gets the whole body again.
     return replace(result, error=error, error_kind="parse", etag=None, last_modified=None)
-
-
-def _parse(
-    result: FetchResult, max_age_days: int
-) -> tuple[tuple[Story, ...], str | None, tuple[str, ...]]:
-    """(stories, parse error, warnings) of one fetch; runs in a worker process or here."""
-    if not result.is_ok or result.is_not_modified:
-        return (), None, ()
-    try:
-        parsed = parse_feed(result)
-    except FeedError as exc:
-        return (), exc.message, ()
-    except Exception as exc:  # the per-feed boundary: one feed never stops the rest
-        debug = logger.isEnabledFor(logging.DEBUG)
-        logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
-        return (), f"could not parse the feed ({type(exc).__name__}: {exc})", ()
-    stories = recent_stories(parsed.stories, result.fetched_at, max_age_days)
-    return stories, None, parsed.warnings
 
 
 def _feed_report(feed: _FeedOutcome, new: int) -> FeedReport:
