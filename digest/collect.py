@@ -14,6 +14,7 @@ one refused. Timeouts and 5xx answers are retried with backoff; nothing else is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import random
 from collections import defaultdict
@@ -102,9 +103,15 @@ def fetch_all(
     states: dict[str, FeedState],
     limits: FetchLimits,
     now: Callable[[], datetime],
+    on_result: Callable[[int, FetchResult], FetchResult] | None = None,
 ) -> list[FetchResult]:
-    """Fetch every feed concurrently; one result per source, in the same order."""
-    return asyncio.run(_fetch_all(sources, states, limits, now))
+    """Fetch every feed concurrently; one result per source, in the same order.
+
+    ``on_result(index, result)`` is called as each fetch ends, so the caller can start on it
+    (parse it in another process, say) while the others are still on their way; what it
+    returns is kept in the result's place (without the body, if the caller is done with it).
+    """
+    return asyncio.run(_fetch_all(sources, states, limits, now, on_result))
 
 
 async def _fetch_all(
@@ -112,10 +119,15 @@ async def _fetch_all(
     states: dict[str, FeedState],
     limits: FetchLimits,
     now: Callable[[], datetime],
+    on_result: Callable[[int, FetchResult], FetchResult] | None,
 ) -> list[FetchResult]:
     async with _Fetcher(limits, FEED_ACCEPT) as fetcher:
-        jobs = (fetcher.feed(source, states.get(source.url), now) for source in sources)
-        return list(await asyncio.gather(*jobs))
+
+        async def job(index: int, source: FeedSource) -> FetchResult:
+            result = await fetcher.feed(source, states.get(source.url), now)
+            return on_result(index, result) if on_result is not None else result
+
+        return list(await asyncio.gather(*(job(i, s) for i, s in enumerate(sources))))
 
 
 def fetch_pages(
@@ -327,6 +339,7 @@ def _succeeded(source: FeedSource, fetched_at: datetime, response: _Response) ->
         etag=response.etag,
         last_modified=response.last_modified,
         moved_to=response.moved_to,
+        body_hash=body_hash(response.body) if response.body else None,
     )
 
 
@@ -354,4 +367,14 @@ def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -
         failure = _FetchFailed("file", f"cannot read {path}: {exc.strerror or exc}")
         return _failed(source, fetched_at, failure)
     content_type = "application/feed+json" if path.suffix.lower() == ".json" else None
-    return FetchResult(source=source, fetched_at=fetched_at, body=body, content_type=content_type)
+    return FetchResult(
+        source=source,
+        fetched_at=fetched_at,
+        body=body,
+        content_type=content_type,
+        body_hash=body_hash(body),
+    )
+
+
+def body_hash(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()

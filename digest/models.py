@@ -46,6 +46,7 @@ class FeedState:
     last_error: str | None = None
     fetch_url: str | None = None  # where a permanent redirect moved the feed
     is_gone: bool = False  # answered 410 Gone: not fetched again until re-added
+    body_hash: str | None = None  # of the last body parsed: the same body is not parsed again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +107,8 @@ class FetchResult:
     error: str | None = None
     error_kind: str | None = None  # timeout, network, http, too-large, redirect, refused, parse
     moved_to: str | None = None  # the target of a permanent redirect, to fetch from now on
+    body_hash: str | None = None  # sha256 of the body, to skip parsing an unchanged one
+    is_unchanged: bool = False  # the same body as the last one parsed: not parsed again
 
     @property
     def is_gone(self) -> bool:

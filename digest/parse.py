@@ -82,12 +82,13 @@ def _without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
     return tuple(cleaned)
 
 
-def parse_fetched(
-    result: FetchResult, max_age_days: int
-) -> tuple[tuple[Story, ...], str | None, tuple[str, ...]]:
+ParseOutcome = tuple[tuple[Story, ...], str | None, tuple[str, ...]]  # stories, error, warnings
+
+
+def parse_fetched(result: FetchResult, max_age_days: int) -> ParseOutcome:
     """(recent stories, error, warnings) of one fetch, never raising: what a collect run's
     worker processes send back, so that one feed's failure stops no other."""
-    if not result.is_ok or result.is_not_modified:
+    if not result.is_ok or result.is_not_modified or result.is_unchanged:
         return (), None, ()
     try:
         parsed = parse_feed(result)

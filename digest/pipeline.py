@@ -15,10 +15,9 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from itertools import repeat
 
 from digest.clean import extract_article, normalise_line
 from digest.collect import FetchLimits, fetch_all, fetch_pages
@@ -52,7 +51,7 @@ from digest.models import (
     Summary,
 )
 from digest.opml import OpmlImport, read_opml, write_opml
-from digest.parse import parse_feed, parse_fetched
+from digest.parse import ParseOutcome, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
 from digest.store import Store
@@ -168,8 +167,7 @@ def _fetch_new_stories(
         states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
     gone = [s for s in sources if s.url in states and states[s.url].is_gone]
     active = [s for s in sources if s not in gone]
-    results = fetch_all(active, states, _limits(settings), clock)
-    feeds = _parse_all(results, settings.collect.max_age_days)
+    feeds = _fetch_and_parse(settings, active, states, clock)
     if store is not None:
         feeds = [
             replace(f, stories=[s for s in f.stories if not store.has_story(s)]) for f in feeds
@@ -249,29 +247,55 @@ def _with_article(story: Story, article: Article | None) -> Story:
 
 
 # Parsing is the CPU cost of a collect run (feedparser: a few thousand entries a second), so
-# a large run is parsed in worker processes, one per core. Below this many bytes of feed
-# bodies the start-up of the workers costs more than it saves.
-_POOL_MIN_BYTES = 2_000_000
+# a large run parses in worker processes, one per core, each feed as soon as it arrives, while
+# the others are still being fetched. For a few feeds the workers would cost more than they
+# save.
+_POOL_MIN_FEEDS = 16
 
 
-def _parse_all(results: Sequence[FetchResult], max_age_days: int) -> list[_FeedOutcome]:
-    """Parse every fetched body, in worker processes when there is enough to parse."""
+def _fetch_and_parse(
+    settings: Settings,
+    sources: Sequence[FeedSource],
+    states: dict[str, FeedState],
+    clock: Clock,
+) -> list[_FeedOutcome]:
+    """Fetch every feed and parse what came back: the new stories of each, or its error."""
+    max_age = settings.collect.max_age_days
+    limits = _limits(settings)
     cores = os.cpu_count() or 1
-    if cores < 2 or sum(len(r.body) for r in results) < _POOL_MIN_BYTES:
-        outcomes = [parse_fetched(result, max_age_days) for result in results]
-    else:
-        # forkserver, not fork: the daemon has threads (and maybe torch) by now.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["digest.parse"])
-        with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
-            outcomes = list(pool.map(parse_fetched, results, repeat(max_age_days), chunksize=4))
-    feeds = []
-    for result, (stories, error, warnings) in zip(results, outcomes, strict=True):
-        for warning in warnings:
-            logger.warning("feed %s: %s", result.source.url, warning)
-        failed = _as_failed(result, error) if error else result
-        feeds.append(_FeedOutcome(result=failed, stories=stories, warnings=warnings))
-    return feeds
+    if cores < 2 or len(sources) < _POOL_MIN_FEEDS:
+        results = [_without_seen_body(r, states) for r in fetch_all(sources, states, limits, clock)]
+        return [_outcome(r, parse_fetched(r, max_age)) for r in results]
+    # forkserver, not fork: the daemon has threads (and maybe torch) by now.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["digest.parse"])
+    with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
+        parsing: dict[int, Future[ParseOutcome]] = {}
+
+        def parse_soon(index: int, result: FetchResult) -> FetchResult:
+            result = _without_seen_body(result, states)
+            parsing[index] = pool.submit(parse_fetched, result, max_age)
+            return replace(result, body=b"")  # the worker has its own copy
+
+        results = fetch_all(sources, states, limits, clock, on_result=parse_soon)
+        return [_outcome(r, parsing[i].result()) for i, r in enumerate(results)]
+
+
+def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> FetchResult:
+    """A body identical to the last one parsed holds nothing new: like a 304, it is not
+    parsed again (and not kept)."""
+    state = states.get(result.source.url)
+    if state is None or result.body_hash is None or result.body_hash != state.body_hash:
+        return result
+    return replace(result, body=b"", is_unchanged=True)
+
+
+def _outcome(result: FetchResult, parsed: ParseOutcome) -> _FeedOutcome:
+    stories, error, warnings = parsed
+    for warning in warnings:
+        logger.warning("feed %s: %s", result.source.url, warning)
+    failed = _as_failed(result, error) if error else result
+    return _FeedOutcome(result=failed, stories=stories, warnings=warnings)
 
 
 def _as_failed(result: FetchResult, error: str) -> FetchResult:

@@ -121,9 +121,14 @@ def _m002_feed_health_and_articles(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m003_feed_body_hash(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
+    ("m003_feed_body_hash", _m003_feed_body_hash),
 )
 
 
@@ -248,7 +253,7 @@ class Store:
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(
             "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error,"
-            " fetch_url, is_gone FROM feeds WHERE url = ?",
+            " fetch_url, is_gone, body_hash FROM feeds WHERE url = ?",
             (url,),
         ).fetchone()
         if row is None:
@@ -262,6 +267,7 @@ class Store:
             last_error=row[5],
             fetch_url=row[6],
             is_gone=bool(row[7]),
+            body_hash=row[8],
         )
 
     def record_fetch(self, result: FetchResult) -> None:
@@ -285,15 +291,15 @@ class Store:
                 self._conn.execute(
                     "UPDATE feeds SET last_success_at = ?, last_error = NULL,"
                     " last_error_at = NULL, last_error_kind = NULL,"
-                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
-                    " WHERE url = ?",
-                    (when, result.etag, result.last_modified, source.url),
+                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),"
+                    " body_hash = coalesce(?, body_hash) WHERE url = ?",
+                    (when, result.etag, result.last_modified, result.body_hash, source.url),
                 )
                 return
             kind = result.error_kind or "error"
             self._conn.execute(
                 "UPDATE feeds SET last_error_at = ?, last_error = ?, last_error_kind = ?,"
-                " is_gone = ? WHERE url = ?",
+                " is_gone = ?, body_hash = NULL WHERE url = ?",
                 (when, result.error, kind, int(result.is_gone), source.url),
             )
             self._conn.execute(

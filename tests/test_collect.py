@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from digest import pipeline
 from digest.collect import FetchLimits, fetch_all
 from digest.config import load_settings
 from digest.models import FeedSource, FeedState, FetchResult
@@ -187,3 +188,40 @@ def test_every_failure_is_kept_with_its_time_and_kind(
         failures = store.feed_failures(feed_server.url("status/404"))
     assert [(f.kind, f.message) for f in failures] == [("http", "HTTP 404 Not Found")] * 2
     assert failures[0].failed_at == NOW
+
+
+def test_an_unchanged_body_is_not_parsed_again(tmp_path: Path, feed_server: FeedServer) -> None:
+    # No ETag or Last-Modified: the server answers 200 with the whole body every time.
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+<item><title>Has a link</title><link>https://news.example.org/1</link></item>
+<item><title>Has none</title></item></channel></rss>"""
+    feed_server.extra_routes["/plain.xml"] = (200, {"Content-Type": "application/rss+xml"}, body)
+    feeds = [{"url": feed_server.url("plain.xml")}]
+    first, _, states = _collect(tmp_path, feed_server, feeds)
+    assert first.feeds[0].warnings  # parsed: it says what it skipped
+    assert states[feed_server.url("plain.xml")].body_hash  # type: ignore[union-attr]
+    second, _, _ = _collect(tmp_path, feed_server, feeds)
+    assert second.feeds[0].status == "unchanged" and second.feeds[0].warnings == ()
+    feed_server.extra_routes["/plain.xml"] = (200, {}, body.replace(b"/1<", b"/2<"))
+    third, _, _ = _collect(tmp_path, feed_server, feeds)
+    assert third.feeds[0].new_stories == 1
+
+
+def test_a_large_run_parses_in_worker_processes_with_the_same_results(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    names = ["nasa.xml", "jsonfeed.json", "relative.atom", "japantoday.xml"]
+    feeds = [{"url": feed_server.url(f"feeds/{name}?copy={n}")} for n in range(5) for name in names]
+    feeds.append({"url": feed_server.url("garbage")})
+    assert len(feeds) >= pipeline._POOL_MIN_FEEDS
+    report, stories, _ = _collect(tmp_path, feed_server, feeds)
+    single = tmp_path / "single"
+    single.mkdir()
+    small, single_stories, _ = _collect(
+        single, feed_server, [{"url": feed_server.url(f"feeds/{n}")} for n in names]
+    )
+    assert [f.status for f in report.feeds].count("failed") == 1
+    assert report.feeds[-1].error_kind == "parse"
+    # Each copy is the same feed under another URL: same links, so stored once.
+    assert {s.url for s in stories} == {s.url for s in single_stories}
+    assert report.new_stories == small.new_stories
