@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from digest.clean import extract_article, normalise_line
+from digest.clean import MAX_ARTICLE_HTML_SIZE, extract_article, normalise_line
 from digest.collect import FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, append_feeds, feed_url_key
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
@@ -212,7 +212,9 @@ def _add_full_text(
         articles = {url: a for url in teasers if (a := store.article(url)) is not None}
     missing = sorted(teasers - articles.keys())
     if missing:
-        pages = fetch_pages(missing, _limits(settings), clock)
+        # A page larger than the extractor reads is not worth downloading in full.
+        limits = replace(_limits(settings), max_bytes=MAX_ARTICLE_HTML_SIZE)
+        pages = fetch_pages(missing, limits, clock)
         fetched = [_to_article(page, teasers[page.source.url]) for page in pages]
         if save and store is not None:
             store.save_articles(fetched)

@@ -23,6 +23,7 @@ import pytest
 
 from digest.collect import FetchLimits, fetch_all, fetch_pages
 from digest.models import FeedSource, FeedState, FetchResult
+from digest.parse import parse_feed
 from tests.conftest import FEEDS
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -278,3 +279,24 @@ def test_article_pages_are_fetched_with_the_same_rules(server: Server) -> None:
     )
     assert page.body == b"<html>story</html>"
     assert loop.error_kind == "redirect"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/rss-as-html", "text/html; charset=utf-8"),
+        ("/rss-as-json", "application/json"),
+        ("/rss-as-octets", "application/octet-stream"),
+        ("/json-as-xml", "application/xml"),
+        ("/json-as-text", "text/plain; charset=iso-8859-1"),
+    ],
+)
+def test_a_wrong_content_type_does_not_stop_the_feed_being_read(
+    server: Server, path: str, content_type: str
+) -> None:
+    body = RSS if path.startswith("/rss") else (FEEDS / "jsonfeed.json").read_bytes()
+    server.routes[path] = lambda h: reply(h, 200, body, Content_Type=content_type)
+    result = fetch(server.url(path))
+    assert result.content_type == content_type
+    stories = parse_feed(result).stories
+    assert stories and all(s.title and s.url.startswith("http") for s in stories)
