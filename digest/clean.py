@@ -22,6 +22,7 @@ separator or a data field, and is kept.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -145,6 +146,8 @@ _EDGE_KINDS = frozenset(_Kind) - {_Kind.BODY}
 _ANCHOR_KINDS = frozenset({_Kind.BOILERPLATE, _Kind.CALL, _Kind.REPEATED})
 
 
+# A feed's lines are normalised once for its repeated lines and again for cleaning.
+@functools.lru_cache(maxsize=8192)
 def normalise_line(line: str) -> str:
     """A line as compared for boilerplate: its case-folded words, without punctuation."""
     return " ".join(_WORDS.findall(line.casefold()))
@@ -166,6 +169,8 @@ def repeated_lines(
 def is_call_to_action(line: str) -> bool:
     """Whether a line asks the reader to subscribe, follow, share, read on, accept cookies...
     or is such a notice or link label, rather than saying something."""
+    if len(line.split()) > 31:  # cheap first: a paragraph is no call to action
+        return False
     simple = _SPACE.sub(" ", _LEADING_MARKS.sub("", line.strip())).casefold()
     if not simple or len(simple.split()) > 30:
         return False
