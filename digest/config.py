@@ -68,7 +68,7 @@ class CollectSettings(_Section):
     timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
     max_bytes: StrictInt = Field(default=10_000_000, gt=0)
     concurrency: StrictInt = Field(default=16, ge=1, le=256)
-    per_host: StrictInt = Field(default=4, ge=1, le=64)
+    per_host: StrictInt = Field(default=4, ge=1, le=256)
     retries: StrictInt = Field(default=2, ge=0, le=10)
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)

@@ -14,8 +14,8 @@ import html
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -127,6 +127,7 @@ def collect_once(settings: Settings, clock: Clock) -> CollectReport:
 def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport:
     """Fetch every feed once and store the new stories; one feed's failure stops nothing.
 
+    Each feed is stored as soon as it is parsed (teasers once their article pages are in).
     Feeds that answered 410 Gone are not fetched again (``digest feeds add`` revives one).
     """
     fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
@@ -139,7 +140,8 @@ def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport
         if feed.result.error:
             logger.warning("feed %s failed: %s", feed.result.source.url, feed.result.error)
     reports += [_gone_report(source) for source in fetched.gone]
-    return CollectReport(feeds=tuple(reports))
+    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
+    return CollectReport(feeds=tuple(sorted(reports, key=lambda r: order[r.url])))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,7 +155,7 @@ class _FeedOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Fetched:
-    feeds: list[_FeedOutcome]  # each fetched feed, with the stories the store lacks
+    feeds: Iterator[_FeedOutcome]  # each fetched feed with the stories the store lacks, as ready
     gone: list[FeedSource]  # feeds not fetched because they answered 410 Gone before
 
 
@@ -167,14 +169,28 @@ def _fetch_new_stories(
         states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
     gone = [s for s in sources if s.url in states and states[s.url].is_gone]
     active = [s for s in sources if s not in gone]
-    feeds = _fetch_and_parse(settings, active, states, clock)
-    if store is not None:
-        feeds = [
-            replace(f, stories=[s for s in f.stories if not store.has_story(s)]) for f in feeds
-        ]
-    if any(source.full_text for source in active):
-        feeds = _add_full_text(settings, store, feeds, clock, save=save_articles)
-    return _Fetched(feeds=feeds, gone=gone)
+
+    def new_stories() -> Iterator[_FeedOutcome]:
+        waiting_for_pages = []
+        for feed in _fetch_and_parse(settings, active, states, clock):
+            if store is not None:
+                feed = replace(feed, stories=[s for s in feed.stories if not store.has_story(s)])
+            if _teasers(settings, feed):
+                waiting_for_pages.append(feed)
+            else:
+                yield feed
+        if waiting_for_pages:
+            yield from _add_full_text(settings, store, waiting_for_pages, clock, save=save_articles)
+
+    return _Fetched(feeds=new_stories(), gone=gone)
+
+
+def _teasers(settings: Settings, feed: _FeedOutcome) -> dict[str, str]:
+    """The link and title of each story of the feed that is only a teaser of its article."""
+    if not feed.result.source.full_text:
+        return {}
+    short = settings.collect.full_text_min_words
+    return {s.url: s.title for s in feed.stories if word_count(s.text) < short}
 
 
 def _limits(settings: Settings) -> FetchLimits:
@@ -200,13 +216,7 @@ def _add_full_text(
 
     Pages are fetched once: their extraction (or failure) is cached in the store.
     """
-    teasers = {
-        story.url: story.title
-        for feed in feeds
-        if feed.result.source.full_text
-        for story in feed.stories
-        if word_count(story.text) < settings.collect.full_text_min_words
-    }
+    teasers = {url: title for feed in feeds for url, title in _teasers(settings, feed).items()}
     articles = {}
     if store is not None:
         articles = {url: a for url in teasers if (a := store.article(url)) is not None}
@@ -260,27 +270,32 @@ def _fetch_and_parse(
     sources: Sequence[FeedSource],
     states: dict[str, FeedState],
     clock: Clock,
-) -> list[_FeedOutcome]:
-    """Fetch every feed and parse what came back: the new stories of each, or its error."""
+) -> Iterator[_FeedOutcome]:
+    """Fetch every feed and parse what came back: each feed's stories, or its error, as soon
+    as they are ready (in worker processes for a large run)."""
     max_age = settings.collect.max_age_days
     limits = _limits(settings)
     cores = os.cpu_count() or 1
     if cores < 2 or len(sources) < _POOL_MIN_FEEDS:
-        results = [_without_seen_body(r, states) for r in fetch_all(sources, states, limits, clock)]
-        return [_outcome(r, parse_fetched(r, max_age)) for r in results]
+        for result in fetch_all(sources, states, limits, clock):
+            result = _without_seen_body(result, states)
+            yield _outcome(result, parse_fetched(result, max_age))
+        return
     # forkserver, not fork: the daemon has threads (and maybe torch) by now.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["digest.parse"])
     with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
-        parsing: dict[int, Future[ParseOutcome]] = {}
+        parsing: dict[Future[ParseOutcome], int] = {}
 
         def parse_soon(index: int, result: FetchResult) -> FetchResult:
             result = _without_seen_body(result, states)
-            parsing[index] = pool.submit(parse_fetched, result, max_age)
+            parsing[pool.submit(parse_fetched, result, max_age)] = index
             return replace(result, body=b"")  # the worker has its own copy
 
         results = fetch_all(sources, states, limits, clock, on_result=parse_soon)
-        return [_outcome(r, parsing[i].result()) for i, r in enumerate(results)]
+        for done in as_completed(list(parsing)):
+            # Popped, so each feed's stories are freed once stored, not held to the end.
+            yield _outcome(results[parsing.pop(done)], done.result())
 
 
 def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> FetchResult:
@@ -440,10 +455,11 @@ def _fetch_unstored(
 ) -> tuple[list[Story], tuple[FeedFailure, ...]]:
     """Fetch feeds as collect would, keeping the stories in memory only."""
     fetched = _fetch_new_stories(settings, store, clock, save_articles=False)
-    stories = [story for feed in fetched.feeds for story in feed.stories]
+    feeds = list(fetched.feeds)
+    stories = [story for feed in feeds for story in feed.stories]
     failures = tuple(
         FeedFailure(feed_url=f.result.source.url, name=f.result.source.title, error=f.result.error)
-        for f in fetched.feeds
+        for f in feeds
         if f.result.error
     )
     return stories, failures

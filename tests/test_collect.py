@@ -161,7 +161,7 @@ def test_a_gone_feed_is_reported_and_not_fetched_again(
     assert [f.status for f in report.feeds] == ["gone", "new"]
     assert states[feed_server.url("status/410")].is_gone  # type: ignore[union-attr]
     report, _, _ = _collect(tmp_path, feed_server, feeds)
-    assert [f.status for f in report.feeds] == ["unchanged", "gone"]
+    assert [f.status for f in report.feeds] == ["gone", "unchanged"]  # in config order
     assert [p for p, _ in feed_server.requests].count("/status/410") == 1
 
 
