@@ -21,7 +21,15 @@ def test_collect_benchmark_quick_prints_its_table() -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.splitlines()
     header = next(line for line in lines if line.startswith("tool "))
-    for column in ("wall s", "feeds/s", "entries/s", "peak RSS MB", "HTTP", "stored"):
+    for column in (
+        "wall s",
+        "feeds/s",
+        "entries/s",
+        "peak RSS MB",
+        "peak PSS MB",
+        "HTTP",
+        "stored",
+    ):
         assert column in header
     rows = {line.split()[1]: line for line in lines if line.startswith("digest ")}
     assert list(rows) == ["first", "rerun-304", "rerun-same-200"]
@@ -29,4 +37,4 @@ def test_collect_benchmark_quick_prints_its_table() -> None:
     assert "3x304" in rows["rerun-304"] and rows["rerun-304"].endswith(" 0/0")
     assert "3x200" in rows["rerun-same-200"] and rows["rerun-same-200"].endswith(" 0/0")
     assert "rss2email" not in completed.stdout
-    assert "target: digest peak RSS" in completed.stdout
+    assert "target: digest peak memory (PSS of the process tree)" in completed.stdout
