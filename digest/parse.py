@@ -86,13 +86,41 @@ def _parse_with(result: FetchResult, *, fast: bool) -> ParsedFeed:
 
 
 def _without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
-    """Each story's text cleaned of site boilerplate, lines the feed repeats included."""
+    """Each story's text cleaned of site boilerplate, lines the feed repeats included, and
+    its title of the section label the feed puts before its headlines."""
     boilerplate = repeated_lines(story.text for story in stories)
+    labels = _section_labels(story.title for story in stories)
     cleaned = []
     for story in stories:
         text = clean_text(story.text, title=story.title, boilerplate=boilerplate)
-        cleaned.append(story if text == story.text else replace(story, text=text))
+        title = _without_section_label(story.title, labels)
+        changed = text != story.text or title != story.title
+        cleaned.append(replace(story, text=text, title=title) if changed else story)
     return tuple(cleaned)
+
+
+# "World", then a single or double right angle quote or a bar, then the headline.
+_SECTION_LABEL = re.compile(r"^(?P<label>[^\u203a\u00bb|]{1,30}?)\s*[\u203a\u00bb|]\s+(?=\S)")
+
+
+def _section_labels(titles: Iterable[str]) -> frozenset[str]:
+    """The labels a feed starts most of its titles with: its section names, not news."""
+    all_titles = list(titles)
+    labels = [
+        match["label"]
+        for title in all_titles
+        if (match := _SECTION_LABEL.match(title)) and len(match["label"].split()) <= 3
+    ]
+    # A few such titles may be headlines' own punctuation; a habit of the feed is a label.
+    is_habit = len(labels) >= 3 and len(labels) * 2 >= len(all_titles)
+    return frozenset(labels) if is_habit else frozenset()
+
+
+def _without_section_label(title: str, labels: frozenset[str]) -> str:
+    match = _SECTION_LABEL.match(title)
+    if match is None or match["label"] not in labels:
+        return title
+    return title[match.end() :]
 
 
 ParseOutcome = tuple[tuple[Story, ...], str | None, tuple[str, ...]]  # stories, error, warnings

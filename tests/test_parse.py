@@ -328,3 +328,35 @@ def test_atom_0_3_feed() -> None:
     assert (story.title, story.url) == ("Still here", "https://news.example.org/2004/still")
     assert story.published_at == datetime(2004, 5, 1, 8, tzinfo=UTC)
     assert (story.source_name, story.text) == ("Old Atom", "Atom 0.3 lives on.")
+
+
+def test_a_section_label_the_feed_puts_before_its_headlines_is_dropped() -> None:
+    items = "".join(
+        f"<item><title>{title}</title><link>https://news.example.org/{n}</link></item>"
+        for n, title in enumerate(
+            [
+                "World \u203a Five dead in airport shooting",
+                "Business \u203a Toyota defends its Mexico plant",
+                "World \u203a Russia scales back in Syria",
+                "Tech \u00bb Apple shows a new phone",
+            ]
+        )
+    )
+    body = f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+    titles = [s.title for s in parse_feed(_from_bytes(body)).stories]
+    assert titles == [
+        "Five dead in airport shooting",
+        "Toyota defends its Mexico plant",
+        "Russia scales back in Syria",
+        "Apple shows a new phone",
+    ]
+
+
+def test_a_few_titles_with_a_bar_keep_their_words() -> None:
+    titles = ["Apple | Cook speaks", "Markets rise", "Rain tomorrow", "Vote count | Live", "Snow"]
+    items = "".join(
+        f"<item><title>{t}</title><link>https://news.example.org/{n}</link></item>"
+        for n, t in enumerate(titles)
+    )
+    body = f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+    assert [s.title for s in parse_feed(_from_bytes(body)).stories] == titles
