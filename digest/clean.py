@@ -35,6 +35,7 @@ __all__ = [
     "is_call_to_action",
     "normalise_line",
     "repeated_lines",
+    "split_headline",
 ]
 
 # Bytes of HTML (characters, for a str). Real article pages are 50 KB-1 MB, mostly scripts;
@@ -197,6 +198,19 @@ def clean_text(
         return text.strip()  # byte for byte: clean text is never reformatted
     kept = [line for i, line in enumerate(lines) if i not in drop]
     return _BLANK_RUN.sub("\n\n", "\n".join(kept)).strip()
+
+
+def split_headline(text: str, title: str = "") -> tuple[str, str]:
+    """(headline, body) of a cleaned text: a first line that repeats the title, or, with no
+    title, a headline-like first line, is the headline and not part of the body."""
+    first, _, rest = text.strip().partition("\n")
+    if not rest.strip():
+        return title, text.strip()
+    if title and normalise_line(first) == normalise_line(title):
+        return title, rest.strip()
+    if not title and _is_headline(first):
+        return first.strip(), rest.strip()
+    return title, text.strip()
 
 
 def _drop_dateline(lines: list[str]) -> list[str]:

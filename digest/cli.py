@@ -21,7 +21,7 @@ from typing import ParamSpec, TypeVar
 import click
 
 from digest import __version__, pipeline, schedule
-from digest.config import Settings, find_config_path, load_settings
+from digest.config import Settings, SummarizeSettings, find_config_path, load_settings
 from digest.errors import ConfigError, DigestError
 from digest.models import DeliveryState, FeedHealth, FeedSource
 
@@ -75,10 +75,16 @@ def cli(config: str | None, debug: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--summarize/--no-summarize",
+    default=True,
+    show_default=True,
+    help="Then summarise today's edition as it stands, so preview and send find it done.",
+)
 @_translate_errors
-def collect() -> None:
+def collect(summarize: bool) -> None:
     """Fetch every feed once and store the new stories."""
-    report = pipeline.collect_once(_settings(), schedule.utc_now)
+    report = pipeline.collect_once(_settings(), schedule.utc_now, summarize=summarize)
     _print_collect(report)
     if report.all_failed:
         sys.exit(1)
@@ -229,6 +235,32 @@ def check() -> None:
         f"{len(settings.delivery.recipients)} recipients, "
         f"summarizer {settings.summarize.summarizer}, backend {settings.delivery.backend})"
     )
+
+
+@cli.command()
+@click.option("--input", "source", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--output", "target", type=click.Path(dir_okay=False), required=True)
+@click.option("--summarizer", help="Use this summarizer (default: [summarize].summarizer).")
+@click.option("--words", type=click.IntRange(10, 400), help="Word budget of each summary.")
+@_translate_errors
+def summarize(source: str, target: str, summarizer: str | None, words: int | None) -> None:
+    """Summarise {"id", "title", "text"} JSONL lines into {"id", "summary"} lines, cleaning
+    and summarising exactly as the digest does (a settings file is optional here)."""
+    settings = _summarize_settings()
+    overrides = {"summarizer": summarizer, "words": words}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    count = pipeline.summarize_file(settings, Path(source), Path(target))
+    click.echo(
+        f"wrote {count} summaries to {target} ({settings.summarizer}, {settings.words} words)"
+    )
+
+
+def _summarize_settings() -> SummarizeSettings:
+    params = click.get_current_context().find_root().params
+    path = find_config_path(params.get("config"))
+    if params.get("config") is None and not path.is_file():
+        return SummarizeSettings()
+    return load_settings(path).summarize
 
 
 # Feeds

@@ -6,7 +6,8 @@ DigestError
  ├── FeedError          one feed could not be fetched or parsed (carries feed_url)
  ├── SummarizerError    a summarization model is missing or failed to load
  ├── TemplateError      a template is missing or broken (carries the folders searched)
- └── DeliveryError      a message could not be handed to the mail system
+ ├── DeliveryError      a message could not be handed to the mail system
+ └── InputError         a line of a batch input file is not what it should be (path, line)
 """
 
 from __future__ import annotations
@@ -64,3 +65,7 @@ class TemplateError(DigestError):
 
 class DeliveryError(DigestError):
     pass
+
+
+class InputError(DigestError):
+    """A batch input file (``digest summarize --input``) has a line it cannot use."""

@@ -10,18 +10,32 @@ send_edition:   the same Digest, archived with the ledger's pending rows in one 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
+import json
 import logging
 import multiprocessing
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from pathlib import Path
 
-from digest.clean import MAX_ARTICLE_HTML_SIZE, extract_article, normalise_line
+import nh3
+from tqdm import tqdm
+
+from digest.clean import (
+    MAX_ARTICLE_HTML_SIZE,
+    clean_text,
+    extract_article,
+    normalise_line,
+    split_headline,
+)
 from digest.collect import FetchLimits, fetch_all, fetch_pages
-from digest.config import Settings, append_feeds, feed_url_key
+from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_key
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
@@ -33,7 +47,7 @@ from digest.deliver import (
     make_message_id,
 )
 from digest.encoder import load_encoder
-from digest.errors import DeliveryError, DigestError, FeedError
+from digest.errors import DeliveryError, DigestError, FeedError, InputError
 from digest.models import (
     Article,
     Delivery,
@@ -51,7 +65,7 @@ from digest.models import (
     Summary,
 )
 from digest.opml import OpmlImport, read_opml, write_opml
-from digest.parse import ParseOutcome, parse_feed, parse_fetched
+from digest.parse import ParseOutcome, html_to_text, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import check_templates, make_environment, render_digest
 from digest.store import Store
@@ -118,10 +132,22 @@ def edition_date(settings: Settings, now: datetime) -> date:
 # Collect
 
 
-def collect_once(settings: Settings, clock: Clock) -> CollectReport:
-    """Open the store, collect every feed once, close it."""
+def collect_once(settings: Settings, clock: Clock, *, summarize: bool = True) -> CollectReport:
+    """Open the store, collect every feed once, and (unless told not to) summarise the
+    stories today's edition would lead with, so that a preview or the send finds them done."""
     with Store.open(settings.store.path) as store:
-        return collect_all(settings, store, clock)
+        report = collect_all(settings, store, clock)
+        if summarize and report.new_stories:
+            summarize_edition(settings, store, clock)
+        return report
+
+
+def summarize_edition(settings: Settings, store: Store, clock: Clock) -> None:
+    """Build today's edition as it stands and keep its summaries in the store's cache."""
+    now = clock()
+    stories = store.stories_for_edition(edition_date(settings, now))
+    if stories:
+        _build(settings, stories, (), load_configured_summarizer(settings), now, store)
 
 
 def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport:
@@ -387,18 +413,67 @@ def build_digest(
     """Cluster (by meaning too, given an encoder), rank and summarise one edition's stories."""
     clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
     clusters = rank_clusters(clusters, now, limit=max_stories)
-    requests = [SummaryRequest(title=c.lead.title, text=c.lead.text) for c in clusters]
+    requests = [
+        SummaryRequest(title=c.lead.title, text=split_headline(c.lead.text, c.lead.title)[1])
+        for c in clusters
+    ]
     texts = summarizer.summarize(requests) if requests else []
     items = tuple(
         DigestItem(
             cluster=cluster,
-            summary=Summary(cluster_id=cluster.cluster_id, text=text, model_id=summarizer.model_id),
+            summary=Summary(
+                cluster_id=cluster.cluster_id,
+                text=text,
+                model_id=summarizer.model_id,
+                is_from_full_text=cluster.lead.text_source == "article",
+            ),
         )
         for cluster, text in zip(clusters, texts, strict=True)
     )
     return Digest(
         edition_on=edition_on, generated_at=now, items=items, failed_feeds=tuple(failures)
     )
+
+
+class CachedSummarizer:
+    """A summarizer behind the store's summary cache: a text it summarised before (same model,
+    same settings) is never summarised again; a read-only store is read, never written."""
+
+    def __init__(self, summarizer: Summarizer, store: Store | None, clock: Clock) -> None:
+        self.inner = summarizer
+        self.model_id = summarizer.model_id
+        self.store = store
+        self.clock = clock
+
+    def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
+        keys = [summary_key(request) for request in requests]
+        done = self.store.cached_summaries(self.model_id, keys) if self.store else {}
+        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
+        summaries = summarize_with_progress(self.inner, list(todo.values()))
+        fresh = dict(zip(todo, summaries, strict=True))
+        if fresh and self.store is not None and not self.store.is_read_only:
+            self.store.save_summaries(self.model_id, fresh, self.clock())
+        return [done[key] if key in done else fresh[key] for key in keys]
+
+
+def summary_key(request: SummaryRequest) -> str:
+    """What a summary depends on besides the model: the headline and the text."""
+    digest = hashlib.sha256(f"{request.title}\0{request.text}".encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def summarize_with_progress(
+    summarizer: Summarizer, requests: Sequence[SummaryRequest], *, batch: int = 16
+) -> list[str]:
+    """Summaries in batches, with a progress bar when stderr is a terminal."""
+    summaries: list[str] = []
+    with tqdm(
+        total=len(requests), desc="summarising", unit="story", disable=not sys.stderr.isatty()
+    ) as bar:
+        for start in range(0, len(requests), batch):
+            summaries += summarizer.summarize(requests[start : start + batch])
+            bar.update(min(batch, len(requests) - start))
+    return summaries
 
 
 def load_configured_summarizer(settings: Settings) -> Summarizer:
@@ -413,11 +488,25 @@ def _render(
     failures: Sequence[FeedFailure],
     summarizer: Summarizer,
     now: datetime,
+    store: Store | None,
 ) -> RenderedDigest:
-    digest = build_digest(
+    digest = _build(settings, stories, failures, summarizer, now, store)
+    env = make_environment(settings.render.template_dir)
+    return render_digest(digest, env, title=settings.render.title, tz=settings.tz)
+
+
+def _build(
+    settings: Settings,
+    stories: Sequence[Story],
+    failures: Sequence[FeedFailure],
+    summarizer: Summarizer,
+    now: datetime,
+    store: Store | None,
+) -> Digest:
+    return build_digest(
         stories,
         failures,
-        summarizer,
+        CachedSummarizer(summarizer, store, lambda: now),
         edition_on=edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,
@@ -425,8 +514,6 @@ def _render(
         encoder=load_encoder() if len(stories) > 1 else None,
         similarity=settings.collect.dedupe_similarity,
     )
-    env = make_environment(settings.render.template_dir)
-    return render_digest(digest, env, title=settings.render.title, tz=settings.tz)
 
 
 def preview_edition(
@@ -445,9 +532,8 @@ def preview_edition(
         if collect:
             fresh, failures = _fetch_unstored(settings, store, clock)
             stories = _merge(stories, fresh)
-    return _render(
-        settings, stories, failures, summarizer or load_configured_summarizer(settings), now
-    )
+        summarizer = summarizer or load_configured_summarizer(settings)
+        return _render(settings, stories, failures, summarizer, now, store)
 
 
 def _fetch_unstored(
@@ -491,7 +577,7 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
         rendered = store.edition(day)
         if rendered is None and (stories := store.stories_for_edition(day)):
             summarizer = load_configured_summarizer(settings)
-            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now)
+            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
         ledger = {d.address: d for d in store.deliveries(day)}
     deliveries = tuple(ledger.get(d.address, d) for d in planned)
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
@@ -516,7 +602,7 @@ def send_edition(
             stories = store.stories_for_edition(day)
             if not stories:
                 return SendReport(edition_on=day, rendered=None, collect=collect_report)
-            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now)
+            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
             story_ids = [s.story_id for s in stories]
         planned = _planned(settings, day)
         with store.atomic():
@@ -798,3 +884,54 @@ def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
             for url in gone:
                 store.revive_feed(url)
     return gone
+
+
+# Batch summaries
+
+
+def summarize_file(settings: SummarizeSettings, source: Path, target: Path) -> int:
+    """Summarise each ``{"id", "title", "text"}`` line of a JSONL file into ``{"id",
+    "summary"}`` lines, with the digest's own cleaning and summarizer; return the count."""
+    ids, requests = _read_batch(source)
+    summarizer = load_summarizer(settings, summarizer_factories(make_plugin_manager()))
+    summaries = summarize_with_progress(summarizer, requests)
+    partial = target.with_name(f".{target.name}.partial")
+    with partial.open("w", encoding="utf-8") as out:
+        for story_id, summary in zip(ids, summaries, strict=True):
+            out.write(json.dumps({"id": story_id, "summary": summary}, ensure_ascii=False) + "\n")
+    partial.replace(target)  # all or nothing: no half-written output
+    return len(requests)
+
+
+def _read_batch(source: Path) -> tuple[list[object], list[SummaryRequest]]:
+    ids: list[object] = []
+    requests = []
+    with source.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                story_id, title, text = _batch_item(line, f"{source}:{number}")
+                ids.append(story_id)
+                title, text = split_headline(clean_text(text, title=title), title)
+                requests.append(SummaryRequest(title=title, text=text))
+    return ids, requests
+
+
+def _batch_item(line: str, where: str) -> tuple[object, str, str]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not a JSON object ({exc.msg})") from exc
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        raise InputError(
+            f'{where}: needs an object with a "text" string',
+            hint='each line: {"id": ..., "title": "...", "text": "..."}',
+        )
+    title = item.get("title")
+    title = title if isinstance(title, str) else ""
+    text: str = item["text"]
+    if _LOOKS_LIKE_HTML.search(text):
+        text = html_to_text(nh3.clean(text))
+    return item.get("id"), title, text
+
+
+_LOOKS_LIKE_HTML = re.compile(r"<(?:p|div|br|span|a|li|h[1-6]|html|body|article)\b", re.IGNORECASE)

@@ -125,10 +125,18 @@ def _m003_feed_body_hash(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
 
 
+def _m004_summary_cache(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE summaries (model_id TEXT NOT NULL, text_hash TEXT NOT NULL,"
+        " summary TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (model_id, text_hash))"
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
     ("m003_feed_body_hash", _m003_feed_body_hash),
+    ("m004_summary_cache", _m004_summary_cache),
 )
 
 
@@ -147,9 +155,10 @@ def _from_text(text: str) -> datetime:
 class Store:
     """A connection to the store file. Build with ``open`` or ``open_read_only``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, is_read_only: bool = False) -> None:
         self._conn = conn
         self.path = path
+        self.is_read_only = is_read_only
         self._depth = 0
 
     @classmethod
@@ -187,7 +196,7 @@ class Store:
             conn.execute("SELECT count(*) FROM migrations").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read the store: {exc}") from exc
-        return cls(conn, path)
+        return cls(conn, path, is_read_only=True)
 
     def close(self) -> None:
         self._conn.close()
@@ -349,6 +358,31 @@ class Store:
             FetchFailure(feed_url=url, failed_at=_from_text(r[0]), kind=r[1], message=r[2])
             for r in rows
         )
+
+    # Summaries
+
+    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
+        """The stored summaries by this model of these texts, by text hash."""
+        if "m004_summary_cache" not in self.applied_migrations():
+            return {}  # a read-only look at a store from before the cache
+        found: dict[str, str] = {}
+        for start in range(0, len(text_hashes), 500):
+            chunk = text_hashes[start : start + 500]
+            rows = self._conn.execute(
+                "SELECT text_hash, summary FROM summaries WHERE model_id = ?"
+                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
+                (model_id, *chunk),
+            )
+            found.update(rows.fetchall())
+        return found
+
+    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
+        """Keep summaries by text hash, so no run computes the same summary twice."""
+        with self.atomic():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
+                [(model_id, key, text, _to_text(now)) for key, text in summaries.items()],
+            )
 
     # Full-text articles
 

@@ -1,0 +1,152 @@
+"""The pipeline's own duties: the summary cache (collect warms it, preview reads it and never
+writes), the full-text flag on summaries, and the batch summarize command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from digest.cli import cli
+from digest.config import load_settings
+from digest.models import Story
+from digest.pipeline import CachedSummarizer, build_digest, collect_once, preview_edition
+from digest.store import Store
+from digest.summarize import LeadSummarizer, SummaryRequest
+from tests.conftest import SHARED_DATA, FeedServer, write_settings
+
+NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
+SEED = SHARED_DATA / "seed" / "article-page-2021-01-14.txt"
+
+
+class CountingSummarizer:
+    """The real lead summarizer, counting the stories it is asked to summarise."""
+
+    def __init__(self) -> None:
+        self.inner = LeadSummarizer(40)
+        self.model_id = self.inner.model_id
+        self.calls = 0
+
+    def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
+        self.calls += len(requests)
+        return self.inner.summarize(requests)
+
+
+def _requests(n: int) -> list[SummaryRequest]:
+    return [
+        SummaryRequest(title=f"Story {i}", text=f"Sentence one of story {i}. " * 30)
+        for i in range(n)
+    ]
+
+
+def test_a_text_is_summarised_once_per_model(tmp_path: Path) -> None:
+    counting = CountingSummarizer()
+    with Store.open(tmp_path / "digest.db") as store:
+        first = CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(3))
+        again = CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(4))
+    assert counting.calls == 4  # three, then only the new fourth
+    assert again[:3] == first
+    other = CountingSummarizer()
+    other.model_id = "lead/words=99"
+    with Store.open(tmp_path / "digest.db") as store:
+        CachedSummarizer(other, store, lambda: NOW).summarize(_requests(3))
+    assert other.calls == 3  # another model (or setting) is another cache
+
+
+def test_a_read_only_store_is_read_but_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "digest.db"
+    with Store.open(path) as store:
+        CachedSummarizer(CountingSummarizer(), store, lambda: NOW).summarize(_requests(2))
+    before = path.read_bytes()
+    counting = CountingSummarizer()
+    store = Store.open_read_only(path)
+    assert store is not None
+    with store:
+        CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(3))
+    assert counting.calls == 1
+    assert path.read_bytes() == before
+
+
+def test_collect_summarises_the_edition_so_preview_computes_nothing(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feeds = [
+        {"url": feed_server.url("feeds/nasa.xml")},
+        {"url": feed_server.url("feeds/jsonfeed.json")},
+    ]
+    settings = load_settings(write_settings(tmp_path, feeds))
+    collect_once(settings, lambda: NOW)
+    counting = CountingSummarizer()
+    rendered = preview_edition(settings, lambda: NOW, collect=False, summarizer=counting)
+    assert counting.calls == 0
+    assert "NASA" in rendered.html
+
+
+def test_a_summary_says_whether_it_came_from_the_article_page() -> None:
+    story = Story(
+        story_id="sha256:1",
+        feed_url="https://news.example.org/feed",
+        source_name="News",
+        category=None,
+        url="https://news.example.org/1",
+        title="Bridge reopens",
+        published_at=NOW,
+        text="The bridge reopened on Monday. " * 10,
+        text_source="article",
+    )
+    other = replace(
+        story,
+        story_id="sha256:2",
+        url="https://news.example.org/2",
+        title="Rain",
+        text_source="feed",
+    )
+    digest = build_digest(
+        [story, other], [], LeadSummarizer(20), edition_on=NOW.date(), now=NOW, max_stories=5
+    )
+    flags = {item.cluster.lead.title: item.summary.is_from_full_text for item in digest.items}
+    assert flags == {"Bridge reopens": True, "Rain": False}
+
+
+def _summarize(tmp_path: Path, lines: list[object], *args: str) -> list[dict[str, object]]:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["summarize", "--input", str(source), "--output", str(target), *args]
+    )
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+
+
+def test_batch_summaries_clean_a_raw_page_like_the_digest_does(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # no settings file here: the defaults apply
+    page = SEED.read_text(encoding="utf-8")
+    lines = [
+        {"id": "seed", "title": "", "text": page},
+        {"id": 2, "title": "Short", "text": "<p>Only <b>one</b> line.</p>"},
+    ]
+    out = _summarize(tmp_path, lines, "--summarizer", "lead", "--words", "60")
+    assert [item["id"] for item in out] == ["seed", 2]
+    seed = str(out[0]["summary"])
+    assert seed.startswith("Turkish Defence Minister Hulusi Akar said")
+    for unwanted in ("newsletter", "Enter your email", "Navalny", "<"):
+        assert unwanted not in seed
+    assert out[1]["summary"] == "Only one line."  # too short to summarise: as it is
+
+
+def test_batch_input_errors_name_the_file_and_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 1, "text": "fine"}\n{"id": 2, "title": "no text"}\n', encoding="utf-8"
+    )
+    result = CliRunner().invoke(
+        cli, ["summarize", "--input", str(source), "--output", str(tmp_path / "out.jsonl")]
+    )
+    assert result.exit_code == 1
+    assert f'{source}:2: needs an object with a "text" string' in result.output
+    assert not (tmp_path / "out.jsonl").exists()
