@@ -97,6 +97,24 @@ class FeedSettings(_Section):
 class SummarizeSettings(_Section):
     summarizer: str = "extractive"
     words: StrictInt = Field(default=60, ge=10, le=400)
+    # The abstractive summarizer's model and generation; None: derived (see settings.toml).
+    model: str = Field(default="sshleifer/distilbart-cnn-12-6", min_length=1)
+    allow_download: StrictBool = False
+    fallback: Literal["error", "extractive"] = "error"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_beams: StrictInt = Field(default=4, ge=1, le=16)
+    max_new_tokens: StrictInt | None = Field(default=None, ge=8, le=1024)
+    min_new_tokens: StrictInt | None = Field(default=None, ge=0, le=1024)
+    no_repeat_ngram_size: StrictInt = Field(default=3, ge=0, le=10)
+    length_penalty: StrictFloat = Field(default=1.0, ge=-10, le=10)
+    max_input_tokens: StrictInt | None = Field(default=None, ge=16, le=16384)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> SummarizeSettings:
+        low, high = self.min_new_tokens, self.max_new_tokens
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_new_tokens ({low}) is larger than max_new_tokens ({high})")
+        return self
 
 
 class RenderSettings(_Section):
@@ -203,6 +221,8 @@ class Settings(_Section):
                 update={"template_dir": base / template_dir.expanduser()}
             )
             object.__setattr__(self, "render", render)
+        model = _resolve_model(self.summarize.model, base)
+        object.__setattr__(self, "summarize", self.summarize.model_copy(update={"model": model}))
         return self
 
     @property
@@ -229,6 +249,16 @@ def _resolve_feed_url(url: str, base: Path) -> str:
         return url
     path = Path(parts.path) if parts.scheme.lower() == "file" else Path(url).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _resolve_model(model: str, base: Path) -> str:
+    """A folder (relative to the config file) as an absolute path; a hub id such as
+    'org/name' as it is, unless a folder of that name exists next to the config file."""
+    path = Path(model).expanduser()
+    is_path = path.is_absolute() or model.startswith((".", "~")) or "\\" in model
+    if is_path or model.count("/") > 1 or (base / path).is_dir():
+        return str((base / path).resolve())
+    return model
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

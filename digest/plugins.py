@@ -7,9 +7,9 @@ from typing import Any
 
 import pluggy
 
-from digest import hookspecs, summarize
+from digest import abstractive, hookspecs, summarize
 
-DEFAULT_PLUGINS = (summarize,)
+DEFAULT_PLUGINS = (summarize, abstractive)
 
 
 def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:

@@ -229,12 +229,12 @@ def test_check_reports_problems_and_config_errors_without_a_traceback(tmp_path: 
     config = write_settings(
         tmp_path,
         [{"url": str(tmp_path / "nope.xml")}],
-        sections={"summarize": {"summarizer": "abstractive"}},
+        sections={"summarize": {"summarizer": "nonesuch"}},
     )
     result = _run("--config", str(config), "check")
     assert result.exit_code == 1
     assert "[[feeds]] #1 .url: no such file" in result.output
-    assert "[summarize].summarizer = 'abstractive': no such summarizer" in result.output
+    assert "[summarize].summarizer = 'nonesuch': no such summarizer" in result.output
     config.write_text(config.read_text().replace("[store]", "[stor]"))
     result = CliRunner().invoke(cli, ["--config", str(config), "check"])
     assert result.exit_code == 2

@@ -61,8 +61,10 @@ def _document_keys(document: dict[str, object], prefix: str = "") -> set[str]:
 def test_every_setting_is_documented_in_the_example_file() -> None:
     text = (REPO / "settings.toml").read_text()
     documented = _document_keys(tomllib.loads(text))
-    # template_dir is optional and shown commented out
+    # template_dir and the abstractive token limits are optional and shown commented out
     documented.add("render.template_dir")
+    documented |= {"summarize.max_new_tokens", "summarize.min_new_tokens"}
+    documented.add("summarize.max_input_tokens")
     assert _keys(Settings) == documented
 
 
