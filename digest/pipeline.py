@@ -10,6 +10,7 @@ send_edition:   the same Digest, archived with the ledger's pending rows in one 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import json
@@ -478,8 +479,14 @@ def summarize_with_progress(
 
 def load_configured_summarizer(settings: Settings) -> Summarizer:
     """The summarizer named in the settings, built once for this process."""
-    factories = summarizer_factories(make_plugin_manager())
-    return load_summarizer(settings.summarize, factories)
+    return _summarizer_for(settings.summarize)
+
+
+# Keyed by the (frozen) settings: the daemon's jobs share one loaded model, and a changed
+# setting gets its own.
+@functools.cache
+def _summarizer_for(settings: SummarizeSettings) -> Summarizer:
+    return load_summarizer(settings, summarizer_factories(make_plugin_manager()))
 
 
 def _render(

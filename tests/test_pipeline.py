@@ -3,21 +3,28 @@ writes), the full-text flag on summaries, and the batch summarize command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from digest.clean import is_call_to_action
 from digest.cli import cli
-from digest.config import load_settings
-from digest.models import Story
+from digest.config import SummarizeSettings, load_settings
+from digest.errors import FeedError
+from digest.models import FeedSource, FetchResult, Story
+from digest.parse import parse_feed
 from digest.pipeline import CachedSummarizer, build_digest, collect_once, preview_edition
+from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.store import Store
-from digest.summarize import LeadSummarizer, SummaryRequest
-from tests.conftest import SHARED_DATA, FeedServer, write_settings
+from digest.summarize import LeadSummarizer, SummaryRequest, load_summarizer, split_sentences
+from tests.conftest import REPO, SHARED_DATA, FeedServer, write_settings
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 SEED = SHARED_DATA / "seed" / "article-page-2021-01-14.txt"
@@ -150,3 +157,34 @@ def test_batch_input_errors_name_the_file_and_line(tmp_path: Path, monkeypatch) 
     assert result.exit_code == 1
     assert f'{source}:2: needs an object with a "text" string' in result.output
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def _corpus_stories() -> list[Story]:
+    stories: list[Story] = []
+    folder = SHARED_DATA / "feeds" / "codehollow__FeedReader"
+    files = [*sorted(folder.glob("Rss20*.xml")), REPO / "examples" / "feeds" / "seed-article.xml"]
+    for path in files:
+        result = FetchResult(
+            source=FeedSource(url=str(path)), fetched_at=NOW, body=path.read_bytes()
+        )
+        with contextlib.suppress(FeedError):
+            stories += parse_feed(result).stories
+    return stories
+
+
+@pytest.mark.parametrize("name", ["lead", "extractive"])
+def test_no_summary_has_markup_a_prompt_or_another_storys_text(name: str) -> None:
+    summarizer = load_summarizer(
+        SummarizeSettings(summarizer=name, words=60),
+        summarizer_factories(make_plugin_manager()),
+    )
+    stories = _corpus_stories()
+    digest = build_digest(stories, [], summarizer, edition_on=NOW.date(), now=NOW, max_stories=60)
+    assert len(digest.items) == 60
+    for item in digest.items:
+        summary, source = item.summary.text, " ".join(item.cluster.lead.text.split())
+        assert not re.search(r"</?[a-zA-Z][^>]*>", summary), summary
+        for sentence in split_sentences(summary):
+            assert not is_call_to_action(sentence), sentence
+            # Every sentence is the lead story's own (the budget may cut the last one short).
+            assert sentence.removesuffix("…").strip() in source, (sentence, item.cluster.lead.title)
