@@ -127,7 +127,7 @@ def test_fit_to_budget_fills_in_rank_order_and_prints_in_reading_order() -> None
     assert fit_to_budget(sentences, [], 3) == ""
 
 
-def test_encoder_matches_the_transformers_bert_on_real_sentences() -> None:
+def test_encoder_output_is_the_mean_pooled_minilm_embedding_padding_aside() -> None:
     import numpy as np
     import torch
     from transformers import AutoModel, AutoTokenizer
