@@ -125,7 +125,7 @@ class ExtractiveSummarizer:
     CENTROID, HEADLINE, POSITION, QUOTE = 0.5, 0.3, 0.3, 0.05
     POSITION_DECAY = 2.0
     MMR_LAMBDA = 0.9
-    MAX_POSITION, MIN_WORDS = 20, 10
+    MAX_POSITION, MIN_WORDS = 12, 10
 
     def __init__(self, words: int, model_dir: str | None = None) -> None:
         self.words = words
