@@ -12,20 +12,9 @@ from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
 from digest.pipeline import collect_all
 from digest.store import Store
-from tests.conftest import FEEDS, FeedServer, write_settings
+from tests.conftest import FeedServer, write_settings
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
-
-
-def _result(name: str, url: str | None = None, content_type: str | None = None) -> FetchResult:
-    source = FeedSource(url=url or str(FEEDS / name), name=None)
-    return FetchResult(
-        source=source, fetched_at=NOW, body=(FEEDS / name).read_bytes(), content_type=content_type
-    )
-
-
-def _from_bytes(body: bytes, url: str = "https://news.example.org/feed") -> FetchResult:
-    return FetchResult(source=FeedSource(url=url), fetched_at=NOW, body=body)
 
 
 def _fetch(server: FeedServer, paths: list[str], **limits: float) -> list[FetchResult]:
