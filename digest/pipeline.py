@@ -32,7 +32,6 @@ from digest.clean import (
     MAX_ARTICLE_HTML_SIZE,
     clean_text,
     extract_article,
-    normalise_line,
     split_headline,
 )
 from digest.collect import FetchLimits, fetch_all, fetch_pages
@@ -275,13 +274,10 @@ def _to_article(page: FetchResult, title: str) -> Article:
 def _with_article(story: Story, article: Article | None) -> Story:
     if article is None or not article.text:
         return story
-    lines = article.text.splitlines()
-    if lines and normalise_line(lines[0]) == normalise_line(story.title):
-        lines = lines[1:]  # the page's own headline: the story has it already
-    text = "\n".join(lines)
+    _, text = split_headline(article.text, story.title)  # the story has its headline already
     if word_count(text) <= word_count(story.text):
         return story
-    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in text.splitlines())
     return replace(story, text=text, html=paragraphs, text_source="article")
 
 
@@ -900,7 +896,7 @@ def summarize_file(settings: SummarizeSettings, source: Path, target: Path) -> i
     """Summarise each ``{"id", "title", "text"}`` line of a JSONL file into ``{"id",
     "summary"}`` lines, with the digest's own cleaning and summarizer; return the count."""
     ids, requests = _read_batch(source)
-    summarizer = load_summarizer(settings, summarizer_factories(make_plugin_manager()))
+    summarizer = _summarizer_for(settings)
     summaries = summarize_with_progress(summarizer, requests)
     partial = target.with_name(f".{target.name}.partial")
     with partial.open("w", encoding="utf-8") as out:
