@@ -113,15 +113,37 @@ def _print_collect(report: pipeline.CollectReport) -> None:
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a browser.")
 @click.option("--text", "as_text", is_flag=True, help="Print the plain-text part instead.")
 @click.option(
+    "--date",
+    "on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="A past edition from the archive (YYYY-MM-DD), exactly as readers got it.",
+)
+@click.option(
+    "--serve", is_flag=True, help="Serve the latest edition and the archive on 127.0.0.1."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option(
     "--collect/--no-collect",
     default=True,
     show_default=True,
     help="Fetch the feeds first (in memory: nothing is stored).",
 )
 @_translate_errors
-def preview(out: str | None, open_browser: bool, as_text: bool, collect: bool) -> None:
+def preview(
+    out: str | None,
+    open_browser: bool,
+    as_text: bool,
+    on: datetime | None,
+    serve: bool,
+    port: int,
+    collect: bool,
+) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
-    rendered = pipeline.preview_edition(_settings(), schedule.utc_now, collect=collect)
+    settings = _settings()
+    if serve:
+        return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
+    day = on.date() if on else None
+    rendered = pipeline.preview_edition(settings, schedule.utc_now, collect=collect, on=day)
     if as_text:
         click.echo(rendered.text, nl=False)
         return
@@ -131,9 +153,24 @@ def preview(out: str | None, open_browser: bool, as_text: bool, collect: bool) -
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
     click.echo(f"subject: {rendered.subject}")
+    if rendered.trimmed_stories:
+        click.echo(f"trimmed: left out {rendered.trimmed_stories} stories to stay under the cap")
     click.echo(f"wrote {path}")
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
+
+
+def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:
+    server = pipeline.preview_server(settings, schedule.utc_now, collect=collect, port=port)
+    click.echo(f"serving the preview at {server.url} (Ctrl-C to stop)")
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _temp_html_path() -> Path:

@@ -79,6 +79,7 @@ class FeedSettings(_Section):
     url: str = Field(min_length=1)
     name: str | None = None
     category: str | None = None
+    priority: StrictInt = Field(default=0, ge=-100, le=100)  # ranks equal stories in a section
     dedupe: StrictBool = True
     full_text: StrictBool | None = None  # None: as [collect].full_text
 
@@ -121,6 +122,19 @@ class RenderSettings(_Section):
     title: str = "Daily Digest"
     max_stories: StrictInt = Field(default=40, ge=1, le=500)
     template_dir: Path | None = None
+    subject: str = Field(default="{{ title }}, {{ date }}: {{ top_headline }}", min_length=1)
+    sections: tuple[str, ...] = ()  # section order; sections not listed follow by importance
+    max_per_section: StrictInt = Field(default=10, ge=1, le=500)
+    empty_edition: Literal["send", "skip"] = "skip"
+    max_html_bytes: StrictInt = Field(default=100_000, ge=10_000, le=10_000_000)
+    archive_url: str | None = None  # "view in browser"; {date} becomes the edition's date
+
+    @field_validator("archive_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_web_url(value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class DeliverySettings(_Section):
@@ -131,6 +145,7 @@ class DeliverySettings(_Section):
     sendmail_command: tuple[str, ...] = Field(
         default=("/usr/sbin/sendmail", "-oi", "-t"), min_length=1
     )
+    unsubscribe_url: str | None = None
 
     @field_validator("recipients")
     @classmethod
@@ -238,9 +253,15 @@ class Settings(_Section):
                 category=f.category,
                 is_deduped=f.dedupe,
                 full_text=self.collect.full_text if f.full_text is None else f.full_text,
+                priority=f.priority,
             )
             for f in self.feeds
         )
+
+
+def _is_web_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def _resolve_feed_url(url: str, base: Path) -> str:

@@ -28,6 +28,7 @@ class FeedSource:
     category: str | None = None
     is_deduped: bool = True  # False: this feed's stories are never merged with others
     full_text: bool = False  # fetch the article page when an entry is only a teaser
+    priority: int = 0  # breaks ties between equally covered stories in a section
 
     @property
     def title(self) -> str:
@@ -197,8 +198,9 @@ class Digest:
 
     edition_on: date
     generated_at: datetime
-    items: tuple[DigestItem, ...]
+    items: tuple[DigestItem, ...]  # most important first
     failed_feeds: tuple[FeedFailure, ...] = ()
+    section_order: tuple[str, ...] = ()  # sections in reading order; others follow as they come
 
     @property
     def story_ids(self) -> tuple[str, ...]:
@@ -217,6 +219,7 @@ class RenderedDigest:
     subject: str
     html: str
     text: str
+    trimmed_stories: int = 0  # the least important stories left out to stay under the size cap
 
 
 class DeliveryState(StrEnum):

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -67,7 +68,16 @@ from digest.models import (
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
-from digest.render import check_templates, make_environment, render_digest
+from digest.render import (
+    RenderOptions,
+    SectionRules,
+    arrange_clusters,
+    check_templates,
+    make_environment,
+    render_digest,
+    template_files,
+)
+from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
 
@@ -386,7 +396,7 @@ def check_settings(settings: Settings) -> list[str]:
     if template_dir is not None and not template_dir.is_dir():
         problems.append(f"[render].template_dir: no such folder: {template_dir}")
     else:
-        problems.extend(check_templates(make_environment(template_dir)))
+        problems.extend(check_templates(make_environment(template_dir), render_options(settings)))
     smtp_login = settings.delivery.backend == "smtp" and settings.smtp.username
     if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
         problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
@@ -406,10 +416,13 @@ def build_digest(
     max_stories: int,
     encoder: Encoder | None = None,
     similarity: float = DEFAULT_SIMILARITY,
+    sections: SectionRules | None = None,
 ) -> Digest:
-    """Cluster (by meaning too, given an encoder), rank and summarise one edition's stories."""
+    """Cluster (by meaning too, given an encoder), rank, cap per section and in all, and
+    summarise one edition's stories."""
     clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
-    clusters = rank_clusters(clusters, now, limit=max_stories)
+    rules = replace(sections or SectionRules(), max_total=max_stories)
+    clusters, section_order = arrange_clusters(rank_clusters(clusters, now), rules)
     requests = [
         SummaryRequest(title=c.lead.title, text=split_headline(c.lead.text, c.lead.title)[1])
         for c in clusters
@@ -428,7 +441,11 @@ def build_digest(
         for cluster, text in zip(clusters, texts, strict=True)
     )
     return Digest(
-        edition_on=edition_on, generated_at=now, items=items, failed_feeds=tuple(failures)
+        edition_on=edition_on,
+        generated_at=now,
+        items=items,
+        failed_feeds=tuple(failures),
+        section_order=section_order,
     )
 
 
@@ -494,8 +511,44 @@ def _render(
     store: Store | None,
 ) -> RenderedDigest:
     digest = _build(settings, stories, failures, summarizer, now, store)
+    return render_edition(settings, digest)
+
+
+def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
+    """Render a built edition with the settings' templates; log any stories left out."""
     env = make_environment(settings.render.template_dir)
-    return render_digest(digest, env, title=settings.render.title, tz=settings.tz)
+    rendered = render_digest(digest, env, tz=settings.tz, options=render_options(settings))
+    if rendered.trimmed_stories:
+        logger.warning(
+            "edition %s: left out its %d least important stories to keep the HTML part under "
+            "%d bytes ([render].max_html_bytes)",
+            digest.edition_on,
+            rendered.trimmed_stories,
+            settings.render.max_html_bytes,
+        )
+    return rendered
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """What the settings say about an edition's look."""
+    render = settings.render
+    return RenderOptions(
+        title=render.title,
+        subject=render.subject,
+        archive_url=render.archive_url,
+        unsubscribe_url=settings.delivery.unsubscribe_url,
+        max_html_bytes=render.max_html_bytes,
+    )
+
+
+def section_rules(settings: Settings) -> SectionRules:
+    """How the settings group stories into sections and cap them."""
+    return SectionRules(
+        order=settings.render.sections,
+        max_per_section=settings.render.max_per_section,
+        max_total=settings.render.max_stories,
+        priorities={feed.url: feed.priority for feed in settings.feed_sources},
+    )
 
 
 def _build(
@@ -516,13 +569,30 @@ def _build(
         # Loaded on first use and cached for the process: an empty edition never loads it.
         encoder=load_encoder() if len(stories) > 1 else None,
         similarity=settings.collect.dedupe_similarity,
+        sections=section_rules(settings),
     )
 
 
 def preview_edition(
-    settings: Settings, clock: Clock, *, collect: bool, summarizer: Summarizer | None = None
+    settings: Settings,
+    clock: Clock,
+    *,
+    collect: bool,
+    summarizer: Summarizer | None = None,
+    on: date | None = None,
 ) -> RenderedDigest:
-    """Today's edition exactly as ``send`` would build it now; writes nothing anywhere."""
+    """Today's edition exactly as ``send`` would build it now, or (``on``) a past edition
+    exactly as readers got it, from the archive; writes nothing anywhere."""
+    if on is not None:
+        return archived_edition(settings, on)
+    edition = _latest_edition(settings, clock, collect=collect, summarizer=summarizer)
+    return edition if isinstance(edition, RenderedDigest) else render_edition(settings, edition)
+
+
+def _latest_edition(
+    settings: Settings, clock: Clock, *, collect: bool, summarizer: Summarizer | None
+) -> RenderedDigest | Digest:
+    """Today's edition as archived if it was sent, else as built now (not yet rendered)."""
     now = clock()
     day = edition_date(settings, now)
     store = Store.open_read_only(settings.store.path)
@@ -536,7 +606,77 @@ def preview_edition(
             fresh, failures = _fetch_unstored(settings, store, clock)
             stories = _merge(stories, fresh)
         summarizer = summarizer or load_configured_summarizer(settings)
-        return _render(settings, stories, failures, summarizer, now, store)
+        return _build(settings, stories, failures, summarizer, now, store)
+
+
+def archived_edition(settings: Settings, day: date) -> RenderedDigest:
+    """The edition of ``day`` as it was sent, from the archive (read-only)."""
+    found, archived = _read_archive(settings, day)
+    if found is not None:
+        return found
+    dates = ", ".join(d.isoformat() for d, _ in archived[:10])
+    raise DigestError(
+        f"no edition of {day.isoformat()} in the archive ({settings.store.path})",
+        hint=f"archived editions, newest first: {dates}" if dates else "none was sent yet",
+    )
+
+
+def _read_archive(
+    settings: Settings, day: date | None
+) -> tuple[RenderedDigest | None, tuple[tuple[date, str], ...]]:
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return None, ()
+    with store:
+        return (store.edition(day) if day else None), store.edition_subjects()
+
+
+def preview_server(
+    settings: Settings,
+    clock: Clock,
+    *,
+    collect: bool,
+    port: int = 0,
+    summarizer: Summarizer | None = None,
+) -> PreviewServer:
+    """A server on 127.0.0.1 showing today's edition (rendered again whenever a template
+    changes) and the archive; built once from a read-only store, it writes nothing."""
+    edition = _latest_edition(settings, clock, collect=collect, summarizer=summarizer)
+    live = _LiveEdition(settings, edition)
+    pages = PreviewPages(
+        latest=live.rendered,
+        archived=lambda day: _read_archive(settings, day)[0],
+        archive=lambda: _read_archive(settings, None)[1],
+        version=live.version,
+    )
+    return PreviewServer(pages, port)
+
+
+class _LiveEdition:
+    """Today's edition for the preview server, rendered again when a template changes."""
+
+    def __init__(self, settings: Settings, edition: RenderedDigest | Digest) -> None:
+        self.settings = settings
+        self.edition = edition
+        self._lock = threading.Lock()
+        self._cache: tuple[str, RenderedDigest] | None = None
+
+    def version(self) -> str:
+        env = make_environment(self.settings.render.template_dir)
+        stamps = []
+        for path in template_files(env):
+            with contextlib.suppress(FileNotFoundError):  # deleted while we looked
+                stamps.append((str(path), path.stat().st_mtime_ns, path.stat().st_size))
+        return hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
+
+    def rendered(self) -> RenderedDigest:
+        if isinstance(self.edition, RenderedDigest):
+            return self.edition  # sent already: what readers got, whatever the templates say
+        with self._lock:
+            version = self.version()
+            if self._cache is None or self._cache[0] != version:
+                self._cache = (version, render_edition(self.settings, self.edition))
+            return self._cache[1]
 
 
 def _fetch_unstored(
@@ -578,7 +718,8 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
         return SendReport(edition_on=day, rendered=None)
     with store:
         rendered = store.edition(day)
-        if rendered is None and (stories := store.stories_for_edition(day)):
+        stories = store.stories_for_edition(day) if rendered is None else ()
+        if rendered is None and (stories or settings.render.empty_edition == "send"):
             summarizer = load_configured_summarizer(settings)
             rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
         ledger = {d.address: d for d in store.deliveries(day)}
@@ -603,7 +744,7 @@ def send_edition(
         story_ids: list[str] = []
         if rendered is None:
             stories = store.stories_for_edition(day)
-            if not stories:
+            if not stories and settings.render.empty_edition == "skip":
                 return SendReport(edition_on=day, rendered=None, collect=collect_report)
             rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
             story_ids = [s.story_id for s in stories]

@@ -4,16 +4,24 @@ template environment.
 Templates come from the user's ``[render].template_dir`` first, then the built-ins; a user
 template can extend a built-in one as ``default:digest.html.j2``. Autoescaping is on for
 HTML and undefined variables fail loudly. CSS is inlined after rendering, since most mail
-clients drop ``<style>``.
+clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` (Gmail clips a
+message past 102 KB) by leaving out the least important stories, and the result says so.
+
+``arrange_clusters`` is the other pure piece: it groups an edition's clusters into sections
+and applies the per-section and total caps, before anything is summarised.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
-from collections.abc import Sequence
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import css_inline
@@ -33,8 +41,77 @@ from digest.models import (
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 DEFAULT_SECTION = "Top stories"
+DEFAULT_SUBJECT = "{{ title }}, {{ date }}: {{ top_headline }}"
+GMAIL_CLIP_BYTES = 102 * 1024
+
+# A feed cannot make one story outgrow the email: longer text is cut with an ellipsis.
+_MAX_HEADLINE_CHARS = 300
+_MAX_SUMMARY_CHARS = 3000
+_LINK_SCHEMES = frozenset({"http", "https"})
 
 _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderOptions:
+    """What the settings decide about an edition's look: ``[render]`` and the footer links."""
+
+    title: str = "Daily Digest"
+    subject: str = DEFAULT_SUBJECT
+    archive_url: str | None = None  # "{date}" is replaced by the edition's ISO date
+    unsubscribe_url: str | None = None
+    max_html_bytes: int = 100_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SectionRules:
+    """How clusters become sections: the order, the caps, and each feed's priority."""
+
+    order: tuple[str, ...] = ()
+    max_per_section: int | None = None
+    max_total: int | None = None
+    priorities: Mapping[str, int] = field(default_factory=dict)  # feed URL -> priority
+
+
+# Sections and caps
+
+
+def section_of(story: Story) -> str:
+    """The section a story appears in: its feed's category."""
+    return story.category or DEFAULT_SECTION
+
+
+def importance(cluster: Cluster, priorities: Mapping[str, int]) -> tuple[int, int, float]:
+    """Outlets covering the story, then its best feed priority, then how recent it is."""
+    stories = (cluster.lead, *cluster.others)
+    priority = max(priorities.get(s.feed_url, 0) for s in stories)
+    times = [s.published_at.timestamp() for s in stories if s.published_at]
+    return (len(cluster.source_names), priority, max(times, default=0.0))
+
+
+def arrange_clusters(
+    clusters: Sequence[Cluster], rules: SectionRules
+) -> tuple[tuple[Cluster, ...], tuple[str, ...]]:
+    """The clusters an edition keeps, most important first, and its sections in order.
+
+    Each section keeps its ``max_per_section`` best, then the edition its ``max_total`` best.
+    Listed sections come first, in their order; the others follow by their best story.
+    """
+    ranked = sorted(clusters, key=lambda c: importance(c, rules.priorities), reverse=True)
+    per_section: dict[str, int] = {}
+    kept = []
+    for cluster in ranked:
+        name = section_of(cluster.lead)
+        per_section[name] = per_section.get(name, 0) + 1
+        if rules.max_per_section is None or per_section[name] <= rules.max_per_section:
+            kept.append(cluster)
+    kept = kept[: rules.max_total]
+    present = list(dict.fromkeys(section_of(c.lead) for c in kept))
+    order = [s for s in rules.order if s in present] + [s for s in present if s not in rules.order]
+    return tuple(kept), tuple(order)
+
+
+# Templates
 
 
 def bundled_template_dir() -> Path:
@@ -67,15 +144,26 @@ def make_environment(template_dir: Path | None = None) -> jinja2.Environment:
     return env
 
 
-def check_templates(env: jinja2.Environment) -> list[str]:
-    """Problems loading or compiling the two top-level templates (and what they include)."""
+def template_files(env: jinja2.Environment) -> tuple[Path, ...]:
+    """Every template file the environment can find: what a live preview watches."""
+    folders = [Path(p) for p in env.globals["searched_dirs"]]  # type: ignore[attr-defined]
+    return tuple(sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.j2")))
+
+
+def check_templates(env: jinja2.Environment, options: RenderOptions | None = None) -> list[str]:
+    """Problems loading or rendering the templates (and the subject line) on a sample."""
     problems = []
-    context = _context(_sample_digest(), "Sample", ZoneInfo("UTC"))
+    sample, options = _sample_digest(), options or RenderOptions()
+    context = _context(sample, sample.items, options, ZoneInfo("UTC"))
     for name in (HTML_TEMPLATE, TEXT_TEMPLATE):
         try:
             _render(env, name, context)
         except TemplateError as exc:
             problems.append(str(exc))
+    try:
+        _subject(options, context)
+    except TemplateError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -100,80 +188,175 @@ def _sample_digest() -> Digest:
     )
 
 
+# Rendering
+
+
 def render_digest(
-    digest: Digest, env: jinja2.Environment, *, title: str, tz: ZoneInfo
+    digest: Digest, env: jinja2.Environment, *, tz: ZoneInfo, options: RenderOptions
 ) -> RenderedDigest:
-    """Render both parts and the subject line of one edition."""
-    context = _context(digest, title, tz)
-    html = _INLINER.inline(_render(env, HTML_TEMPLATE, context))
-    text = _render(env, TEXT_TEMPLATE, context)
+    """Render the subject line and both parts of one edition, leaving out its least
+    important stories if the HTML part would be over ``options.max_html_bytes``."""
+    items = digest.items
+    html, text, subject = _render_all(digest, items, env, tz, options)
+    size = len(html.encode())
+    empty_size: int | None = None
+    while size > options.max_html_bytes and items:
+        if empty_size is None:
+            empty_size = len(_render_all(digest, (), env, tz, options)[0].encode())
+        items = items[: _fewer(len(items), size, empty_size, options.max_html_bytes)]
+        html, text, subject = _render_all(digest, items, env, tz, options)
+        size = len(html.encode())
     return RenderedDigest(
-        edition_on=digest.edition_on, subject=_subject(context), html=html, text=text
+        edition_on=digest.edition_on,
+        subject=subject,
+        html=html,
+        text=text,
+        trimmed_stories=len(digest.items) - len(items),
     )
 
 
+def _fewer(count: int, size: int, empty_size: int, budget: int) -> int:
+    """How many stories to try next: what fits at this edition's bytes per story."""
+    per_story = max(1, (size - empty_size) // count)
+    return max(0, min(count - 1, (budget - empty_size) // per_story))
+
+
+def _render_all(
+    digest: Digest,
+    items: Sequence[DigestItem],
+    env: jinja2.Environment,
+    tz: ZoneInfo,
+    options: RenderOptions,
+) -> tuple[str, str, str]:
+    context = _context(digest, items, options, tz)
+    html = _INLINER.inline(_render(env, HTML_TEMPLATE, context))
+    return html, _render(env, TEXT_TEMPLATE, context), _subject(options, context)
+
+
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
-    searched = ", ".join(env.globals["searched_dirs"])  # type: ignore[arg-type]
     try:
         return env.get_template(name).render(context)
-    except jinja2.TemplateNotFound as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise _template_error(exc, name, env) from exc
+
+
+def _template_error(exc: Exception, name: str, env: jinja2.Environment) -> TemplateError:
+    """Name the template file, the line and the folders searched, whatever went wrong."""
+    searched = ", ".join(env.globals["searched_dirs"])  # type: ignore[arg-type]
+    hint = f"template folders searched: {searched}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = f"{exc.filename or exc.name}, line {exc.lineno}"
+        return TemplateError(f"template {where}: {exc.message}", hint=hint)
+    where = _where_in_templates(exc) or name
+    if isinstance(exc, jinja2.TemplateNotFound):
+        message = f"template {exc.name!r} not found (needed by {where})"
+    else:
+        detail = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+        message = f"template {where}: {detail}"
+    return TemplateError(message, hint=hint)
+
+
+def _where_in_templates(exc: Exception) -> str | None:
+    """'file, line N' of the innermost template frame: Jinja maps its frames onto the
+    template files, so the traceback knows the template's own line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    if not frames:
+        return None
+    return f"{frames[-1].filename}, line {frames[-1].lineno}"
+
+
+def _subject(options: RenderOptions, context: dict[str, Any]) -> str:
+    try:
+        subject = _subject_template(options.subject).render(context)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        detail = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+        line = getattr(exc, "lineno", None) or 1
         raise TemplateError(
-            f"template {exc.name!r} not found (needed by {name}); searched: {searched}"
+            f"[render].subject, line {line}: {detail}",
+            hint="it may use title, date, iso_date, top_headline and story_count",
         ) from exc
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}"
-        ) from exc
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {name}: {exc.message}") from exc
+    return " ".join(subject.split())  # one header line, whatever a headline holds
 
 
-def _subject(context: dict[str, Any]) -> str:
-    top = context["items"][0]["headline"] if context["items"] else "nothing new today"
-    return " ".join(f"{context['title']}, {context['edition_date']}: {top}".split())
+@functools.lru_cache(maxsize=8)
+def _subject_template(source: str) -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.from_string(source)
 
 
-def _context(digest: Digest, title: str, tz: ZoneInfo) -> dict[str, Any]:
-    items = [_item(n, item, tz) for n, item in enumerate(digest.items, start=1)]
+def _context(
+    digest: Digest, items: Sequence[DigestItem], options: RenderOptions, tz: ZoneInfo
+) -> dict[str, Any]:
+    shown = [_item(n, item, tz) for n, item in enumerate(items, start=1)]
+    sections = _sections(shown, digest.section_order)
+    reading_order = [item for section in sections for item in section["items"]]
+    for number, item in enumerate(reading_order, start=1):
+        item["number"], item["anchor"] = number, f"story-{number}"
+    date = f"{digest.edition_on:%A, %-d %B %Y}"
     return {
-        "title": title,
-        "edition_date": f"{digest.edition_on:%A, %-d %B %Y}",
+        "title": options.title,
+        "date": date,
+        "edition_date": date,
+        "iso_date": digest.edition_on.isoformat(),
+        "top_headline": shown[0]["headline"] if shown else "nothing new today",
+        "story_count": len(shown),
         "generated_at": _local(digest.generated_at, tz),
-        "items": items,
-        "sections": _sections(items),
-        "preheader": " · ".join(i["headline"] for i in items[:3]),
+        "items": reading_order,
+        "sections": sections,
+        "preheader": " · ".join(i["headline"] for i in shown[:3]),
         "failed_feeds": [{"name": f.name, "error": f.error} for f in digest.failed_feeds],
+        "trimmed": len(digest.items) - len(items),
+        "archive_url": _archive_link(options.archive_url, digest),
+        "unsubscribe_url": _safe_url(options.unsubscribe_url, extra=("mailto",)),
     }
 
 
-def _item(number: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
+def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
     lead = item.cluster.lead
     seen = {lead.source_name}
     also = []
     for other in item.cluster.others:
         if other.source_name not in seen:
             seen.add(other.source_name)
-            also.append({"name": other.source_name, "url": other.url})
+            also.append({"name": other.source_name, "url": _safe_url(other.url)})
     return {
-        "number": number,
-        "anchor": f"story-{number}",
-        "headline": lead.title,
-        "url": lead.url,
+        "rank": rank,
+        "headline": _clip(lead.title, _MAX_HEADLINE_CHARS),
+        "url": _safe_url(lead.url),
         "source": lead.source_name,
-        "section": lead.category or DEFAULT_SECTION,
+        "section": section_of(lead),
         "also": also,
-        "summary": item.summary.text,
+        "summary": _clip(item.summary.text, _MAX_SUMMARY_CHARS),
         "is_from_full_text": item.summary.is_from_full_text,
         "published": _local(lead.published_at, tz) if lead.published_at else None,
     }
 
 
-def _sections(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group items by section, sections ordered by their best item."""
-    sections: dict[str, list[dict[str, Any]]] = {}
+def _sections(items: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Group items by section: the edition's order first, then as they come (by importance)."""
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     for item in items:
-        sections.setdefault(item["section"], []).append(item)
-    return [{"name": name, "items": group} for name, group in sections.items()]
+        groups.setdefault(item["section"], []).append(item)
+    return [{"name": name, "items": group} for name, group in groups.items() if group]
+
+
+def _safe_url(url: str | None, extra: tuple[str, ...] = ()) -> str | None:
+    """The URL if a reader's click can only open a page (or a mail); else no link at all."""
+    if not url:
+        return None
+    url = url.strip()
+    scheme = urlsplit(url).scheme.lower()
+    return url if scheme in _LINK_SCHEMES or scheme in extra else None
+
+
+def _archive_link(archive_url: str | None, digest: Digest) -> str | None:
+    if not archive_url:
+        return None
+    return _safe_url(archive_url.replace("{date}", digest.edition_on.isoformat()))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> str:

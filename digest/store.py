@@ -490,6 +490,13 @@ class Store:
             return None
         return RenderedDigest(edition_on=edition_on, subject=row[0], html=row[1], text=row[2])
 
+    def edition_subjects(self) -> tuple[tuple[date, str], ...]:
+        """Every archived edition's date and subject line, newest first."""
+        rows = self._conn.execute(
+            "SELECT edition_on, subject FROM editions ORDER BY edition_on DESC"
+        ).fetchall()
+        return tuple((date.fromisoformat(day), subject) for day, subject in rows)
+
     def create_edition(
         self, rendered: RenderedDigest, story_ids: Sequence[str], created_at: datetime
     ) -> None:

@@ -1,24 +1,58 @@
+"""Render: golden files, sections and caps, the subject template, the size cap, template
+errors, footer links; and the preview around it (--date, --serve, empty editions)."""
+
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import lxml.html
 import pytest
+from click.testing import CliRunner
 
-from digest.errors import TemplateError
+from digest.cli import cli
+from digest.config import load_settings
+from digest.errors import DigestError, TemplateError
 from digest.models import Cluster, Digest, DigestItem, FeedFailure, Story, Summary
-from digest.render import bundled_template_dir, check_templates, make_environment, render_digest
-from tests.conftest import REPO
+from digest.pipeline import collect_once, preview_edition, preview_server, send_edition
+from digest.render import (
+    RenderOptions,
+    SectionRules,
+    arrange_clusters,
+    bundled_template_dir,
+    check_templates,
+    make_environment,
+    render_digest,
+)
+from digest.serve import PreviewServer
+from tests.conftest import FEEDS, REPO, write_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 # Read at import: the autouse clean_environ fixture clears DIGEST_* before each test.
 UPDATE_GOLDEN = os.environ.get("DIGEST_UPDATE_GOLDEN") == "1"
+D = RenderOptions(title="D")
+FULL = RenderOptions(
+    title="Morning Digest",
+    archive_url="https://news.example/digest/{date}.html",
+    unsubscribe_url="https://news.example/unsubscribe?u=1",
+)
+NOW = datetime(2024, 3, 1, 5, 0, tzinfo=UTC)
 
 
-def _story(n: int, *, title: str, source: str, category: str | None = "World") -> Story:
+def _story(
+    n: int,
+    *,
+    title: str,
+    source: str,
+    category: str | None = "World",
+    hours_ago: float = 0,
+) -> Story:
     return Story(
         story_id=f"sha256:{n}",
         feed_url=f"https://{source.lower()}.example/feed",
@@ -26,7 +60,7 @@ def _story(n: int, *, title: str, source: str, category: str | None = "World") -
         category=category,
         url=f"https://{source.lower()}.example/story/{n}",
         title=title,
-        published_at=datetime(2024, 3, 1, 5, 30, tzinfo=UTC),
+        published_at=datetime(2024, 3, 1, 5, 30, tzinfo=UTC) - timedelta(hours=hours_ago),
         text="",
     )
 
@@ -76,6 +110,10 @@ def _digest(title: str = "Airport gunman kills five in Fort Lauderdale") -> Dige
     )
 
 
+def _empty() -> Digest:
+    return Digest(edition_on=date(2024, 3, 1), generated_at=NOW, items=())
+
+
 def _check_golden(name: str, actual: str) -> None:
     path = GOLDEN / name
     if UPDATE_GOLDEN:
@@ -85,71 +123,315 @@ def _check_golden(name: str, actual: str) -> None:
 
 
 def test_rendered_digest_matches_the_golden_files() -> None:
-    rendered = render_digest(_digest(), make_environment(), title="Morning Digest", tz=ISTANBUL)
+    rendered = render_digest(_digest(), make_environment(), tz=ISTANBUL, options=FULL)
     assert (
         rendered.subject
         == "Morning Digest, Friday, 1 March 2024: Airport gunman kills five in Fort Lauderdale"
     )
     _check_golden("digest.html", rendered.html)
     _check_golden("digest.txt", rendered.text)
+    empty = render_digest(_empty(), make_environment(), tz=ISTANBUL, options=FULL)
+    _check_golden("empty.html", empty.html)
+    _check_golden("empty.txt", empty.text)
 
 
 def test_html_is_email_ready() -> None:
-    html = render_digest(_digest(), make_environment(), title="Morning Digest", tz=ISTANBUL).html
-    assert 'style="' in html  # CSS inlined onto the elements
-    assert '<meta name="color-scheme" content="light dark">' in html
+    html = render_digest(_digest(), make_environment(), tz=ISTANBUL, options=FULL).html
+    tree = lxml.html.document_fromstring(html)
+    assert all(td.get("style") for td in _by_class(tree, "pad", "td"))  # CSS inlined
+    assert tree.xpath('//meta[@name="color-scheme"]')[0].get("content") == "light dark"
+    assert "@media (prefers-color-scheme: dark)" in html  # kept for clients that read it
+    preheader = _by_class(tree, "preheader", "div")[0]
+    assert "display:none" in preheader.get("style").replace(" ", "")
+    assert preheader.text_content().startswith("Airport gunman kills five")
     assert "also in" in html and ">BBC</a>" in html and ">AP</a>" in html
     assert "1 Mar 2024, 08:30 +03" in html  # published time in the readers' timezone
     assert "summarised from the full article" in html
     assert "Broken Feed: HTTP 500" in html
     assert html.index(">World<") < html.index(">Tech<")
+    toc = [a.get("href") for a in _by_class(tree, "toc")[0].iter("a")]
+    assert toc == ["#story-1", "#story-2"] and tree.get_element_by_id("story-2") is not None
 
 
-def test_feed_text_cannot_break_out_of_its_element() -> None:
-    hostile = '</a><script>alert(1)</script><img src=x onerror="steal()">'
-    html = render_digest(_digest(title=hostile), make_environment(), title="D", tz=ISTANBUL).html
-    assert "<script>" not in html and "<img" not in html
-    assert "&lt;script&gt;" in html
+def test_footer_links_appear_only_when_configured() -> None:
+    links = _links(render_digest(_digest(), make_environment(), tz=ISTANBUL, options=FULL).html)
+    assert links["View this edition in a browser"] == "https://news.example/digest/2024-03-01.html"
+    assert links["Unsubscribe"] == "https://news.example/unsubscribe?u=1"
+    bare = _links(render_digest(_digest(), make_environment(), tz=ISTANBUL, options=D).html)
+    assert "Unsubscribe" not in bare and "View this edition in a browser" not in bare
+    hostile = RenderOptions(unsubscribe_url="javascript:alert(1)")
+    html = render_digest(_digest(), make_environment(), tz=ISTANBUL, options=hostile).html
+    assert "Unsubscribe" not in _links(html) and "javascript" not in html
+    mailto = RenderOptions(unsubscribe_url="mailto:digest@example.org?subject=stop")
+    rendered = render_digest(_digest(), make_environment(), tz=ISTANBUL, options=mailto)
+    assert _links(rendered.html)["Unsubscribe"].startswith("mailto:")
+    assert "Unsubscribe: mailto:digest@example.org" in rendered.text
 
 
-def test_empty_edition_says_so_honestly() -> None:
-    empty = Digest(
-        edition_on=date(2024, 3, 1), generated_at=datetime(2024, 3, 1, tzinfo=UTC), items=()
+def _by_class(
+    tree: lxml.html.HtmlElement, name: str, tag: str = "*"
+) -> list[lxml.html.HtmlElement]:
+    found: list[lxml.html.HtmlElement] = tree.xpath(
+        f"//{tag}[contains(concat(' ', normalize-space(@class), ' '), ' {name} ')]"
     )
-    rendered = render_digest(empty, make_environment(), title="D", tz=ISTANBUL)
+    return found
+
+
+def _links(html: str) -> dict[str, str]:
+    tree = lxml.html.document_fromstring(html)
+    return {a.text_content().strip(): a.get("href") for a in tree.iter("a")}
+
+
+def test_subject_comes_from_the_settings_template() -> None:
+    options = RenderOptions(title="D", subject="[{{ title }}] {{ iso_date }} ({{ story_count }})")
+    rendered = render_digest(_digest(), make_environment(), tz=ISTANBUL, options=options)
+    assert rendered.subject == "[D] 2024-03-01 (2)"
+    hostile = render_digest(
+        _digest(title="Line one\r\nBcc: victim@example.org"),
+        make_environment(),
+        tz=ISTANBUL,
+        options=D,
+    )
+    assert hostile.subject == "D, Friday, 1 March 2024: Line one Bcc: victim@example.org"
+    broken = RenderOptions(subject="{{ title }}\n{{ titel }}")
+    with pytest.raises(TemplateError, match=r"\[render\].subject.*'titel' is undefined"):
+        render_digest(_digest(), make_environment(), tz=ISTANBUL, options=broken)
+    assert check_templates(make_environment(), RenderOptions(subject="{% if %}"))
+
+
+def test_empty_edition_is_short_and_honest() -> None:
+    rendered = render_digest(_empty(), make_environment(), tz=ISTANBUL, options=D)
+    tree = lxml.html.document_fromstring(rendered.html)
     assert "Nothing new today" in rendered.html and "Nothing new today" in rendered.text
+    assert not _by_class(tree, "toc") and not _by_class(tree, "section-title")
     assert rendered.subject == "D, Friday, 1 March 2024: nothing new today"
+
+
+# Sections and caps
+
+
+def _cluster(n: int, section: str, outlets: int = 1, hours_ago: float = 0) -> Cluster:
+    sources = [f"Outlet{n}x{i}" for i in range(outlets)]
+    stories = [
+        _story(n * 10 + i, title=f"S{n}", source=s, category=section, hours_ago=hours_ago)
+        for i, s in enumerate(sources)
+    ]
+    return Cluster(cluster_id=f"c{n}", lead=stories[0], others=tuple(stories[1:]))
+
+
+def test_clusters_are_ordered_by_outlets_then_feed_priority_then_recency() -> None:
+    old_wide = _cluster(1, "World", outlets=3, hours_ago=20)
+    new_single = _cluster(2, "World", hours_ago=0)
+    old_single = _cluster(3, "World", hours_ago=10)
+    ranked, _ = arrange_clusters([new_single, old_single, old_wide], SectionRules())
+    assert [c.cluster_id for c in ranked] == ["c1", "c2", "c3"]
+    favoured = SectionRules(priorities={old_single.lead.feed_url: 5})
+    ranked, _ = arrange_clusters([new_single, old_single, old_wide], favoured)
+    assert [c.cluster_id for c in ranked] == ["c1", "c3", "c2"]
+
+
+def test_sections_follow_the_settings_then_importance_with_caps() -> None:
+    clusters = [_cluster(n, "Tech" if n < 5 else "World", hours_ago=n) for n in range(1, 9)]
+    kept, order = arrange_clusters(clusters, SectionRules(max_per_section=3))
+    assert order == ("Tech", "World")  # Tech has the most recent story
+    assert [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5", "c6", "c7"]
+    kept, order = arrange_clusters(
+        clusters, SectionRules(order=("World", "Sport"), max_per_section=3, max_total=4)
+    )
+    assert order == ("World", "Tech") and [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5"]
+
+
+def test_rendered_sections_follow_the_edition_order() -> None:
+    digest = _digest()
+    reordered = Digest(
+        edition_on=digest.edition_on,
+        generated_at=digest.generated_at,
+        items=digest.items,
+        section_order=("Tech", "World"),
+    )
+    rendered = render_digest(reordered, make_environment(), tz=ISTANBUL, options=D)
+    assert rendered.html.index(">Tech<") < rendered.html.index(">World<")
+    assert rendered.text.index("1. A new JSON Feed version") < rendered.text.index("2. Airport")
+
+
+def _big_day(count: int) -> Digest:
+    words = "The council met again on Tuesday to discuss the budget and the new bridge. "
+    items = tuple(
+        DigestItem(
+            cluster=_cluster(n, f"Section {n % 6}", outlets=1 + (count - n) // 40),
+            summary=Summary(cluster_id=f"c{n}", text=words * 4, model_id="lead"),
+        )
+        for n in range(count)
+    )
+    return Digest(edition_on=date(2024, 3, 1), generated_at=NOW, items=items)
+
+
+def test_a_200_story_day_is_trimmed_under_the_gmail_cap_and_says_so() -> None:
+    day = _big_day(200)
+    options = RenderOptions(archive_url="https://news.example/{date}")
+    rendered = render_digest(day, make_environment(), tz=ISTANBUL, options=options)
+    size = len(rendered.html.encode())
+    assert size <= options.max_html_bytes < 102 * 1024
+    assert 0 < rendered.trimmed_stories < 200
+    kept = 200 - rendered.trimmed_stories
+    assert size > options.max_html_bytes * 0.9  # trimmed to fit, not far below
+    tree = lxml.html.document_fromstring(rendered.html)
+    assert len(_by_class(tree, "story", "td")) == kept
+    shown = {h.text_content() for h in [td.find("h2") for td in _by_class(tree, "story", "td")]}
+    assert shown == {f"S{n}" for n in range(kept)}  # the most important ones stay
+    assert f"{rendered.trimmed_stories} more stories did not fit" in rendered.html
+    assert f"{rendered.trimmed_stories} more stories did not fit" in rendered.text
+    assert _links(rendered.html)["Read the whole edition in a browser"].endswith("2024-03-01")
+    small = render_digest(_big_day(20), make_environment(), tz=ISTANBUL, options=options)
+    assert small.trimmed_stories == 0 and "did not fit" not in small.html
+
+
+def test_a_huge_headline_cannot_outgrow_the_email() -> None:
+    rendered = render_digest(
+        _digest(title="x" * 500_000), make_environment(), tz=ISTANBUL, options=D
+    )
+    assert len(rendered.html.encode()) < 20_000 and rendered.trimmed_stories == 0
+
+
+# Templates
 
 
 def test_user_template_can_extend_the_built_in_one(tmp_path: Path) -> None:
     (tmp_path / "digest.html.j2").write_text(
         '{% extends "default:digest.html.j2" %}{% block masthead %}<tr><td>MY OWN MASTHEAD</td></tr>{% endblock %}'
     )
-    html = render_digest(_digest(), make_environment(tmp_path), title="D", tz=ISTANBUL).html
+    html = render_digest(_digest(), make_environment(tmp_path), tz=ISTANBUL, options=D).html
     assert "MY OWN MASTHEAD" in html
     assert "Airport gunman kills five" in html
 
 
-def test_broken_or_missing_user_templates_name_the_template_line_and_folders(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "_story.html.j2").write_text("line one\n{% if %}\n")
-    with pytest.raises(TemplateError, match=r"_story.html.j2, line 2"):
-        render_digest(_digest(), make_environment(tmp_path), title="D", tz=ISTANBUL)
-    (tmp_path / "_story.html.j2").write_text('{% include "_nope.html.j2" %}')
-    with pytest.raises(TemplateError) as caught:
-        render_digest(_digest(), make_environment(tmp_path), title="D", tz=ISTANBUL)
-    assert "'_nope.html.j2' not found" in str(caught.value)
-    assert str(tmp_path) in str(caught.value) and str(bundled_template_dir()) in str(caught.value)
-    assert check_templates(make_environment(tmp_path))
+def test_template_errors_name_the_template_the_line_and_the_folders(tmp_path: Path) -> None:
+    folders = [str(tmp_path), str(bundled_template_dir())]
+    story = tmp_path / "_story.html.j2"
+    cases = {
+        "line one\n{% if %}\n": r"_story.html.j2, line 2: ",
+        'one\ntwo\n{% include "_nope.html.j2" %}': r"'_nope.html.j2' not found \(needed by .*_story.html.j2, line 3\)",
+        "one\n{{ item.headlien }}": r"_story.html.j2, line 2: .*'headlien'",
+    }
+    for source, pattern in cases.items():
+        story.write_text(source)
+        with pytest.raises(TemplateError, match=pattern) as caught:
+            render_digest(_digest(), make_environment(tmp_path), tz=ISTANBUL, options=D)
+        assert all(folder in str(caught.value) for folder in folders), str(caught.value)
+        assert check_templates(make_environment(tmp_path))
 
 
 def test_undefined_variables_fail_loudly(tmp_path: Path) -> None:
     (tmp_path / "digest.txt.j2").write_text("{{ titel }}")
-    with pytest.raises(TemplateError, match="'titel' is undefined"):
-        render_digest(_digest(), make_environment(tmp_path), title="D", tz=ISTANBUL)
+    with pytest.raises(TemplateError, match=r"digest\.txt\.j2, line 1: 'titel' is undefined"):
+        render_digest(_digest(), make_environment(tmp_path), tz=ISTANBUL, options=D)
 
 
 def test_built_in_templates_are_the_repository_ones_in_an_editable_install() -> None:
     assert bundled_template_dir() == REPO / "templates"
     assert check_templates(make_environment()) == []
+
+
+# The preview around the render
+
+
+def _feed_settings(tmp_path: Path, *, nasa: bool = True, **render: object) -> Path:
+    feeds = [{"url": str(FEEDS / "jsonfeed.json"), "name": "JSON Feed", "category": "Tech"}]
+    if nasa:
+        feeds.append({"url": str(FEEDS / "nasa.xml"), "name": "NASA", "category": "Space"})
+    sections = {"render": {"template_dir": "templates", **render}}
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    return write_settings(tmp_path, feeds, sections=sections)  # type: ignore[arg-type]
+
+
+def _store_bytes(folder: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in folder.glob("digest.db*") if p.suffix != ".db-shm"}
+    return {name: data for name, data in files.items() if data or name == "digest.db"}
+
+
+def test_preview_date_shows_the_archived_edition_exactly(tmp_path: Path) -> None:
+    settings = load_settings(_feed_settings(tmp_path))
+    sent = send_edition(settings, lambda: NOW, collect=True).rendered
+    assert sent is not None
+    (tmp_path / "templates" / "digest.html.j2").write_text("changed since")
+    again = preview_edition(settings, lambda: NOW + timedelta(days=3), collect=False, on=NOW.date())
+    assert (again.subject, again.html, again.text) == (sent.subject, sent.html, sent.text)
+    with pytest.raises(DigestError, match="no edition of 2024-02-01") as caught:
+        preview_edition(settings, lambda: NOW, collect=False, on=date(2024, 2, 1))
+    assert "2024-03-01" in str(caught.value)
+    result = CliRunner().invoke(
+        cli, ["--config", str(settings.config_path), "preview", "--date", "2024-03-01", "--text"]
+    )
+    assert result.exit_code == 0 and result.output == sent.text
+
+
+def test_empty_edition_is_sent_or_skipped_per_setting(tmp_path: Path) -> None:
+    settings = load_settings(_feed_settings(tmp_path, empty_edition="skip"))
+    send_edition(settings, lambda: NOW, collect=True)
+    tomorrow = NOW + timedelta(days=1)
+    assert send_edition(settings, lambda: tomorrow, collect=False).rendered is None
+    sending = load_settings(_feed_settings(tmp_path, empty_edition="send"))
+    report = send_edition(sending, lambda: tomorrow, collect=False)
+    assert report.rendered is not None and "Nothing new today" in report.rendered.text
+    assert report.ok and len(list((tmp_path / "outbox").glob("*.eml"))) == 4
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[PreviewServer, Path]]:
+    yesterday = NOW - timedelta(days=1)
+    send_edition(
+        load_settings(_feed_settings(tmp_path, nasa=False)), lambda: yesterday, collect=True
+    )
+    settings = load_settings(_feed_settings(tmp_path))
+    collect_once(settings, lambda: NOW)
+    before = _store_bytes(tmp_path)
+    server = preview_server(settings, lambda: NOW, collect=False)
+    server.serve_in_thread()
+    yield server, tmp_path
+    server.shutdown()
+    server.server_close()
+    assert _store_bytes(tmp_path) == before  # serving never wrote to the store
+
+
+def _get(url: str) -> tuple[int, dict[str, str], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def test_served_preview_shows_latest_and_archive_with_a_strict_csp(
+    served: tuple[PreviewServer, Path],
+) -> None:
+    server, _ = served
+    assert server.server_address[0] == "127.0.0.1"
+    status, headers, latest = _get(server.url + "edition/latest")
+    assert status == 200 and "NASA" in latest
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "sandbox" in csp
+    _, headers, viewer = _get(server.url)
+    assert "script-src 'nonce-" in headers["Content-Security-Policy"]
+    assert 'src="/edition/latest"' in viewer
+    _, _, archive = _get(server.url + "archive")
+    assert 'href="/edition/2024-02-29"' in archive
+    status, _, past = _get(server.url + "edition/2024-02-29")
+    assert status == 200 and "Announcing JSON Feed" in past
+    assert _get(server.url + "edition/2023-01-01")[0] == 404
+    assert _get(server.url + "edition/nonsense")[0] == 404
+
+
+def test_served_preview_renders_again_when_a_template_changes(
+    served: tuple[PreviewServer, Path],
+) -> None:
+    server, folder = served
+    version = _get(server.url + "version")[2]
+    override = folder / "templates" / "_story.html.j2"
+    override.write_text('<tr><td class="story">EDITED {{ item.headline }}</td></tr>\n')
+    assert _get(server.url + "version")[2] != version
+    assert "EDITED " in _get(server.url + "edition/latest")[2]
+    override.write_text("{% if %}")
+    status, _, error = _get(server.url + "edition/latest")
+    assert status == 500 and "_story.html.j2, line 1" in error
+    past = _get(server.url + "edition/2024-02-29")[2]
+    assert "EDITED" not in past  # the archive is what readers got
