@@ -1,0 +1,146 @@
+"""An XSS corpus through the render: hostile feed titles, summaries, source and section names,
+links and error messages. The rendered HTML is parsed (lxml's HTML parser, as a browser
+would build the tree) and must hold nothing active: only the template's own elements, no
+event handler, no script-capable URL, no feed text inside a style."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import lxml.html
+import pytest
+
+from digest.models import Cluster, Digest, DigestItem, FeedFailure, RenderedDigest, Story, Summary
+from digest.render import RenderOptions, make_environment, render_digest
+
+HOSTILE_TEXT = (
+    "<script>alert(1)</script>",
+    '"><script>alert(1)</script>',
+    "'><img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">click</a>',
+    '<div style="width: expression(alert(1))">wide</div>',
+    "</td></tr></table><iframe src=//evil.example></iframe>",
+    "<svg/onload=alert(1)>",
+    "<!-- unclosed comment",
+    "<![CDATA[ ]]> ]]>",
+    "<style>body{background:url(javascript:alert(1))}</style>",
+    "</title></style></textarea><script>alert(1)</script>",
+    '<base href="https://evil.example/">',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example">',
+    '<a href="jav&#x09;ascript:alert(1)">tab</a>',
+    "<b>unclosed <i>markup <p",
+    "Subject: hi\r\nBcc: victim@example.org\r\n\r\n<html>",
+    "{{ 7*7 }} {% raw %}",
+    '<link rel="stylesheet" href="https://evil.example/x.css">',
+    "<object data=x></object><embed src=x><form action=x><input></form>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+)
+HOSTILE_URLS = (
+    "javascript:alert(1)",
+    " JaVaScRiPt:alert(1)",
+    "java\tscript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    'https://ok.example/"onmouseover="alert(1)',
+    "//evil.example/no-scheme",
+)
+# What the built-in templates use; anything else came from a feed.
+TEMPLATE_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "div", "table", "tbody", "tr", "td",
+    "h1", "h2", "p", "ol", "li", "a",
+}  # fmt: skip
+LINK_SCHEMES = {"http", "https", "mailto"}
+
+
+def _story(n: int, text: str, url: str) -> Story:
+    return Story(
+        story_id=f"sha256:{n}",
+        feed_url=f"https://feed{n}.example/rss",
+        source_name=text,
+        category=text,
+        url=url,
+        title=text,
+        published_at=datetime(2024, 3, 1, 6, tzinfo=UTC),
+    )
+
+
+def _hostile_digest() -> Digest:
+    items = []
+    for n, text in enumerate(HOSTILE_TEXT):
+        url = HOSTILE_URLS[n % len(HOSTILE_URLS)]
+        lead = _story(n, text, url)
+        other = _story(n + 1000, f"{text} (other)", HOSTILE_URLS[(n + 1) % len(HOSTILE_URLS)])
+        cluster = Cluster(cluster_id=f"c{n}", lead=lead, others=(other,))
+        summary = Summary(cluster_id=f"c{n}", text=f"Summary: {text}", model_id="lead")
+        items.append(DigestItem(cluster=cluster, summary=summary))
+    failures = tuple(
+        FeedFailure(feed_url=f"https://bad{n}.example", name=text, error=text)
+        for n, text in enumerate(HOSTILE_TEXT[:5])
+    )
+    return Digest(
+        edition_on=date(2024, 3, 1),
+        generated_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
+        items=tuple(items),
+        failed_feeds=failures,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered() -> RenderedDigest:
+    options = RenderOptions(
+        title="<script>alert('title')</script>",
+        archive_url="https://news.example/{date}",
+        unsubscribe_url="javascript:alert('unsubscribe')",
+    )
+    return render_digest(_hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options)
+
+
+@pytest.fixture(scope="module")
+def tree(rendered: RenderedDigest) -> lxml.html.HtmlElement:
+    return lxml.html.document_fromstring(rendered.html)
+
+
+def test_only_the_templates_own_elements_exist(tree: lxml.html.HtmlElement) -> None:
+    tags = {element.tag for element in tree.iter() if isinstance(element.tag, str)}
+    assert tags <= TEMPLATE_TAGS, tags - TEMPLATE_TAGS
+    assert len(tree.xpath("//style")) == 1 and len(tree.xpath("//meta")) == 4
+
+
+def test_no_event_handler_attribute(tree: lxml.html.HtmlElement) -> None:
+    for element in tree.iter():
+        if isinstance(element.tag, str):
+            assert not [name for name in element.attrib if name.lower().startswith("on")]
+
+
+def test_every_link_can_only_open_a_page(tree: lxml.html.HtmlElement) -> None:
+    hrefs = [a.get("href") for a in tree.iter("a")]
+    assert hrefs and all(hrefs)
+    for href in hrefs:
+        if not href.startswith("#"):
+            assert urlsplit(href).scheme.lower() in LINK_SCHEMES, href
+    assert not [e for e in tree.iter() if isinstance(e.tag, str) and e.get("src")]
+
+
+def test_no_feed_text_reaches_a_style(tree: lxml.html.HtmlElement) -> None:
+    styles = [e.get("style") for e in tree.iter() if isinstance(e.tag, str) and e.get("style")]
+    styles.append(tree.xpath("//style")[0].text)
+    for style in styles:
+        lowered = style.lower()
+        for marker in ("expression(", "javascript", "url(", "behavior", "binding", "alert"):
+            assert marker not in lowered, style
+
+
+def test_hostile_text_is_shown_as_text_in_its_own_element(tree: lxml.html.HtmlElement) -> None:
+    # The HTML parser reads a CR LF in text as LF, as a browser does.
+    expected = [text.replace("\r\n", "\n") for text in HOSTILE_TEXT]
+    assert [h.text_content() for h in tree.iter("h2")] == expected
+    assert tree.xpath("//h1")[0].text_content() == "<script>alert('title')</script>"
+    summaries = tree.xpath("//p[@class='summary']")
+    assert [p.text_content() for p in summaries] == [f"Summary: {t}" for t in expected]
+
+
+def test_the_subject_is_one_header_line(rendered: RenderedDigest) -> None:
+    assert "\r" not in rendered.subject and "\n" not in rendered.subject
+    assert "49" not in rendered.subject  # feed text is never run as a template
