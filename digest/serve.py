@@ -145,6 +145,7 @@ setInterval(async () => {
 def _viewer(nonce: str) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>digest preview</title>{_STYLE}</head><body>"
         '<nav><a href="/">Latest</a><a href="/edition/latest">On its own</a>'
         '<a href="/archive">Archive</a> (reloads when a template changes)</nav>'
@@ -160,6 +161,7 @@ def _archive(editions: Sequence[tuple[date, str]]) -> str:
     body = f"<ul>{items}</ul>" if items else "<p>No edition has been sent yet.</p>"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Archive of past editions</title>{_STYLE}</head><body>"
         '<nav><a href="/">Latest</a><a href="/archive">Archive</a></nav>'
         f"<main><h1>Past editions, as sent</h1>{body}</main></body></html>"

@@ -1,0 +1,295 @@
+"""A real browser: headless Chromium (Debian's ``chromium``) loads the served preview at 600 px
+and 375 px, driven over the Chrome DevTools Protocol with aiohttp's websocket client (already
+a dependency). Each page must not overflow horizontally, every link must have an href, the
+console must stay free of errors (a CSP violation is one), and nothing may be requested from
+anywhere but 127.0.0.1. Screenshots are saved to tests/artifacts/ (ignored by git).
+
+In CI (``CI=true``) a missing Chromium fails these tests; elsewhere they are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from digest.config import load_settings
+from digest.pipeline import preview_server, send_edition
+from digest.render import RenderOptions, make_environment, render_digest
+from digest.serve import PreviewPages, PreviewServer
+from tests.conftest import FEEDS, REPO, write_settings
+from tests.test_xss import _hostile_digest
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+NOW = datetime(2024, 3, 1, 5, tzinfo=UTC)
+WIDTHS = (600, 375)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    # No name resolves except the loopback address: nothing can leave the machine.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+    pytest.skip("chromium is not installed (apt-get install chromium) to run the browser tests")
+
+
+@pytest.fixture(scope="module")
+def devtools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A headless Chromium; yields the websocket URL of its first page."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    process = subprocess.Popen(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = _devtools_port(profile / "DevToolsActivePort", process)
+        yield _page_websocket(port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and (lines := path.read_text().splitlines()):
+            return int(lines[0])
+        if process.poll() is not None:
+            pytest.fail(f"chromium exited with {process.returncode} before listening")
+        time.sleep(0.1)
+    pytest.fail("chromium did not open its DevTools port within 30 s")
+
+
+def _page_websocket(port: int) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
+        targets = json.load(answer)
+    return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+
+
+@dataclass
+class PageReport:
+    """What the browser saw on one page at one width."""
+
+    scroll_width: int
+    inner_width: int
+    links: int
+    links_without_href: list[str]
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+class _Cdp:
+    """Just enough of the DevTools Protocol: calls in order, events collected as they come."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:
+            message = await self._receive()
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message["result"]
+                return result
+
+    async def wait_for(self, event: str, timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while not any(e["method"] == event for e in self.events):
+                await self._receive()
+
+    async def _receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads((await self.ws.receive()).data)
+        if "method" in message:
+            self.events.append(message)
+        return message
+
+
+async def _visit(
+    ws_url: str, url: str, width: int, screenshot: Path, *, dark: bool = False
+) -> PageReport:
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+        cdp = _Cdp(ws)
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await cdp.call(f"{domain}.enable")
+        await cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=width < 500,
+        )
+        scheme = {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}
+        await cdp.call("Emulation.setEmulatedMedia", features=[scheme])
+        cdp.events.clear()
+        await cdp.call("Page.navigate", url=url)
+        await cdp.wait_for("Page.loadEventFired")
+        await asyncio.sleep(0.3)  # let a frame or a late console message arrive
+        measured = await cdp.call(
+            "Runtime.evaluate",
+            expression=_MEASURE,
+            returnByValue=True,
+        )
+        page = json.loads(measured["result"]["value"])
+        shot = await cdp.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": width, "height": min(page["height"], 6000), "scale": 1},
+        )
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        await cdp.call("Page.navigate", url="about:blank")
+        return PageReport(
+            scroll_width=page["scrollWidth"],
+            inner_width=page["innerWidth"],
+            links=page["links"],
+            links_without_href=page["noHref"],
+            errors=_errors(cdp.events),
+            requests=[
+                e["params"]["request"]["url"]
+                for e in cdp.events
+                if e["method"] == "Network.requestWillBeSent"
+            ],
+        )
+
+
+_MEASURE = """JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  height: document.documentElement.scrollHeight,
+  links: document.querySelectorAll("a").length,
+  noHref: [...document.querySelectorAll("a")]
+    .filter(a => !(a.getAttribute("href") || "").trim()).map(a => a.textContent),
+})"""
+
+
+def _errors(events: list[dict[str, Any]]) -> list[str]:
+    errors = []
+    for event in events:
+        method, params = event["method"], event["params"]
+        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            errors.append(f"console: {params['args']}")
+        elif method == "Runtime.exceptionThrown":
+            errors.append(f"exception: {params['exceptionDetails'].get('text')}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            errors.append(f"log: {params['entry']['text']}")
+        elif method == "Page.javascriptDialogOpening":
+            errors.append(f"dialog: {params['message']}")
+    return errors
+
+
+def _check(
+    ws_url: str, url: str, name: str, *, widths: tuple[int, ...] = WIDTHS, dark: bool = False
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in widths:
+        screenshot = ARTIFACTS / f"{name}{'-dark' if dark else ''}-{width}.png"
+        report = asyncio.run(_visit(ws_url, url, width, screenshot, dark=dark))
+        print(f"screenshot: {screenshot}")  # noqa: T201 - where the artifacts are
+        assert report.inner_width == width, (name, width, report)  # the page fits a phone
+        assert report.scroll_width <= report.inner_width, (name, width, report)
+        assert report.links and not report.links_without_href, (name, width, report)
+        assert not report.errors, (name, width, report.errors)
+        assert all(u.startswith(("http://127.0.0.1:", "data:")) for u in report.requests), (
+            report.requests
+        )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreviewServer]:
+    """The preview server over an edition of real feed captures, one of them archived."""
+    folder = tmp_path_factory.mktemp("preview")
+    feeds = [
+        {"url": str(FEEDS / "japantoday.xml"), "name": "Japan Today", "category": "World"},
+        {"url": str(FEEDS / "nasa.xml"), "name": "NASA", "category": "Science"},
+        {"url": str(FEEDS / "jsonfeed.json"), "name": "JSON Feed", "category": "Tech"},
+        {"url": str(FEEDS / "relative.atom"), "name": "Relative Atom", "category": "Tech"},
+    ]
+    render = {"archive_url": "https://news.example/{date}.html"}
+    delivery = {"unsubscribe_url": "mailto:digest@example.org?subject=unsubscribe"}
+    path = write_settings(folder, feeds, sections={"render": render, "delivery": delivery})
+    settings = load_settings(path)
+    send_edition(settings, lambda: NOW, collect=True)
+    server = preview_server(settings, lambda: NOW, collect=False)
+    server.serve_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_edition_holds_up_at_600_and_375_px(devtools: str, served: PreviewServer) -> None:
+    _check(devtools, served.url + "edition/latest", "edition")
+    _check(devtools, served.url + "edition/latest", "edition", widths=(375,), dark=True)
+
+
+def test_the_viewer_and_archive_pages_load_cleanly(devtools: str, served: PreviewServer) -> None:
+    _check(devtools, served.url, "viewer", widths=(600,))
+    _check(devtools, served.url + "archive", "archive")
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[PreviewServer]:
+    options = RenderOptions(archive_url="https://news.example/{date}")
+    rendered = render_digest(
+        _hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options
+    )
+    pages = PreviewPages(
+        latest=lambda: rendered,
+        archived=lambda day: None,
+        archive=lambda: (),
+        version=lambda: "1",
+    )
+    server = PreviewServer(pages)
+    server.serve_in_thread()
+    yield server
+    with contextlib.suppress(OSError):
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_xss_corpus_runs_and_loads_nothing_in_a_browser(
+    devtools: str, hostile_server: PreviewServer
+) -> None:
+    _check(devtools, hostile_server.url + "edition/latest", "xss")
