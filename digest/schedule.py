@@ -62,7 +62,8 @@ logger = logging.getLogger(__name__)
 
 # How far back start-up looks for edition times the daemon was down for.
 LOOKBACK = timedelta(days=7)
-# An edition this much after its time counts (and is logged) as late.
+# A scheduled run this much after its time (queued behind a collect, say) counts as late;
+# a catch-up after downtime always does.
 LATE_AFTER = timedelta(minutes=1)
 
 
@@ -192,8 +193,11 @@ def edition_job(
     if stop.is_set():
         return None
     started = utc_now()
+    is_catch_up = scheduled_at is not None  # the trigger's own runs are not told their time
     scheduled_at = scheduled_at or _latest_time(settings, started)
     late = started - scheduled_at if scheduled_at else timedelta(0)
+    if not is_catch_up and late <= LATE_AFTER:
+        late = timedelta(0)
     if scheduled_at is not None and late > grace(settings):
         _record_missed(settings, scheduled_at, started)
         return None
@@ -231,7 +235,7 @@ def _finish_edition(
         for d in report.deliveries
         if d.state in (DeliveryState.FAILED, DeliveryState.SENDING)
     )
-    outcome = "late" if late > LATE_AFTER else "ok"
+    outcome = "late" if late else "ok"
     if report.rendered is None:
         outcome = "empty"
     elif failures:
@@ -244,9 +248,8 @@ def _finish_edition(
     )
     if report.rendered is None:
         summary = f"edition {report.edition_on}: no new stories; nothing sent"
-    if late > LATE_AFTER:
+    if late:
         summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
-        logger.warning("edition %s goes out late, by %s", report.edition_on, _span(late))
     run = _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
     _finish(
         settings,
@@ -451,7 +454,9 @@ def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport
     stop = threading.Event()
     plan = _catch_up(settings, utc_now())
     if plan.late is not None:
-        report = edition_job(settings, stop, plan.late)
+        # A cron line at the edition's own minute is on time, not a catch-up.
+        on_time = utc_now() - plan.late <= LATE_AFTER
+        report = edition_job(settings, stop, None if on_time else plan.late)
         if report is not None:
             return report
     collected = collect_job(settings, stop)
