@@ -6,6 +6,7 @@ failed or is uncertain, a check found problems); 2 usage or config errors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import webbrowser
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -23,7 +24,7 @@ import click
 from digest import __version__, pipeline, schedule
 from digest.config import Settings, SummarizeSettings, find_config_path, load_settings
 from digest.errors import ConfigError, DigestError
-from digest.models import DeliveryState, FeedHealth, FeedSource
+from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,11 +100,15 @@ def _print_collect(report: pipeline.CollectReport) -> None:
             detail = f"{detail} (moved permanently to {feed.moved_to})".lstrip()
         if feed.warnings:
             detail = "; ".join([detail, *feed.warnings]).lstrip("; ")
+        if feed.not_before:
+            detail = f"not due before {feed.not_before:%Y-%m-%d %H:%M} UTC ({feed.hold_reason})"
         line = f"{feed.name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  {detail}"
         click.echo(line.rstrip())
     ok = len(report.feeds) - len(report.failed)
+    ok -= len(report.skipped)
+    skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
     click.echo(
-        f"{len(report.feeds)} feeds: {ok} read, {len(report.failed)} failed; "
+        f"{len(report.feeds)} feeds: {ok} read, {len(report.failed)} failed{skipped}; "
         f"{report.new_stories} new stories"
     )
 
@@ -237,10 +242,12 @@ def _print_send(report: pipeline.SendReport) -> None:
 
 
 @cli.command()
-@click.option("--once", is_flag=True, help="Collect now, send if the edition is due, then exit.")
+@click.option(
+    "--once", is_flag=True, help="Run the due jobs now (the edition if owed, else a collect)."
+)
 @_translate_errors
 def run(once: bool) -> None:
-    """Run the scheduler: collect through the day, send the edition at [schedule].send_at."""
+    """Run the daemon: collect through the day, send each edition at its [schedule] time."""
     logging.getLogger().setLevel(logging.INFO)
     settings = _settings()
     if not once:
@@ -255,6 +262,70 @@ def run(once: bool) -> None:
         failed = report.all_failed
     if failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for monitoring.")
+@_translate_errors
+def status(as_json: bool) -> None:
+    """Show the daemon's state: next runs, last collect and edition, misses, feeds, recipients.
+
+    Exits 1 when a recipient went without or the last edition was missed or failed."""
+    settings = _settings()
+    found = schedule.status(settings)
+    if as_json:
+        click.echo(_status_json(found))
+    else:
+        _print_status(found, settings.tz)
+    if found.needs_attention:
+        sys.exit(1)
+
+
+def _print_status(found: pipeline.DaemonStatus, tz: tzinfo) -> None:
+    nexts = ", ".join(_local_time(t, tz) for t in found.next_editions_at) or "none"
+    click.echo(f"next edition: {nexts}")
+    when = _local_time(found.next_collect_at, tz) or "when the daemon starts"
+    overdue = found.next_collect_at is not None and found.next_collect_at < found.now
+    click.echo(f"next collect: {when}{' (overdue: is digest run running?)' if overdue else ''}")
+    _print_run("last collect", found.last_collect, tz)
+    _print_run("last edition run", found.last_edition_run, tz)
+    if found.last_edition_on is not None:
+        states = [d.state.value for d in found.last_edition_deliveries]
+        counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
+        subject = found.last_edition_subject
+        click.echo(f"last edition: {found.last_edition_on} {subject!r}: {counts}")
+    for missed in found.missed:
+        click.echo(f"missed: {missed.summary}")
+    for feed in found.failing_feeds:
+        click.echo(f"failing feed: {feed.source.title}: {_last_error(feed, tz)}")
+    for held in found.held_feeds:
+        until = _local_time(held.not_before, tz)
+        click.echo(f"not due: {held.url} until {until} ({held.hold_reason})")
+    for delivery in found.undelivered:
+        detail = f"{_STATE_LABELS[delivery.state]} {delivery.detail or ''}".rstrip()
+        click.echo(f"undelivered: {delivery.edition_on} {delivery.recipient}: {detail}")
+
+
+def _print_run(label: str, run: JobRun | None, tz: tzinfo) -> None:
+    if run is None:
+        click.echo(f"{label}: never")
+        return
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    when = _local_time(run.started_at, tz)
+    click.echo(f"{label}: {when} {run.outcome} ({seconds:.1f} s): {run.summary}")
+    for failure in run.failures:
+        click.echo(f"  failed: {failure}")
+
+
+def _status_json(found: pipeline.DaemonStatus) -> str:
+    document = dataclasses.asdict(found) | {"needs_attention": found.needs_attention}
+    return json.dumps(document, indent=2, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @cli.command()

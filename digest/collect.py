@@ -7,20 +7,24 @@ connect and read timeouts plus one overall deadline that covers retries and redi
 body-size cap enforced on the decompressed bytes as they stream in, conditional GET, and
 redirects followed by hand: at most ``MAX_REDIRECTS``, a permanent chain reported as the
 feed's new address, and a hop from a public address into a loopback, private or link-local
-one refused. Timeouts and 5xx answers are retried with backoff; nothing else is.
+one refused. Timeouts and 5xx answers are retried with backoff; nothing else is, and not a
+429 or 503 that says when to come back (``Retry-After``, carried in the result along with a
+success's ``Cache-Control: max-age``, for the pipeline's per-feed politeness).
 ``fetch_pages`` fetches article pages with the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import ipaddress
 import random
+import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -78,11 +82,19 @@ class FetchLimits:
 class _FetchFailed(Exception):
     """One fetch failed for a reason worth reporting; ``kind`` classifies it."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +105,7 @@ class _Response:
     etag: str | None
     last_modified: str | None
     moved_to: str | None
+    max_age: int | None = None
 
 
 # Feeds
@@ -195,7 +208,9 @@ class _Fetcher:
             try:
                 return await self._follow(url, state)
             except _FetchFailed as failure:
+                # A server that says when to come back is not asked again before then.
                 retryable = failure.kind == "timeout" or (failure.status or 0) >= 500
+                retryable = retryable and failure.retry_after is None
                 if not retryable or attempt >= self.limits.retries:
                     raise
             # Exponential backoff with jitter; the overall deadline still bounds the total.
@@ -245,7 +260,7 @@ class _Fetcher:
                     raise _FetchFailed("refused", f"refused an internal address reached via {url}")
                 if http.status in _REDIRECT and "Location" in http.headers:
                     return http.status, http.headers["Location"], None
-                _raise_for_status(http.status, http.reason)
+                _raise_for_status(http.status, http.reason, http.headers)
                 body = b"" if http.status == 304 else await self._read_body(http)
                 return http.status, None, _response(http, body)
         except TimeoutError as exc:
@@ -309,13 +324,52 @@ def _conditional_headers(state: FeedState | None) -> dict[str, str]:
     return headers
 
 
-def _raise_for_status(status: int, reason: str | None) -> None:
+def _raise_for_status(status: int, reason: str | None, headers: Mapping[str, str]) -> None:
     if status < 400:
         return
     message = f"HTTP {status} {reason or ''}".rstrip()
     if status == 410:
         message += ": the feed is gone; digest stops fetching it until it is re-added"
-    raise _FetchFailed("gone" if status == 410 else "http", message, status=status)
+    retry_after = retry_after_seconds(headers) if status in (429, 503) else None
+    if retry_after is not None:
+        message += f" (Retry-After: {retry_after:g} s)"
+    kind = "gone" if status == 410 else "http"
+    raise _FetchFailed(kind, message, status=status, retry_after=retry_after)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long a ``Retry-After`` header (seconds, or an HTTP date) asks us to wait."""
+    value = headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        until = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if until.tzinfo is None:
+        return None
+    # Measured against the server's own clock when it sends one, so our clock's error
+    # does not count.
+    sent = headers.get("Date")
+    try:
+        base = email.utils.parsedate_to_datetime(sent) if sent else datetime.now(UTC)
+    except (TypeError, ValueError):
+        base = datetime.now(UTC)
+    if base.tzinfo is None:
+        base = base.replace(tzinfo=UTC)
+    return max(0.0, (until - base).total_seconds())
+
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def max_age_seconds(headers: Mapping[str, str]) -> int | None:
+    """``Cache-Control: max-age`` of an answer, unless it also says no-cache or no-store."""
+    value = headers.get("Cache-Control", "")
+    if re.search(r"no-cache|no-store", value, re.IGNORECASE):
+        return None
+    match = _MAX_AGE.search(value)
+    return int(match[1]) if match else None
 
 
 def _response(http: aiohttp.ClientResponse, body: bytes) -> _Response:
@@ -326,6 +380,7 @@ def _response(http: aiohttp.ClientResponse, body: bytes) -> _Response:
         etag=http.headers.get("ETag"),
         last_modified=http.headers.get("Last-Modified"),
         moved_to=None,
+        max_age=max_age_seconds(http.headers),
     )
 
 
@@ -340,6 +395,7 @@ def _succeeded(source: FeedSource, fetched_at: datetime, response: _Response) ->
         last_modified=response.last_modified,
         moved_to=response.moved_to,
         body_hash=body_hash(response.body) if response.body else None,
+        max_age_seconds=response.max_age,
     )
 
 
@@ -350,6 +406,7 @@ def _failed(source: FeedSource, fetched_at: datetime, failure: _FetchFailed) -> 
         status=failure.status,
         error=failure.message,
         error_kind=failure.kind,
+        retry_after_seconds=failure.retry_after,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -39,7 +40,8 @@ from digest.models import FeedSource
 CONFIG_ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "settings.toml"
 
-_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")  # seconds: for tests
+_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 
 class _Section(BaseModel):
@@ -73,6 +75,7 @@ class CollectSettings(_Section):
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
     dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
+    min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
 
 
 class FeedSettings(_Section):
@@ -82,6 +85,7 @@ class FeedSettings(_Section):
     priority: StrictInt = Field(default=0, ge=-100, le=100)  # ranks equal stories in a section
     dedupe: StrictBool = True
     full_text: StrictBool | None = None  # None: as [collect].full_text
+    min_interval_minutes: StrictInt | None = Field(default=None, ge=0, le=1440)
 
     @field_validator("url")
     @classmethod
@@ -169,8 +173,11 @@ class SmtpSettings(_Section):
 
 class ScheduleSettings(_Section):
     send_at: str = "07:00"
+    days: str = "*"
+    cron: tuple[str, ...] = ()
     collect_every_minutes: StrictInt = Field(default=30, ge=1, le=1440)
     misfire_grace_hours: StrictFloat = Field(default=6.0, gt=0, le=24)
+    log_file: Path | None = None
 
     @field_validator("send_at")
     @classmethod
@@ -178,6 +185,63 @@ class ScheduleSettings(_Section):
         if not _HH_MM.match(value):
             raise ValueError("must be a 24-hour time like '07:00'")
         return value
+
+    @field_validator("days")
+    @classmethod
+    def _day_names(cls, value: str) -> str:
+        return _check_days(value)
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab_lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for line in value:
+            fields = line.split()
+            if len(fields) != 5:
+                raise ValueError(f"{line!r} needs 5 fields (minute hour day month weekday)")
+            _check_days(fields[4])
+            try:
+                CronTrigger.from_crontab(line, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"{line!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _cron_or_send_at(self) -> ScheduleSettings:
+        if self.cron and self.model_fields_set & {"send_at", "days"}:
+            raise ValueError("set either cron, or send_at (and days), not both")
+        return self
+
+    @property
+    def editions(self) -> tuple[dict[str, str], ...]:
+        """Each edition schedule as CronTrigger fields (send_at and days make one)."""
+        if self.cron:
+            return tuple(dict(zip(_CRON_FIELDS, line.split(), strict=True)) for line in self.cron)
+        hour, minute, second = (int(part) for part in f"{self.send_at}:00".split(":")[:3])
+        return (
+            {
+                "hour": str(hour),
+                "minute": str(minute),
+                "second": str(second),
+                "day_of_week": self.days,
+            },
+        )
+
+
+def _check_days(value: str) -> str:
+    # APScheduler 3 counts weekday numbers from Monday, cron from Sunday: only names are
+    # unambiguous.
+    if any(char.isdigit() for char in value):
+        raise ValueError(f"{value!r}: name the weekdays (mon-fri, sat,sun), not numbers")
+    try:
+        CronTrigger(day_of_week=value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a list of weekdays like 'mon-fri' ({exc})") from None
+    return value
 
 
 class Settings(_Section):
@@ -231,6 +295,10 @@ class Settings(_Section):
             "delivery",
             self.delivery.model_copy(update={"outbox": base / self.delivery.outbox.expanduser()}),
         )
+        if self.schedule.log_file is not None:
+            log_file = base / self.schedule.log_file.expanduser()
+            schedule = self.schedule.model_copy(update={"log_file": log_file})
+            object.__setattr__(self, "schedule", schedule)
         if template_dir is not None:
             render = self.render.model_copy(
                 update={"template_dir": base / template_dir.expanduser()}
@@ -254,6 +322,11 @@ class Settings(_Section):
                 is_deduped=f.dedupe,
                 full_text=self.collect.full_text if f.full_text is None else f.full_text,
                 priority=f.priority,
+                min_interval_minutes=(
+                    self.collect.min_interval_minutes
+                    if f.min_interval_minutes is None
+                    else f.min_interval_minutes
+                ),
             )
             for f in self.feeds
         )

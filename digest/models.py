@@ -29,6 +29,7 @@ class FeedSource:
     is_deduped: bool = True  # False: this feed's stories are never merged with others
     full_text: bool = False  # fetch the article page when an entry is only a teaser
     priority: int = 0  # breaks ties between equally covered stories in a section
+    min_interval_minutes: int = 0  # never fetched more often than this (http(s) feeds)
 
     @property
     def title(self) -> str:
@@ -48,6 +49,9 @@ class FeedState:
     fetch_url: str | None = None  # where a permanent redirect moved the feed
     is_gone: bool = False  # answered 410 Gone: not fetched again until re-added
     body_hash: str | None = None  # of the last body parsed: the same body is not parsed again
+    ttl_minutes: int | None = None  # the feed's own RSS <ttl>, as last read
+    not_before: datetime | None = None  # politeness: not fetched again before this
+    hold_reason: str | None = None  # why not before then (TTL, max-age, Retry-After, ...)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +114,8 @@ class FetchResult:
     moved_to: str | None = None  # the target of a permanent redirect, to fetch from now on
     body_hash: str | None = None  # sha256 of the body, to skip parsing an unchanged one
     is_unchanged: bool = False  # the same body as the last one parsed: not parsed again
+    max_age_seconds: int | None = None  # Cache-Control: max-age of a successful answer
+    retry_after_seconds: float | None = None  # Retry-After of a 429 or 503 answer
 
     @property
     def is_gone(self) -> bool:
@@ -149,6 +155,7 @@ class ParsedFeed:
 
     stories: tuple[Story, ...]
     warnings: tuple[str, ...] = ()
+    ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher asks readers to wait
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,3 +251,21 @@ class Delivery:
     def address(self) -> str:
         """The bare, lower-cased address: what identifies a recipient in the ledger."""
         return parseaddr(self.recipient)[1].lower()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRun:
+    """One run of a daemon job (or an edition it skipped), as the store keeps it.
+
+    ``outcome``: ok, late (an edition sent after its time, within the grace), missed (an
+    edition skipped after the grace), empty (nothing to send), failed, or stopped.
+    """
+
+    job: str  # "collect" or "edition"
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    summary: str = ""
+    failures: tuple[str, ...] = ()  # what failed: feeds, recipients, or the error
+    edition_on: date | None = None
+    scheduled_at: datetime | None = None  # for an edition: the send time it stands for

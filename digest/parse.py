@@ -82,7 +82,16 @@ def _parse_with(result: FetchResult, *, fast: bool) -> ParsedFeed:
         raise FeedError(f"no usable entries: skipped {skipped}", feed_url=source.url)
     if skipped:
         warnings.append(f"skipped {skipped}")
-    return ParsedFeed(stories=_without_boilerplate(stories), warnings=tuple(warnings))
+    return ParsedFeed(
+        stories=_without_boilerplate(stories),
+        warnings=tuple(warnings),
+        ttl_minutes=_minutes(document.ttl),
+    )
+
+
+def _minutes(ttl: str | None) -> int | None:
+    value = (ttl or "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
@@ -123,23 +132,25 @@ def _without_section_label(title: str, labels: frozenset[str]) -> str:
     return title[match.end() :]
 
 
-ParseOutcome = tuple[tuple[Story, ...], str | None, tuple[str, ...]]  # stories, error, warnings
+# stories, error, warnings, and the feed's RSS <ttl> in minutes
+ParseOutcome = tuple[tuple[Story, ...], str | None, tuple[str, ...], int | None]
 
 
 def parse_fetched(result: FetchResult, max_age_days: int) -> ParseOutcome:
-    """(recent stories, error, warnings) of one fetch, never raising: what a collect run's
-    worker processes send back, so that one feed's failure stops no other."""
+    """(recent stories, error, warnings, ttl) of one fetch, never raising: what a collect
+    run's worker processes send back, so that one feed's failure stops no other."""
     if not result.is_ok or result.is_not_modified or result.is_unchanged:
-        return (), None, ()
+        return (), None, (), None
     try:
         parsed = parse_feed(result)
     except FeedError as exc:
-        return (), exc.message, ()
+        return (), exc.message, (), None
     except Exception as exc:  # the per-feed boundary, as in the pipeline
         debug = logger.isEnabledFor(logging.DEBUG)
         logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
-        return (), f"could not parse the feed ({type(exc).__name__}: {exc})", ()
-    return recent_stories(parsed.stories, result.fetched_at, max_age_days), None, parsed.warnings
+        return (), f"could not parse the feed ({type(exc).__name__}: {exc})", (), None
+    stories = recent_stories(parsed.stories, result.fetched_at, max_age_days)
+    return stories, None, parsed.warnings, parsed.ttl_minutes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +174,7 @@ class _Document:
     entries: list[_Entry]
     title: str | None
     base: str
+    ttl: str | None = None  # RSS <ttl>: minutes the publisher asks readers to wait
 
 
 def _to_stories(
@@ -364,7 +376,10 @@ def _read_xml_feed(
         warnings.append(f"not well-formed XML ({problem}); kept what the lenient parser read")
     entries = [_from_feedparser(e) for e in parsed.entries]
     return _Document(
-        entries=entries, title=_plain(parsed.feed.get("title")), base=_site_base(parsed.feed, url)
+        entries=entries,
+        title=_plain(parsed.feed.get("title")),
+        base=_site_base(parsed.feed, url),
+        ttl=parsed.feed.get("ttl"),
     )
 
 
@@ -598,7 +613,8 @@ def _fast_rss(root: Any, url: str) -> _Document:
     if not items or any(child.tag in ("item", "channel") for child in root if child is not channel):
         raise _Unsupported("items")
     title, base = _fast_channel(channel, url, "item")
-    return _Document(entries=[_rss_entry(item) for item in items], title=title, base=base)
+    entries = [_rss_entry(item) for item in items]
+    return _Document(entries=entries, title=title, base=base, ttl=channel.findtext("ttl"))
 
 
 def _fast_rdf(root: Any, url: str) -> _Document:

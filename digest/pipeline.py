@@ -23,7 +23,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from dataclasses import field as dataclass_field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import nh3
@@ -61,12 +62,13 @@ from digest.models import (
     FeedState,
     FetchFailure,
     FetchResult,
+    JobRun,
     RenderedDigest,
     Story,
     Summary,
 )
 from digest.opml import OpmlImport, read_opml, write_opml
-from digest.parse import ParseOutcome, html_to_text, parse_feed, parse_fetched
+from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.render import (
     RenderOptions,
@@ -92,12 +94,16 @@ class FeedReport:
 
     url: str
     name: str
-    status: str  # "new", "unchanged" (304 or nothing new), "failed" or "gone" (410)
+    # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), or "skipped": not due
+    # yet (politeness: its TTL, max-age, Retry-After or minimum interval)
+    status: str
     new_stories: int = 0
     error: str | None = None
     error_kind: str | None = None
     moved_to: str | None = None  # a permanent redirect: fetched from here from now on
     warnings: tuple[str, ...] = ()  # e.g. a feed that is not well-formed, read in part
+    not_before: datetime | None = None  # skipped: not fetched before this time ...
+    hold_reason: str | None = None  # ... for this reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +121,11 @@ class CollectReport:
     @property
     def all_failed(self) -> bool:
         return bool(self.feeds) and len(self.failed) == len(self.feeds)
+
+    @property
+    def skipped(self) -> tuple[FeedReport, ...]:
+        """Feeds not fetched this time because they were not due yet."""
+        return tuple(f for f in self.feeds if f.status == "skipped")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,15 +180,68 @@ def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport
     fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
     reports = []
     for feed in fetched.feeds:
+        result = feed.result
+        state = fetched.states.get(result.source.url)
+        ttl = feed.ttl_minutes if feed.is_parsed else (state.ttl_minutes if state else None)
         with store.atomic():
-            store.record_fetch(feed.result)
-            new = store.add_stories(feed.stories, seen_at=feed.result.fetched_at)
+            store.record_fetch(result)
+            new = store.add_stories(feed.stories, seen_at=result.fetched_at)
+            store.hold_feed(result.source.url, *feed_hold(result, ttl), ttl)
         reports.append(_feed_report(feed, new))
-        if feed.result.error:
-            logger.warning("feed %s failed: %s", feed.result.source.url, feed.result.error)
+        if result.error:
+            logger.warning("feed %s failed: %s", result.source.url, result.error)
     reports += [_gone_report(source) for source in fetched.gone]
+    reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
     order = {source.url: i for i, source in enumerate(settings.feed_sources)}
     return CollectReport(feeds=tuple(sorted(reports, key=lambda r: order[r.url])))
+
+
+# Politeness never keeps a feed away longer than this, whatever its TTL or Retry-After says:
+# a day's edition should not go out without a feed because it once asked for two days.
+MAX_HOLD = timedelta(hours=24)
+
+
+def feed_hold(result: FetchResult, ttl_minutes: int | None) -> tuple[datetime | None, str | None]:
+    """When a feed may be fetched again after this fetch, and why (None: at any time).
+
+    The longest of: a 429/503's Retry-After; on success, the feed's RSS ``<ttl>`` and the
+    answer's Cache-Control max-age; always, the configured minimum interval. Local files are
+    never held.
+    """
+    if not is_http_url(result.source.url):
+        return None, None
+    waits = [(result.source.min_interval_minutes * 60.0, "minimum interval")]
+    if result.retry_after_seconds is not None:
+        waits.append((result.retry_after_seconds, f"Retry-After after HTTP {result.status}"))
+    elif result.is_ok:
+        if ttl_minutes:
+            waits.append((ttl_minutes * 60.0, f"RSS ttl {ttl_minutes} min"))
+        if result.max_age_seconds:
+            waits.append((float(result.max_age_seconds), "Cache-Control max-age"))
+    seconds, reason = max(waits)
+    if seconds <= 0:
+        return None, None
+    hold = min(timedelta(seconds=seconds), MAX_HOLD)
+    return result.fetched_at + hold, f"{reason} ({_duration(hold)})"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _is_held(source: FeedSource, state: FeedState | None, now: datetime) -> bool:
+    """Politeness: is this feed not to be fetched yet?"""
+    return (
+        state is not None
+        and state.not_before is not None
+        and state.not_before > now
+        and is_http_url(source.url)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,12 +251,16 @@ class _FeedOutcome:
     result: FetchResult
     stories: Sequence[Story] = ()
     warnings: tuple[str, ...] = ()
+    ttl_minutes: int | None = None  # the feed's RSS <ttl>, if its body was parsed
+    is_parsed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Fetched:
     feeds: Iterator[_FeedOutcome]  # each fetched feed with the stories the store lacks, as ready
     gone: list[FeedSource]  # feeds not fetched because they answered 410 Gone before
+    held: list[FeedSource] = dataclass_field(default_factory=list)  # not due yet: not fetched
+    states: dict[str, FeedState] = dataclass_field(default_factory=dict)  # as before the fetch
 
 
 def _fetch_new_stories(
@@ -204,7 +272,9 @@ def _fetch_new_stories(
     if store is not None:
         states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
     gone = [s for s in sources if s.url in states and states[s.url].is_gone]
-    active = [s for s in sources if s not in gone]
+    now = clock()
+    held = [s for s in sources if s not in gone and _is_held(s, states.get(s.url), now)]
+    active = [s for s in sources if s not in gone and s not in held]
 
     def new_stories() -> Iterator[_FeedOutcome]:
         waiting_for_pages = []
@@ -218,7 +288,7 @@ def _fetch_new_stories(
         if waiting_for_pages:
             yield from _add_full_text(settings, store, waiting_for_pages, clock, save=save_articles)
 
-    return _Fetched(feeds=new_stories(), gone=gone)
+    return _Fetched(feeds=new_stories(), gone=gone, held=held, states=states)
 
 
 def _teasers(settings: Settings, feed: _FeedOutcome) -> dict[str, str]:
@@ -341,11 +411,14 @@ def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> Fet
 
 
 def _outcome(result: FetchResult, parsed: ParseOutcome) -> _FeedOutcome:
-    stories, error, warnings = parsed
+    stories, error, warnings, ttl = parsed
     for warning in warnings:
         logger.warning("feed %s: %s", result.source.url, warning)
     failed = _as_failed(result, error) if error else result
-    return _FeedOutcome(result=failed, stories=stories, warnings=warnings)
+    is_parsed = result.is_ok and not result.is_not_modified and not result.is_unchanged
+    return _FeedOutcome(
+        result=failed, stories=stories, warnings=warnings, ttl_minutes=ttl, is_parsed=is_parsed
+    )
 
 
 def _as_failed(result: FetchResult, error: str) -> FetchResult:
@@ -367,6 +440,16 @@ def _feed_report(feed: _FeedOutcome, new: int) -> FeedReport:
         error_kind=result.error_kind,
         moved_to=result.moved_to,
         warnings=feed.warnings,
+    )
+
+
+def _held_report(source: FeedSource, state: FeedState) -> FeedReport:
+    return FeedReport(
+        url=source.url,
+        name=source.title,
+        status="skipped",
+        not_before=state.not_before,
+        hold_reason=state.hold_reason,
     )
 
 
@@ -733,8 +816,12 @@ def send_edition(
     *,
     collect: bool,
     summarizer: Summarizer | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
-    """Collect (optionally), build today's edition once, and deliver it to each recipient once."""
+    """Collect (optionally), build today's edition once, and deliver it to each recipient once.
+
+    Once ``stop`` is set, no further message is handed over (the rest stay pending).
+    """
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
@@ -758,7 +845,7 @@ def send_edition(
         wanted = {d.address for d in planned}
         ledger = [d for d in store.deliveries(day) if d.address in wanted]
         already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
-        _deliver(settings, store, rendered, ledger, clock)
+        _deliver(settings, store, rendered, ledger, clock, stop)
         outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
     return SendReport(
         edition_on=day,
@@ -788,13 +875,18 @@ def _deliver(
     rendered: RenderedDigest,
     ledger: Sequence[Delivery],
     clock: Clock,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Hand each pending (or earlier failed) delivery to the mail backend, one commit each."""
+    """Hand each pending (or earlier failed) delivery to the mail backend, one commit each,
+    until ``stop`` is set."""
     due = [d for d in ledger if d.state in (DeliveryState.PENDING, DeliveryState.FAILED)]
     if not due:
         return
     with contextlib.closing(make_mailer(settings)) as mailer:
         for delivery in due:
+            if stop is not None and stop.is_set():
+                logger.info("stopping: %d deliveries left pending", len(due) - due.index(delivery))
+                return
             _deliver_one(settings, store, mailer, rendered, delivery, clock)
 
 
@@ -854,6 +946,91 @@ def make_mailer(settings: Settings) -> Mailer:
     if delivery.backend == "sendmail":
         return SendmailMailer(delivery.sendmail_command)
     return OutboxMailer(delivery.outbox)
+
+
+# The daemon's record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonStatus:
+    """What ``digest status`` shows: read from the store, plus the schedule's next times."""
+
+    now: datetime
+    last_collect: JobRun | None = None
+    last_edition_run: JobRun | None = None
+    last_edition_on: date | None = None
+    last_edition_subject: str | None = None
+    last_edition_deliveries: tuple[Delivery, ...] = ()
+    missed: tuple[JobRun, ...] = ()  # recent editions skipped after the grace, newest first
+    failing_feeds: tuple[FeedHealth, ...] = ()
+    held_feeds: tuple[FeedState, ...] = ()  # not fetched before their not_before (politeness)
+    undelivered: tuple[Delivery, ...] = ()  # of the last week's editions: not (known) sent
+    next_collect_at: datetime | None = None
+    next_editions_at: tuple[datetime, ...] = ()
+
+    @property
+    def needs_attention(self) -> bool:
+        """A recipient went without, or the last edition was missed or failed."""
+        last = self.last_edition_run
+        return bool(self.undelivered) or (last is not None and last.outcome in ("missed", "failed"))
+
+
+STATUS_WINDOW = timedelta(days=7)
+
+
+def record_job_run(settings: Settings, run: JobRun) -> None:
+    """Keep one job run in the store (what ``digest status`` reports)."""
+    with Store.open(settings.store.path) as store:
+        store.add_job_run(run)
+
+
+def record_missed_edition(settings: Settings, run: JobRun) -> bool:
+    """Record an edition skipped after the grace; False if that day's miss was recorded."""
+    with Store.open(settings.store.path) as store:
+        return store.add_missed_edition(run)
+
+
+def is_edition_outstanding(settings: Settings, day: date) -> bool:
+    """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return True
+    with store:
+        ledger = {d.address: d.state for d in store.deliveries(day)}
+    owed = (DeliveryState.PENDING, DeliveryState.FAILED, None)
+    return any(ledger.get(d.address) in owed for d in _planned(settings, day))
+
+
+def last_activity(settings: Settings) -> datetime | None:
+    """When a daemon job last ran, or an edition was last archived (None: never)."""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return None
+    with store:
+        return store.last_activity()
+
+
+def daemon_status(settings: Settings, now: datetime) -> DaemonStatus:
+    """The daemon's state from the store, read-only: last runs, misses, feeds, deliveries."""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return DaemonStatus(now=now)
+    with store:
+        last_on = store.latest_edition_on()
+        rendered = store.edition(last_on) if last_on else None
+        health = store.feed_health(settings.feed_sources)
+        return DaemonStatus(
+            now=now,
+            last_collect=next(iter(store.job_runs("collect")), None),
+            last_edition_run=next(iter(store.job_runs("edition")), None),
+            last_edition_on=last_on,
+            last_edition_subject=rendered.subject if rendered else None,
+            last_edition_deliveries=store.deliveries(last_on) if last_on else (),
+            missed=store.job_runs("edition", limit=7, outcome="missed"),
+            failing_feeds=tuple(h for h in health if h.status in ("failing", "gone")),
+            held_feeds=store.held_feeds(now),
+            undelivered=store.undelivered(edition_date(settings, now - STATUS_WINDOW)),
+        )
 
 
 # Feeds management

@@ -1,130 +1,477 @@
 """Schedule: the ``digest run`` daemon. APScheduler wiring only; the jobs are pipeline calls.
 
-A collect job runs every ``[schedule].collect_every_minutes``; the edition job fires at
-``[schedule].send_at`` in the readers' timezone and does a final collect, then builds and
-sends. The delivery ledger, not the trigger, guarantees one edition per local day.
+Jobs: ``collect`` every ``[schedule].collect_every_minutes`` (each feed's politeness is the
+pipeline's: a feed not due is skipped and reported), and one ``edition-N`` job per edition
+schedule (``send_at`` with ``days``, or each ``cron`` line), doing a final collect, then
+build, summarize, render and send. One worker thread: jobs never overlap.
+
+No persistent APScheduler job store. The jobs are rebuilt from the settings at every start,
+and what must outlive the process lives in the digest store itself: the delivery ledger
+(which edition went to whom), ``job_runs`` (every run, every missed edition) and each feed's
+not-before time. APScheduler's SQLAlchemyJobStore was the alternative; it pickles each job
+with its arguments (the Settings), so an edited settings file would be fought by the stored
+jobs; it brings SQLAlchemy in for one table; two schedulers cannot share it safely; and its
+catch-up replays what the trigger missed, where ours must follow the ledger. One edition per
+local date is the ledger's guarantee, whichever process or trigger fires.
+
+Time rules:
+
+- Each edition trigger is a CronTrigger in the readers' zone that fires at most once per
+  local date (``OncePerDay``): APScheduler 3.11 fires a 01:30 America/New_York job twice on
+  the fall-back night (asked again, it keeps answering the same instant), and after a
+  spring-forward night skips the next day of a 00:30 job; the wrapper asks for each local
+  day afresh.
+- Catch-up, at start-up and in ``run --once``: of the edition times since the daemon last
+  ran whose edition someone is still owed, the latest goes out at once, late and logged so,
+  if it is within ``misfire_grace_hours``; every other one is recorded as missed (never sent:
+  no burst). A running daemon that misses a time by more than the grace (the machine slept)
+  records it as missed too.
+- SIGTERM or SIGINT sets a stop event: the running job finishes the message in hand
+  (``send_edition`` checks before each hand-over), its state is committed, and the process
+  exits 0. A second signal exits at once (``os._exit``): SQLite's journal keeps the store
+  whole, and a message caught mid-hand-over stays ``sending`` (reported, never resent).
+- Logs: one ``key=value`` line per job run (job, outcome, seconds, counts, what failed) to
+  stderr and, with ``[schedule].log_file``, to that file (reopened when logrotate moves it).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import signal
-import time
-from datetime import UTC, datetime, timedelta
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import FrameType
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import DeliveryState
+from digest.models import DeliveryState, JobRun
 
 logger = logging.getLogger(__name__)
+
+# How far back start-up looks for edition times the daemon was down for.
+LOOKBACK = timedelta(days=7)
+# A scheduled run this much after its time (queued behind a collect, say) counts as late;
+# a catch-up after downtime always does.
+LATE_AFTER = timedelta(minutes=1)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def edition_trigger(settings: Settings) -> CronTrigger:
-    """Fires daily at ``send_at`` local time, in the readers' timezone."""
-    hour, minute = (int(part) for part in settings.schedule.send_at.split(":"))
-    return CronTrigger(hour=hour, minute=minute, timezone=settings.tz)
+# Triggers
 
 
-def is_edition_due(settings: Settings, now: datetime) -> bool:
-    """Has today's send time passed (in the readers' timezone)?"""
-    local = now.astimezone(settings.tz)
-    return f"{local:%H:%M}" >= settings.schedule.send_at
+class OncePerDay(BaseTrigger):  # type: ignore[misc]
+    """A cron schedule in one zone that fires at most once per local calendar date."""
+
+    def __init__(self, fields: Mapping[str, str], tz: tzinfo) -> None:
+        self.tz = tz
+        self._cron = CronTrigger(timezone=tz, **fields)
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            start = now
+        else:
+            # Asked afresh from the next local midnight: never the same date twice.
+            day = previous_fire_time.astimezone(self.tz).date() + timedelta(days=1)
+            start = datetime.combine(day, time(0), tzinfo=self.tz)
+        fire: datetime | None = self._cron.get_next_fire_time(None, start)
+        # Through UTC: a wall time that does not exist (spring forward) becomes a real one.
+        return fire.astimezone(UTC).astimezone(self.tz) if fire else None
+
+    def __str__(self) -> str:
+        return f"{self._cron} once a day"
 
 
-def collect_job(settings: Settings) -> None:
-    started = time.monotonic()
+def edition_triggers(settings: Settings) -> list[OncePerDay]:
+    """One trigger per edition schedule in the settings, in the readers' timezone."""
+    return [OncePerDay(fields, settings.tz) for fields in settings.schedule.editions]
+
+
+def fire_times(trigger: OncePerDay, after: datetime, until: datetime) -> Iterator[datetime]:
+    """The trigger's fire times in (after, until], oldest first."""
+    fire = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    while fire is not None and fire <= until:
+        yield fire
+        fire = trigger.get_next_fire_time(fire, fire)
+
+
+def next_edition_times(settings: Settings, now: datetime) -> tuple[datetime, ...]:
+    """Each edition schedule's next time after ``now``, soonest first."""
+    times = (trigger.get_next_fire_time(None, now) for trigger in edition_triggers(settings))
+    return tuple(sorted(t for t in times if t is not None))
+
+
+def grace(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.schedule.misfire_grace_hours)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatchUp:
+    """What a (re)start owes: the edition to send late, and the ones to record as missed."""
+
+    late: datetime | None = None
+    missed: tuple[datetime, ...] = ()
+
+
+def plan_catch_up(
+    settings: Settings,
+    now: datetime,
+    since: datetime | None,
+    is_outstanding: Callable[[date], bool],
+) -> CatchUp:
+    """Of the edition times still owed, the latest within the grace goes out late; every
+    other one since the daemon last ran (``since``; None: a new store) is missed."""
+    since = since or now - grace(settings)
+    # The grace window is looked at even if the daemon ran in it: a delivery that failed
+    # then is retried now.
+    start = max(min(since, now - grace(settings)), now - LOOKBACK)
+    latest_per_day: dict[date, datetime] = {}
+    for trigger in edition_triggers(settings):
+        for fire in fire_times(trigger, start, now):
+            day = pipeline.edition_date(settings, fire)
+            latest_per_day[day] = max(fire, latest_per_day.get(day, fire))
+    owed = sorted(t for day, t in latest_per_day.items() if is_outstanding(day))
+    late = owed[-1] if owed and now - owed[-1] <= grace(settings) else None
+    return CatchUp(late=late, missed=tuple(t for t in owed if t != late and t > since))
+
+
+# Jobs
+
+
+def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectReport | None:
+    """Collect every feed that is due; record and log the run."""
+    if stop.is_set():
+        return None
+    started = utc_now()
     report = pipeline.collect_once(settings, utc_now)
-    logger.info(
-        "collect: %d new stories, %d/%d feeds failed, %.1f s",
-        report.new_stories,
-        len(report.failed),
-        len(report.feeds),
-        time.monotonic() - started,
+    skipped = [f"{f.url} until {_iso(f.not_before)}" for f in report.skipped]
+    failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
+    run = JobRun(
+        job="collect",
+        started_at=started,
+        finished_at=utc_now(),
+        outcome="failed" if report.all_failed else "ok",
+        summary=(
+            f"{len(report.feeds)} feeds: {len(report.failed)} failed, {len(skipped)} not due; "
+            f"{report.new_stories} new stories"
+        ),
+        failures=failures,
+    )
+    _finish(
+        settings,
+        run,
+        feeds=len(report.feeds),
+        new=report.new_stories,
+        failed=len(failures),
+        not_due=len(skipped),
+        not_due_feeds="; ".join(skipped),
+    )
+    return report
+
+
+def edition_job(
+    settings: Settings, stop: threading.Event, scheduled_at: datetime | None = None
+) -> pipeline.SendReport | None:
+    """Send the edition due at ``scheduled_at`` (default: the latest time due); record and
+    log the run; an edition past its grace is recorded as missed, never sent."""
+    if stop.is_set():
+        return None
+    started = utc_now()
+    is_catch_up = scheduled_at is not None  # the trigger's own runs are not told their time
+    scheduled_at = scheduled_at or _latest_time(settings, started)
+    late = started - scheduled_at if scheduled_at else timedelta(0)
+    if not is_catch_up and late <= LATE_AFTER:
+        late = timedelta(0)
+    if scheduled_at is not None and late > grace(settings):
+        _record_missed(settings, scheduled_at, started)
+        return None
+    try:
+        report = pipeline.send_edition(settings, utc_now, collect=True, stop=stop)
+    except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
+        logger.exception("edition job failed")
+        failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", (repr(exc),))
+        _finish(settings, failed, error=type(exc).__name__)
+        return None
+    _finish_edition(settings, report, started, scheduled_at, late, stop)
+    return report
+
+
+def _latest_time(settings: Settings, now: datetime) -> datetime | None:
+    """The latest edition time at or before ``now`` (within a day and the grace)."""
+    window = now - timedelta(days=1) - grace(settings)
+    times = [t for trigger in edition_triggers(settings) for t in fire_times(trigger, window, now)]
+    return max(times, default=None)
+
+
+def _finish_edition(
+    settings: Settings,
+    report: pipeline.SendReport,
+    started: datetime,
+    scheduled_at: datetime | None,
+    late: timedelta,
+    stop: threading.Event,
+) -> None:
+    counts = {state.value: len(report.in_state(state)) for state in DeliveryState}
+    already = len(report.already_sent)
+    sent = counts["sent"] - already
+    failures = tuple(
+        f"{d.recipient}: {d.state.value}: {d.detail or ''}".rstrip(": ")
+        for d in report.deliveries
+        if d.state in (DeliveryState.FAILED, DeliveryState.SENDING)
+    )
+    outcome = "late" if late else "ok"
+    if report.rendered is None:
+        outcome = "empty"
+    elif failures:
+        outcome = "failed"
+    elif counts["pending"] and stop.is_set():
+        outcome = "stopped"
+    summary = (
+        f"edition {report.edition_on}: sent {sent}, already sent {already}, "
+        f"failed {counts['failed']}, uncertain {counts['sending']}, pending {counts['pending']}"
+    )
+    if report.rendered is None:
+        summary = f"edition {report.edition_on}: no new stories; nothing sent"
+    if late:
+        summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
+    run = _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
+    _finish(
+        settings,
+        run,
+        late_seconds=int(late.total_seconds()),
+        sent=sent,
+        already_sent=already,
+        failed=counts["failed"],
+        uncertain=counts["sending"],
+        pending=counts["pending"],
+        new=report.collect.new_stories if report.collect else 0,
+        failed_feeds=len(report.collect.failed) if report.collect else 0,
     )
 
 
-def edition_job(settings: Settings) -> None:
-    started = time.monotonic()
-    report = pipeline.send_edition(settings, utc_now, collect=True)
-    sent = len(report.in_state(DeliveryState.SENT)) - len(report.already_sent)
-    logger.info(
-        "edition %s: %d sent, %d failed, %d already sent, %.1f s",
-        report.edition_on,
-        sent,
-        len(report.in_state(DeliveryState.FAILED)),
-        len(report.already_sent),
-        time.monotonic() - started,
+def _edition_run(
+    started: datetime,
+    scheduled_at: datetime | None,
+    outcome: str,
+    summary: str,
+    failures: tuple[str, ...],
+    edition_on: date | None = None,
+) -> JobRun:
+    return JobRun(
+        job="edition",
+        started_at=started,
+        finished_at=utc_now(),
+        outcome=outcome,
+        summary=summary,
+        failures=failures,
+        edition_on=edition_on,
+        scheduled_at=scheduled_at,
     )
 
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
-    """The daemon's scheduler with its two jobs; the collect job also runs at start-up."""
-    scheduler = BlockingScheduler(timezone=settings.tz)
-    # APScheduler's default grace is 1 s: a daemon restarted minutes late would skip the day.
+def _record_missed(settings: Settings, scheduled_at: datetime, now: datetime) -> None:
+    """Record (once per day) an edition whose time passed more than the grace ago."""
+    day = pipeline.edition_date(settings, scheduled_at)
+    summary = (
+        f"edition {day} missed: scheduled {_iso(scheduled_at)}, {_span(now - scheduled_at)} ago, "
+        f"beyond the {_span(grace(settings))} grace; not sent"
+    )
+    run = _edition_run(now, scheduled_at, "missed", summary, (), day)
+    if pipeline.record_missed_edition(settings, run):
+        _log_run(run, edition_on=day, scheduled_at=_iso(scheduled_at))
+
+
+def _finish(settings: Settings, run: JobRun, **fields: object) -> None:
+    pipeline.record_job_run(settings, run)
+    _log_run(run, **fields)
+
+
+def _log_run(run: JobRun, **fields: object) -> None:
+    """The one structured line a job run leaves in the log."""
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    line = {"job": run.job, "outcome": run.outcome, "seconds": f"{seconds:.2f}", **fields}
+    if run.failures:
+        line["failures"] = " | ".join(run.failures)
+    line["summary"] = run.summary
+    level = logging.WARNING if run.outcome in ("failed", "missed", "stopped") else logging.INFO
+    logger.log(level, " ".join(f"{key}={_logfmt(value)}" for key, value in line.items()))
+
+
+def _logfmt(value: object) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' "=\\'):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def _span(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 1:
+        return f"{int(span.total_seconds())}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+# The daemon
+
+
+def build_scheduler(
+    settings: Settings, stop: threading.Event | None = None, now: datetime | None = None
+) -> BackgroundScheduler:
+    """The daemon's scheduler: the collect job (first run at once), one job per edition
+    schedule, and the catch-up owed since the daemon last ran (missed ones recorded)."""
+    stop = stop or threading.Event()
+    now = now or utc_now()
+    # One worker: a collect and an edition never write the store at the same time.
+    scheduler = BackgroundScheduler(
+        timezone=settings.tz, executors={"default": ThreadPoolExecutor(max_workers=1)}
+    )
+    # APScheduler's default grace is 1 s: a daemon busy for a minute would skip the day.
     options = {
         "coalesce": True,
         "max_instances": 1,
-        "misfire_grace_time": int(settings.schedule.misfire_grace_hours * 3600),
+        "misfire_grace_time": max(1, int(grace(settings).total_seconds())),
     }
     scheduler.add_job(
         collect_job,
-        IntervalTrigger(minutes=settings.schedule.collect_every_minutes),
-        args=[settings],
+        IntervalTrigger(minutes=settings.schedule.collect_every_minutes, timezone=settings.tz),
+        args=[settings, stop],
         id="collect",
-        next_run_time=utc_now() + timedelta(seconds=1),
+        next_run_time=now,
         **options,
     )
-    catch_up = {"next_run_time": utc_now()} if is_catch_up_due(settings, utc_now()) else {}
-    scheduler.add_job(
-        edition_job,
-        edition_trigger(settings),
-        args=[settings],
-        id="edition",
-        **options,
-        **catch_up,
-    )
+    for number, trigger in enumerate(edition_triggers(settings)):
+        scheduler.add_job(
+            edition_job, trigger, args=[settings, stop], id=f"edition-{number}", **options
+        )
+    catch_up = _catch_up(settings, now)
+    if catch_up.late is not None:
+        scheduler.add_job(
+            edition_job,
+            DateTrigger(run_date=now),
+            args=[settings, stop, catch_up.late],
+            id="edition-catch-up",
+            **options,
+        )
+    scheduler.add_listener(_on_missed(settings), EVENT_JOB_MISSED)
     return scheduler
 
 
-def is_catch_up_due(settings: Settings, now: datetime) -> bool:
-    """Started after today's send time but within the grace: send late rather than skip.
+def _catch_up(settings: Settings, now: datetime) -> CatchUp:
+    """Plan the catch-up since the daemon last ran, recording the editions missed."""
+    plan = plan_catch_up(
+        settings,
+        now,
+        pipeline.last_activity(settings),
+        lambda day: pipeline.is_edition_outstanding(settings, day),
+    )
+    for scheduled_at in plan.missed:
+        _record_missed(settings, scheduled_at, now)
+    if plan.late is not None:
+        logger.warning(
+            "edition of %s was due at %s while digest was not running: sending it now, late",
+            pipeline.edition_date(settings, plan.late),
+            _iso(plan.late),
+        )
+    return plan
 
-    APScheduler's misfire grace only covers a process that was running; a daemon started
-    at 09:00 would otherwise wait for tomorrow. The ledger keeps an edition already sent
-    from going out again.
-    """
-    local = now.astimezone(settings.tz)
-    hour, minute = (int(part) for part in settings.schedule.send_at.split(":"))
-    send_time = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    late = local - send_time
-    return timedelta(0) <= late <= timedelta(hours=settings.schedule.misfire_grace_hours)
+
+def _on_missed(settings: Settings) -> Callable[[JobExecutionEvent], None]:
+    def record(event: JobExecutionEvent) -> None:
+        if not event.job_id.startswith("edition"):
+            return
+        scheduled_at = event.scheduled_run_time.astimezone(UTC)
+        if pipeline.is_edition_outstanding(settings, pipeline.edition_date(settings, scheduled_at)):
+            _record_missed(settings, scheduled_at, utc_now())
+
+    return record
 
 
 def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT; the job in progress finishes first."""
-    scheduler = build_scheduler(settings)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %d: finishing the running job, then stopping", signum)
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    logger.info("digest run: next edition at %s", edition_trigger(settings))
+    """Run until SIGTERM or SIGINT: the job in progress finishes its current message first;
+    a second signal exits at once."""
+    _log_to_file(settings)
+    # APScheduler's own per-run INFO lines would double ours.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    stop = threading.Event()
+    _on_signals(stop)
+    scheduler = build_scheduler(settings, stop)
     scheduler.start()
+    now = utc_now()
+    nexts = ", ".join(_iso(t) for t in next_edition_times(settings, now)) or "none"
+    logger.info("digest run: started (pid %d); next edition at %s", os.getpid(), nexts)
+    while not stop.wait(1.0):
+        pass
+    logger.info("digest run: stopping once the running job has finished its current message")
+    scheduler.shutdown(wait=True)
+    logger.info("digest run: stopped")
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            # Not through logging: its lock may be held by the code this signal interrupted.
+            os.write(2, f"digest run: signal {signum} again: exiting now\n".encode())
+            os._exit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _log_to_file(settings: Settings) -> None:
+    path = settings.schedule.log_file
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport:
-    """Collect now, and send today's edition if its time has come (for cron)."""
-    if is_edition_due(settings, utc_now()):
-        return pipeline.send_edition(settings, utc_now, collect=True)
-    return pipeline.collect_once(settings, utc_now)
+    """The due jobs, now: the edition if one is owed within its grace (missed ones are
+    recorded), else a collect. For cron and CI."""
+    stop = threading.Event()
+    plan = _catch_up(settings, utc_now())
+    if plan.late is not None:
+        # A cron line at the edition's own minute is on time, not a catch-up.
+        on_time = utc_now() - plan.late <= LATE_AFTER
+        report = edition_job(settings, stop, None if on_time else plan.late)
+        if report is not None:
+            return report
+    collected = collect_job(settings, stop)
+    assert collected is not None  # stop is never set here
+    return collected
+
+
+def status(settings: Settings) -> pipeline.DaemonStatus:
+    """What ``digest status`` shows: the store's record plus the next run times."""
+    now = utc_now()
+    found = pipeline.daemon_status(settings, now)
+    last = found.last_collect
+    every = timedelta(minutes=settings.schedule.collect_every_minutes)
+    return replace(
+        found,
+        next_collect_at=last.started_at + every if last else None,
+        next_editions_at=next_edition_times(settings, now),
+    )

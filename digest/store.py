@@ -9,6 +9,7 @@ any write, so a preview cannot mark anything sent.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,6 +30,7 @@ from digest.models import (
     FeedState,
     FetchFailure,
     FetchResult,
+    JobRun,
     RenderedDigest,
     Story,
 )
@@ -132,11 +134,36 @@ def _m004_summary_cache(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m006_schedule(conn: sqlite3.Connection) -> None:
+    _run_each(
+        conn,
+        """
+        ALTER TABLE feeds ADD COLUMN ttl_minutes INTEGER;
+        ALTER TABLE feeds ADD COLUMN not_before TEXT;
+        ALTER TABLE feeds ADD COLUMN hold_reason TEXT;
+        CREATE TABLE job_runs (
+            job TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            failures TEXT NOT NULL,
+            edition_on TEXT,
+            scheduled_at TEXT
+        );
+        CREATE INDEX job_runs_by_job ON job_runs (job, started_at);
+        CREATE UNIQUE INDEX one_missed_edition_a_day ON job_runs (edition_on)
+            WHERE outcome = 'missed'
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
     ("m003_feed_body_hash", _m003_feed_body_hash),
     ("m004_summary_cache", _m004_summary_cache),
+    ("m006_schedule", _m006_schedule),
 )
 
 
@@ -257,6 +284,11 @@ class Store:
         rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
         return tuple(row[0] for row in rows)
 
+    @functools.cached_property
+    def has_schedule_tables(self) -> bool:
+        """Is m006 applied? (A read-only look at an older store finds it is not.)"""
+        return "m006_schedule" in self.applied_migrations()
+
     # Feeds
 
     def feed_state(self, url: str) -> FeedState | None:
@@ -267,7 +299,11 @@ class Store:
         ).fetchone()
         if row is None:
             return None
+        ttl_minutes, not_before, hold_reason = self._feed_hold(url)
         return FeedState(
+            ttl_minutes=ttl_minutes,
+            not_before=not_before,
+            hold_reason=hold_reason,
             url=row[0],
             etag=row[1],
             last_modified=row[2],
@@ -278,6 +314,33 @@ class Store:
             is_gone=bool(row[7]),
             body_hash=row[8],
         )
+
+    def _feed_hold(self, url: str) -> tuple[int | None, datetime | None, str | None]:
+        if not self.has_schedule_tables:
+            return None, None, None
+        row = self._conn.execute(
+            "SELECT ttl_minutes, not_before, hold_reason FROM feeds WHERE url = ?", (url,)
+        ).fetchone()
+        return row[0], _to_datetime(row[1]), row[2]
+
+    def hold_feed(
+        self, url: str, not_before: datetime | None, reason: str | None, ttl_minutes: int | None
+    ) -> None:
+        """Remember when a feed may be fetched again, why, and its own RSS ``<ttl>``."""
+        with self.atomic():
+            self._conn.execute(
+                "UPDATE feeds SET not_before = ?, hold_reason = ?, ttl_minutes = ? WHERE url = ?",
+                (_to_text(not_before), reason, ttl_minutes, url),
+            )
+
+    def held_feeds(self, now: datetime) -> tuple[FeedState, ...]:
+        """Feeds that politeness keeps from being fetched before some time after ``now``."""
+        if not self.has_schedule_tables:
+            return ()
+        rows = self._conn.execute(
+            "SELECT url FROM feeds WHERE not_before > ? ORDER BY not_before, url", (_to_text(now),)
+        )
+        return tuple(state for (url,) in rows.fetchall() if (state := self.feed_state(url)))
 
     def record_fetch(self, result: FetchResult) -> None:
         """Remember a fetch's validators and new address (on success) or its error (on failure).
@@ -583,3 +646,89 @@ class Store:
             )
             for r in rows
         )
+
+    def latest_edition_on(self) -> date | None:
+        """The day of the most recent edition archived."""
+        row = self._conn.execute("SELECT max(edition_on) FROM editions").fetchone()
+        return date.fromisoformat(row[0]) if row[0] else None
+
+    def edition_created_at(self, edition_on: date) -> datetime | None:
+        row = self._conn.execute(
+            "SELECT created_at FROM editions WHERE edition_on = ?", (edition_on.isoformat(),)
+        ).fetchone()
+        return _to_datetime(row[0]) if row else None
+
+    def undelivered(self, since: date) -> tuple[Delivery, ...]:
+        """Deliveries of editions since ``since`` that are not (known to be) sent."""
+        rows = self._conn.execute(
+            "SELECT edition_on FROM deliveries WHERE edition_on >= ? AND state != 'sent'"
+            " GROUP BY edition_on ORDER BY edition_on",
+            (since.isoformat(),),
+        ).fetchall()
+        return tuple(
+            d
+            for (day,) in rows
+            for d in self.deliveries(date.fromisoformat(day))
+            if d.state is not DeliveryState.SENT
+        )
+
+    # The daemon's job runs
+
+    def add_job_run(self, run: JobRun) -> None:
+        """Record one job run (one commit)."""
+        with self.atomic():
+            self._insert_job_run("INSERT", run)
+
+    def add_missed_edition(self, run: JobRun) -> bool:
+        """Record an edition skipped after the grace; False if that day's miss is recorded."""
+        with self.atomic():
+            return self._insert_job_run("INSERT OR IGNORE", run) == 1
+
+    def _insert_job_run(self, verb: str, run: JobRun) -> int:
+        return self._conn.execute(
+            f"{verb} INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.job,
+                _to_text(run.started_at),
+                _to_text(run.finished_at),
+                run.outcome,
+                run.summary,
+                json.dumps(run.failures, ensure_ascii=False),
+                run.edition_on.isoformat() if run.edition_on else None,
+                _to_text(run.scheduled_at),
+            ),
+        ).rowcount
+
+    def job_runs(
+        self, job: str, *, limit: int = 1, outcome: str | None = None
+    ) -> tuple[JobRun, ...]:
+        """The most recent runs of a job (of one outcome, if given), newest first."""
+        if not self.has_schedule_tables:
+            return ()
+        rows = self._conn.execute(
+            "SELECT job, started_at, finished_at, outcome, summary, failures, edition_on,"
+            " scheduled_at FROM job_runs WHERE job = ? AND (? IS NULL OR outcome = ?)"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (job, outcome, outcome, limit),
+        )
+        return tuple(
+            JobRun(
+                job=r[0],
+                started_at=_from_text(r[1]),
+                finished_at=_from_text(r[2]),
+                outcome=r[3],
+                summary=r[4],
+                failures=tuple(json.loads(r[5])),
+                edition_on=date.fromisoformat(r[6]) if r[6] else None,
+                scheduled_at=_to_datetime(r[7]),
+            )
+            for r in rows
+        )
+
+    def last_activity(self) -> datetime | None:
+        """When a job last ran or an edition was last archived: where the daemon left off."""
+        times = [self._conn.execute("SELECT max(created_at) FROM editions").fetchone()[0]]
+        if self.has_schedule_tables:
+            times.append(self._conn.execute("SELECT max(started_at) FROM job_runs").fetchone()[0])
+        known = [_from_text(t) for t in times if t]
+        return max(known) if known else None

@@ -65,6 +65,7 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented.add("render.template_dir")
     documented |= {"summarize.max_new_tokens", "summarize.min_new_tokens"}
     documented.add("summarize.max_input_tokens")
+    documented.add("schedule.log_file")
     assert _keys(Settings) == documented
 
 
