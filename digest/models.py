@@ -236,6 +236,7 @@ class Delivery:
     state: DeliveryState
     sent_at: datetime | None = None
     detail: str | None = None
+    attempts: int = 0  # hand-overs started (a row moved to "sending")
 
     @property
     def address(self) -> str:

@@ -19,10 +19,12 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import nh3
@@ -40,9 +42,11 @@ from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clu
 from digest.deliver import (
     PASSWORD_ENV_VAR,
     Mailer,
+    MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
+    UncertainDeliveryError,
     build_message,
     make_message_id,
 )
@@ -114,6 +118,8 @@ class SendReport:
     deliveries: tuple[Delivery, ...] = ()
     already_sent: tuple[Delivery, ...] = ()
     collect: CollectReport | None = None
+    stopped: bool = False  # a stop request (SIGTERM) ended the run early
+    aborted: str | None = None  # why the backend could not be used at all (TLS, login, ...)
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
         return tuple(d for d in self.deliveries if d.state is state)
@@ -121,7 +127,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        return not any(d.state in bad for d in self.deliveries)
+        return self.aborted is None and not any(d.state in bad for d in self.deliveries)
 
 
 def edition_date(settings: Settings, now: datetime) -> date:
@@ -586,46 +592,112 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
 
+SEND_LOCK_WAIT_SECONDS = 900.0  # a second sender waits this long for the first to finish
+
+
 def send_edition(
     settings: Settings,
     clock: Clock,
     *,
     collect: bool,
     summarizer: Summarizer | None = None,
+    resend_uncertain: bool = False,
+    force: bool = False,
+    stop: threading.Event | None = None,
 ) -> SendReport:
-    """Collect (optionally), build today's edition once, and deliver it to each recipient once."""
+    """Collect (optionally), build today's edition once, and deliver it to each recipient once.
+
+    One sender at a time per store: a second one waits for the first (the store's send lock).
+    ``stop`` is checked before each hand-over: once set, the message in flight is finished
+    and committed, and the rest stay pending. ``resend_uncertain`` resends rows left
+    ``sending`` by a crash; ``force`` sends the edition again to those already served; both
+    keep each recipient's Message-ID.
+    """
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
-        now = clock()
-        day = edition_date(settings, now)
-        rendered = store.edition(day)
-        story_ids: list[str] = []
-        if rendered is None:
-            stories = store.stories_for_edition(day)
-            if not stories:
-                return SendReport(edition_on=day, rendered=None, collect=collect_report)
-            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
-            story_ids = [s.story_id for s in stories]
-        planned = _planned(settings, day)
-        with store.atomic():
-            # Re-checked under the write lock: a concurrent sender may have archived it first.
-            if store.edition(day) is None:
-                store.create_edition(rendered, story_ids, now)
-            store.add_deliveries(planned, now)
-        rendered = store.edition(day) or rendered
-        wanted = {d.address for d in planned}
-        ledger = [d for d in store.deliveries(day) if d.address in wanted]
-        already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
-        _deliver(settings, store, rendered, ledger, clock)
-        outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
+        with store.send_lock(wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop) as is_locked:
+            day = edition_date(settings, clock())
+            if not is_locked:
+                return SendReport(
+                    edition_on=day, rendered=None, collect=collect_report, stopped=True
+                )
+            report = _send_locked(
+                settings,
+                store,
+                clock,
+                summarizer,
+                force=force,
+                stop=stop,
+                resend_uncertain=resend_uncertain,
+            )
+    return replace(report, collect=collect_report)
+
+
+def _send_locked(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    summarizer: Summarizer,
+    *,
+    resend_uncertain: bool,
+    force: bool,
+    stop: threading.Event | None,
+) -> SendReport:
+    now = clock()
+    day = edition_date(settings, now)
+    rendered = _archived_edition(settings, store, summarizer, now)
+    if rendered is None:
+        return SendReport(edition_on=day, rendered=None)
+    planned = _planned(settings, day)
+    wanted = {d.address for d in planned}
+    with store.atomic():
+        store.add_deliveries(planned, now)
+        if force:
+            store.reopen_deliveries(day, wanted, now)
+    ledger = [d for d in store.deliveries(day) if d.address in wanted]
+    already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
+    aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+    outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
     return SendReport(
         edition_on=day,
         rendered=rendered,
         deliveries=outcome,
         already_sent=already,
-        collect=collect_report,
+        stopped=stop is not None and stop.is_set(),
+        aborted=aborted,
     )
+
+
+def _archived_edition(
+    settings: Settings, store: Store, summarizer: Summarizer, now: datetime
+) -> RenderedDigest | None:
+    """Today's edition as archived, built and archived now if it is not yet; None if there
+    is nothing to send."""
+    day = edition_date(settings, now)
+    if (archived := store.edition(day)) is not None:
+        return archived
+    stories = store.stories_for_edition(day)
+    if not stories:
+        return None
+    rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
+    with store.atomic():
+        # Re-checked under the write lock: an older digest may have archived it meanwhile.
+        if store.edition(day) is None:
+            store.create_edition(rendered, [s.story_id for s in stories], now)
+    return store.edition(day) or rendered
+
+
+def delivery_ledger(
+    settings: Settings, edition_on: date | None = None
+) -> tuple[date | None, tuple[Delivery, ...]]:
+    """An edition's delivery rows, read-only (default: the latest edition with any)."""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return edition_on, ()
+    with store:
+        day = edition_on or store.latest_delivery_date()
+        return day, store.deliveries(day) if day else ()
 
 
 def _planned(settings: Settings, day: date) -> list[Delivery]:
@@ -647,14 +719,32 @@ def _deliver(
     rendered: RenderedDigest,
     ledger: Sequence[Delivery],
     clock: Clock,
-) -> None:
-    """Hand each pending (or earlier failed) delivery to the mail backend, one commit each."""
-    due = [d for d in ledger if d.state in (DeliveryState.PENDING, DeliveryState.FAILED)]
+    resend_uncertain: bool,
+    stop: threading.Event | None,
+) -> str | None:
+    """Hand each due delivery to the mail backend, one commit each; the reason the run
+    stopped early if the backend could not be used at all."""
+    due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
+    if resend_uncertain:
+        due_states.add(DeliveryState.SENDING)
+    due = [d for d in ledger if d.state in due_states]
     if not due:
-        return
+        return None
     with contextlib.closing(make_mailer(settings)) as mailer:
-        for delivery in due:
-            _deliver_one(settings, store, mailer, rendered, delivery, clock)
+        for done, delivery in enumerate(due):
+            if stop is not None and stop.is_set():
+                logger.warning("stopped: %d recipients left pending", len(due) - done)
+                return None
+            try:
+                _deliver_one(settings, store, mailer, rendered, delivery, clock, resend_uncertain)
+            except MailerUnavailableError as exc:
+                logger.error("delivery stopped: %s", exc)
+                return str(exc)
+    return None
+
+
+class _ClaimedElsewhere(Exception):
+    """Another sender moved the row first (only an older digest without the send lock)."""
 
 
 def _deliver_one(
@@ -664,31 +754,56 @@ def _deliver_one(
     rendered: RenderedDigest,
     delivery: Delivery,
     clock: Clock,
+    resend_uncertain: bool = False,
 ) -> None:
-    message = build_message(
-        rendered,
-        sender=settings.delivery.from_,
-        recipient=delivery.recipient,
-        message_id=delivery.message_id,
-        sent_at=clock(),
-    )
-    # Committed before the hand-over: a crash from here on leaves the row "sending", which
-    # is reported as uncertain rather than silently sent twice.
-    claimed = store.claim_delivery(delivery, clock())
-    if claimed is None:
-        return  # another sender has it
+    """Send one message; the row becomes ``sending`` (own commit) just before the message
+    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after."""
+    message = _message_for(settings, rendered, delivery, clock())
+    claimed: list[Delivery] = []
+
+    def before_data() -> None:
+        if not claimed:
+            row = store.claim_delivery(delivery, clock(), is_uncertain_ok=resend_uncertain)
+            if row is None:
+                raise _ClaimedElsewhere(delivery.recipient)
+            claimed.append(row)
+
     try:
-        answer = mailer.send(message, delivery.recipient)
+        answer = mailer.send(message, delivery.recipient, before_data=before_data)
+    except _ClaimedElsewhere:
+        return
+    except MailerUnavailableError:
+        raise  # the run stops; a row claimed already is uncertain only if it says so below
+    except UncertainDeliveryError as exc:
+        logger.error("delivery to %s is uncertain: %s", delivery.recipient, exc)
+        store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
-        store.set_delivery_state(claimed, DeliveryState.FAILED, clock(), str(exc))
+        row = claimed[0] if claimed else delivery
+        store.set_delivery_state(row, DeliveryState.FAILED, clock(), str(exc))
     except Exception as exc:  # the per-recipient boundary: the others still get theirs
         logger.exception("unexpected error delivering to %s", delivery.recipient)
-        # Whether the backend took the message is unknown: stays "sending", i.e. uncertain.
-        detail = f"uncertain: {type(exc).__name__}: {exc}"
-        store.set_delivery_state(claimed, DeliveryState.SENDING, clock(), detail)
+        if claimed:  # whether the backend took the message is unknown: uncertain
+            detail = f"uncertain: {type(exc).__name__}: {exc}"
+            store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), detail)
     else:
-        store.set_delivery_state(claimed, DeliveryState.SENT, clock(), answer)
+        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer)
+
+
+def _message_for(
+    settings: Settings, rendered: RenderedDigest, delivery: Delivery, now: datetime
+) -> EmailMessage:
+    options = settings.delivery
+    return build_message(
+        rendered,
+        sender=options.from_,
+        recipient=delivery.recipient,
+        message_id=delivery.message_id,
+        sent_at=now,
+        unsubscribe_url=options.unsubscribe_url,
+        unsubscribe_mailto=options.unsubscribe_mailto,
+        list_id=options.list_id,
+    )
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -709,6 +824,10 @@ def make_mailer(settings: Settings) -> Mailer:
             username=smtp.username,
             password=password,
             timeout=smtp.timeout_seconds,
+            ca_file=smtp.ca_file,
+            per_connection=smtp.max_messages_per_connection,
+            retries=smtp.retries,
+            backoff_seconds=smtp.retry_backoff_seconds,
         )
     if delivery.backend == "sendmail":
         return SendmailMailer(delivery.sendmail_command)
