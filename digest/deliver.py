@@ -49,7 +49,7 @@ from tenacity import (
 )
 
 from digest.errors import DeliveryError
-from digest.models import RenderedDigest
+from digest.models import OutgoingMessage, RenderedDigest
 
 logger = logging.getLogger(__name__)
 
@@ -124,16 +124,74 @@ def build_message(
     """A multipart/alternative message (text, then HTML) for one recipient, with the
     RFC 2369/2919/8058 list headers for whichever of the list settings are given."""
     message = EmailMessage(policy=_POLICY)
-    message["From"] = header_safe(sender)
-    message["To"] = header_safe(recipient)
-    message["Subject"] = header_safe(rendered.subject)
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id
+    _set_headers(message, rendered.subject, sender, recipient, message_id, sent_at)
     for name, value in list_headers(unsubscribe_url, unsubscribe_mailto, list_id).items():
         message[name] = value
+    _set_body(message, rendered)
+    return message
+
+
+def _set_headers(
+    message: EmailMessage,
+    subject: str,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    sent_at: datetime,
+) -> None:
+    message["From"] = header_safe(sender)
+    message["To"] = header_safe(recipient)
+    message["Subject"] = header_safe(subject)
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = message_id
+
+
+def _set_body(message: EmailMessage, rendered: RenderedDigest) -> None:
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message
+
+
+def outgoing(message: EmailMessage, recipient: str) -> OutgoingMessage:
+    """A built message as a backend takes it."""
+    return OutgoingMessage(
+        recipient=recipient,
+        sender=parseaddr(str(message["From"]))[1],
+        message_id=str(message["Message-ID"]),
+        data=wire_bytes(message),
+    )
+
+
+class EditionMessages:
+    """Each recipient's message of one edition, as ``build_message`` makes it, faster: the
+    MIME body (the same for everyone) is serialised once, only the headers per recipient."""
+
+    def __init__(
+        self,
+        rendered: RenderedDigest,
+        *,
+        sender: str,
+        unsubscribe_url: str | None = None,
+        unsubscribe_mailto: str | None = None,
+        list_id: str | None = None,
+    ) -> None:
+        self.rendered, self.sender = rendered, sender
+        self._list_headers = list_headers(unsubscribe_url, unsubscribe_mailto, list_id)
+        body = EmailMessage(policy=_POLICY)
+        _set_body(body, rendered)
+        self._body = wire_bytes(body)  # its own Content-Type and MIME-Version, then the parts
+
+    def for_recipient(self, recipient: str, message_id: str, sent_at: datetime) -> OutgoingMessage:
+        head = EmailMessage(policy=_POLICY)
+        _set_headers(head, self.rendered.subject, self.sender, recipient, message_id, sent_at)
+        for name, value in self._list_headers.items():
+            head[name] = value
+        data = wire_bytes(head).removesuffix(b"\r\n") + self._body  # no blank line between
+        return OutgoingMessage(
+            recipient=recipient,
+            sender=parseaddr(self.sender)[1],
+            message_id=message_id,
+            data=data,
+        )
 
 
 def list_headers(
@@ -168,9 +226,7 @@ class Mailer(Protocol):
     docstring); if it raises, the message is not sent and the exception passes through.
     """
 
-    def send(
-        self, message: EmailMessage, recipient: str, *, before_data: Callable[[], None] = ...
-    ) -> str: ...
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] = ...) -> str: ...
 
     def close(self) -> None: ...
 
@@ -183,18 +239,17 @@ class OutboxMailer:
 
     def send(
         self,
-        message: EmailMessage,
-        recipient: str,
+        message: OutgoingMessage,
         *,
         before_data: Callable[[], None] = _nothing,
     ) -> str:
         before_data()
-        token = re.sub(r"[^A-Za-z0-9.]+", "_", str(message["Message-ID"]).strip("<>"))
+        token = re.sub(r"[^A-Za-z0-9.]+", "_", message.message_id.strip("<>"))
         path = self.folder / f"{token}.eml"
         partial = path.with_suffix(".eml.partial")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(message.as_bytes())
+            partial.write_bytes(message.data)
             os.replace(partial, path)
         except OSError as exc:
             raise DeliveryError(
@@ -257,14 +312,11 @@ class SmtpMailer:
 
     def send(
         self,
-        message: EmailMessage,
-        recipient: str,
+        message: OutgoingMessage,
         *,
         before_data: Callable[[], None] = _nothing,
     ) -> str:
-        address = parseaddr(recipient)[1]
-        sender = parseaddr(str(message["From"]))[1]
-        payload = wire_bytes(message)
+        address, sender, payload = message.address, message.sender, message.data
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
             wait=wait_exponential(multiplier=self.backoff_seconds, max=60),
@@ -490,15 +542,14 @@ class SendmailMailer:
 
     def send(
         self,
-        message: EmailMessage,
-        recipient: str,
+        message: OutgoingMessage,
         *,
         before_data: Callable[[], None] = _nothing,
     ) -> str:
         before_data()
         try:
             done = subprocess.run(
-                [*self.command], input=message.as_bytes(), capture_output=True, timeout=120
+                [*self.command], input=message.data, capture_output=True, timeout=120
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DeliveryError(

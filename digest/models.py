@@ -242,3 +242,18 @@ class Delivery:
     def address(self) -> str:
         """The bare, lower-cased address: what identifies a recipient in the ledger."""
         return parseaddr(self.recipient)[1].lower()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingMessage:
+    """One recipient's message as handed to a mail backend: envelope and wire bytes."""
+
+    recipient: str  # as configured, display name and all
+    sender: str  # the bare envelope address (MAIL FROM)
+    message_id: str
+    data: bytes  # the whole message, CRLF line ends
+
+    @property
+    def address(self) -> str:
+        """The bare envelope address of the recipient (RCPT TO)."""
+        return parseaddr(self.recipient)[1]

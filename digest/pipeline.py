@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from email.message import EmailMessage
 from pathlib import Path
 
 import nh3
@@ -41,13 +40,13 @@ from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_ke
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
+    EditionMessages,
     Mailer,
     MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
     UncertainDeliveryError,
-    build_message,
     make_message_id,
 )
 from digest.encoder import load_encoder
@@ -730,13 +729,14 @@ def _deliver(
     due = [d for d in ledger if d.state in due_states]
     if not due:
         return None
+    messages = _edition_messages(settings, rendered)
     with contextlib.closing(make_mailer(settings)) as mailer:
         for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
                 logger.warning("stopped: %d recipients left pending", len(due) - done)
                 return None
             try:
-                _deliver_one(settings, store, mailer, rendered, delivery, clock, resend_uncertain)
+                _deliver_one(store, mailer, messages, delivery, clock, resend_uncertain)
             except MailerUnavailableError as exc:
                 logger.error("delivery stopped: %s", exc)
                 return str(exc)
@@ -748,17 +748,16 @@ class _ClaimedElsewhere(Exception):
 
 
 def _deliver_one(
-    settings: Settings,
     store: Store,
     mailer: Mailer,
-    rendered: RenderedDigest,
+    messages: EditionMessages,
     delivery: Delivery,
     clock: Clock,
     resend_uncertain: bool = False,
 ) -> None:
     """Send one message; the row becomes ``sending`` (own commit) just before the message
     goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after."""
-    message = _message_for(settings, rendered, delivery, clock())
+    message = messages.for_recipient(delivery.recipient, delivery.message_id, clock())
     claimed: list[Delivery] = []
 
     def before_data() -> None:
@@ -769,7 +768,7 @@ def _deliver_one(
             claimed.append(row)
 
     try:
-        answer = mailer.send(message, delivery.recipient, before_data=before_data)
+        answer = mailer.send(message, before_data=before_data)
     except _ClaimedElsewhere:
         return
     except MailerUnavailableError:
@@ -787,19 +786,16 @@ def _deliver_one(
             detail = f"uncertain: {type(exc).__name__}: {exc}"
             store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), detail)
     else:
-        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer)
+        # Not synced to disk: if a power cut lost it, the row would be "sending" (reported
+        # as uncertain), never "pending"; the next claim's synced commit carries it anyway.
+        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
 
 
-def _message_for(
-    settings: Settings, rendered: RenderedDigest, delivery: Delivery, now: datetime
-) -> EmailMessage:
+def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMessages:
     options = settings.delivery
-    return build_message(
+    return EditionMessages(
         rendered,
         sender=options.from_,
-        recipient=delivery.recipient,
-        message_id=delivery.message_id,
-        sent_at=now,
         unsubscribe_url=options.unsubscribe_url,
         unsubscribe_mailto=options.unsubscribe_mailto,
         list_id=options.list_id,

@@ -614,9 +614,32 @@ class Store:
         state: DeliveryState,
         now: datetime,
         detail: str | None = None,
+        *,
+        is_synced: bool = True,
     ) -> Delivery:
-        """Move one delivery to a new state in its own commit; return the updated record."""
+        """Move one delivery to a new state in its own commit; return the updated record.
+
+        ``is_synced=False`` commits without waiting for the disk (the next synced commit
+        carries it): a power cut may then lose this commit, never one before it.
+        """
         sent_at = now if state is DeliveryState.SENT else None
+        if not is_synced:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._set_state(delivery, state, now, sent_at, detail)
+        finally:
+            if not is_synced:
+                self._conn.execute("PRAGMA synchronous = FULL")
+        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
+
+    def _set_state(
+        self,
+        delivery: Delivery,
+        state: DeliveryState,
+        now: datetime,
+        sent_at: datetime | None,
+        detail: str | None,
+    ) -> None:
         with self.atomic():
             self._conn.execute(
                 "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
@@ -630,7 +653,6 @@ class Store:
                     delivery.address,
                 ),
             )
-        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
 
     def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
         rows = self._conn.execute(

@@ -13,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from digest.deliver import (
+    EditionMessages,
     MailerUnavailableError,
     OutboxMailer,
     SmtpMailer,
@@ -20,6 +21,7 @@ from digest.deliver import (
     header_safe,
     list_headers,
     make_message_id,
+    outgoing,
     wire_bytes,
 )
 from digest.models import RenderedDigest
@@ -130,9 +132,9 @@ def test_header_safe_leaves_ordinary_text_alone() -> None:
 
 def test_outbox_writes_one_file_per_message_id_and_a_resend_overwrites(tmp_path: Path) -> None:
     mailer = OutboxMailer(tmp_path / "outbox")
-    mailer.send(_message(), "reader@example.org")
-    mailer.send(_message(), "reader@example.org")
-    mailer.send(_message("other@example.org"), "other@example.org")
+    mailer.send(outgoing(_message(), "reader@example.org"))
+    mailer.send(outgoing(_message(), "reader@example.org"))
+    mailer.send(outgoing(_message("other@example.org"), "other@example.org"))
     files = sorted((tmp_path / "outbox").iterdir())
     assert len(files) == 2 and all(f.suffix == ".eml" for f in files)
 
@@ -171,7 +173,7 @@ def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
     )
     try:
         for recipient in ("a@example.org", "B <b@example.org>"):
-            assert mailer.send(_message(recipient), recipient) == "250 OK queued"
+            assert mailer.send(outgoing(_message(recipient), recipient)) == "250 OK queued"
     finally:
         mailer.close()
     assert [e.rcpt_tos for e in sink.envelopes] == [["a@example.org"], ["b@example.org"]]
@@ -188,7 +190,7 @@ def test_starttls_required_but_not_offered_is_refused_not_sent_in_plain(
         host="127.0.0.1", port=port, security="starttls", username=None, password=None, timeout=5
     )
     with pytest.raises(MailerUnavailableError, match="does not offer STARTTLS"):
-        mailer.send(_message(), "reader@example.org")
+        mailer.send(outgoing(_message(), "reader@example.org"))
     assert sink.envelopes == []
 
 
@@ -204,7 +206,7 @@ def test_connection_refused_is_a_clear_delivery_error() -> None:
         backoff_seconds=0,
     )
     with pytest.raises(MailerUnavailableError, match=r"SMTP 127\.0\.0\.1:\d+: cannot connect"):
-        mailer.send(_message(), "reader@example.org")
+        mailer.send(outgoing(_message(), "reader@example.org"))
 
 
 def test_list_headers_are_left_out_when_unset_and_one_click_needs_a_url() -> None:
@@ -217,3 +219,29 @@ def test_list_headers_are_left_out_when_unset_and_one_click_needs_a_url() -> Non
     }
     injected = list_headers("https://example.org/u\r\nBcc: x@y", None, None)
     assert "\n" not in injected["List-Unsubscribe"] and "\r" not in injected["List-Unsubscribe"]
+
+
+def test_edition_messages_are_build_message_with_the_body_serialised_once() -> None:
+    recipient = "Reader <reader@example.org>"
+    slow = email.message_from_bytes(wire_bytes(_message(recipient)), policy=policy.default)
+    fast_message = EditionMessages(
+        RENDERED,
+        sender="Digest <digest@example.org>",
+        unsubscribe_url=LONG_URL,
+        unsubscribe_mailto="unsubscribe@example.org",
+        list_id="daily.digest.example.org",
+    ).for_recipient(
+        recipient,
+        make_message_id(DAY, recipient, "digest@example.org"),
+        datetime(2024, 3, 1, 4, tzinfo=UTC),
+    )
+    assert fast_message.sender == "digest@example.org"
+    assert fast_message.address == "reader@example.org"
+    fast = email.message_from_bytes(fast_message.data, policy=policy.default)
+    assert [(k, str(v)) for k, v in fast.items() if k != "Content-Type"] == [
+        (k, str(v)) for k, v in slow.items() if k != "Content-Type"
+    ]
+    assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
+    for kind in ("plain", "html"):
+        assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
+    assert b"\n" not in fast_message.data.replace(b"\r\n", b"")
