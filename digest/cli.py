@@ -6,17 +6,21 @@ failed or is uncertain, a check found problems); 2 usage or config errors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import webbrowser
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, tzinfo
 from pathlib import Path
+from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import click
@@ -189,17 +193,56 @@ def _temp_html_path() -> Path:
 @click.option(
     "--collect/--no-collect", default=True, show_default=True, help="Fetch the feeds first."
 )
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Also resend messages a crash left uncertain (same Message-ID).",
+)
+@click.option("--force", is_flag=True, help="Send the edition again to those already served.")
 @_translate_errors
-def send(dry_run: bool, collect: bool) -> None:
-    """Build today's edition and deliver it to every recipient, once."""
+def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> None:
+    """Build today's edition and deliver it to every recipient, once.
+
+    SIGTERM or Ctrl-C finishes the message in flight, records it and stops (a second one
+    stops at once). Exits 1 if any recipient failed, is uncertain or was not reached.
+    """
     settings = _settings()
     if dry_run:
         _print_plan(pipeline.plan_edition(settings, schedule.utc_now))
         return
-    report = pipeline.send_edition(settings, schedule.utc_now, collect=collect)
+    with _stop_on_signals() as stop:
+        report = pipeline.send_edition(
+            settings,
+            schedule.utc_now,
+            collect=collect,
+            resend_uncertain=resend_uncertain,
+            force=force,
+            stop=stop,
+        )
     _print_send(report)
+    if report.aborted:
+        raise click.ClickException(report.aborted)
     if not report.ok:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set the event the delivery loop checks; a second one stops now."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(f"{signal.Signals(signum).name}: finishing the message in flight", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 _STATE_LABELS = {
@@ -238,7 +281,53 @@ def _print_send(report: pipeline.SendReport) -> None:
     sent = len(report.in_state(DeliveryState.SENT)) - len(already)
     failed = len(report.in_state(DeliveryState.FAILED))
     uncertain = len(report.in_state(DeliveryState.SENDING))
-    click.echo(f"sent {sent}, failed {failed}, already sent {len(already)}, uncertain {uncertain}")
+    pending = len(report.in_state(DeliveryState.PENDING))
+    summary = f"sent {sent}, failed {failed}, already sent {len(already)}, uncertain {uncertain}"
+    click.echo(summary + (f", not sent yet {pending}" if pending else ""))
+    _print_send_notes(report, uncertain, pending)
+
+
+def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int) -> None:
+    if report.deliveries and len(report.already_sent) == len(report.deliveries):
+        click.echo("this edition was already delivered to everyone; --force sends it again")
+    if uncertain:
+        click.echo(
+            f"{uncertain} uncertain: the connection broke before the server's answer, so the "
+            "message may have arrived; `digest send --resend-uncertain` resends it under the "
+            "same Message-ID"
+        )
+    if report.stopped and pending:
+        click.echo(f"stopped on request: {pending} not sent yet; `digest send` sends them")
+
+
+@cli.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition (YYYY-MM-DD).")
+@_translate_errors
+def deliveries(day: datetime | None) -> None:
+    """Show each recipient's delivery state for an edition (default: the latest)."""
+    settings = _settings()
+    edition_on, rows = pipeline.delivery_ledger(settings, day.date() if day else None)
+    if not rows:
+        click.echo(f"no deliveries recorded{f' for {edition_on}' if edition_on else ''}")
+        return
+    width = max(len(d.recipient) for d in rows)
+    click.echo(f"edition {edition_on}: {len(rows)} recipients")
+    for d in rows:
+        when = _local_time(d.sent_at, settings.tz) or "-"
+        click.echo(
+            f"  {d.recipient:<{width}}  {d.state:<7}  {when:<16}  "
+            f"tries {d.attempts}  {d.message_id}  {d.detail or ''}".rstrip()
+        )
+    counts = {s: sum(d.state is s for d in rows) for s in DeliveryState}
+    click.echo(", ".join(f"{n} {_COUNT_LABELS[s]}" for s, n in counts.items() if n))
+
+
+_COUNT_LABELS = {
+    DeliveryState.PENDING: "pending",
+    DeliveryState.SENDING: "uncertain (sending)",
+    DeliveryState.SENT: "sent",
+    DeliveryState.FAILED: "failed",
+}
 
 
 @cli.command()

@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 import tomllib
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -40,6 +40,7 @@ from digest.models import FeedSource
 CONFIG_ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "settings.toml"
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")  # seconds: for tests
 _CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
@@ -48,12 +49,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_ADDR_SPEC = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@[^\s@<>(),;:\"\[\]\\]+\.[^\s@<>(),;:\"\[\]\\.]+$")
+
+
 def _check_address(value: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise ValueError("must be a single line: it contains a line break or NUL")
+    if len(getaddresses([value])) != 1:
+        raise ValueError("must be one address, not a list")
     _, address = parseaddr(value)
-    local, at, domain = address.rpartition("@")
-    if not (at and local and "." in domain):
+    if not _ADDR_SPEC.match(address):
         raise ValueError("is not an email address like 'reader@example.org'")
     return value
 
@@ -145,11 +150,31 @@ class DeliverySettings(_Section):
     backend: Literal["outbox", "smtp", "sendmail"] = "outbox"
     outbox: Path = Path("outbox")
     from_: EmailAddress = Field(alias="from")
-    recipients: tuple[EmailAddress, ...] = Field(min_length=1)
+    recipients: tuple[EmailAddress, ...] = ()
     sendmail_command: tuple[str, ...] = Field(
         default=("/usr/sbin/sendmail", "-oi", "-t"), min_length=1
     )
+    # One address per line, # comments; read at load and added to `recipients`.
+    recipients_file: Path | None = None
     unsubscribe_url: str | None = None
+    unsubscribe_mailto: EmailAddress | None = None
+    list_id: str | None = None
+
+    @field_validator("unsubscribe_url", "list_id")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and (_CONTROL.search(value) or not value.strip()):
+            raise ValueError("must be one non-empty line without control characters")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme.lower() not in ("http", "https") or not urlsplit(value).hostname
+        ):
+            raise ValueError("must be an http(s) URL (RFC 8058 one-click wants https)")
+        return value
 
     @field_validator("recipients")
     @classmethod
@@ -169,6 +194,11 @@ class SmtpSettings(_Section):
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
+    # A PEM file of the CA(s) to trust instead of the system's (a private or test CA).
+    ca_file: Path | None = None
+    max_messages_per_connection: StrictInt = Field(default=100, ge=1)
+    retries: StrictInt = Field(default=3, ge=0, le=10)
+    retry_backoff_seconds: StrictFloat = Field(default=2.0, ge=0, le=300)
 
 
 class ScheduleSettings(_Section):
@@ -299,6 +329,10 @@ class Settings(_Section):
             log_file = base / self.schedule.log_file.expanduser()
             schedule = self.schedule.model_copy(update={"log_file": log_file})
             object.__setattr__(self, "schedule", schedule)
+        object.__setattr__(self, "delivery", _resolve_recipients_file(self.delivery, base))
+        if self.smtp.ca_file is not None:
+            ca_file = base / self.smtp.ca_file.expanduser()
+            object.__setattr__(self, "smtp", self.smtp.model_copy(update={"ca_file": ca_file}))
         if template_dir is not None:
             render = self.render.model_copy(
                 update={"template_dir": base / template_dir.expanduser()}
@@ -335,6 +369,63 @@ class Settings(_Section):
 def _is_web_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _resolve_recipients_file(delivery: DeliverySettings, base: Path) -> DeliverySettings:
+    if delivery.recipients_file is None:
+        return delivery
+    path = base / delivery.recipients_file.expanduser()
+    return delivery.model_copy(update={"recipients_file": path})
+
+
+def _with_file_recipients(settings: Settings) -> Settings:
+    """Add ``[delivery].recipients_file``'s addresses to the list, each line validated."""
+    delivery = settings.delivery
+    path = delivery.recipients_file
+    listed = {parseaddr(r)[1].lower() for r in delivery.recipients}
+    added, problems = _read_recipients(path, listed) if path else ([], [])
+    if problems:
+        raise ConfigError(
+            f"{path}: {len(problems)} problem(s) in [delivery].recipients_file",
+            path=str(path),
+            problems=tuple(problems),
+            hint="one address per line; lines starting with # are comments",
+        )
+    if not delivery.recipients and not added:
+        raise ConfigError(
+            f"{settings.config_path}: [delivery]: no recipients",
+            path=str(settings.config_path),
+            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
+        )
+    recipients = (*delivery.recipients, *added)
+    object.__setattr__(settings, "delivery", delivery.model_copy(update={"recipients": recipients}))
+    return settings
+
+
+def _read_recipients(path: Path, seen: set[str]) -> tuple[list[str], list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"cannot read it: {exc}"]
+    added: list[str] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        value = line.strip(" \t")
+        if not value or value.startswith("#"):
+            continue
+        try:
+            if "\r" in value:
+                raise ValueError("has a carriage return (CRLF line ends?): save it with LF ends")
+            _check_address(value)
+        except ValueError as exc:
+            problems.append(f"line {number}: {value!r}: {exc}")
+            continue
+        address = parseaddr(value)[1].lower()
+        if address in seen:
+            problems.append(f"line {number}: {address!r} is listed twice")
+        seen.add(address)
+        added.append(value)
+    return added, problems
 
 
 def _resolve_feed_url(url: str, base: Path) -> str:
@@ -392,7 +483,7 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
     if "config_path" in raw:
         raise ConfigError(f"{path}: invalid settings", problems=("config_path: unknown key",))
     try:
-        return Settings.model_validate({**raw, "config_path": path.resolve()})
+        settings = Settings.model_validate({**raw, "config_path": path.resolve()})
     except ValidationError as exc:
         problems = tuple(_describe(error, raw) for error in exc.errors())
         raise ConfigError(
@@ -400,6 +491,7 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
             path=str(path),
             problems=problems,
         ) from None
+    return _with_file_recipients(settings)
 
 
 def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:

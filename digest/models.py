@@ -246,6 +246,7 @@ class Delivery:
     state: DeliveryState
     sent_at: datetime | None = None
     detail: str | None = None
+    attempts: int = 0  # hand-overs started (a row moved to "sending")
 
     @property
     def address(self) -> str:
@@ -269,3 +270,18 @@ class JobRun:
     failures: tuple[str, ...] = ()  # what failed: feeds, recipients, or the error
     edition_on: date | None = None
     scheduled_at: datetime | None = None  # for an edition: the send time it stands for
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingMessage:
+    """One recipient's message as handed to a mail backend: envelope and wire bytes."""
+
+    recipient: str  # as configured, display name and all
+    sender: str  # the bare envelope address (MAIL FROM)
+    message_id: str
+    data: bytes  # the whole message, CRLF line ends
+
+    @property
+    def address(self) -> str:
+        """The bare envelope address of the recipient (RCPT TO)."""
+        return parseaddr(self.recipient)[1]

@@ -41,11 +41,13 @@ from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_ke
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
+    EditionMessages,
     Mailer,
+    MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
-    build_message,
+    UncertainDeliveryError,
     make_message_id,
 )
 from digest.encoder import load_encoder
@@ -135,6 +137,8 @@ class SendReport:
     deliveries: tuple[Delivery, ...] = ()
     already_sent: tuple[Delivery, ...] = ()
     collect: CollectReport | None = None
+    stopped: bool = False  # a stop request (SIGTERM) ended the run early
+    aborted: str | None = None  # why the backend could not be used at all (TLS, login, ...)
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
         return tuple(d for d in self.deliveries if d.state is state)
@@ -142,7 +146,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        return not any(d.state in bad for d in self.deliveries)
+        return self.aborted is None and not any(d.state in bad for d in self.deliveries)
 
 
 def edition_date(settings: Settings, now: datetime) -> date:
@@ -619,9 +623,17 @@ def render_options(settings: Settings) -> RenderOptions:
         title=render.title,
         subject=render.subject,
         archive_url=render.archive_url,
-        unsubscribe_url=settings.delivery.unsubscribe_url,
+        unsubscribe_url=_unsubscribe_link(settings),
         max_html_bytes=render.max_html_bytes,
     )
+
+
+def _unsubscribe_link(settings: Settings) -> str | None:
+    """The footer's unsubscribe link: the one-click page, else a mail to the unsubscribe address."""
+    delivery = settings.delivery
+    if delivery.unsubscribe_url:
+        return delivery.unsubscribe_url
+    return f"mailto:{delivery.unsubscribe_mailto}" if delivery.unsubscribe_mailto else None
 
 
 def section_rules(settings: Settings) -> SectionRules:
@@ -810,50 +822,112 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
 
+SEND_LOCK_WAIT_SECONDS = 900.0  # a second sender waits this long for the first to finish
+
+
 def send_edition(
     settings: Settings,
     clock: Clock,
     *,
     collect: bool,
     summarizer: Summarizer | None = None,
+    resend_uncertain: bool = False,
+    force: bool = False,
     stop: threading.Event | None = None,
 ) -> SendReport:
     """Collect (optionally), build today's edition once, and deliver it to each recipient once.
 
-    Once ``stop`` is set, no further message is handed over (the rest stay pending).
+    One sender at a time per store: a second one waits for the first (the store's send lock).
+    ``stop`` is checked before each hand-over: once set, the message in flight is finished
+    and committed, and the rest stay pending. ``resend_uncertain`` resends rows left
+    ``sending`` by a crash; ``force`` sends the edition again to those already served; both
+    keep each recipient's Message-ID.
     """
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
-        now = clock()
-        day = edition_date(settings, now)
-        rendered = store.edition(day)
-        story_ids: list[str] = []
-        if rendered is None:
-            stories = store.stories_for_edition(day)
-            if not stories and settings.render.empty_edition == "skip":
-                return SendReport(edition_on=day, rendered=None, collect=collect_report)
-            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
-            story_ids = [s.story_id for s in stories]
-        planned = _planned(settings, day)
-        with store.atomic():
-            # Re-checked under the write lock: a concurrent sender may have archived it first.
-            if store.edition(day) is None:
-                store.create_edition(rendered, story_ids, now)
-            store.add_deliveries(planned, now)
-        rendered = store.edition(day) or rendered
-        wanted = {d.address for d in planned}
-        ledger = [d for d in store.deliveries(day) if d.address in wanted]
-        already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
-        _deliver(settings, store, rendered, ledger, clock, stop)
-        outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
+        with store.send_lock(wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop) as is_locked:
+            day = edition_date(settings, clock())
+            if not is_locked:
+                return SendReport(
+                    edition_on=day, rendered=None, collect=collect_report, stopped=True
+                )
+            report = _send_locked(
+                settings,
+                store,
+                clock,
+                summarizer,
+                force=force,
+                stop=stop,
+                resend_uncertain=resend_uncertain,
+            )
+    return replace(report, collect=collect_report)
+
+
+def _send_locked(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    summarizer: Summarizer,
+    *,
+    resend_uncertain: bool,
+    force: bool,
+    stop: threading.Event | None,
+) -> SendReport:
+    now = clock()
+    day = edition_date(settings, now)
+    rendered = _archived_edition(settings, store, summarizer, now)
+    if rendered is None:
+        return SendReport(edition_on=day, rendered=None)
+    planned = _planned(settings, day)
+    wanted = {d.address for d in planned}
+    with store.atomic():
+        store.add_deliveries(planned, now)
+        if force:
+            store.reopen_deliveries(day, wanted, now)
+    ledger = [d for d in store.deliveries(day) if d.address in wanted]
+    already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
+    aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+    outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
     return SendReport(
         edition_on=day,
         rendered=rendered,
         deliveries=outcome,
         already_sent=already,
-        collect=collect_report,
+        stopped=stop is not None and stop.is_set(),
+        aborted=aborted,
     )
+
+
+def _archived_edition(
+    settings: Settings, store: Store, summarizer: Summarizer, now: datetime
+) -> RenderedDigest | None:
+    """Today's edition as archived, built and archived now if it is not yet; None if there
+    is nothing to send."""
+    day = edition_date(settings, now)
+    if (archived := store.edition(day)) is not None:
+        return archived
+    stories = store.stories_for_edition(day)
+    if not stories and settings.render.empty_edition == "skip":
+        return None
+    rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
+    with store.atomic():
+        # Re-checked under the write lock: an older digest may have archived it meanwhile.
+        if store.edition(day) is None:
+            store.create_edition(rendered, [s.story_id for s in stories], now)
+    return store.edition(day) or rendered
+
+
+def delivery_ledger(
+    settings: Settings, edition_on: date | None = None
+) -> tuple[date | None, tuple[Delivery, ...]]:
+    """An edition's delivery rows, read-only (default: the latest edition with any)."""
+    store = Store.open_read_only(settings.store.path)
+    if store is None:
+        return edition_on, ()
+    with store:
+        day = edition_on or store.latest_delivery_date()
+        return day, store.deliveries(day) if day else ()
 
 
 def _planned(settings: Settings, day: date) -> list[Delivery]:
@@ -875,53 +949,88 @@ def _deliver(
     rendered: RenderedDigest,
     ledger: Sequence[Delivery],
     clock: Clock,
-    stop: threading.Event | None = None,
-) -> None:
-    """Hand each pending (or earlier failed) delivery to the mail backend, one commit each,
-    until ``stop`` is set."""
-    due = [d for d in ledger if d.state in (DeliveryState.PENDING, DeliveryState.FAILED)]
+    resend_uncertain: bool,
+    stop: threading.Event | None,
+) -> str | None:
+    """Hand each due delivery to the mail backend, one commit each; the reason the run
+    stopped early if the backend could not be used at all."""
+    due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
+    if resend_uncertain:
+        due_states.add(DeliveryState.SENDING)
+    due = [d for d in ledger if d.state in due_states]
     if not due:
-        return
+        return None
+    messages = _edition_messages(settings, rendered)
     with contextlib.closing(make_mailer(settings)) as mailer:
-        for delivery in due:
+        for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
-                logger.info("stopping: %d deliveries left pending", len(due) - due.index(delivery))
-                return
-            _deliver_one(settings, store, mailer, rendered, delivery, clock)
+                logger.warning("stopped: %d recipients left pending", len(due) - done)
+                return None
+            try:
+                _deliver_one(store, mailer, messages, delivery, clock, resend_uncertain)
+            except MailerUnavailableError as exc:
+                logger.error("delivery stopped: %s", exc)
+                return str(exc)
+    return None
+
+
+class _ClaimedElsewhere(Exception):
+    """Another sender moved the row first (only an older digest without the send lock)."""
 
 
 def _deliver_one(
-    settings: Settings,
     store: Store,
     mailer: Mailer,
-    rendered: RenderedDigest,
+    messages: EditionMessages,
     delivery: Delivery,
     clock: Clock,
+    resend_uncertain: bool = False,
 ) -> None:
-    message = build_message(
-        rendered,
-        sender=settings.delivery.from_,
-        recipient=delivery.recipient,
-        message_id=delivery.message_id,
-        sent_at=clock(),
-    )
-    # Committed before the hand-over: a crash from here on leaves the row "sending", which
-    # is reported as uncertain rather than silently sent twice.
-    claimed = store.claim_delivery(delivery, clock())
-    if claimed is None:
-        return  # another sender has it
+    """Send one message; the row becomes ``sending`` (own commit) just before the message
+    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after."""
+    message = messages.for_recipient(delivery.recipient, delivery.message_id, clock())
+    claimed: list[Delivery] = []
+
+    def before_data() -> None:
+        if not claimed:
+            row = store.claim_delivery(delivery, clock(), is_uncertain_ok=resend_uncertain)
+            if row is None:
+                raise _ClaimedElsewhere(delivery.recipient)
+            claimed.append(row)
+
     try:
-        answer = mailer.send(message, delivery.recipient)
+        answer = mailer.send(message, before_data=before_data)
+    except _ClaimedElsewhere:
+        return
+    except MailerUnavailableError:
+        raise  # the run stops; a row claimed already is uncertain only if it says so below
+    except UncertainDeliveryError as exc:
+        logger.error("delivery to %s is uncertain: %s", delivery.recipient, exc)
+        store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
-        store.set_delivery_state(claimed, DeliveryState.FAILED, clock(), str(exc))
+        row = claimed[0] if claimed else delivery
+        store.set_delivery_state(row, DeliveryState.FAILED, clock(), str(exc))
     except Exception as exc:  # the per-recipient boundary: the others still get theirs
         logger.exception("unexpected error delivering to %s", delivery.recipient)
-        # Whether the backend took the message is unknown: stays "sending", i.e. uncertain.
-        detail = f"uncertain: {type(exc).__name__}: {exc}"
-        store.set_delivery_state(claimed, DeliveryState.SENDING, clock(), detail)
+        if claimed:  # whether the backend took the message is unknown: uncertain
+            detail = f"uncertain: {type(exc).__name__}: {exc}"
+            store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), detail)
     else:
-        store.set_delivery_state(claimed, DeliveryState.SENT, clock(), answer)
+        # Not synced to disk: if a power cut lost it, the row would be "sending" (reported
+        # as uncertain), never "pending"; the next claim's synced commit carries it anyway.
+        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+
+
+def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMessages:
+    options = settings.delivery
+    return EditionMessages(
+        rendered,
+        sender=options.from_,
+        unsubscribe_url=options.unsubscribe_url,
+        unsubscribe_mailto=options.unsubscribe_mailto,
+        list_id=options.list_id,
+    )
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -942,6 +1051,10 @@ def make_mailer(settings: Settings) -> Mailer:
             username=smtp.username,
             password=password,
             timeout=smtp.timeout_seconds,
+            ca_file=smtp.ca_file,
+            per_connection=smtp.max_messages_per_connection,
+            retries=smtp.retries,
+            backoff_seconds=smtp.retry_backoff_seconds,
         )
     if delivery.backend == "sendmail":
         return SendmailMailer(delivery.sendmail_command)

@@ -235,8 +235,12 @@ def _finish_edition(
         for d in report.deliveries
         if d.state in (DeliveryState.FAILED, DeliveryState.SENDING)
     )
+    if report.aborted:
+        failures = (*failures, f"mail backend unusable: {report.aborted}")
     outcome = "late" if late else "ok"
-    if report.rendered is None:
+    if report.stopped and report.rendered is None:
+        outcome = "stopped"  # asked to stop while another sender held the send lock
+    elif report.rendered is None:
         outcome = "empty"
     elif failures:
         outcome = "failed"

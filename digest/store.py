@@ -9,9 +9,13 @@ any write, so a preview cannot mark anything sent.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -134,6 +138,10 @@ def _m004_summary_cache(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m005_delivery_attempts(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+
+
 def _m006_schedule(conn: sqlite3.Connection) -> None:
     _run_each(
         conn,
@@ -163,6 +171,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
     ("m003_feed_body_hash", _m003_feed_body_hash),
     ("m004_summary_cache", _m004_summary_cache),
+    ("m005_delivery_attempts", _m005_delivery_attempts),
     ("m006_schedule", _m006_schedule),
 )
 
@@ -594,16 +603,80 @@ class Store:
                 ],
             )
 
-    def claim_delivery(self, delivery: Delivery, now: datetime) -> Delivery | None:
+    def claim_delivery(
+        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
+    ) -> Delivery | None:
         """Mark a pending or failed delivery ``sending`` in its own commit; None if another
-        sender got to it first (two senders at once never hand over the same message)."""
+        sender got to it first (two senders at once never hand over the same message).
+
+        ``is_uncertain_ok`` also claims a row left ``sending`` (``--resend-uncertain``).
+        """
+        states = "'pending', 'failed', 'sending'" if is_uncertain_ok else "'pending', 'failed'"
         with self.atomic():
             claimed = self._conn.execute(
-                "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?"
-                " WHERE edition_on = ? AND address = ? AND state IN ('pending', 'failed')",
+                "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?,"
+                " attempts = attempts + 1"
+                f" WHERE edition_on = ? AND address = ? AND state IN ({states})",
                 (_to_text(now), delivery.edition_on.isoformat(), delivery.address),
             ).rowcount
-        return replace(delivery, state=DeliveryState.SENDING, detail=None) if claimed else None
+        if not claimed:
+            return None
+        attempts = delivery.attempts + 1
+        return replace(delivery, state=DeliveryState.SENDING, detail=None, attempts=attempts)
+
+    def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
+        """Put sent and uncertain rows back to ``pending`` (``send --force``); how many."""
+        with self.atomic():
+            return self._conn.executemany(
+                "UPDATE deliveries SET state = 'pending', detail = 'resend forced',"
+                " sent_at = NULL, updated_at = ? WHERE edition_on = ? AND address = ?"
+                " AND state IN ('sent', 'sending')",
+                [(_to_text(now), edition_on.isoformat(), address) for address in addresses],
+            ).rowcount
+
+    def latest_delivery_date(self) -> date | None:
+        """The most recent edition with a delivery ledger."""
+        row = self._conn.execute("SELECT max(edition_on) FROM deliveries").fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
+    @contextmanager
+    def send_lock(
+        self, *, wait_seconds: float, stop: threading.Event | None = None
+    ) -> Iterator[bool]:
+        """Hold the store's sender lock (an OS file lock, so a killed sender never keeps it);
+        wait for another sender up to ``wait_seconds``. Yields False if ``stop`` was set."""
+        path = self.path.with_name(self.path.name + ".send-lock")
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not self._lock(handle, path, wait_seconds, stop):
+                yield False
+                return
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()}\n".encode())
+            yield True
+        finally:
+            os.close(handle)  # releases the lock
+
+    def _lock(
+        self, handle: int, path: Path, wait_seconds: float, stop: threading.Event | None
+    ) -> bool:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                holder = path.read_text().strip() or "?"
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path}: another digest send (pid {holder}) is still sending"
+                        f" after {wait_seconds:.0f} s of waiting",
+                        hint="let it finish; `digest deliveries` shows how far it got",
+                    ) from None
+            if stop is not None and stop.wait(0.2):
+                return False
+            if stop is None:
+                time.sleep(0.2)
 
     def set_delivery_state(
         self,
@@ -611,9 +684,32 @@ class Store:
         state: DeliveryState,
         now: datetime,
         detail: str | None = None,
+        *,
+        is_synced: bool = True,
     ) -> Delivery:
-        """Move one delivery to a new state in its own commit; return the updated record."""
+        """Move one delivery to a new state in its own commit; return the updated record.
+
+        ``is_synced=False`` commits without waiting for the disk (the next synced commit
+        carries it): a power cut may then lose this commit, never one before it.
+        """
         sent_at = now if state is DeliveryState.SENT else None
+        if not is_synced:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._set_state(delivery, state, now, sent_at, detail)
+        finally:
+            if not is_synced:
+                self._conn.execute("PRAGMA synchronous = FULL")
+        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
+
+    def _set_state(
+        self,
+        delivery: Delivery,
+        state: DeliveryState,
+        now: datetime,
+        sent_at: datetime | None,
+        detail: str | None,
+    ) -> None:
         with self.atomic():
             self._conn.execute(
                 "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
@@ -627,11 +723,10 @@ class Store:
                     delivery.address,
                 ),
             )
-        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
 
     def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
         rows = self._conn.execute(
-            "SELECT recipient, message_id, state, sent_at, detail FROM deliveries"
+            "SELECT recipient, message_id, state, sent_at, detail, attempts FROM deliveries"
             " WHERE edition_on = ? ORDER BY rowid",
             (edition_on.isoformat(),),
         )
@@ -643,6 +738,7 @@ class Store:
                 state=DeliveryState(r[2]),
                 sent_at=_to_datetime(r[3]),
                 detail=r[4],
+                attempts=r[5],
             )
             for r in rows
         )

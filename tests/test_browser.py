@@ -248,7 +248,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreviewServer]:
         {"url": str(FEEDS / "relative.atom"), "name": "Relative Atom", "category": "Tech"},
     ]
     render = {"archive_url": "https://news.example/{date}.html"}
-    delivery = {"unsubscribe_url": "mailto:digest@example.org?subject=unsubscribe"}
+    delivery = {"unsubscribe_mailto": "digest@example.org"}
     path = write_settings(folder, feeds, sections={"render": render, "delivery": delivery})
     settings = load_settings(path)
     send_edition(settings, lambda: NOW, collect=True)

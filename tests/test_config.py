@@ -66,6 +66,9 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented |= {"summarize.max_new_tokens", "summarize.min_new_tokens"}
     documented.add("summarize.max_input_tokens")
     documented.add("schedule.log_file")
+    # the optional delivery extras too (a recipients file would have to exist)
+    documented |= {"delivery.recipients_file", "delivery.unsubscribe_url"}
+    documented |= {"delivery.unsubscribe_mailto", "delivery.list_id", "smtp.ca_file"}
     assert _keys(Settings) == documented
 
 
@@ -84,7 +87,7 @@ def test_typo_in_a_key_names_the_file_the_key_and_the_fix(tmp_path: Path) -> Non
     message = _problems(path)
     assert str(path) in message
     assert "[smtp].prot: unknown key; did you mean 'port'?" in message
-    assert "valid keys: host, port, security, timeout_seconds, username" in message
+    assert "valid keys: ca_file, host, max_messages_per_connection, port, retries," in message
 
 
 def test_every_problem_is_reported_at_once_with_the_bad_value(tmp_path: Path) -> None:

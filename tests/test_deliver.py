@@ -12,8 +12,18 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from digest.deliver import OutboxMailer, SmtpMailer, build_message, header_safe, make_message_id
-from digest.errors import DeliveryError
+from digest.deliver import (
+    EditionMessages,
+    MailerUnavailableError,
+    OutboxMailer,
+    SmtpMailer,
+    build_message,
+    header_safe,
+    list_headers,
+    make_message_id,
+    outgoing,
+    wire_bytes,
+)
 from digest.models import RenderedDigest
 
 DAY = date(2024, 3, 1)
@@ -23,6 +33,9 @@ RENDERED = RenderedDigest(
     html="<p>Héllo <b>world</b></p>",
     text="Héllo world\n",
 )
+
+
+LONG_URL = "https://example.org/unsubscribe/" + "x" * 90 + "?who=reader%40example.org"
 
 
 def _message(
@@ -39,6 +52,9 @@ def _message(
         recipient=recipient,
         message_id=make_message_id(DAY, recipient, "digest@example.org"),
         sent_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
+        unsubscribe_url=LONG_URL,
+        unsubscribe_mailto="unsubscribe@example.org",
+        list_id="daily.digest.example.org",
     )
 
 
@@ -51,6 +67,12 @@ def test_message_is_multipart_alternative_with_exact_headers() -> None:
     assert parsed["From"] == "Digest <digest@example.org>"
     assert parsed["To"] == "Reader <reader@example.org>"
     assert parsed["Date"] == "Fri, 01 Mar 2024 04:00:00 +0000"
+    assert parsed["List-ID"] == "<daily.digest.example.org>"
+    assert parsed["List-Unsubscribe"] == (
+        f"<mailto:unsubscribe@example.org?subject=unsubscribe>, <{LONG_URL}>"
+    )
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert b"=?" not in raw.split(b"List-Unsubscribe:", 1)[1].split(b"\r\nList-Unsub", 1)[0]
     assert parsed.get_body(("plain",)).get_content().splitlines() == ["Héllo world"]
     assert parsed.get_body(("html",)).get_content().strip() == "<p>Héllo <b>world</b></p>"
 
@@ -71,10 +93,16 @@ def test_message_id_is_fixed_by_edition_and_recipient() -> None:
         "News =?UTF-8?B?PT9VVEYtOD9RPz0wQT89?=Bcc: evil@example.net",
         "News\u2028Bcc: evil@example.net",
         "News\x00\x0bBcc: evil@example.net",
+        "News =?UTF-8?Q?=0D=0A?=Bcc: evil@example.net",
+        "=?UTF-8?Q?=0A?=Bcc: x@y",
+        "News =?iso-8859-1?q?=0A?=Bcc: evil@example.net",
+        "News =?UTF-8?Q?=3D=3FUTF-8=3FQ=3F=3D0A=3F=3D?=Bcc: evil@example.net",
+        "News \r Bcc: evil@example.net",
+        "News =?UTF-8?X?broken?= \nBcc: evil@example.net",
     ],
 )
 def test_header_injection_yields_one_subject_and_no_extra_header(subject: str) -> None:
-    raw = _message(subject=subject).as_bytes()
+    raw = wire_bytes(_message(subject=subject))
     header_block = raw.split(b"\r\n\r\n", 1)[0]
     names = [
         line.split(b":", 1)[0].lower()
@@ -83,6 +111,13 @@ def test_header_injection_yields_one_subject_and_no_extra_header(subject: str) -
     ]
     assert names.count(b"subject") == 1
     assert b"bcc" not in names
+    assert sorted(names) == sorted(
+        n.lower().encode()
+        for n in (
+            "From", "To", "Subject", "Date", "Message-ID", "List-ID", "List-Unsubscribe",
+            "List-Unsubscribe-Post", "Content-Type", "MIME-Version",
+        )
+    )  # fmt: skip
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed["Bcc"] is None
     assert "\n" not in parsed["Subject"]
@@ -97,9 +132,9 @@ def test_header_safe_leaves_ordinary_text_alone() -> None:
 
 def test_outbox_writes_one_file_per_message_id_and_a_resend_overwrites(tmp_path: Path) -> None:
     mailer = OutboxMailer(tmp_path / "outbox")
-    mailer.send(_message(), "reader@example.org")
-    mailer.send(_message(), "reader@example.org")
-    mailer.send(_message("other@example.org"), "other@example.org")
+    mailer.send(outgoing(_message(), "reader@example.org"))
+    mailer.send(outgoing(_message(), "reader@example.org"))
+    mailer.send(outgoing(_message("other@example.org"), "other@example.org"))
     files = sorted((tmp_path / "outbox").iterdir())
     assert len(files) == 2 and all(f.suffix == ".eml" for f in files)
 
@@ -136,9 +171,11 @@ def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
     mailer = SmtpMailer(
         host="127.0.0.1", port=port, security="none", username=None, password=None, timeout=5
     )
-    for recipient in ("a@example.org", "B <b@example.org>"):
-        assert mailer.send(_message(recipient), recipient) == "accepted by the server"
-    mailer.close()
+    try:
+        for recipient in ("a@example.org", "B <b@example.org>"):
+            assert mailer.send(outgoing(_message(recipient), recipient)) == "250 OK queued"
+    finally:
+        mailer.close()
     assert [e.rcpt_tos for e in sink.envelopes] == [["a@example.org"], ["b@example.org"]]
     assert all(e.mail_from == "digest@example.org" for e in sink.envelopes)
     received = email.message_from_bytes(sink.envelopes[1].content, policy=policy.default)
@@ -152,8 +189,8 @@ def test_starttls_required_but_not_offered_is_refused_not_sent_in_plain(
     mailer = SmtpMailer(
         host="127.0.0.1", port=port, security="starttls", username=None, password=None, timeout=5
     )
-    with pytest.raises(DeliveryError, match="cannot connect \\(starttls\\)"):
-        mailer.send(_message(), "reader@example.org")
+    with pytest.raises(MailerUnavailableError, match="does not offer STARTTLS"):
+        mailer.send(outgoing(_message(), "reader@example.org"))
     assert sink.envelopes == []
 
 
@@ -165,6 +202,46 @@ def test_connection_refused_is_a_clear_delivery_error() -> None:
         username=None,
         password=None,
         timeout=5,
+        retries=1,
+        backoff_seconds=0,
     )
-    with pytest.raises(DeliveryError, match=r"SMTP 127\.0\.0\.1:\d+: cannot connect"):
-        mailer.send(_message(), "reader@example.org")
+    with pytest.raises(MailerUnavailableError, match=r"SMTP 127\.0\.0\.1:\d+: cannot connect"):
+        mailer.send(outgoing(_message(), "reader@example.org"))
+
+
+def test_list_headers_are_left_out_when_unset_and_one_click_needs_a_url() -> None:
+    assert list_headers(None, None, None) == {}
+    assert list_headers(None, "u@example.org", None) == {
+        "List-Unsubscribe": "<mailto:u@example.org?subject=unsubscribe>"
+    }
+    assert list_headers(None, None, "Digest <d.example.org>") == {
+        "List-ID": "Digest <d.example.org>"
+    }
+    injected = list_headers("https://example.org/u\r\nBcc: x@y", None, None)
+    assert "\n" not in injected["List-Unsubscribe"] and "\r" not in injected["List-Unsubscribe"]
+
+
+def test_edition_messages_are_build_message_with_the_body_serialised_once() -> None:
+    recipient = "Reader <reader@example.org>"
+    slow = email.message_from_bytes(wire_bytes(_message(recipient)), policy=policy.default)
+    fast_message = EditionMessages(
+        RENDERED,
+        sender="Digest <digest@example.org>",
+        unsubscribe_url=LONG_URL,
+        unsubscribe_mailto="unsubscribe@example.org",
+        list_id="daily.digest.example.org",
+    ).for_recipient(
+        recipient,
+        make_message_id(DAY, recipient, "digest@example.org"),
+        datetime(2024, 3, 1, 4, tzinfo=UTC),
+    )
+    assert fast_message.sender == "digest@example.org"
+    assert fast_message.address == "reader@example.org"
+    fast = email.message_from_bytes(fast_message.data, policy=policy.default)
+    assert [(k, str(v)) for k, v in fast.items() if k != "Content-Type"] == [
+        (k, str(v)) for k, v in slow.items() if k != "Content-Type"
+    ]
+    assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
+    for kind in ("plain", "html"):
+        assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
+    assert b"\n" not in fast_message.data.replace(b"\r\n", b"")

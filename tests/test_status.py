@@ -31,9 +31,9 @@ def test_status_shows_runs_failing_feeds_and_undelivered_recipients(
         [{"url": feed_server.url("feeds/nasa.xml")}, {"url": feed_server.url("status/500")}],
         sections={
             "collect": {"retries": 0},
-            # Nothing listens on port 9: every delivery fails.
+            # Nothing listens on port 9: the mail server cannot be used, nothing is sent.
             "delivery": {"backend": "smtp"},
-            "smtp": {"host": "127.0.0.1", "port": 9, "security": "none", "timeout_seconds": 2},
+            "smtp": {"host": "127.0.0.1", "port": 9, "security": "none", "retries": 0},
         },
     )
     runner = CliRunner()
@@ -45,12 +45,13 @@ def test_status_shows_runs_failing_feeds_and_undelivered_recipients(
     assert text.exit_code == 1 and as_json.exit_code == 1
     assert "last edition run: 2024-03-01 07:30 failed" in text.output
     assert "failing feed: " in text.output and "HTTP 500" in text.output
-    assert "undelivered: 2024-03-01 reader@example.org: failed SMTP 127.0.0.1:9" in text.output
+    assert "mail backend unusable: SMTP 127.0.0.1:9: cannot connect" in text.output
+    assert "undelivered: 2024-03-01 reader@example.org: not sent yet" in text.output
     assert "next edition: 2024-03-02 07:00" in text.output
     status = json.loads(as_json.output)
     assert status["needs_attention"] is True
     assert status["last_edition_run"]["outcome"] == "failed"
     assert status["last_collect"] is None  # the edition's own collect is part of its run
-    assert [d["state"] for d in status["undelivered"]] == ["failed", "failed"]
+    assert [d["state"] for d in status["undelivered"]] == ["pending", "pending"]
     assert [f["source"]["url"] for f in status["failing_feeds"]] == [feed_server.url("status/500")]
     assert status["next_editions_at"] == ["2024-03-02T07:00:00+03:00"]

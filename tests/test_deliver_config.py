@@ -1,0 +1,101 @@
+"""The delivery settings: a recipients file validated line by line, the list form, and the
+list-header keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_settings
+from digest.errors import ConfigError
+from tests.conftest import write_settings
+
+FEEDS = [{"url": "https://example.org/rss"}]
+
+
+def _with_file(tmp_path: Path, content: bytes, recipients: tuple[str, ...] = ()) -> Path:
+    (tmp_path / "people.txt").write_bytes(content)
+    return write_settings(
+        tmp_path,
+        FEEDS,
+        recipients=recipients,
+        sections={"delivery": {"recipients_file": "people.txt"}},
+    )
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return str(caught.value)
+
+
+def test_a_recipients_file_adds_to_the_list_skipping_comments(tmp_path: Path) -> None:
+    path = _with_file(
+        tmp_path,
+        b"# the list\n\nOne <one@example.org>\n  two@example.org  \n# three@example.org\n",
+        recipients=("zero@example.org",),
+    )
+    settings = load_settings(path)
+    assert settings.delivery.recipients == (
+        "zero@example.org",
+        "One <one@example.org>",
+        "two@example.org",
+    )
+    assert settings.delivery.recipients_file == tmp_path / "people.txt"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b"a@example.org\r\nb@example.org\r\n",
+            "line 1: 'a@example.org\\r': has a carriage return",
+        ),
+        (b"a@example.org\nnot an address\n", "line 2: 'not an address': is not an email address"),
+        (b"a@example.org\n# c\nA <A@Example.org>\n", "line 3: 'a@example.org' is listed twice"),
+        (
+            b"a@example.org, b@example.org\n",
+            "line 1: 'a@example.org, b@example.org': must be one address",
+        ),
+        (b"x@example.org\n", "line 1: 'x@example.org' is listed twice"),
+        (b"\xff\n", "cannot read it"),
+    ],
+)
+def test_a_bad_line_is_a_config_error_naming_the_file_and_line(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    message = _error(_with_file(tmp_path, content, recipients=("x@example.org",)))
+    assert str(tmp_path / "people.txt") in message and "[delivery].recipients_file" in message
+    assert problem in message
+
+
+def test_a_missing_recipients_file_and_no_recipients_are_errors(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path, FEEDS, recipients=(), sections={"delivery": {"recipients_file": "nope.txt"}}
+    )
+    assert "nope.txt" in _error(path) and "cannot read it" in _error(path)
+    path = write_settings(tmp_path, FEEDS, recipients=())
+    assert "[delivery]: no recipients" in _error(path)
+
+
+def test_the_list_form_is_validated_too(tmp_path: Path) -> None:
+    path = write_settings(tmp_path, FEEDS, recipients=("a@example.org", "a@b.org, c@d.org"))
+    assert "[delivery].recipients #2 = 'a@b.org, c@d.org': must be one address" in _error(path)
+    path = write_settings(tmp_path, FEEDS, recipients=("a b@example.org",))
+    assert "is not an email address" in _error(path)
+
+
+def test_list_header_settings_are_checked(tmp_path: Path) -> None:
+    bad = {
+        "unsubscribe_url": "javascript:alert(1)",
+        "list_id": "x\ny",
+        "unsubscribe_mailto": "nope",
+    }
+    message = _error(write_settings(tmp_path, FEEDS, sections={"delivery": bad}))
+    assert "[delivery].unsubscribe_url = 'javascript:alert(1)': must be an http(s) URL" in message
+    assert "[delivery].list_id = 'x\\ny': must be one non-empty line" in message
+    assert "[delivery].unsubscribe_mailto = 'nope': is not an email address" in message
+    good = {"unsubscribe_url": "https://example.org/u", "list_id": "d.example.org"}
+    settings = load_settings(write_settings(tmp_path, FEEDS, sections={"delivery": good}))
+    assert settings.delivery.unsubscribe_url == "https://example.org/u"
