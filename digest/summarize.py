@@ -161,7 +161,7 @@ class ExtractiveSummarizer:
         story_words = word_count(request.text)
         if story_words <= self.words:
             text = " ".join(request.text.split())
-            return _Plan(headline="", sentences=(text,), candidates=(), centrality=())
+            return _Plan(headline=None, sentences=(text,), candidates=(), centrality=())
         sentences = tuple(split_sentences(request.text))
         window = min(len(sentences), self.MAX_SENTENCES, self._window(len(sentences), story_words))
         centrality = lexical_centrality(sentences[: self.MAX_SENTENCES])
@@ -171,9 +171,9 @@ class ExtractiveSummarizer:
         candidates = tuple(sorted(lead + others[: self.MAX_CANDIDATES - len(lead)]))
         if len(candidates) < 2:
             candidates = tuple(range(min(len(sentences), self.MAX_CANDIDATES)))
-        headline = request.title or (sentences[candidates[0]] if candidates else "")
+        # Without a title, the first candidate stands in for the headline.
         return _Plan(
-            headline=headline,
+            headline=request.title or None,
             sentences=sentences,
             candidates=candidates,
             centrality=tuple(float(centrality[i]) for i in candidates),
@@ -184,10 +184,11 @@ class ExtractiveSummarizer:
         return max(self.MAX_CANDIDATES, math.ceil(sentences * share))
 
     def select(self, plan: _Plan, vectors: Vectors) -> str:
-        """The summary of one planned story; ``vectors``: its headline's, then its candidates'."""
+        """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
         if len(plan.candidates) < 2:
             return _truncate(plan.sentences[0], self.words) if plan.sentences else ""
-        title, body = vectors[0], vectors[1:]
+        body = vectors[1:] if plan.headline is not None else vectors
+        title = vectors[0]
         centroid = body.mean(0)
         centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
         prior = (1.0 + np.asarray(plan.candidates, dtype=np.float32)) ** -self.POSITION_DECAY
@@ -201,16 +202,18 @@ class ExtractiveSummarizer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Plan:
-    headline: str
+    headline: str | None
     sentences: tuple[str, ...]
     candidates: tuple[int, ...]
     centrality: tuple[float, ...]  # of each candidate, 1.0 for the story's most central
 
     def texts(self) -> list[str]:
-        """What to embed: the headline, then each candidate sentence (nothing if < 2)."""
+        """What to embed: the headline if there is one, then each candidate sentence
+        (nothing if < 2)."""
         if len(self.candidates) < 2:
             return []
-        return [self.headline, *(self.sentences[i] for i in self.candidates)]
+        headline = [] if self.headline is None else [self.headline]
+        return [*headline, *(self.sentences[i] for i in self.candidates)]
 
 
 def lexical_centrality(sentences: Sequence[str], damping: float = 0.85) -> Vectors:

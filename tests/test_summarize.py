@@ -211,6 +211,8 @@ def test_extractive_candidates_come_from_a_window_that_grows_with_the_budget() -
     assert short.candidates == tuple(
         i for i in range(12) if word_count(short.sentences[i]) >= ExtractiveSummarizer.MIN_WORDS
     )
+    # Without a title the first candidate stands in for the headline: it is embedded once.
+    assert short.texts() == [short.sentences[i] for i in short.candidates]
     wide = ExtractiveSummarizer(words=400).plan(request)
     assert len(wide.candidates) == ExtractiveSummarizer.MAX_CANDIDATES
     assert max(wide.candidates) >= 12 > ExtractiveSummarizer.LEAD_CANDIDATES
