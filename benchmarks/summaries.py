@@ -22,11 +22,13 @@ metric. It also checks each summary for markup, calls to action and text not in 
     .venv/bin/python benchmarks/summaries.py                       # the whole dev set, ~3 min
     .venv/bin/python benchmarks/summaries.py --limit 20 --systems lead extractive
     .venv/bin/python benchmarks/summaries.py --sources xsum_test cnndm_realsumm
+    .venv/bin/python benchmarks/summaries.py --split    # also ROUGE-2 on each half of the set
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import statistics
@@ -312,12 +314,36 @@ def print_targets(
         print(f"target: extractive {what} {bound}: {'PASS' if ok else 'MISS'}")
 
 
+def half(row: dict[str, Any]) -> str:
+    """The story's half of the dev set, "A" or "B", by a hash of its id: the extractive
+    summarizer's weights are tuned on A, and B shows whether they carry over."""
+    return "AB"[hashlib.sha256(row["id"].encode()).digest()[0] % 2]
+
+
+def print_split(
+    rows: Sequence[dict[str, Any]], results: dict[str, dict[str, Any]], sources: Sequence[str]
+) -> None:
+    """ROUGE-2 of every system per source on each half of the rows."""
+    print(f"{'half':<4} {'source':<18} {'n':>4}  " + " ".join(f"{n:>10}" for n in results))
+    for which in "AB":
+        kept = [i for i, row in enumerate(rows) if half(row) == which]
+        subset = [rows[i] for i in kept]
+        scores = {n: score(subset, [r["summaries"][i] for i in kept]) for n, r in results.items()}
+        for source in sources:
+            count = sum(row["source"] == source for row in subset)
+            cells = " ".join(f"{scores[n][source]['rouge2']:>10.2f}" for n in results)
+            print(f"{which:<4} {source:<18} {count:>4}  {cells}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N stories per source")
     parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--digest-src", help="measure the digest/ package in this folder")
+    parser.add_argument(
+        "--split", action="store_true", help="also print ROUGE-2 on each half (A, B) of the set"
+    )
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -329,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     scores = print_report(rows, results, args.sources)
     print()
     print_targets(scores, results, len(rows))
+    if args.split:
+        print()
+        print_split(rows, results, args.sources)
 
 
 if __name__ == "__main__":

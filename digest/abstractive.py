@@ -280,11 +280,49 @@ def _load_model(settings: SummarizeSettings) -> tuple[Any, Any, str]:
     return tokenizer, model.to(device).eval(), device
 
 
-def _reason(settings: SummarizeSettings, exc: Exception) -> str:
+def find_model(settings: SummarizeSettings) -> SummarizerError | None:
+    """Why ``[summarize].model`` could not be loaded on this machine, or None: its config (of
+    a seq2seq model), tokenizer and weights are all here. Reads files only, never a network,
+    and loads no weights."""
+    source = settings.model
+    if Path(source).is_absolute() and not Path(source).is_dir():
+        return _missing(settings, f"no such folder: {source}")
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        with _hub_offline(True):
+            config = AutoConfig.from_pretrained(source, local_files_only=True)
+            AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        return _missing(settings, _reason(settings, exc, offline=True))
+    if not getattr(config, "is_encoder_decoder", False):
+        return _missing(settings, f"a {config.model_type} model is not a seq2seq model")
+    if not _has_weights(source):
+        return _missing(settings, "its config and tokenizer are here, its weights are not")
+    return None
+
+
+def _has_weights(source: str) -> bool:
+    """Whether a PyTorch weights file (or a sharded one's index) is in the folder or cached."""
+    from huggingface_hub import try_to_load_from_cache
+    from transformers.utils import (
+        SAFE_WEIGHTS_INDEX_NAME,
+        SAFE_WEIGHTS_NAME,
+        WEIGHTS_INDEX_NAME,
+        WEIGHTS_NAME,
+    )
+
+    names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    if Path(source).is_dir():
+        return any((Path(source) / name).is_file() for name in names)
+    return any(isinstance(try_to_load_from_cache(source, name), str) for name in names)
+
+
+def _reason(settings: SummarizeSettings, exc: Exception, *, offline: bool = False) -> str:
     """Why loading failed, in our words where transformers' would mislead (it says it
     could not connect, though a cache-only lookup never tries)."""
     is_hub_id = not Path(settings.model).is_absolute()
-    if isinstance(exc, OSError) and is_hub_id and not settings.allow_download:
+    if isinstance(exc, OSError) and is_hub_id and (offline or not settings.allow_download):
         from huggingface_hub import constants
 
         return f"not found, complete, in the local Hugging Face cache {constants.HF_HUB_CACHE}"

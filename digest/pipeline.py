@@ -30,6 +30,7 @@ from pathlib import Path
 import nh3
 from tqdm import tqdm
 
+from digest.abstractive import find_model
 from digest.clean import (
     MAX_ARTICLE_HTML_SIZE,
     clean_text,
@@ -479,6 +480,8 @@ def check_settings(settings: Settings) -> list[str]:
             f"[summarize].summarizer = {settings.summarize.summarizer!r}: no such summarizer "
             f"(choose one of: {', '.join(sorted(factories))})"
         )
+    if settings.summarize.summarizer == "abstractive":
+        problems.extend(_check_abstractive_model(settings.summarize))
     template_dir = settings.render.template_dir
     if template_dir is not None and not template_dir.is_dir():
         problems.append(f"[render].template_dir: no such folder: {template_dir}")
@@ -488,6 +491,22 @@ def check_settings(settings: Settings) -> list[str]:
     if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
         problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
     return problems
+
+
+def _check_abstractive_model(settings: SummarizeSettings) -> list[str]:
+    """The abstractive model's absence as a problem, or only a logged warning when a run
+    would still work: it falls back to extractive, or may download the model."""
+    missing = find_model(settings)
+    if missing is None:
+        return []
+    if settings.fallback == "extractive":
+        note = "runs will use the extractive summarizer instead"
+        logger.warning("%s; %s\n  hint: %s", missing.message, note, missing.hint)
+    elif settings.allow_download:
+        logger.warning("%s; the first run will download it", missing.message)
+    else:
+        return [str(missing)]
+    return []
 
 
 # Build and render

