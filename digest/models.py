@@ -10,6 +10,7 @@ local calendar days are ``date`` (``*_on``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parseaddr
@@ -251,7 +252,7 @@ class Delivery:
     @property
     def address(self) -> str:
         """The bare, lower-cased address: what identifies a recipient in the ledger."""
-        return parseaddr(self.recipient)[1].lower()
+        return _bare_address(self.recipient).lower()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,4 +285,11 @@ class OutgoingMessage:
     @property
     def address(self) -> str:
         """The bare envelope address of the recipient (RCPT TO)."""
-        return parseaddr(self.recipient)[1]
+        return _bare_address(self.recipient)
+
+
+# The ledger asks each row for its address several times per message sent; parsing costs
+# ~40 us a time, a measurable share of a 1,000-recipient send.
+@functools.lru_cache(maxsize=65536)
+def _bare_address(recipient: str) -> str:
+    return parseaddr(recipient)[1]
