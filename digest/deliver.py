@@ -86,9 +86,11 @@ def header_safe(value: str) -> str:
             decoded = value.replace("=?", "= ?")  # undecodable: disarm every encoded word
         clean = " ".join(_CONTROL.sub(" ", decoded).split())
         if clean == value:
-            break
+            return value
         value = clean
-    return value
+    # Still changing after three rounds (words encoded inside words): the email package
+    # would decode one more, which may be a line break; disarm what is left.
+    return value.replace("=?", "= ?")
 
 
 class _UriListHeader(UnstructuredHeader):

@@ -98,6 +98,15 @@ def test_message_id_is_fixed_by_edition_and_recipient() -> None:
         "News =?iso-8859-1?q?=0A?=Bcc: evil@example.net",
         "News =?UTF-8?Q?=3D=3FUTF-8=3FQ=3F=3D0A=3F=3D?=Bcc: evil@example.net",
         "News \r Bcc: evil@example.net",
+        # four encodings deep (base64 of Q of Q of Q): more rounds than header_safe decodes
+        "News "
+        "=?UTF-8?B?PT9VVEYtOD9RPz0zRD0zRj01NT01ND00Nj0yRD0zOD0zRj01MT0zRj0zRD0zMz00ND0zRD"
+        "0zMz00Nj0zRD0zNT0zNT0zRD0zNT0zND0zRD0zND0zNj0zRD0zMj00ND0zRD0zMz0zOD0zRD0zMz00Nj"
+        "0zRD0zNT0zMT0zRD0zMz00Nj0zRD0zMz00ND0zRD0zMz0zMD0zRD0zND0zMT0zRD0zND0zMj0zRD0zNj"
+        "0zMz0zRD0zNj0zMz0zRD0zMz00MT0zRD0zNT00Nj0zRD0zNj0zNT0zRD0zNz0zNj0zRD0zNj0zOT0zRD"
+        "0zNj00Mz0zRD0zND0zMD0zRD0zNj0zNT0zRD0zNz0zOD0zRD0zNj0zMT0zRD0zNj00ND0zRD0zNz0zMD"
+        "0zRD0zNj00Mz0zRD0zNj0zNT0zRD0zMj00NT0zRD0zNj00NT0zRD0zNj0zNT0zRD0zNz0zND0zRD0zMz"
+        "00Nj0zRD0zMz00ND0zRj0zRD89?=",
         "News =?UTF-8?X?broken?= \nBcc: evil@example.net",
     ],
 )
