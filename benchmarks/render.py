@@ -5,7 +5,8 @@ parse_feed), one cluster each (every fifth also covered by two other outlets, so
 in" line renders), summarised by the lead summarizer (60 words; no model), sorted into
 sections by feed. One Jinja environment is made first, as the pipeline's process would; each
 timed call is the whole render_digest: subject, HTML and text templates, CSS inlining, and
-the size check (plus the trimming renders on the 200-story row). Prints one table.
+the size check (of the HTML part as sent: quoted-printable) and, on the 200-story row, the
+trimming renders. Prints one table ("HTML KB" is the UTF-8 HTML, "sent KB" the part as sent).
 
     .venv/bin/python benchmarks/render.py
     .venv/bin/python benchmarks/render.py --repeat 100 --warmup 10
@@ -35,7 +36,7 @@ from digest.models import (  # noqa: E402
     Summary,
 )
 from digest.parse import parse_feed  # noqa: E402
-from digest.render import RenderOptions, make_environment, render_digest  # noqa: E402
+from digest.render import RenderOptions, make_environment, render_digest, sent_size  # noqa: E402
 from digest.summarize import LeadSummarizer, SummaryRequest  # noqa: E402
 
 CODEHOLLOW = REPO.parent / "shared" / "data" / "feeds" / "codehollow__FeedReader"
@@ -83,7 +84,7 @@ def build(stories: list[Story], count: int) -> Digest:
     return Digest(edition_on=date(2017, 1, 8), generated_at=moment, items=tuple(items))
 
 
-def measure(digest: Digest, repeat: int, warmup: int) -> tuple[list[float], int, int]:
+def measure(digest: Digest, repeat: int, warmup: int) -> tuple[list[float], int, int, int]:
     env = make_environment()
     tz = ZoneInfo("Europe/Istanbul")
     for _ in range(warmup):
@@ -93,7 +94,8 @@ def measure(digest: Digest, repeat: int, warmup: int) -> tuple[list[float], int,
         start = time.perf_counter()
         rendered = render_digest(digest, env, tz=tz, options=OPTIONS)
         times.append((time.perf_counter() - start) * 1000)
-    return times, len(rendered.html.encode()), rendered.trimmed_stories
+    html = rendered.html
+    return times, len(html.encode()), sent_size(html), rendered.trimmed_stories
 
 
 def main() -> None:
@@ -102,17 +104,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     stories = load_stories()
-    columns = ("stories", "HTML KB", "trimmed", "min ms", "median ms", "p90 ms")
+    columns = ("stories", "HTML KB", "sent KB", "trimmed", "min ms", "median ms", "p90 ms")
     print("  ".join(f"{c:>9}" for c in columns))
     results = {}
     for count in (50, 200):
-        times, size, trimmed = measure(build(stories, count), args.repeat, args.warmup)
+        times, size, sent, trimmed = measure(build(stories, count), args.repeat, args.warmup)
         p90 = statistics.quantiles(times, n=10)[-1]
         median = statistics.median(times)
         results[count] = median
         row = (
             count,
             f"{size / 1024:.1f}",
+            f"{sent / 1024:.1f}",
             trimmed,
             f"{min(times):.1f}",
             f"{median:.1f}",

@@ -4,8 +4,9 @@ template environment.
 Templates come from the user's ``[render].template_dir`` first, then the built-ins; a user
 template can extend a built-in one as ``default:digest.html.j2``. Autoescaping is on for
 HTML and undefined variables fail loudly. CSS is inlined after rendering, since most mail
-clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` (Gmail clips a
-message past 102 KB) by leaving out the least important stories, and the result says so.
+clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` as sent, i.e.
+quoted-printable encoded (Gmail clips a message past 102 KB), by leaving out the least
+important stories, and the result says so.
 
 ``arrange_clusters`` is the other pure piece: it groups an edition's clusters into sections
 and applies the per-section and total caps, before anything is summarised.
@@ -19,6 +20,8 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -198,14 +201,14 @@ def render_digest(
     important stories if the HTML part would be over ``options.max_html_bytes``."""
     items = digest.items
     html, text, subject = _render_all(digest, items, env, tz, options)
-    size = len(html.encode())
+    size = sent_size(html)
     empty_size: int | None = None
     while size > options.max_html_bytes and items:
         if empty_size is None:
-            empty_size = len(_render_all(digest, (), env, tz, options)[0].encode())
+            empty_size = sent_size(_render_all(digest, (), env, tz, options)[0])
         items = items[: _fewer(len(items), size, empty_size, options.max_html_bytes)]
         html, text, subject = _render_all(digest, items, env, tz, options)
-        size = len(html.encode())
+        size = sent_size(html)
     return RenderedDigest(
         edition_on=digest.edition_on,
         subject=subject,
@@ -213,6 +216,15 @@ def render_digest(
         text=text,
         trimmed_stories=len(digest.items) - len(items),
     )
+
+
+def sent_size(html: str) -> int:
+    """Bytes of the HTML part's body as sent: quoted-printable (as deliver encodes it), CRLF
+    line ends. Each "=" and every byte of a non-ASCII character takes three bytes there."""
+    part = EmailMessage(policy=policy.SMTP)
+    part.set_content(html, subtype="html", cte="quoted-printable")
+    body = str(part.get_payload())  # a single part's body is one str
+    return len(body) + body.count("\n")  # ASCII only; each LF goes out as CRLF
 
 
 def _fewer(count: int, size: int, empty_size: int, budget: int) -> int:

@@ -3,6 +3,7 @@ errors, footer links; and the preview around it (--date, --serve, empty editions
 
 from __future__ import annotations
 
+import email
 import os
 import urllib.error
 import urllib.request
@@ -17,8 +18,20 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.config import load_settings
-from digest.errors import DigestError, TemplateError
-from digest.models import Cluster, Digest, DigestItem, FeedFailure, Story, Summary
+from digest.deliver import build_message, wire_bytes
+from digest.errors import DigestError, FeedError, TemplateError
+from digest.models import (
+    Cluster,
+    Digest,
+    DigestItem,
+    FeedFailure,
+    FeedSource,
+    FetchResult,
+    RenderedDigest,
+    Story,
+    Summary,
+)
+from digest.parse import parse_feed
 from digest.pipeline import collect_once, preview_edition, preview_server, send_edition
 from digest.render import (
     RenderOptions,
@@ -30,7 +43,8 @@ from digest.render import (
     render_digest,
 )
 from digest.serve import PreviewServer
-from tests.conftest import FEEDS, REPO, write_settings
+from digest.summarize import LeadSummarizer, SummaryRequest
+from tests.conftest import FEEDS, REPO, SHARED_DATA, write_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -284,6 +298,60 @@ def test_a_200_story_day_is_trimmed_under_the_gmail_cap_and_says_so() -> None:
     assert _links(rendered.html)["Read the whole edition in a browser"].endswith("2024-03-01")
     small = render_digest(_big_day(20), make_environment(), tz=ISTANBUL, options=options)
     assert small.trimmed_stories == 0 and "did not fit" not in small.html
+
+
+def _shared_feed_stories(*folders: str) -> list[Story]:
+    stories: list[Story] = []
+    for folder in folders:
+        for path in sorted((SHARED_DATA / "feeds" / folder).iterdir()):
+            source = FeedSource(url=str(path), name=path.stem, category=folder.split("__")[0])
+            fetched = FetchResult(source=source, fetched_at=NOW, status=200, body=path.read_bytes())
+            try:
+                stories.extend(parse_feed(fetched).stories)
+            except FeedError:
+                continue  # the shared captures include broken feeds on purpose
+    return [s for s in stories if s.title.strip() and s.text.strip()]
+
+
+def _sent_html_part(rendered: RenderedDigest) -> bytes:
+    """The HTML part's body exactly as it goes over the wire (transfer-encoded, CRLF)."""
+    message = build_message(
+        rendered,
+        sender="digest@example.org",
+        recipient="reader@example.org",
+        message_id="<1@example.org>",
+        sent_at=NOW,
+    )
+    data = wire_bytes(message)
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    part = next(p for p in parsed.walk() if p.get_content_type() == "text/html")
+    body = part.get_payload()
+    assert isinstance(body, str) and part["Content-Transfer-Encoding"] == "quoted-printable"
+    return body.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
+
+
+def test_a_200_story_day_of_real_feeds_is_under_the_cap_as_sent() -> None:
+    # Gmail sees the part quoted-printable encoded: each "=" and every byte of a non-ASCII
+    # character grows threefold, so the cap must hold for those bytes, not the UTF-8 ones.
+    stories = _shared_feed_stories("codehollow__FeedReader", "Ranchero-Software__NetNewsWire")
+    leads = stories[:200]
+    texts = LeadSummarizer(60).summarize(
+        [SummaryRequest(title=s.title, text=s.text) for s in leads]
+    )
+    items = tuple(
+        DigestItem(
+            cluster=Cluster(cluster_id=s.story_id, lead=s),
+            summary=Summary(cluster_id=s.story_id, text=text, model_id="lead"),
+        )
+        for s, text in zip(leads, texts, strict=True)
+    )
+    day = Digest(edition_on=NOW.date(), generated_at=NOW, items=items)
+    options = RenderOptions(archive_url="https://news.example/{date}")
+    rendered = render_digest(day, make_environment(), tz=ISTANBUL, options=options)
+    sent = len(_sent_html_part(rendered))
+    assert 0 < rendered.trimmed_stories < 200
+    assert sent <= options.max_html_bytes < 102 * 1024, sent
+    assert sent > options.max_html_bytes * 0.9  # trimmed to fit, not far below
 
 
 def test_a_huge_headline_cannot_outgrow_the_email() -> None:
