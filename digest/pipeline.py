@@ -1021,8 +1021,10 @@ def _deliver_one(
         answer = mailer.send(message, before_data=before_data)
     except _ClaimedElsewhere:
         return
-    except MailerUnavailableError:
-        raise  # the run stops; a row claimed already is uncertain only if it says so below
+    except MailerUnavailableError as exc:
+        if claimed:  # claimed, then the retries could not reach the server: never delivered
+            store.set_delivery_state(claimed[0], DeliveryState.PENDING, clock(), f"not sent: {exc}")
+        raise  # the run stops
     except UncertainDeliveryError as exc:
         logger.error("delivery to %s is uncertain: %s", delivery.recipient, exc)
         store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")

@@ -297,3 +297,40 @@ def test_auth_failure_stops_the_run_with_a_clear_message(tmp_path: Path) -> None
     assert "login as 'digest' refused: 535" in wrong.output and "not sent yet 3" in wrong.output
     assert right.exit_code == 0, right.output
     assert len(sink.accepted) == 3
+
+
+@pytest.fixture
+def drops_at_data() -> Iterator[int]:
+    """A server that takes one connection as far as the DATA command, hangs up instead of
+    answering it, and then is gone (every reconnect is refused)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        listener.close()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 ready\r\n")
+            for line in lines:
+                if line[:4].upper() == b"DATA":
+                    return  # no 354: not a byte of the message can have been taken
+                conn.sendall(b"250 OK\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    thread.join(timeout=10)
+
+
+def test_a_disconnect_at_data_then_no_server_leaves_the_row_pending_not_uncertain(
+    tmp_path: Path, drops_at_data: int
+) -> None:
+    config = _config(tmp_path, drops_at_data, recipients=("a@example.org",))
+    result = _send(config)
+    assert result.exit_code == 1
+    assert "cannot connect" in result.output and "gave up after 3 attempts" in result.output
+    # The server never had the message: not uncertain (which only --resend-uncertain
+    # would send), just not sent yet: the next `digest send` sends it.
+    assert "uncertain 0, not sent yet 1" in result.output
+    assert "1 pending" in _deliveries(config)
+
