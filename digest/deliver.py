@@ -475,6 +475,11 @@ def _transaction(
             f"{address}: the connection broke after the whole message was sent, before the"
             f" server answered ({exc}): it may have been delivered"
         ) from exc
+    if reply[0] == -1:  # smtplib's code for a line that is not a reply: no answer either
+        raise UncertainDeliveryError(
+            f"{address}: the server's answer to the whole message was not an SMTP reply"
+            f" ({_text(reply[1])!r}): it may have been delivered"
+        )
     _check(smtp, reply, "end of DATA", address)
     return f"{reply[0]} {_text(reply[1])}"
 

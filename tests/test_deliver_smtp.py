@@ -334,3 +334,53 @@ def test_a_disconnect_at_data_then_no_server_leaves_the_row_pending_not_uncertai
     assert "uncertain 0, not sent yet 1" in result.output
     assert "1 pending" in _deliveries(config)
 
+
+@pytest.fixture
+def garbled_answer_to_the_first_message() -> Iterator[tuple[int, list[bytes]]]:
+    """A server that takes every message whole but answers the first one's final dot with a
+    line that is not an SMTP reply; yields its port and the messages it received."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def session(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 ready\r\n")
+            for line in lines:
+                if line[:4].upper() == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                if line[:4].upper() != b"DATA":
+                    conn.sendall(b"250 OK\r\n")
+                    continue
+                conn.sendall(b"354 go ahead\r\n")
+                received.append(b"".join(iter(lines.readline, b".\r\n")))
+                conn.sendall(b"garbled\r\n" if len(received) == 1 else b"250 OK queued\r\n")
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
+            session(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], received
+    done.set()
+    thread.join(timeout=10)
+    listener.close()
+
+
+def test_an_answer_to_the_whole_message_that_is_not_smtp_leaves_it_uncertain(
+    tmp_path: Path, garbled_answer_to_the_first_message: tuple[int, list[bytes]]
+) -> None:
+    port, received = garbled_answer_to_the_first_message
+    config = _config(tmp_path, port, recipients=("a@example.org",))
+    result = _send(config)
+    assert result.exit_code == 1
+    assert "uncertain 1" in result.output
+    assert len(received) == 1  # not sent again on a retry
