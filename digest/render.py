@@ -245,10 +245,23 @@ def _render_all(
     return html, _render(env, TEXT_TEMPLATE, context), _subject(options, context)
 
 
+# What a user's template can raise while it renders (besides Jinja's own errors): each
+# becomes a TemplateError naming the file and line, never a traceback.
+_TEMPLATE_FAULTS = (
+    jinja2.TemplateError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+    LookupError,
+    RecursionError,
+)
+
+
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+    except _TEMPLATE_FAULTS as exc:
         raise _template_error(exc, name, env) from exc
 
 
@@ -262,6 +275,9 @@ def _template_error(exc: Exception, name: str, env: jinja2.Environment) -> Templ
     where = _where_in_templates(exc) or name
     if isinstance(exc, jinja2.TemplateNotFound):
         message = f"template {exc.name!r} not found (needed by {where})"
+    elif isinstance(exc, RecursionError):
+        message = f"template {where}: it extends or includes itself"
+        hint = f'to extend a built-in template, name it with "default:" ("default:{name}"); {hint}'
     else:
         detail = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
         message = f"template {where}: {detail}"
@@ -280,7 +296,7 @@ def _where_in_templates(exc: Exception) -> str | None:
 def _subject(options: RenderOptions, context: dict[str, Any]) -> str:
     try:
         subject = _subject_template(options.subject).render(context)
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+    except _TEMPLATE_FAULTS as exc:
         detail = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
         line = getattr(exc, "lineno", None) or 1
         raise TemplateError(

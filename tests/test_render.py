@@ -389,6 +389,28 @@ def test_template_errors_name_the_template_the_line_and_the_folders(tmp_path: Pa
         assert check_templates(make_environment(tmp_path))
 
 
+def test_a_template_that_extends_itself_or_fails_at_run_time_is_named(tmp_path: Path) -> None:
+    # Extending "digest.html.j2" from a user's digest.html.j2 finds the user's file again.
+    cases = {
+        '{% extends "digest.html.j2" %}': r"digest\.html\.j2, line 1: .*extends or includes itself",
+        "one\n{{ items | length // 0 }}": r"digest\.html\.j2, line 2: .*division",
+        "{{ sections[0]['nope'] }}": r"digest\.html\.j2, line 1: ",
+    }
+    for source, pattern in cases.items():
+        (tmp_path / "digest.html.j2").write_text(source)
+        with pytest.raises(TemplateError, match=pattern) as caught:
+            render_digest(_digest(), make_environment(tmp_path), tz=ISTANBUL, options=D)
+        assert str(tmp_path) in str(caught.value)
+        assert check_templates(make_environment(tmp_path))
+    with pytest.raises(TemplateError, match=r"\[render\].subject, line 1: .*division"):
+        render_digest(
+            _digest(),
+            make_environment(),
+            tz=ISTANBUL,
+            options=RenderOptions(subject="{{ 1 // 0 }}"),
+        )
+
+
 def test_undefined_variables_fail_loudly(tmp_path: Path) -> None:
     (tmp_path / "digest.txt.j2").write_text("{{ titel }}")
     with pytest.raises(TemplateError, match=r"digest\.txt\.j2, line 1: 'titel' is undefined"):
