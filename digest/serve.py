@@ -6,7 +6,8 @@ change), ``/edition/latest`` and ``/edition/YYYY-MM-DD`` (the HTML exactly as re
 archived), ``/archive`` (past editions), ``/version`` (changes with the templates).
 
 Editions carry third-party text, so every answer has a strict Content-Security-Policy: an
-edition page may load nothing and run nothing; the viewer runs only its own script.
+edition page may load nothing and run nothing; the viewer runs only its own script. A request
+naming any other host than 127.0.0.1 or localhost (at our port) is refused: DNS rebinding.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the terminal shows the URL to open, not every request
 
     def do_GET(self) -> None:
+        if not self._is_addressed_to_us():
+            return self._reply(421, "text/plain", "not this server", EDITION_CSP)
         pages = self.server.pages
         path = self.path.split("?", 1)[0]
         if path == "/":
@@ -92,6 +95,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/edition/"):
             return self._edition(_archived(pages, path.removeprefix("/edition/")))
         return self._reply(404, "text/plain", "not found", EDITION_CSP)
+
+    def _is_addressed_to_us(self) -> bool:
+        """Is Host this machine's loopback? A page elsewhere can point its own name at
+        127.0.0.1 (DNS rebinding), but cannot make the browser send our name for it."""
+        port = self.server.server_address[1]
+        return self.headers.get("Host", "") in {f"{HOST}:{port}", f"localhost:{port}"}
 
     def _edition(self, edition: RenderedDigest | None) -> None:
         if edition is None:

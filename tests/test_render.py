@@ -4,6 +4,7 @@ errors, footer links; and the preview around it (--date, --serve, empty editions
 from __future__ import annotations
 
 import email
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -509,6 +510,31 @@ def test_served_preview_shows_latest_and_archive_with_a_strict_csp(
     assert status == 200 and "Announcing JSON Feed" in past
     assert _get(server.url + "edition/2023-01-01")[0] == 404
     assert _get(server.url + "edition/nonsense")[0] == 404
+
+
+def test_served_preview_answers_only_requests_addressed_to_loopback(
+    served: tuple[PreviewServer, Path],
+) -> None:
+    # DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 reaches this server with
+    # its own name in Host; answering would hand it the edition, the archive and file paths.
+    server, _ = served
+    port = server.server_address[1]
+    for host, expected in [
+        (f"evil.example:{port}", 421),
+        ("evil.example", 421),
+        (f"127.0.0.1.evil.example:{port}", 421),
+        (f"127.0.0.1:{port}", 200),
+        (f"localhost:{port}", 200),
+    ]:
+        for path in ("/", "/archive", "/edition/latest", "/edition/2024-02-29", "/version"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path, headers={"Host": host})
+            answer = connection.getresponse()
+            body = answer.read().decode()
+            connection.close()
+            assert answer.status == expected, (host, path, answer.status)
+            if expected != 200:
+                assert "NASA" not in body and "JSON Feed" not in body
 
 
 def test_served_preview_renders_again_when_a_template_changes(
