@@ -357,6 +357,7 @@ def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
         "summary": _clip(item.summary.text, _MAX_SUMMARY_CHARS),
         "is_from_full_text": item.summary.is_from_full_text,
         "published": _local(lead.published_at, tz) if lead.published_at else None,
+        "is_first_in_section": False,
     }
 
 
@@ -365,6 +366,9 @@ def _sections(items: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dic
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     for item in items:
         groups.setdefault(item["section"], []).append(item)
+    for group in groups.values():
+        if group:
+            group[0]["is_first_in_section"] = True  # under the section's rule: none of its own
     return [{"name": name, "items": group} for name, group in groups.items() if group]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import http.client
+import itertools
 import os
 import urllib.error
 import urllib.request
@@ -166,6 +167,29 @@ def test_html_is_email_ready() -> None:
     assert html.index(">World<") < html.index(">Tech<")
     toc = [a.get("href") for a in _by_class(tree, "toc")[0].iter("a")]
     assert toc == ["#story-1", "#story-2"] and tree.get_element_by_id("story-2") is not None
+
+
+def _inline_style(element: lxml.html.HtmlElement) -> dict[str, str]:
+    """An element's inlined declarations, the later one winning as in a browser."""
+    pairs = (d.split(":", 1) for d in (element.get("style") or "").split(";") if ":" in d)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_a_rule_opens_each_section_not_its_first_story() -> None:
+    # A rule between a section's name and its first story reads, on a phone, as if the name
+    # closed the story before it.
+    html = render_digest(_big_day(12), make_environment(), tz=ISTANBUL, options=D).html
+    rows = [tr[0] for tr in lxml.html.document_fromstring(html).iter("tr") if len(tr)]
+    cells = [td for td in rows if {"section", "story"} & set(td.get("class", "").split())]
+    assert cells[0].get("class") == "pad section"
+    for before, cell in itertools.pairwise(cells):
+        border = _inline_style(cell).get("border-top", "0")
+        if "section" in cell.get("class"):
+            assert border.startswith("1px solid"), cell.get("style")
+        elif "section" in before.get("class"):
+            assert border in ("0", "none"), cell.get("style")  # first in its section
+        else:
+            assert border.startswith("1px solid"), cell.get("style")
 
 
 def test_footer_links_appear_only_when_configured() -> None:
