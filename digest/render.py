@@ -50,7 +50,10 @@ GMAIL_CLIP_BYTES = 102 * 1024
 # A feed cannot make one story outgrow the email: longer text is cut with an ellipsis.
 _MAX_HEADLINE_CHARS = 300
 _MAX_SUMMARY_CHARS = 3000
+_MAX_NAME_CHARS = 100  # a source's name is the feed's own <title> unless the settings name it
+_MAX_ERROR_CHARS = 300
 _LINK_SCHEMES = frozenset({"http", "https"})
+_MAX_URL_CHARS = 2048  # longer than any article's address; past it, no link at all
 
 _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
@@ -332,7 +335,7 @@ def _context(
         "items": reading_order,
         "sections": sections,
         "preheader": " · ".join(i["headline"] for i in shown[:3]),
-        "failed_feeds": [{"name": f.name, "error": f.error} for f in digest.failed_feeds],
+        "failed_feeds": [_failure(f) for f in digest.failed_feeds],
         "trimmed": len(digest.items) - len(items),
         "archive_url": _archive_link(options.archive_url, digest),
         "unsubscribe_url": _safe_url(options.unsubscribe_url, extra=("mailto",)),
@@ -346,18 +349,27 @@ def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
     for other in item.cluster.others:
         if other.source_name not in seen:
             seen.add(other.source_name)
-            also.append({"name": other.source_name, "url": _safe_url(other.url)})
+            also.append(
+                {"name": _clip(other.source_name, _MAX_NAME_CHARS), "url": _safe_url(other.url)}
+            )
     return {
         "rank": rank,
         "headline": _clip(lead.title, _MAX_HEADLINE_CHARS),
         "url": _safe_url(lead.url),
-        "source": lead.source_name,
+        "source": _clip(lead.source_name, _MAX_NAME_CHARS),
         "section": section_of(lead),
         "also": also,
         "summary": _clip(item.summary.text, _MAX_SUMMARY_CHARS),
         "is_from_full_text": item.summary.is_from_full_text,
         "published": _local(lead.published_at, tz) if lead.published_at else None,
         "is_first_in_section": False,
+    }
+
+
+def _failure(failure: FeedFailure) -> dict[str, str]:
+    return {
+        "name": _clip(failure.name, _MAX_NAME_CHARS),
+        "error": _clip(failure.error, _MAX_ERROR_CHARS),
     }
 
 
@@ -374,7 +386,7 @@ def _sections(items: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dic
 
 def _safe_url(url: str | None, extra: tuple[str, ...] = ()) -> str | None:
     """The URL if a reader's click can only open a page (or a mail); else no link at all."""
-    if not url:
+    if not url or len(url) > _MAX_URL_CHARS:
         return None
     url = url.strip()
     scheme = urlsplit(url).scheme.lower()

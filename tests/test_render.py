@@ -10,6 +10,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -384,6 +385,35 @@ def test_a_huge_headline_cannot_outgrow_the_email() -> None:
         _digest(title="x" * 500_000), make_environment(), tz=ISTANBUL, options=D
     )
     assert len(rendered.html.encode()) < 20_000 and rendered.trimmed_stories == 0
+
+
+def test_a_huge_feed_title_or_error_cannot_push_the_stories_out() -> None:
+    # A feed's own <title> is its source name when the settings give none, a failing feed's
+    # error can quote its server, and a link is whatever the feed says: none of them may
+    # cost the edition its stories.
+    digest = _digest()
+    long_url = "https://x.example/" + "a" * 300_000
+    huge_source = tuple(
+        DigestItem(
+            cluster=Cluster(
+                cluster_id=item.cluster.cluster_id,
+                lead=replace(_story(n, title=f"Story {n}", source="S" * 300_000), url=long_url),
+                others=(replace(_story(n + 50, title="x", source="O" * 300_000), url=long_url),),
+            ),
+            summary=item.summary,
+        )
+        for n, item in enumerate(digest.items)
+    )
+    failure = FeedFailure(feed_url="https://x.example", name="N" * 300_000, error="E" * 300_000)
+    hostile = Digest(
+        edition_on=digest.edition_on,
+        generated_at=digest.generated_at,
+        items=huge_source,
+        failed_feeds=(failure,),
+    )
+    rendered = render_digest(hostile, make_environment(), tz=ISTANBUL, options=D)
+    assert rendered.trimmed_stories == 0 and "Story 1" in rendered.html
+    assert len(rendered.html.encode()) < 30_000 and len(rendered.text) < 10_000
 
 
 # Templates
