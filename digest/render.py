@@ -201,12 +201,13 @@ def render_digest(
     digest: Digest, env: jinja2.Environment, *, tz: ZoneInfo, options: RenderOptions
 ) -> RenderedDigest:
     """Render the subject line and both parts of one edition, leaving out its least
-    important stories if the HTML part would be over ``options.max_html_bytes``."""
+    important stories if the HTML part would be over ``options.max_html_bytes`` (all but
+    the most important one at most: an edition of news never says "nothing new")."""
     items = digest.items
     html, text, subject = _render_all(digest, items, env, tz, options)
     size = sent_size(html)
     empty_size: int | None = None
-    while size > options.max_html_bytes and items:
+    while size > options.max_html_bytes and len(items) > 1:
         if empty_size is None:
             empty_size = sent_size(_render_all(digest, (), env, tz, options)[0])
         items = items[: _fewer(len(items), size, empty_size, options.max_html_bytes)]
@@ -233,7 +234,7 @@ def sent_size(html: str) -> int:
 def _fewer(count: int, size: int, empty_size: int, budget: int) -> int:
     """How many stories to try next: what fits at this edition's bytes per story."""
     per_story = max(1, (size - empty_size) // count)
-    return max(0, min(count - 1, (budget - empty_size) // per_story))
+    return max(1, min(count - 1, (budget - empty_size) // per_story))
 
 
 def _render_all(

@@ -416,6 +416,22 @@ def test_a_huge_feed_title_or_error_cannot_push_the_stories_out() -> None:
     assert len(rendered.html.encode()) < 30_000 and len(rendered.text) < 10_000
 
 
+def test_trimming_keeps_the_most_important_story_even_past_the_cap() -> None:
+    # Left with none, the edition would say "nothing new today" of a day that had news.
+    long = Summary(cluster_id="sha256:1", text="Кириллица. " * 400, model_id="lead")
+    digest = _digest()
+    first = DigestItem(cluster=digest.items[0].cluster, summary=long)
+    day = Digest(
+        edition_on=digest.edition_on,
+        generated_at=digest.generated_at,
+        items=(first, digest.items[1]),
+    )
+    options = RenderOptions(max_html_bytes=10_000)
+    rendered = render_digest(day, make_environment(), tz=ISTANBUL, options=options)
+    assert rendered.trimmed_stories == 1
+    assert "Airport gunman" in rendered.subject and "Nothing new today" not in rendered.html
+
+
 # Templates
 
 
