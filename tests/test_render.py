@@ -247,6 +247,17 @@ def test_empty_edition_is_short_and_honest() -> None:
     assert rendered.subject == "D, Friday, 1 March 2024: nothing new today"
 
 
+def test_plain_text_wraps_between_words_never_inside_a_link() -> None:
+    link = "https://www.example.org/2024/03/01/a-rather-long-article-address-that-goes-on?id=12345"
+    digest = _digest()
+    summary = Summary(cluster_id="sha256:1", text=f"Details at {link} and more. " * 3, model_id="l")
+    item = DigestItem(cluster=digest.items[0].cluster, summary=summary)
+    day = Digest(edition_on=digest.edition_on, generated_at=digest.generated_at, items=(item,))
+    text = render_digest(day, make_environment(), tz=ISTANBUL, options=D).text
+    assert text.count(link) == 3, text
+    assert all(len(line) <= 72 for line in text.splitlines() if link not in line)
+
+
 # Sections and caps
 
 
