@@ -100,7 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Is Host this machine's loopback? A page elsewhere can point its own name at
         127.0.0.1 (DNS rebinding), but cannot make the browser send our name for it."""
         port = self.server.server_address[1]
-        return self.headers.get("Host", "") in {f"{HOST}:{port}", f"localhost:{port}"}
+        names = (HOST, "localhost")
+        allowed = {f"{name}:{port}" for name in names} | (set(names) if port == 80 else set())
+        return self.headers.get("Host", "") in allowed
 
     def _edition(self, edition: RenderedDigest | None) -> None:
         if edition is None:
