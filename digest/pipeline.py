@@ -615,8 +615,9 @@ def _render(
     summarizer: Summarizer,
     now: datetime,
     store: Store | None,
+    edition_on: date | None = None,
 ) -> RenderedDigest:
-    digest = _build(settings, stories, failures, summarizer, now, store)
+    digest = _build(settings, stories, failures, summarizer, now, store, edition_on)
     return render_edition(settings, digest)
 
 
@@ -672,12 +673,13 @@ def _build(
     summarizer: Summarizer,
     now: datetime,
     store: Store | None,
+    edition_on: date | None = None,
 ) -> Digest:
     return build_digest(
         stories,
         failures,
         CachedSummarizer(summarizer, store, lambda: now),
-        edition_on=edition_date(settings, now),
+        edition_on=edition_on or edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,
         # Loaded on first use and cached for the process: an empty edition never loads it.
@@ -853,6 +855,7 @@ def send_edition(
     resend_uncertain: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
+    edition_on: date | None = None,
 ) -> SendReport:
     """Collect (optionally), build today's edition once, and deliver it to each recipient once.
 
@@ -860,13 +863,14 @@ def send_edition(
     ``stop`` is checked before each hand-over: once set, the message in flight is finished
     and committed, and the rest stay pending. ``resend_uncertain`` resends rows left
     ``sending`` by a crash; ``force`` sends the edition again to those already served; both
-    keep each recipient's Message-ID.
+    keep each recipient's Message-ID. ``edition_on`` (default: today, in the readers' zone)
+    is the daemon's scheduled date: an edition sent late, past midnight, is still its day's.
     """
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
         with store.send_lock(wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop) as is_locked:
-            day = edition_date(settings, clock())
+            day = edition_on or edition_date(settings, clock())
             if not is_locked:
                 return SendReport(
                     edition_on=day, rendered=None, collect=collect_report, stopped=True
@@ -876,6 +880,7 @@ def send_edition(
                 store,
                 clock,
                 summarizer,
+                day,
                 force=force,
                 stop=stop,
                 resend_uncertain=resend_uncertain,
@@ -888,14 +893,14 @@ def _send_locked(
     store: Store,
     clock: Clock,
     summarizer: Summarizer,
+    day: date,
     *,
     resend_uncertain: bool,
     force: bool,
     stop: threading.Event | None,
 ) -> SendReport:
     now = clock()
-    day = edition_date(settings, now)
-    rendered = _archived_edition(settings, store, summarizer, now)
+    rendered = _archived_edition(settings, store, summarizer, now, day)
     if rendered is None:
         return SendReport(edition_on=day, rendered=None)
     planned = _planned(settings, day)
@@ -919,17 +924,16 @@ def _send_locked(
 
 
 def _archived_edition(
-    settings: Settings, store: Store, summarizer: Summarizer, now: datetime
+    settings: Settings, store: Store, summarizer: Summarizer, now: datetime, day: date
 ) -> RenderedDigest | None:
-    """Today's edition as archived, built and archived now if it is not yet; None if there
+    """``day``'s edition as archived, built and archived now if it is not yet; None if there
     is nothing to send."""
-    day = edition_date(settings, now)
     if (archived := store.edition(day)) is not None:
         return archived
     stories = store.stories_for_edition(day)
     if not stories and settings.render.empty_edition == "skip":
         return None
-    rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
+    rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store, day)
     with store.atomic():
         # Re-checked under the write lock: an older digest may have archived it meanwhile.
         if store.edition(day) is None:

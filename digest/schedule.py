@@ -201,8 +201,11 @@ def edition_job(
     if scheduled_at is not None and late > grace(settings):
         _record_missed(settings, scheduled_at, started)
         return None
+    # The scheduled time's date, not the clock's: a 23:30 edition sent at 00:30 is still
+    # its own day's, and leaves the new day's edition to its own time.
+    day = pipeline.edition_date(settings, scheduled_at) if scheduled_at else None
     try:
-        report = pipeline.send_edition(settings, utc_now, collect=True, stop=stop)
+        report = pipeline.send_edition(settings, utc_now, collect=True, stop=stop, edition_on=day)
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         logger.exception("edition job failed")
         failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", (repr(exc),))

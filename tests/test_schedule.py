@@ -313,3 +313,30 @@ def test_run_once_after_the_grace_records_the_miss_and_status_shows_it(
     assert status.exit_code == 1, status.output
     assert "missed: edition 2024-03-01 missed: scheduled 2024-03-01T07:00:00+03:00" in status.output
     assert "next edition: 2024-03-02 07:00" in status.output
+
+
+def test_an_edition_caught_up_after_midnight_is_its_scheduled_day(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # A 23:30 edition sent late at 00:30 is the day before's, in the ledger and the archive;
+    # the new day still gets its own edition at 23:30 (it was not used up by the late one).
+    config = write_settings(
+        tmp_path,
+        [{"url": feed_server.url("feeds/nasa.xml")}],
+        sections={"schedule": {"send_at": "23:30", "misfire_grace_hours": 3}},
+    )
+    runner = CliRunner()
+
+    def run_once_at(moment: datetime) -> str:
+        with time_machine.travel(moment, tick=False):
+            result = runner.invoke(cli, ["--config", str(config), "run", "--once"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run_once_at(datetime(2024, 3, 1, 19, 0, tzinfo=UTC))  # 22:00 on 1 March: a collect
+    late = run_once_at(datetime(2024, 3, 1, 21, 30, tzinfo=UTC))  # 00:30 on 2 March
+    assert "edition 2024-03-01" in late and "sent 2" in late
+    ledger = runner.invoke(cli, ["--config", str(config), "deliveries", "--date", "2024-03-01"])
+    assert "2 sent" in ledger.output
+    next_day = run_once_at(datetime(2024, 3, 2, 20, 31, tzinfo=UTC))  # 23:31 on 2 March
+    assert "edition 2024-03-02" in next_day
