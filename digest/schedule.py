@@ -186,10 +186,15 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
 
 
 def edition_job(
-    settings: Settings, stop: threading.Event, scheduled_at: datetime | None = None
+    settings: Settings,
+    stop: threading.Event,
+    scheduled_at: datetime | None = None,
+    *,
+    is_reraised: bool = False,
 ) -> pipeline.SendReport | None:
     """Send the edition due at ``scheduled_at`` (default: the latest time due); record and
-    log the run; an edition past its grace is recorded as missed, never sent."""
+    log the run; an edition past its grace is recorded as missed, never sent. An error is
+    recorded, then raised again only if ``is_reraised`` (``run --once``: its exit code)."""
     if stop.is_set():
         return None
     started = utc_now()
@@ -210,6 +215,8 @@ def edition_job(
         logger.exception("edition job failed")
         failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", (repr(exc),))
         _finish(settings, failed, error=type(exc).__name__)
+        if is_reraised:
+            raise
         return None
     _finish_edition(settings, report, started, scheduled_at, late, stop)
     return report
@@ -457,13 +464,13 @@ def _log_to_file(settings: Settings) -> None:
 
 def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport:
     """The due jobs, now: the edition if one is owed within its grace (missed ones are
-    recorded), else a collect. For cron and CI."""
+    recorded), else a collect. For cron and CI: an edition that fails raises."""
     stop = threading.Event()
     plan = _catch_up(settings, utc_now())
     if plan.late is not None:
         # A cron line at the edition's own minute is on time, not a catch-up.
         on_time = utc_now() - plan.late <= LATE_AFTER
-        report = edition_job(settings, stop, None if on_time else plan.late)
+        report = edition_job(settings, stop, None if on_time else plan.late, is_reraised=True)
         if report is not None:
             return report
     collected = collect_job(settings, stop)

@@ -340,3 +340,24 @@ def test_an_edition_caught_up_after_midnight_is_its_scheduled_day(
     assert "2 sent" in ledger.output
     next_day = run_once_at(datetime(2024, 3, 2, 20, 31, tzinfo=UTC))  # 23:31 on 2 March
     assert "edition 2024-03-02" in next_day
+
+
+def test_run_once_exits_1_when_the_edition_job_fails(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # The mailer cannot even be built (a login without its password): `digest send` exits
+    # 1 for this; so must `run --once`, which cron runs in its place.
+    config = write_settings(
+        tmp_path,
+        [{"url": feed_server.url("feeds/nasa.xml")}],
+        sections={
+            "schedule": {"send_at": "07:00"},
+            "delivery": {"backend": "smtp"},
+            "smtp": {"host": "127.0.0.1", "port": 2525, "username": "digest"},
+        },
+    )
+    runner = CliRunner(env={"DIGEST_SMTP_PASSWORD": None})
+    with time_machine.travel(datetime(2024, 3, 1, 4, 30, tzinfo=UTC), tick=False):  # 07:30
+        result = runner.invoke(cli, ["--config", str(config), "run", "--once"])
+    assert result.exit_code == 1, result.output
+    assert "DIGEST_SMTP_PASSWORD is not" in result.output
