@@ -375,7 +375,14 @@ def build_scheduler(
     )
     for number, trigger in enumerate(edition_triggers(settings)):
         scheduler.add_job(
-            edition_job, trigger, args=[settings, stop], id=f"edition-{number}", **options
+            edition_job,
+            trigger,
+            args=[settings, stop],
+            id=f"edition-{number}",
+            # From the catch-up's own ``now``, not the later start(): a time that passes in
+            # between is neither caught up nor next, and the day would be lost unnoticed.
+            next_run_time=trigger.get_next_fire_time(None, now),
+            **options,
         )
     catch_up = _catch_up(settings, now)
     if catch_up.late is not None:

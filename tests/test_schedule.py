@@ -361,3 +361,21 @@ def test_run_once_exits_1_when_the_edition_job_fails(
         result = runner.invoke(cli, ["--config", str(config), "run", "--once"])
     assert result.exit_code == 1, result.output
     assert "DIGEST_SMTP_PASSWORD is not" in result.output
+
+
+def test_a_start_that_straddles_the_send_time_neither_misses_nor_repeats_it(
+    tmp_path: Path,
+) -> None:
+    # Catch-up is planned at 06:59:59.9 (nothing due yet); the scheduler starts 0.2 s later.
+    # The edition trigger must still fire at 07:00 today, not first tomorrow.
+    settings = _settings(tmp_path)
+    planned_at = datetime(2024, 3, 1, 3, 59, 59, 900000, tzinfo=UTC)
+    scheduler = build_scheduler(settings, now=planned_at)
+    assert scheduler.get_job("edition-catch-up") is None
+    with time_machine.travel(planned_at + timedelta(seconds=0.2), tick=False):
+        scheduler.start(paused=True)
+        try:
+            fire = scheduler.get_job("edition-0").next_run_time
+        finally:
+            scheduler.shutdown(wait=False)
+    assert fire == datetime(2024, 3, 1, 4, 0, tzinfo=UTC)
