@@ -268,6 +268,12 @@ def _print_plan(plan: pipeline.SendReport) -> None:
 def _print_send(report: pipeline.SendReport) -> None:
     if report.collect is not None:
         _print_collect(report.collect)
+    if report.is_stopped_waiting:
+        click.echo(
+            f"edition {report.edition_on}: stopped on request while waiting for another digest"
+            " send to finish; nothing sent"
+        )
+        return
     if report.rendered is None:
         click.echo(f"edition {report.edition_on}: no new stories since the last one; nothing sent")
         return

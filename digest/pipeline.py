@@ -145,9 +145,16 @@ class SendReport:
         return tuple(d for d in self.deliveries if d.state is state)
 
     @property
+    def is_stopped_waiting(self) -> bool:
+        """Stopped while another sender held the send lock: this run did nothing."""
+        return self.stopped and self.rendered is None
+
+    @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        return self.aborted is None and not any(d.state in bad for d in self.deliveries)
+        if self.aborted is not None or self.is_stopped_waiting:
+            return False
+        return not any(d.state in bad for d in self.deliveries)
 
 
 def edition_date(settings: Settings, now: datetime) -> date:

@@ -174,3 +174,32 @@ def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: 
     assert first_code == 0 and "sent 200, failed 0" in first_out
     assert second_code == 0 and "sent 0, failed 0, already sent 200" in second_out
     assert sorted(sink.copies_by_recipient().values()) == [1] * 200
+
+
+def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: Path) -> None:
+    pids: list[int] = []
+    paused = threading.Event()
+
+    def on_data(address: str, number: int) -> str | None:
+        if number == 10:
+            os.kill(pids[0], signal.SIGSTOP)  # the first sender holds the lock, frozen
+            paused.set()
+        return None
+
+    sink = Sink(on_data=on_data)
+    with running(sink) as port:
+        config = _config(tmp_path, port)
+        first = _start(config)
+        pids.append(first.pid)
+        assert paused.wait(60)
+        second = _start(config, "--no-collect")
+        time.sleep(3)  # long enough for the second to start and wait at the lock
+        second.send_signal(signal.SIGTERM)
+        code, out, err = _finish(second)
+        os.kill(first.pid, signal.SIGCONT)
+        first_code, _, _ = _finish(first)
+    # It sent nothing and did not finish its job: not "no new stories", and not exit 0.
+    assert code == 1, out + err
+    assert "no new stories" not in out
+    assert "stopped on request while waiting for another digest send" in out
+    assert first_code == 0 and sorted(sink.copies_by_recipient().values()) == [1] * 200
