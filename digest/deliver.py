@@ -544,8 +544,8 @@ def _close_quietly(smtp: smtplib.SMTP | None) -> None:
 class SendmailMailer:
     """Pipes each message to a sendmail-compatible command."""
 
-    def __init__(self, command: tuple[str, ...]) -> None:
-        self.command = command
+    def __init__(self, command: tuple[str, ...], *, timeout: float = 120.0) -> None:
+        self.command, self.timeout = command, timeout
 
     def send(
         self,
@@ -556,9 +556,15 @@ class SendmailMailer:
         before_data()
         try:
             done = subprocess.run(
-                [*self.command], input=message.data, capture_output=True, timeout=120
+                [*self.command], input=message.data, capture_output=True, timeout=self.timeout
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+        except subprocess.TimeoutExpired as exc:
+            # Killed after it had the whole message: it may have queued it before it hung.
+            raise UncertainDeliveryError(
+                f"{self.command[0]} did not finish in {self.timeout:.0f} s after taking the"
+                " message: it may have been delivered"
+            ) from exc
+        except OSError as exc:
             raise DeliveryError(
                 f"cannot run {self.command[0]}: {exc}",
                 hint="check [delivery].sendmail_command",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email
 import socket
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email import policy
@@ -16,7 +17,9 @@ from digest.deliver import (
     EditionMessages,
     MailerUnavailableError,
     OutboxMailer,
+    SendmailMailer,
     SmtpMailer,
+    UncertainDeliveryError,
     build_message,
     header_safe,
     list_headers,
@@ -24,6 +27,7 @@ from digest.deliver import (
     outgoing,
     wire_bytes,
 )
+from digest.errors import DeliveryError
 from digest.models import RenderedDigest
 
 DAY = date(2024, 3, 1)
@@ -254,3 +258,29 @@ def test_edition_messages_are_build_message_with_the_body_serialised_once() -> N
     for kind in ("plain", "html"):
         assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
     assert b"\n" not in fast_message.data.replace(b"\r\n", b"")
+
+
+def _sendmail(tmp_path: Path, *, then: str) -> tuple[str, ...]:
+    """A sendmail stand-in (a real process): keeps its input in a file, then runs ``then``."""
+    kept = tmp_path / "kept.eml"
+    script = f"import sys, time; open({str(kept)!r}, 'wb').write(sys.stdin.buffer.read()); {then}"
+    return (sys.executable, "-c", script)
+
+
+def test_sendmail_pipes_the_message_and_a_nonzero_exit_fails_it(tmp_path: Path) -> None:
+    message = outgoing(_message(), "reader@example.org")
+    assert SendmailMailer(_sendmail(tmp_path, then="pass")).send(message).startswith("handed to")
+    assert (tmp_path / "kept.eml").read_bytes() == message.data
+    with pytest.raises(DeliveryError, match="exited 75") as refused:
+        SendmailMailer(_sendmail(tmp_path, then="sys.exit(75)")).send(message)
+    assert not isinstance(refused.value, UncertainDeliveryError)
+
+
+def test_a_sendmail_that_times_out_after_reading_the_message_leaves_it_uncertain(
+    tmp_path: Path,
+) -> None:
+    # It may have queued the message before it hung: failing it would send it again.
+    mailer = SendmailMailer(_sendmail(tmp_path, then="time.sleep(30)"), timeout=2)
+    with pytest.raises(UncertainDeliveryError, match="may have been delivered"):
+        mailer.send(outgoing(_message(), "reader@example.org"))
+    assert (tmp_path / "kept.eml").exists()
