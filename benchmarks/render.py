@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from digest.deliver import html_part_size  # noqa: E402
 from digest.errors import FeedError  # noqa: E402
 from digest.models import (  # noqa: E402
     Cluster,
@@ -36,7 +37,7 @@ from digest.models import (  # noqa: E402
     Summary,
 )
 from digest.parse import parse_feed  # noqa: E402
-from digest.render import RenderOptions, make_environment, render_digest, sent_size  # noqa: E402
+from digest.render import RenderOptions, make_environment, render_digest  # noqa: E402
 from digest.summarize import LeadSummarizer, SummaryRequest  # noqa: E402
 
 CODEHOLLOW = REPO.parent / "shared" / "data" / "feeds" / "codehollow__FeedReader"
@@ -45,6 +46,7 @@ OPTIONS = RenderOptions(
     title="Daily Digest",
     archive_url="https://example.org/digest/{date}.html",
     unsubscribe_url="https://example.org/unsubscribe",
+    html_size=html_part_size,  # as the pipeline counts it: the part as sent
 )
 
 
@@ -95,7 +97,7 @@ def measure(digest: Digest, repeat: int, warmup: int) -> tuple[list[float], int,
         rendered = render_digest(digest, env, tz=tz, options=OPTIONS)
         times.append((time.perf_counter() - start) * 1000)
     html = rendered.html
-    return times, len(html.encode()), sent_size(html), rendered.trimmed_stories
+    return times, len(html.encode()), html_part_size(html), rendered.trimmed_stories
 
 
 def main() -> None:

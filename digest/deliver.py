@@ -148,9 +148,21 @@ def _set_headers(
     message["Message-ID"] = message_id
 
 
+_BODY_CTE = "quoted-printable"
+
+
 def _set_body(message: EmailMessage, rendered: RenderedDigest) -> None:
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    message.set_content(rendered.text, cte=_BODY_CTE)
+    message.add_alternative(rendered.html, subtype="html", cte=_BODY_CTE)
+
+
+def html_part_size(html: str) -> int:
+    """Bytes of the HTML part's body as sent: transfer-encoded as ``_set_body`` does, CRLF
+    line ends. In quoted-printable each "=" and each byte of a non-ASCII character is three."""
+    part = EmailMessage(policy=_POLICY)
+    part.set_content(html, subtype="html", cte=_BODY_CTE)
+    body = str(part.get_payload())  # a single part's body is one str
+    return len(body) + body.count("\n")  # ASCII only; each LF goes out as CRLF
 
 
 def outgoing(message: EmailMessage, recipient: str) -> OutgoingMessage:

@@ -49,6 +49,7 @@ from digest.deliver import (
     SendmailMailer,
     SmtpMailer,
     UncertainDeliveryError,
+    html_part_size,
     make_message_id,
 )
 from digest.encoder import load_encoder
@@ -652,6 +653,7 @@ def render_options(settings: Settings) -> RenderOptions:
         archive_url=render.archive_url,
         unsubscribe_url=_unsubscribe_link(settings),
         max_html_bytes=render.max_html_bytes,
+        html_size=html_part_size,
     )
 
 

@@ -4,9 +4,10 @@ template environment.
 Templates come from the user's ``[render].template_dir`` first, then the built-ins; a user
 template can extend a built-in one as ``default:digest.html.j2``. Autoescaping is on for
 HTML and undefined variables fail loudly. CSS is inlined after rendering, since most mail
-clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` as sent, i.e.
-quoted-printable encoded (Gmail clips a message past 102 KB), by leaving out the least
-important stories, and the result says so.
+clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` as measured by
+``options.html_size`` (the pipeline hands in deliver's: the part as sent, quoted-printable
+encoded; Gmail clips a message past 102 KB), by leaving out the least important stories,
+and the result says so.
 
 ``arrange_clusters`` is the other pure piece: it groups an edition's clusters into sections
 and applies the per-section and total caps, before anything is summarised.
@@ -17,11 +18,9 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +57,10 @@ _MAX_URL_CHARS = 2048  # longer than any article's address; past it, no link at 
 _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
 
+def _utf8_size(html: str) -> int:
+    return len(html.encode())
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenderOptions:
     """What the settings decide about an edition's look: ``[render]`` and the footer links."""
@@ -67,6 +70,7 @@ class RenderOptions:
     archive_url: str | None = None  # "{date}" is replaced by the edition's ISO date
     unsubscribe_url: str | None = None
     max_html_bytes: int = 100_000
+    html_size: Callable[[str], int] = _utf8_size  # how the cap counts the HTML part
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,14 +209,14 @@ def render_digest(
     the most important one at most: an edition of news never says "nothing new")."""
     items = digest.items
     html, text, subject = _render_all(digest, items, env, tz, options)
-    size = sent_size(html)
+    size = options.html_size(html)
     empty_size: int | None = None
     while size > options.max_html_bytes and len(items) > 1:
         if empty_size is None:
-            empty_size = sent_size(_render_all(digest, (), env, tz, options)[0])
+            empty_size = options.html_size(_render_all(digest, (), env, tz, options)[0])
         items = items[: _fewer(len(items), size, empty_size, options.max_html_bytes)]
         html, text, subject = _render_all(digest, items, env, tz, options)
-        size = sent_size(html)
+        size = options.html_size(html)
     return RenderedDigest(
         edition_on=digest.edition_on,
         subject=subject,
@@ -220,15 +224,6 @@ def render_digest(
         text=text,
         trimmed_stories=len(digest.items) - len(items),
     )
-
-
-def sent_size(html: str) -> int:
-    """Bytes of the HTML part's body as sent: quoted-printable (as deliver encodes it), CRLF
-    line ends. Each "=" and every byte of a non-ASCII character takes three bytes there."""
-    part = EmailMessage(policy=policy.SMTP)
-    part.set_content(html, subtype="html", cte="quoted-printable")
-    body = str(part.get_payload())  # a single part's body is one str
-    return len(body) + body.count("\n")  # ASCII only; each LF goes out as CRLF
 
 
 def _fewer(count: int, size: int, empty_size: int, budget: int) -> int:

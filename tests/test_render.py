@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.config import load_settings
-from digest.deliver import build_message, wire_bytes
+from digest.deliver import build_message, html_part_size, wire_bytes
 from digest.errors import DigestError, FeedError, TemplateError
 from digest.models import (
     Cluster,
@@ -35,7 +35,13 @@ from digest.models import (
     Summary,
 )
 from digest.parse import parse_feed
-from digest.pipeline import collect_once, preview_edition, preview_server, send_edition
+from digest.pipeline import (
+    collect_once,
+    preview_edition,
+    preview_server,
+    render_options,
+    send_edition,
+)
 from digest.render import (
     RenderOptions,
     SectionRules,
@@ -383,12 +389,18 @@ def test_a_200_story_day_of_real_feeds_is_under_the_cap_as_sent() -> None:
         for s, text in zip(leads, texts, strict=True)
     )
     day = Digest(edition_on=NOW.date(), generated_at=NOW, items=items)
-    options = RenderOptions(archive_url="https://news.example/{date}")
+    options = RenderOptions(archive_url="https://news.example/{date}", html_size=html_part_size)
     rendered = render_digest(day, make_environment(), tz=ISTANBUL, options=options)
     sent = len(_sent_html_part(rendered))
+    assert html_part_size(rendered.html) == sent
     assert 0 < rendered.trimmed_stories < 200
     assert sent <= options.max_html_bytes < 102 * 1024, sent
     assert sent > options.max_html_bytes * 0.9  # trimmed to fit, not far below
+
+
+def test_the_pipeline_caps_the_html_part_as_deliver_sends_it(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path, [{"url": str(FEEDS / "nasa.xml")}]))
+    assert render_options(settings).html_size is html_part_size
 
 
 def test_a_huge_headline_cannot_outgrow_the_email() -> None:
