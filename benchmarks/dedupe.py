@@ -57,9 +57,11 @@ class _Memo:
 
 
 def load_stories() -> list[Story]:
+    """Every story of the CodeHollow captures (benchmarks/render.py builds its editions from
+    them too); the file name's first word is the story's section."""
     stories: list[Story] = []
     for path in sorted(CODEHOLLOW.iterdir()):
-        source = FeedSource(url=str(path), name=path.stem)
+        source = FeedSource(url=str(path), name=path.stem, category=path.stem.split("_")[0])
         result = FetchResult(
             source=source,
             fetched_at=datetime(2017, 1, 8, tzinfo=UTC),

@@ -25,22 +25,19 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import dedupe as dedupe_benchmark  # noqa: E402  (benchmarks/ is this script's folder)
+
 from digest.deliver import html_part_size  # noqa: E402
-from digest.errors import FeedError  # noqa: E402
 from digest.models import (  # noqa: E402
     Cluster,
     Digest,
     DigestItem,
-    FeedSource,
-    FetchResult,
     Story,
     Summary,
 )
-from digest.parse import parse_feed  # noqa: E402
 from digest.render import RenderOptions, make_environment, render_digest  # noqa: E402
 from digest.summarize import LeadSummarizer, SummaryRequest  # noqa: E402
 
-CODEHOLLOW = REPO.parent / "shared" / "data" / "feeds" / "codehollow__FeedReader"
 TARGET_MS = 50.0
 OPTIONS = RenderOptions(
     title="Daily Digest",
@@ -51,27 +48,16 @@ OPTIONS = RenderOptions(
 
 
 def load_stories() -> list[Story]:
-    stories: list[Story] = []
-    for path in sorted(CODEHOLLOW.iterdir()):
-        source = FeedSource(url=str(path), name=path.stem, category=path.stem.split("_")[0])
-        result = FetchResult(
-            source=source,
-            fetched_at=datetime(2017, 1, 8, tzinfo=UTC),
-            status=200,
-            body=path.read_bytes(),
-        )
-        try:
-            stories.extend(parse_feed(result).stories)
-        except FeedError as exc:
-            print(f"skipped {path.name}: {exc.message}")
-    return [s for s in stories if s.text.strip()]
+    return [s for s in dedupe_benchmark.load_stories() if s.text.strip()]
 
 
 def build(stories: list[Story], count: int) -> Digest:
     """An edition of ``count`` single-story clusters (every fifth with two more outlets)."""
     needed = count + 2 * -(-count // 5)
     if len(stories) < needed:
-        sys.exit(f"only {len(stories)} stories with text in {CODEHOLLOW}; need {needed}")
+        sys.exit(
+            f"only {len(stories)} stories with text in {dedupe_benchmark.CODEHOLLOW}; need {needed}"
+        )
     leads, spare = stories[:count], iter(stories[count:])
     summaries = LeadSummarizer(60).summarize(
         [SummaryRequest(title=s.title, text=s.text) for s in leads]
