@@ -149,22 +149,33 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path
     assert sorted(sink.copies_by_recipient().values()) == [1] * 200
 
 
-def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: Path) -> None:
-    pids: list[int] = []
-    paused = threading.Event()
+class _FrozenFirstSender:
+    """A sink that freezes (SIGSTOP) the first sender at its 10th message, lock in hand."""
 
-    def on_data(address: str, number: int) -> str | None:
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.paused = threading.Event()
+        self.sink = Sink(on_data=self._on_data)
+
+    def _on_data(self, address: str, number: int) -> str | None:
         if number == 10:
-            os.kill(pids[0], signal.SIGSTOP)  # the first sender holds the lock, frozen
-            paused.set()
+            os.kill(self.pids[0], signal.SIGSTOP)
+            self.paused.set()
         return None
 
-    sink = Sink(on_data=on_data)
+    def start_first(self, config: Path) -> subprocess.Popen[str]:
+        first = _start(config)
+        self.pids.append(first.pid)
+        assert self.paused.wait(60)
+        return first
+
+
+def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: Path) -> None:
+    frozen = _FrozenFirstSender()
+    sink = frozen.sink
     with running(sink) as port:
         config = _config(tmp_path, port)
-        first = _start(config)
-        pids.append(first.pid)
-        assert paused.wait(60)
+        first = frozen.start_first(config)
         second = _start(config, "--no-collect")
         time.sleep(3)  # long enough for the second to start and reach the lock
         assert second.poll() is None and len(sink.accepted) == 10
@@ -177,21 +188,11 @@ def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: 
 
 
 def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: Path) -> None:
-    pids: list[int] = []
-    paused = threading.Event()
-
-    def on_data(address: str, number: int) -> str | None:
-        if number == 10:
-            os.kill(pids[0], signal.SIGSTOP)  # the first sender holds the lock, frozen
-            paused.set()
-        return None
-
-    sink = Sink(on_data=on_data)
+    frozen = _FrozenFirstSender()
+    sink = frozen.sink
     with running(sink) as port:
         config = _config(tmp_path, port)
-        first = _start(config)
-        pids.append(first.pid)
-        assert paused.wait(60)
+        first = frozen.start_first(config)
         second = _start(config, "--no-collect")
         time.sleep(3)  # long enough for the second to start and wait at the lock
         second.send_signal(signal.SIGTERM)
