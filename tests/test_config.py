@@ -99,12 +99,59 @@ def test_every_problem_is_reported_at_once_with_the_bad_value(tmp_path: Path) ->
     )
     message = _problems(path)
     assert "timezone = 'Europe/Istanbl': is not an IANA time zone name" in message
-    assert "[[feeds]] #1 .url = 'htp://example.org/rss': must be an http:// or https://" in message
-    assert "[[feeds]] #2 .url: required, but not set" in message
-    assert "[[feeds]] #2 .urll: unknown key; did you mean 'url'?" in message
+    assert "[[feeds]] #1.url = 'htp://example.org/rss': must be an http:// or https://" in message
+    assert "[[feeds]] #2.url: required, but not set" in message
+    assert "[[feeds]] #2.urll: unknown key; did you mean 'url'?" in message
     assert "[smtp].port = 'abc'" in message
-    assert "[schedule].send_at = '7am': must be a 24-hour time like '07:00'" in message
+    assert "[schedule].send_at = '7am': must be a quoted 24-hour time in the timezone" in message
     assert "6 problem(s)" in message
+
+
+def test_a_problem_in_a_feed_names_the_feed_by_its_url(tmp_path: Path) -> None:
+    long_url = "https://example.org/" + "a" * 200
+    feeds = [
+        {"url": "https://example.org/one"},
+        {"url": "https://example.org/two"},
+        {"url": "https://example.org/three/rss", "nmae": "Three"},
+        {"url": long_url, "priority": "high"},
+    ]
+    message = _problems(write_settings(tmp_path, feeds))
+    assert (
+        "[[feeds]] #3 (https://example.org/three/rss).nmae: unknown key; did you mean 'name'?"
+        in (message)
+    )
+    assert "[[feeds]] #4 (https://example.org/aaa" in message
+    assert "a…).priority = 'high': Input should be a valid integer" in message
+    assert " .nmae" not in message and long_url not in message
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"), [("7:00", "07:00"), ("07:00", "07:00"), ("9:05:30", "09:05:30")]
+)
+def test_send_at_takes_h_mm_and_keeps_it_as_hh_mm(tmp_path: Path, written: str, kept: str) -> None:
+    path = write_settings(
+        tmp_path, [{"url": "https://example.org/rss"}], sections={"schedule": {"send_at": written}}
+    )
+    schedule = load_settings(path).schedule
+    assert schedule.send_at == kept
+    assert schedule.editions[0]["hour"] == str(int(kept[:2]))
+
+
+@pytest.mark.parametrize("written", ["7", "07:00:00", "7.5", '"24:00"', '"7:60"', '"7.00"'])
+def test_send_at_that_is_not_a_quoted_time_says_what_to_write(tmp_path: Path, written: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://example.org/rss"\n'
+        '[delivery]\nfrom = "a@example.org"\nrecipients = ["b@example.org"]\n'
+        f"[schedule]\nsend_at = {written}\n"
+    )
+    if written == "07:00:00":  # TOML's unquoted local time: what was meant is clear
+        assert load_settings(path).schedule.send_at == "07:00:00"
+        return
+    message = _problems(path)
+    assert f"[schedule].send_at = {tomllib.loads(f'v = {written}')['v']!r}: must be" in message
+    assert 'a quoted 24-hour time in the timezone, like send_at = "07:00"' in message
+    assert "valid string" not in message
 
 
 def test_bad_addresses_and_duplicate_recipients_are_config_errors(tmp_path: Path) -> None:
