@@ -7,6 +7,7 @@ import email
 import http.client
 import itertools
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -644,3 +645,22 @@ def test_served_preview_renders_again_when_a_template_changes(
     assert status == 500 and "_story.html.j2, line 1" in error
     past = _get(server.url + "edition/2024-02-29")[2]
     assert "EDITED" not in past  # the archive is what readers got
+
+
+# The demo edition
+
+
+def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -> None:
+    # README: the demo edition holds Indian Express, The Japan Times, Japan Today, the
+    # inessential JSON Feed and the seed article page. A copy, so no demo store is read.
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    settings = load_settings(tmp_path / "examples" / "demo.toml")
+    rendered = preview_edition(settings, lambda: NOW, collect=True, summarizer=LeadSummarizer(60))
+    tree = lxml.html.document_fromstring(rendered.html)
+    metas = _by_class(tree, "meta", "p")
+    sources = {(p.text or "").split(" · ")[0].strip() for p in metas}  # each story's outlet
+    sources |= {a.text_content() for p in metas for a in p.iter("a")}  # and "also in" ones
+    promised = {"Indian Express", "The Japan Times", "Japan Today", "inessential", "Seed article"}
+    assert promised <= sources, sources
+    assert "Turkey says turning back on S-400s" in rendered.html
+    assert rendered.trimmed_stories == 0
