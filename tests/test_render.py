@@ -236,6 +236,8 @@ def test_a_wrapped_headline_hangs_under_its_first_word_in_the_text_part() -> Non
         assert first.startswith(prefix) and len(first) <= 72
         assert second == " " * len(prefix) + second.strip() and len(second) <= 72, second
         assert title == f"{first[len(prefix) :]} {second.strip()}"
+        source = lines[start + 2]  # the lines about the story hang there too
+        assert source.startswith(" " * len(prefix) + "Outlet") and source[len(prefix)] != " "
     error = next(n for n, line in enumerate(lines) if line.startswith("- Slow Feed: timed out"))
     assert lines[error + 1].startswith("  timed out") and len(lines[error + 1]) <= 72
 
