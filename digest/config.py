@@ -512,8 +512,18 @@ def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
         if loc == ("feeds",):
             return "[[feeds]]: at least one [[feeds]] table with a url is required"
         return f"{where}: required, but not set"
-    message = error["msg"].removeprefix("Value error, ")
+    message = _PLAIN_MESSAGES.get(error["type"], error["msg"].removeprefix("Value error, "))
+    if isinstance(error["input"], dict):  # a check across a table's keys: no single value
+        return f"{where}: {message}"
     return f"{where} = {error['input']!r}: {message}"
+
+
+# pydantic's wording for a value of the wrong TOML type, said as the file is written.
+_PLAIN_MESSAGES = {
+    "string_type": 'must be text in double quotes, like "…"',
+    "bool_type": "must be true or false, without quotes",
+    "bool_parsing": "must be true or false, without quotes",
+}
 
 
 def _key_name(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:

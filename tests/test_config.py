@@ -236,6 +236,22 @@ def test_numbers_are_not_guessed_from_other_types(tmp_path: Path) -> None:
     assert "[collect].max_age_days = True: Input should be a valid integer" in message
 
 
+def test_wrong_types_and_table_checks_read_as_the_file_is_written(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss", "dedupe": "no"}],
+        sections={
+            "summarize": {"min_new_tokens": 50, "max_new_tokens": 20},
+            "render": {"title": 5},
+        },
+    )
+    message = _problems(path)
+    assert "[[feeds]] #1 (https://example.org/rss).dedupe = 'no': must be true or false" in message
+    assert "[render].title = 5: must be text in double quotes" in message
+    assert "[summarize]: min_new_tokens (50) is larger than max_new_tokens (20)" in message
+    assert "{" not in message and "Input should" not in message
+
+
 def test_a_missing_section_is_named_as_a_table(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text('[[feeds]]\nurl = "https://example.org/rss"\n[store]\npath = "~/digest.db"\n')
