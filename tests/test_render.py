@@ -178,6 +178,21 @@ def test_html_is_email_ready() -> None:
     assert all(tree.get_element_by_id(href[1:]) is not None for href in toc)
 
 
+def test_an_edition_of_one_section_lists_more_of_its_headlines() -> None:
+    items = tuple(
+        DigestItem(
+            cluster=_cluster(n, "Top stories"),
+            summary=Summary(cluster_id=f"c{n}", text="Short.", model_id="lead"),
+        )
+        for n in range(40)
+    )
+    day = Digest(edition_on=date(2024, 3, 1), generated_at=NOW, items=items)
+    html = render_digest(day, make_environment(), tz=ISTANBUL, options=D).html
+    toc = _by_class(lxml.html.document_fromstring(html), "toc")[0]
+    links = [a.text_content() for a in toc.xpath(".//li/a")]
+    assert links == [f"S{n}" for n in range(9)] + ["and 31 more in Top stories"]
+
+
 # _big_day(40): n % 6 names the section, the earlier stories (more outlets) first.
 _SIX = [(0, 7), (1, 7), (2, 7), (3, 7), (4, 6), (5, 6)]
 
