@@ -13,6 +13,7 @@ import difflib
 import os
 import re
 import tomllib
+from datetime import time
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,7 +42,9 @@ CONFIG_ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "settings.toml"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")  # seconds: for tests
+_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")  # seconds: for tests
+_SEND_AT_HINT = 'a quoted 24-hour time in the timezone, like send_at = "07:00"'
+_MAX_URL_SHOWN = 80  # a feed named by its url in a message: long ones are shortened
 _CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 
@@ -209,12 +212,18 @@ class ScheduleSettings(_Section):
     misfire_grace_hours: StrictFloat = Field(default=6.0, gt=0, le=24)
     log_file: Path | None = None
 
-    @field_validator("send_at")
+    @field_validator("send_at", mode="before")
     @classmethod
-    def _hh_mm(cls, value: str) -> str:
-        if not _HH_MM.match(value):
-            raise ValueError("must be a 24-hour time like '07:00'")
-        return value
+    def _hh_mm(cls, value: object) -> str:
+        if isinstance(value, time):  # TOML's unquoted local time, send_at = 07:00:00
+            value = value.isoformat()
+        if not isinstance(value, str):
+            raise ValueError(f"must be {_SEND_AT_HINT}")
+        match = _HH_MM.match(value)
+        if not match:
+            raise ValueError(f"must be {_SEND_AT_HINT} (H:MM and HH:MM:SS work too)")
+        hour, minute, seconds = match.groups()
+        return f"{int(hour):02d}:{minute}{seconds or ''}"
 
     @field_validator("days")
     @classmethod
@@ -496,19 +505,30 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
 
 def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
     loc = error["loc"]
-    where = _key_name(loc)
+    where = _key_name(loc, raw)
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key{_suggest(loc)}"
     if error["type"] == "missing":
         if loc == ("feeds",):
             return "[[feeds]]: at least one [[feeds]] table with a url is required"
         return f"{where}: required, but not set"
-    message = error["msg"].removeprefix("Value error, ")
+    message = _PLAIN_MESSAGES.get(error["type"], error["msg"].removeprefix("Value error, "))
+    if isinstance(error["input"], dict):  # a check across a table's keys: no single value
+        return f"{where}: {message}"
     return f"{where} = {error['input']!r}: {message}"
 
 
-def _key_name(loc: tuple[int | str, ...]) -> str:
-    """('smtp', 'port') -> '[smtp].port'; ('feeds', 2, 'url') -> '[[feeds]] #3 .url'."""
+# pydantic's wording for a value of the wrong TOML type, said as the file is written.
+_PLAIN_MESSAGES = {
+    "string_type": 'must be text in double quotes, like "…"',
+    "bool_type": "must be true or false, without quotes",
+    "bool_parsing": "must be true or false, without quotes",
+}
+
+
+def _key_name(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """Where a problem is, as the file reads: ('smtp', 'port') -> '[smtp].port';
+    ('feeds', 2, 'nmae') -> '[[feeds]] #3 (https://…).nmae', the feed named by its url."""
     if not loc:
         return "(top level)"
     head, *rest = ["from" if part == "from_" else part for part in loc]
@@ -516,11 +536,24 @@ def _key_name(loc: tuple[int | str, ...]) -> str:
         is_section = _is_section(getattr(Settings.model_fields.get(str(head)), "annotation", None))
         return f"[{head}]" if is_section else str(head)
     if head == "feeds" and isinstance(rest[0], int):
-        section, rest = f"[[feeds]] #{rest[0] + 1} ", rest[1:]
+        section, rest = _feed_name(rest[0], raw, rest[1:]), rest[1:]
     else:
         section = f"[{head}]"
     keys = "".join(f" #{p + 1}" if isinstance(p, int) else f".{p}" for p in rest)
-    return f"{section}{keys}".rstrip()
+    return f"{section}{keys}"
+
+
+def _feed_name(index: int, raw: dict[str, Any], keys: list[int | str]) -> str:
+    """'[[feeds]] #3 (its url)', or without the url when there is none or the problem is it."""
+    name = f"[[feeds]] #{index + 1}"
+    feeds = raw.get("feeds")
+    table = feeds[index] if isinstance(feeds, list) and index < len(feeds) else None
+    url = table.get("url") if isinstance(table, dict) else None
+    if not isinstance(url, str) or not url or keys[:1] == ["url"]:
+        return name
+    if len(url) > _MAX_URL_SHOWN:
+        url = url[: _MAX_URL_SHOWN - 1] + "…"
+    return f"{name} ({url})"
 
 
 def _suggest(loc: tuple[int | str, ...]) -> str:

@@ -74,6 +74,7 @@ from digest.models import (
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.reader_links import reader_link_warnings
 from digest.render import (
     RenderOptions,
     SectionRules,
@@ -498,6 +499,8 @@ def check_settings(settings: Settings) -> list[str]:
     smtp_login = settings.delivery.backend == "smtp" and settings.smtp.username
     if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
         problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
+    for warning in reader_link_warnings(settings):  # a warning: the check still passes
+        logger.warning("%s", warning)
     return problems
 
 

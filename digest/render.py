@@ -377,7 +377,11 @@ def _sections(items: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dic
     for group in groups.values():
         if group:
             group[0]["is_first_in_section"] = True  # under the section's rule: none of its own
-    return [{"name": name, "items": group} for name, group in groups.items() if group]
+    shown = [(name, group) for name, group in groups.items() if group]
+    return [
+        {"name": name, "anchor": f"section-{number}", "items": group}
+        for number, (name, group) in enumerate(shown, start=1)
+    ]
 
 
 def _safe_url(url: str | None, extra: tuple[str, ...] = ()) -> str | None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -8,6 +11,7 @@ from pydantic import BaseModel
 
 from digest.config import Settings, find_config_path, load_settings
 from digest.errors import ConfigError
+from digest.reader_links import reader_link_warnings, reserved_name
 from tests.conftest import REPO, write_settings
 
 
@@ -69,6 +73,8 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     # the optional delivery extras too (a recipients file would have to exist)
     documented |= {"delivery.recipients_file", "delivery.unsubscribe_url"}
     documented |= {"delivery.unsubscribe_mailto", "delivery.list_id", "smtp.ca_file"}
+    # and what readers would see or the server would be asked: no working value to ship
+    documented |= {"render.archive_url", "smtp.username"}
     assert _keys(Settings) == documented
 
 
@@ -99,12 +105,59 @@ def test_every_problem_is_reported_at_once_with_the_bad_value(tmp_path: Path) ->
     )
     message = _problems(path)
     assert "timezone = 'Europe/Istanbl': is not an IANA time zone name" in message
-    assert "[[feeds]] #1 .url = 'htp://example.org/rss': must be an http:// or https://" in message
-    assert "[[feeds]] #2 .url: required, but not set" in message
-    assert "[[feeds]] #2 .urll: unknown key; did you mean 'url'?" in message
+    assert "[[feeds]] #1.url = 'htp://example.org/rss': must be an http:// or https://" in message
+    assert "[[feeds]] #2.url: required, but not set" in message
+    assert "[[feeds]] #2.urll: unknown key; did you mean 'url'?" in message
     assert "[smtp].port = 'abc'" in message
-    assert "[schedule].send_at = '7am': must be a 24-hour time like '07:00'" in message
+    assert "[schedule].send_at = '7am': must be a quoted 24-hour time in the timezone" in message
     assert "6 problem(s)" in message
+
+
+def test_a_problem_in_a_feed_names_the_feed_by_its_url(tmp_path: Path) -> None:
+    long_url = "https://example.org/" + "a" * 200
+    feeds = [
+        {"url": "https://example.org/one"},
+        {"url": "https://example.org/two"},
+        {"url": "https://example.org/three/rss", "nmae": "Three"},
+        {"url": long_url, "priority": "high"},
+    ]
+    message = _problems(write_settings(tmp_path, feeds))
+    assert (
+        "[[feeds]] #3 (https://example.org/three/rss).nmae: unknown key; did you mean 'name'?"
+        in (message)
+    )
+    assert "[[feeds]] #4 (https://example.org/aaa" in message
+    assert "a…).priority = 'high': Input should be a valid integer" in message
+    assert " .nmae" not in message and long_url not in message
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"), [("7:00", "07:00"), ("07:00", "07:00"), ("9:05:30", "09:05:30")]
+)
+def test_send_at_takes_h_mm_and_keeps_it_as_hh_mm(tmp_path: Path, written: str, kept: str) -> None:
+    path = write_settings(
+        tmp_path, [{"url": "https://example.org/rss"}], sections={"schedule": {"send_at": written}}
+    )
+    schedule = load_settings(path).schedule
+    assert schedule.send_at == kept
+    assert schedule.editions[0]["hour"] == str(int(kept[:2]))
+
+
+@pytest.mark.parametrize("written", ["7", "07:00:00", "7.5", '"24:00"', '"7:60"', '"7.00"'])
+def test_send_at_that_is_not_a_quoted_time_says_what_to_write(tmp_path: Path, written: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://example.org/rss"\n'
+        '[delivery]\nfrom = "a@example.org"\nrecipients = ["b@example.org"]\n'
+        f"[schedule]\nsend_at = {written}\n"
+    )
+    if written == "07:00:00":  # TOML's unquoted local time: what was meant is clear
+        assert load_settings(path).schedule.send_at == "07:00:00"
+        return
+    message = _problems(path)
+    assert f"[schedule].send_at = {tomllib.loads(f'v = {written}')['v']!r}: must be" in message
+    assert 'a quoted 24-hour time in the timezone, like send_at = "07:00"' in message
+    assert "valid string" not in message
 
 
 def test_bad_addresses_and_duplicate_recipients_are_config_errors(tmp_path: Path) -> None:
@@ -183,6 +236,22 @@ def test_numbers_are_not_guessed_from_other_types(tmp_path: Path) -> None:
     assert "[collect].max_age_days = True: Input should be a valid integer" in message
 
 
+def test_wrong_types_and_table_checks_read_as_the_file_is_written(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss", "dedupe": "no"}],
+        sections={
+            "summarize": {"min_new_tokens": 50, "max_new_tokens": 20},
+            "render": {"title": 5},
+        },
+    )
+    message = _problems(path)
+    assert "[[feeds]] #1 (https://example.org/rss).dedupe = 'no': must be true or false" in message
+    assert "[render].title = 5: must be text in double quotes" in message
+    assert "[summarize]: min_new_tokens (50) is larger than max_new_tokens (20)" in message
+    assert "{" not in message and "Input should" not in message
+
+
 def test_a_missing_section_is_named_as_a_table(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text('[[feeds]]\nurl = "https://example.org/rss"\n[store]\npath = "~/digest.db"\n')
@@ -191,3 +260,118 @@ def test_a_missing_section_is_named_as_a_table(tmp_path: Path) -> None:
         path.read_text() + '[delivery]\nfrom = "a@example.org"\nrecipients = ["b@example.org"]\n'
     )
     assert load_settings(path).store.path == Path.home() / "digest.db"
+
+
+# Links readers will see
+
+
+def _uncommented(text: str, *keys: str) -> str:
+    for key in keys:
+        text = text.replace(f"# {key} = ", f"{key} = ")
+    return text
+
+
+def test_the_example_settings_are_safe_to_copy() -> None:
+    # Copied as it is, nothing a reader clicks or that logs in may be filled in: only the
+    # required sender is, and check says to change it.
+    settings = load_settings(REPO / "settings.toml")
+    assert settings.render.archive_url is None and settings.delivery.unsubscribe_url is None
+    assert settings.delivery.unsubscribe_mailto is None and settings.delivery.list_id is None
+    assert settings.smtp.username is None
+    (warning,) = reader_link_warnings(settings)
+    assert warning.startswith("[delivery].from = 'Daily Digest <digest@example.org>': example.org")
+
+
+def test_the_commented_examples_are_warned_about_once_uncommented(tmp_path: Path) -> None:
+    text = (REPO / "settings.toml").read_text(encoding="utf-8")
+    keys = ("archive_url", "unsubscribe_url", "unsubscribe_mailto", "list_id")
+    path = tmp_path / "settings.toml"
+    path.write_text(_uncommented(text, *keys), encoding="utf-8")
+    warnings = reader_link_warnings(load_settings(path))
+    for key in ("[render].archive_url", "[delivery].unsubscribe_url"):
+        (found,) = [w for w in warnings if w.startswith(f"{key} = 'https://example.org/")]
+        assert "reserved for examples (RFC 2606)" in found and "leads nowhere" not in found
+    assert any(w.startswith("[delivery].unsubscribe_mailto = 'unsubscribe@") for w in warnings)
+    assert any(w.startswith("[delivery].list_id = ") for w in warnings)
+    assert len(warnings) == 5  # and the sender
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("example.org", "RFC 2606"),
+        ("News.Example.COM.", "RFC 2606"),
+        ("example.net", "RFC 2606"),
+        ("digest.example", "RFC 2606"),
+        ("mail.test", "testing (RFC 6761)"),
+        ("digest.invalid", "invalid (RFC 6761)"),
+        ("localhost", "this machine"),
+        ("news.localhost", "this machine"),
+        ("printer.local", "mDNS"),
+        ("127.0.0.1", "this machine"),
+        ("::1", "this machine"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("169.254.1.1", "private"),
+        ("example.org.uk", None),
+        ("myexample.org", None),
+        ("news.example-site.com", None),
+        ("testing.com", None),
+        ("93.184.215.14", None),
+    ],
+)
+def test_reserved_names_are_the_rfc_ones_and_no_others(host: str, reason: str | None) -> None:
+    found = reserved_name(host)
+    assert found == reason if reason is None else reason in (found or ""), found
+
+
+def test_each_reader_visible_setting_is_checked(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "digest.txt.j2").write_text(
+        "{{ title }}\nAbout us: https://news.example.com/about\n"
+        "Write to mailto:editor@localhost?subject=hi or see https://real-news.org/x\n"
+    )
+    path = write_settings(
+        tmp_path,
+        [{"url": "https://example.org/rss"}],  # a feed is not shown as a link: not checked
+        sections={
+            "render": {"archive_url": "http://127.0.0.1:8000/{date}", "template_dir": "templates"},
+            "delivery": {
+                "from": "Digest <digest@real-news.org>",
+                "unsubscribe_url": "https://real-news.org/unsubscribe",
+                "unsubscribe_mailto": "leave@lists.test",
+                "list_id": "Digest <digest.localhost>",  # RFC 2919's own choice: fine
+            },
+        },
+    )
+    warnings = reader_link_warnings(load_settings(path))
+    assert [w.split(" = ")[0] for w in warnings[:2]] == [
+        "[render].archive_url",
+        "[delivery].unsubscribe_mailto",
+    ]
+    assert "127.0.0.1 is this machine's address" in warnings[0]
+    assert "lists.test is a top-level domain reserved for testing" in warnings[1]
+    template = str(templates / "digest.txt.j2")
+    assert warnings[2].startswith(f"{template}, line 2: the link 'https://news.example.com/about'")
+    assert warnings[3].startswith(f"{template}, line 3: the link 'mailto:editor@localhost?")
+    assert len(warnings) == 4
+
+
+def test_check_prints_the_warnings_and_still_passes(tmp_path: Path) -> None:
+    text = (REPO / "settings.toml").read_text(encoding="utf-8")
+    path = tmp_path / "settings.toml"
+    path.write_text(_uncommented(text, "archive_url"), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK (5 feeds" in result.stdout
+    assert "WARNING" in result.stderr
+    assert "[render].archive_url = 'https://example.org/digest/{date}.html'" in result.stderr
+    assert "[delivery].from = 'Daily Digest <digest@example.org>'" in result.stderr

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import digest
 from digest import models
@@ -50,3 +56,50 @@ def test_package_exports_every_record() -> None:
     }
     assert records <= set(digest.__all__)
     assert all(hasattr(digest, name) for name in digest.__all__)
+
+
+def _runs_digest(line: str) -> bool:
+    """Whether a shell line runs ``digest`` found on PATH (after any VAR=value prefixes)."""
+    words = [w for w in line.split() if not re.match(r"^[A-Z_]+=", w)]
+    return bool(words) and words[0] == "digest"
+
+
+def test_every_readme_shell_line_finds_digest_right_after_the_setup_command(
+    tmp_path: Path,
+) -> None:
+    # The setup command installs into .venv/bin and activates nothing: a bare `digest`
+    # line must come after something that puts it on PATH, in the same block.
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests are not running in a virtualenv to stand in for .venv")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    shutil.copy(REPO / "settings.toml", tmp_path)
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
+    checked = 0
+    for block in blocks:
+        lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+        for number, line in enumerate(lines):
+            if not _runs_digest(line):
+                continue
+            setup = [earlier for earlier in lines[:number] if not _runs_digest(earlier)]
+            script = "\n".join([*setup, "command -v digest", "digest --version"])
+            found = subprocess.run(
+                ["bash", "-ec", script],
+                cwd=tmp_path,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert found.returncode == 0, (line, found.stderr)
+            assert found.stdout.startswith(str(Path(sys.prefix) / "bin" / "digest")), line
+            checked += 1
+    assert checked >= 5  # the Quick start's lines
+
+
+def test_readme_inline_commands_name_the_installed_script() -> None:
+    # An inline command to copy (a global option first, so not a synopsis) runs as written.
+    commands = re.findall(r"(?<!`)`([^`\n]*digest --config [^`\n]*)`(?!`)", README)
+    assert commands  # the demo's preview line
+    for command in commands:
+        assert command.startswith(".venv/bin/digest ") or "/.venv/bin/digest" in command, command

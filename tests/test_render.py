@@ -7,6 +7,7 @@ import email
 import http.client
 import itertools
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -173,7 +174,87 @@ def test_html_is_email_ready() -> None:
     assert "Broken Feed: HTTP 500" in html
     assert html.index(">World<") < html.index(">Tech<")
     toc = [a.get("href") for a in _by_class(tree, "toc")[0].iter("a")]
-    assert toc == ["#story-1", "#story-2"] and tree.get_element_by_id("story-2") is not None
+    assert toc == ["#section-1", "#story-1", "#section-2", "#story-2"]
+    assert all(tree.get_element_by_id(href[1:]) is not None for href in toc)
+
+
+def test_an_edition_of_one_section_lists_more_of_its_headlines() -> None:
+    items = tuple(
+        DigestItem(
+            cluster=_cluster(n, "Top stories"),
+            summary=Summary(cluster_id=f"c{n}", text="Short.", model_id="lead"),
+        )
+        for n in range(40)
+    )
+    day = Digest(edition_on=date(2024, 3, 1), generated_at=NOW, items=items)
+    html = render_digest(day, make_environment(), tz=ISTANBUL, options=D).html
+    toc = _by_class(lxml.html.document_fromstring(html), "toc")[0]
+    links = [a.text_content() for a in toc.xpath(".//li/a")]
+    assert links == [f"S{n}" for n in range(9)] + ["and 31 more in Top stories"]
+
+
+# _big_day(40): n % 6 names the section, the earlier stories (more outlets) first.
+_SIX = [(0, 7), (1, 7), (2, 7), (3, 7), (4, 6), (5, 6)]
+
+
+def test_the_contents_list_each_section_with_a_few_headlines() -> None:
+    # A flat list of 40 headlines took a phone one and a half screens.
+    day = _big_day(40)
+    html = render_digest(day, make_environment(), tz=ISTANBUL, options=D).html
+    tree = lxml.html.document_fromstring(html)
+    toc = _by_class(tree, "toc")[0]
+    sections = _by_class(toc, "toc-section", "p")
+    assert [p.text_content() for p in sections] == [f"Section {n} · {c}" for n, c in _SIX]
+    for (number, count), heading, listed in zip(_SIX, sections, toc.iter("ul"), strict=True):
+        target = tree.get_element_by_id(heading.find("a").get("href")[1:])
+        assert target.text_content().strip() == f"Section {number}"
+        links = [a for a in listed.iter("a")]
+        assert len(links) == 4  # three headlines, then the rest in one link
+        assert links[3].text_content() == f"and {count - 3} more in Section {number}"
+        after = [tree.get_element_by_id(a.get("href")[1:]) for a in links]
+        headlines = [td.find("h2").text_content() for td in after]
+        assert [a.text_content() for a in links[:3]] == headlines[:3]
+    assert len(list(toc.iter("a"))) == 6 * 5 < 40
+
+
+def test_a_long_headline_is_cut_in_the_contents_but_whole_in_its_story() -> None:
+    title = "A headline that goes on and on " * 8
+    html = render_digest(_digest(title=title), make_environment(), tz=ISTANBUL, options=D).html
+    tree = lxml.html.document_fromstring(html)
+    listed = _by_class(tree, "toc")[0].xpath(".//li/a")[0].text_content()
+    assert len(listed) <= 90 and listed.endswith("…")
+    assert tree.get_element_by_id("story-1").find("h2").text_content() == title
+
+
+def test_a_wrapped_headline_hangs_under_its_first_word_in_the_text_part() -> None:
+    title = "Council approves the new bridge after a decade of debate over its cost and route"
+    items = tuple(
+        DigestItem(
+            cluster=_cluster(n, "World"),
+            summary=Summary(cluster_id=f"c{n}", text="Short.", model_id="lead"),
+        )
+        for n in range(12)
+    )
+    items = tuple(
+        replace(item, cluster=replace(item.cluster, lead=replace(item.cluster.lead, title=title)))
+        for item in items
+    )
+    failure = FeedFailure(feed_url="https://x.example", name="Slow Feed", error="timed out " * 12)
+    day = Digest(
+        edition_on=date(2024, 3, 1), generated_at=NOW, items=items, failed_feeds=(failure,)
+    )
+    lines = render_digest(day, make_environment(), tz=ISTANBUL, options=D).text.splitlines()
+    for number in (1, 9, 10, 12):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{number}. "))
+        prefix = f"{number}. "
+        first, second = lines[start], lines[start + 1]
+        assert first.startswith(prefix) and len(first) <= 72
+        assert second == " " * len(prefix) + second.strip() and len(second) <= 72, second
+        assert title == f"{first[len(prefix) :]} {second.strip()}"
+        source = lines[start + 2]  # the lines about the story hang there too
+        assert source.startswith(" " * len(prefix) + "Outlet") and source[len(prefix)] != " "
+    error = next(n for n, line in enumerate(lines) if line.startswith("- Slow Feed: timed out"))
+    assert lines[error + 1].startswith("  timed out") and len(lines[error + 1]) <= 72
 
 
 def _inline_style(element: lxml.html.HtmlElement) -> dict[str, str]:
@@ -644,3 +725,22 @@ def test_served_preview_renders_again_when_a_template_changes(
     assert status == 500 and "_story.html.j2, line 1" in error
     past = _get(server.url + "edition/2024-02-29")[2]
     assert "EDITED" not in past  # the archive is what readers got
+
+
+# The demo edition
+
+
+def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -> None:
+    # README: the demo edition holds Indian Express, The Japan Times, Japan Today, the
+    # inessential JSON Feed and the seed article page. A copy, so no demo store is read.
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    settings = load_settings(tmp_path / "examples" / "demo.toml")
+    rendered = preview_edition(settings, lambda: NOW, collect=True, summarizer=LeadSummarizer(60))
+    tree = lxml.html.document_fromstring(rendered.html)
+    metas = _by_class(tree, "meta", "p")
+    sources = {(p.text or "").split(" · ")[0].strip() for p in metas}  # each story's outlet
+    sources |= {a.text_content() for p in metas for a in p.iter("a")}  # and "also in" ones
+    promised = {"Indian Express", "The Japan Times", "Japan Today", "inessential", "Seed article"}
+    assert promised <= sources, sources
+    assert "Turkey says turning back on S-400s" in rendered.html
+    assert rendered.trimmed_stories == 0

@@ -49,7 +49,7 @@ HOSTILE_URLS = (
 # What the built-in templates use; anything else came from a feed.
 TEMPLATE_TAGS = {
     "html", "head", "meta", "title", "style", "body", "div", "table", "tbody", "tr", "td",
-    "h1", "h2", "p", "ol", "li", "a",
+    "h1", "h2", "p", "ul", "li", "a", "span",
 }  # fmt: skip
 LINK_SCHEMES = {"http", "https", "mailto"}
 
