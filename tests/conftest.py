@@ -71,6 +71,11 @@ def _missing_corpus(item: pytest.Item) -> str | None:
     )
 
 
+def in_corpus(path: str, *values: object, id: str | None = None) -> Any:
+    """One parametrize case that reads SHARED_DATA/path, marked ``corpus``."""
+    return pytest.param(*values, marks=pytest.mark.corpus(path), id=id)
+
+
 def corpus_files(folder: str, keep: Callable[[Path], bool] = lambda path: True) -> list[Any]:
     """The files under SHARED_DATA/folder as pytest params marked ``corpus``, ids relative
     to the folder. Without the corpus: one case, which is skipped with the reason."""

@@ -27,7 +27,7 @@ from digest.clean import (
 )
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import html_to_text, parse_feed
-from tests.conftest import REPO, SAMPLE, SHARED_DATA
+from tests.conftest import REPO, SAMPLE, SHARED_DATA, in_corpus
 
 SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"
 FEEDS = SHARED_DATA / "feeds"
@@ -282,7 +282,7 @@ def test_a_site_footer_of_other_headlines_goes() -> None:
 
 
 def _in_corpus(feed: str) -> object:
-    return pytest.param(feed, FEEDS, marks=pytest.mark.corpus(f"feeds/{feed}"))
+    return in_corpus(f"feeds/{feed}", feed, FEEDS)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, in_corpus
 
 CODEHOLLOW = SHARED_DATA / "feeds" / "codehollow__FeedReader"
 EXAMPLES = REPO / "examples" / "feeds"
@@ -59,7 +59,7 @@ class Day:
     scope="module",
     params=[
         "demo",
-        pytest.param("codehollow", marks=pytest.mark.corpus("feeds/codehollow__FeedReader")),
+        in_corpus("feeds/codehollow__FeedReader", "codehollow"),
     ],
 )
 def day(request: pytest.FixtureRequest) -> Day:

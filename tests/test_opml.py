@@ -12,7 +12,7 @@ import pytest
 
 from digest.models import FeedSource
 from digest.opml import read_opml, write_opml
-from tests.conftest import SAMPLE, SHARED_DATA, corpus_files
+from tests.conftest import SAMPLE, SHARED_DATA, corpus_files, in_corpus
 
 OPML = SHARED_DATA / "opml"
 SAMPLE_OPML = SAMPLE / "opml"
@@ -28,7 +28,7 @@ def _read(
 
 def _in_corpus(*values: object) -> object:
     """A parameter set whose file is only in the corpus (its first value, under opml/)."""
-    return pytest.param(*values, marks=pytest.mark.corpus(f"opml/{values[0]}"))
+    return in_corpus(f"opml/{values[0]}", *values)
 
 
 @pytest.mark.corpus("opml")

@@ -24,7 +24,7 @@ from digest.pipeline import CachedSummarizer, build_digest, collect_once, previe
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.store import Store
 from digest.summarize import LeadSummarizer, SummaryRequest, load_summarizer, split_sentences
-from tests.conftest import REPO, SAMPLE, SHARED_DATA, FeedServer, write_settings
+from tests.conftest import REPO, SAMPLE, SHARED_DATA, FeedServer, in_corpus, write_settings
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"
@@ -182,7 +182,7 @@ def _corpus_stories(day: str) -> list[Story]:
 
 @pytest.mark.parametrize(
     "day",
-    ["demo", pytest.param("codehollow", marks=pytest.mark.corpus("feeds/codehollow__FeedReader"))],
+    ["demo", in_corpus("feeds/codehollow__FeedReader", "codehollow")],
 )
 @pytest.mark.parametrize("name", ["lead", "extractive"])
 def test_no_summary_has_markup_a_prompt_or_another_storys_text(name: str, day: str) -> None:

@@ -53,7 +53,7 @@ from digest.render import (
 )
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
-from tests.conftest import FEEDS, REPO, SHARED_DATA, write_settings
+from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -380,10 +380,8 @@ def _sent_html_part(rendered: RenderedDigest) -> bytes:
     "folders",
     [
         ("demo",),
-        pytest.param(
-            ("codehollow__FeedReader", "Ranchero-Software__NetNewsWire"),
-            marks=pytest.mark.corpus("feeds/codehollow__FeedReader"),
-            id="corpus",
+        in_corpus(
+            "feeds", ("codehollow__FeedReader", "Ranchero-Software__NetNewsWire"), id="corpus"
         ),
     ],
 )
