@@ -1,5 +1,12 @@
 """Shared fixtures: a real feed server on 127.0.0.1, settings files under tmp_path, a clean
-environment. No test reaches any other address."""
+environment. No test reaches any other address.
+
+Tests that read the ../shared/data corpus beside the clone carry ``@pytest.mark.corpus``
+(parametrisations over its files come from ``corpus_files``): without the corpus they are
+skipped, saying which path is missing, and under ``CI=true`` they fail instead. The few cases
+that matter most per stage read ``SAMPLE``, byte-for-byte copies of corpus files kept in the
+repository, so a fresh clone still exercises every stage.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +28,63 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
 REPO = Path(__file__).parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Files copied byte for byte from SHARED_DATA, under the same relative paths (see SOURCES.md).
+SAMPLE = FIXTURES / "corpus"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "corpus(*paths): reads the ../shared/data corpus beside the clone (the paths under it);"
+        " skipped without it, failed under CI=true",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Without the corpus, its tests are skipped with the reason (reported at the test)."""
+    if os.environ.get("CI") == "true":
+        return
+    for item in items:
+        if reason := _missing_corpus(item):
+            item.add_marker(pytest.mark.skip(reason=f"{reason}; put the corpus there to run it"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under CI=true a missing corpus fails its tests, before their fixtures read anything."""
+    if os.environ.get("CI") == "true" and (reason := _missing_corpus(item)):
+        pytest.fail(f"{reason}; CI must provide it there", pytrace=False)
+
+
+def _missing_corpus(item: pytest.Item) -> str | None:
+    """Why the test cannot run (the first path it needs that is missing), or None."""
+    marker = item.get_closest_marker("corpus")
+    if marker is None:
+        return None
+    needed = [SHARED_DATA, *(SHARED_DATA / str(path) for path in marker.args)]
+    missing = next((path for path in needed if not path.exists()), None)
+    if missing is None:
+        return None
+    where = "" if missing == SHARED_DATA else f" ({SHARED_DATA})"
+    return (
+        f"{missing} is missing: this test reads the ../shared/data corpus beside the clone{where}"
+    )
+
+
+def in_corpus(path: str, *values: object, id: str | None = None) -> Any:
+    """One parametrize case that reads SHARED_DATA/path, marked ``corpus``."""
+    return pytest.param(*values, marks=pytest.mark.corpus(path), id=id)
+
+
+def corpus_files(folder: str, keep: Callable[[Path], bool] = lambda path: True) -> list[Any]:
+    """The files under SHARED_DATA/folder as pytest params marked ``corpus``, ids relative
+    to the folder. Without the corpus: one case, which is skipped with the reason."""
+    root = SHARED_DATA / folder
+    marks = pytest.mark.corpus(folder)
+    if not root.is_dir():
+        return [pytest.param(root, marks=marks, id=f"{folder}-missing")]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and keep(p))
+    return [pytest.param(p, marks=marks, id=str(p.relative_to(root))) for p in files]
 
 
 @pytest.fixture(autouse=True)

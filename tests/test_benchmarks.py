@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, SHARED_DATA
 
 
+@pytest.mark.corpus("feeds")
 def test_collect_benchmark_quick_prints_its_table() -> None:
     assert (SHARED_DATA / "feeds").is_dir()
     completed = subprocess.run(

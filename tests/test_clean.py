@@ -1,7 +1,9 @@
 """Cleaning story text of site boilerplate, and extracting an article from its page.
 
 The expectations are read from the real data in shared/data (the seed page, feeds, the
-evaluation articles), not written out as this page's sentences.
+evaluation articles), not written out as this page's sentences. The seed page and a few feeds
+are the repository's copies (tests/fixtures/corpus, examples/feeds); the tests marked
+``corpus`` read the corpus beside the clone.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ from digest.clean import (
 )
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import html_to_text, parse_feed
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SAMPLE, SHARED_DATA, in_corpus
 
-SEED = SHARED_DATA / "seed" / "article-page-2021-01-14.txt"
+SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"
 FEEDS = SHARED_DATA / "feeds"
+SAMPLE_FEEDS = SAMPLE / "feeds"
+EXAMPLES = REPO / "examples" / "feeds"
 EVAL = SHARED_DATA / "eval" / "news_summ_dev.jsonl"
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 URL = "https://news.example.org/world/turkey-s400"
 
 
-def _stories(relative: str) -> tuple[Story, ...]:
-    body = (FEEDS / relative).read_bytes()
+def _stories(relative: str, root: Path = FEEDS) -> tuple[Story, ...]:
+    body = (root / relative).read_bytes()
     source = FeedSource(url="https://feeds.example.org/feed")
     parsed = parse_feed(FetchResult(source=source, fetched_at=NOW, body=body))
     # parse_feed cleans the text itself: these tests start again from the entries' own text.
@@ -216,6 +220,7 @@ def test_clean_text_keeps_paragraph_breaks_and_leaves_clean_text_byte_for_byte()
 # Repeated lines across a feed
 
 
+@pytest.mark.corpus("feeds/spacecowboy__Feeder/model/rdf_slashdot.xml")
 def test_repeated_lines_of_a_feed_are_its_footer() -> None:
     stories = _stories("spacecowboy__Feeder/model/rdf_slashdot.xml")
     boilerplate = repeated_lines(s.text for s in stories)
@@ -226,7 +231,7 @@ def test_repeated_lines_of_a_feed_are_its_footer() -> None:
 def test_repeated_lines_need_a_share_of_the_entries_not_just_a_few() -> None:
     """A fire brigade's reports: the link to the website is in 13 of 15 entries (boilerplate);
     "Alarmierung: Sammelruf" is a fact of 7 of them and stays."""
-    stories = _stories("codehollow__FeedReader/Rss091Stadtfeuerwehr.xml")
+    stories = _stories("codehollow__FeedReader/Rss091Stadtfeuerwehr.xml", SAMPLE_FEEDS)
     boilerplate = repeated_lines(s.text for s in stories)
     website = "Weitere Informationen und Details zu diesem Einsatz finden Sie auf unserer Website"
     assert normalise_line(website) in boilerplate
@@ -255,6 +260,7 @@ def test_identical_entries_count_once() -> None:
         ("rss2email__rss2email/quiltville/feed.atom", "Did You Click to Read the Whole Story?"),
     ],
 )
+@pytest.mark.corpus("feeds")
 def test_a_feeds_footer_goes_and_the_rest_of_each_entry_stays(feed: str, footer: str) -> None:
     stories = _stories(feed)
     for story, cleaned in zip(stories, _clean_feed(stories), strict=True):
@@ -262,6 +268,7 @@ def test_a_feeds_footer_goes_and_the_rest_of_each_entry_stays(feed: str, footer:
         assert cleaned == expected.strip()
 
 
+@pytest.mark.corpus("feeds/stringer-rss__stringer/feed01_valid_feed/feed_updated.xml")
 def test_a_site_footer_of_other_headlines_goes() -> None:
     stories = _stories("stringer-rss__stringer/feed01_valid_feed/feed_updated.xml")
     for story, cleaned in zip(stories, _clean_feed(stories), strict=True):
@@ -274,26 +281,32 @@ def test_a_site_footer_of_other_headlines_goes() -> None:
 # Real text is not damaged
 
 
+def _in_corpus(feed: str) -> object:
+    return in_corpus(f"feeds/{feed}", feed, FEEDS)
+
+
 @pytest.mark.parametrize(
-    "feed",
+    ("feed", "root"),
     [
-        "codehollow__FeedReader/Rss20IndianExpress.xml",
-        "codehollow__FeedReader/Rss20JapanTimes.xml",
-        "codehollow__FeedReader/Rss20LeMonde.xml",
-        "codehollow__FeedReader/Rss20ThomasMaurer.xml",
-        "danmactough__node-feedparser/tpm.atom",
-        "Ranchero-Software__NetNewsWire/inessential.json",
-        "Ranchero-Software__NetNewsWire/yakubin.atom",
-        "rbren__rss-parser/feedburner.atom",
-        "spacecowboy__Feeder/model/rss_morningpaper.xml",
-        "spacecowboy__Feeder/model/rss_cyklistbloggen.xml",
+        # The demo's copies of Rss20IndianExpress.xml, Rss20JapanTimes.xml, inessential.json
+        ("indianexpress.xml", EXAMPLES),
+        ("japantimes.xml", EXAMPLES),
+        _in_corpus("codehollow__FeedReader/Rss20LeMonde.xml"),
+        _in_corpus("codehollow__FeedReader/Rss20ThomasMaurer.xml"),
+        _in_corpus("danmactough__node-feedparser/tpm.atom"),
+        ("inessential.json", EXAMPLES),
+        _in_corpus("Ranchero-Software__NetNewsWire/yakubin.atom"),
+        _in_corpus("rbren__rss-parser/feedburner.atom"),
+        _in_corpus("spacecowboy__Feeder/model/rss_morningpaper.xml"),
+        _in_corpus("spacecowboy__Feeder/model/rss_cyklistbloggen.xml"),
     ],
 )
-def test_entries_without_boilerplate_are_unchanged(feed: str) -> None:
-    stories = _stories(feed)
+def test_entries_without_boilerplate_are_unchanged(feed: str, root: Path) -> None:
+    stories = _stories(feed, root)
     assert [s.text.strip() for s in stories] == _clean_feed(stories)
 
 
+@pytest.mark.corpus("feeds")
 def test_cleaning_every_real_feed_only_removes_lines() -> None:
     changed = total = 0
     for path in sorted(p for p in FEEDS.rglob("*") if p.is_file()):
@@ -309,6 +322,7 @@ def test_cleaning_every_real_feed_only_removes_lines() -> None:
     assert changed < total * 0.2
 
 
+@pytest.mark.corpus("eval/news_summ_dev.jsonl")
 def test_news_articles_lose_nothing_but_their_prompts() -> None:
     """The evaluation articles: BBC 2004-05 and CNN/Daily Mail ones are clean and stay
     byte for byte; XSum ones carry real BBC prompts ("Follow us on Twitter") which go."""
@@ -394,6 +408,7 @@ def test_extract_article_reads_bytes_in_the_pages_own_charset() -> None:
     assert text is not None and "Erdoğan’s café" in text
 
 
+@pytest.mark.corpus("feeds/rss2email__rss2email/nodejs/feed2.xml")
 def test_extract_article_on_a_real_entry_wrapped_in_a_site() -> None:
     """The Node.js blog's own article HTML from its feed, inside a site's furniture."""
     story = max(_stories("rss2email__rss2email/nodejs/feed2.xml"), key=lambda s: len(s.text))
@@ -409,7 +424,7 @@ def test_extract_article_on_a_real_entry_wrapped_in_a_site() -> None:
 
 def test_a_page_with_no_article_gives_none() -> None:
     moved = (
-        FEEDS / "rbren__rss-parser" / "unrecognized.rss"
+        SAMPLE_FEEDS / "rbren__rss-parser" / "unrecognized.rss"
     ).read_bytes()  # a real "Object Moved" page
     assert b"Object Moved" in moved
     assert extract_article(moved, "http://www.marketwatch.com/rss/pf/") is None

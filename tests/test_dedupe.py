@@ -1,11 +1,17 @@
 """Dedupe on real feeds and the real bundled MiniLM: the CodeHollow captures of 2017-01-07
-carry the same events from several outlets; hand-made stories pin down the rules."""
+carry the same events from several outlets; hand-made stories pin down the rules.
+
+Each real-feed test runs on two days: the demo's copies of three English outlets' captures
+(with inessential's JSON Feed and the seed article) in examples/feeds, and all the CodeHollow
+captures in the corpus beside the clone (marked ``corpus``).
+"""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +23,13 @@ from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, in_corpus
 
 CODEHOLLOW = SHARED_DATA / "feeds" / "codehollow__FeedReader"
+EXAMPLES = REPO / "examples" / "feeds"
 CAPTURED_AT = datetime(2017, 1, 8, tzinfo=UTC)
-ENGLISH_NEWS = ("Rss20IndianExpress.xml", "Rss20JapanToday.xml", "Rss20JapanTimes.xml")
+# Outlets by file name, the same for CodeHollow's (Rss20IndianExpress.xml) and the demo's copies.
+ENGLISH_NEWS = ("indianexpress.xml", "japantoday.xml", "japantimes.xml")
 
 AIRPORT = re.compile(r"Fort Lauderdale|Florida airport", re.IGNORECASE)
 HACKING = re.compile(r"Putin (directed|ordered)|election hacking", re.IGNORECASE)
@@ -39,28 +47,52 @@ def _parse_file(path: Path) -> tuple[Story, ...]:
     return parse_feed(result).stories
 
 
-@pytest.fixture(scope="module")
-def codehollow() -> list[Story]:
+@dataclass(frozen=True)
+class Day:
+    """A day of real captures, and how many stories it has at least."""
+
+    stories: list[Story]
+    at_least: int
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "demo",
+        in_corpus("feeds/codehollow__FeedReader", "codehollow"),
+    ],
+)
+def day(request: pytest.FixtureRequest) -> Day:
+    folder, at_least = (EXAMPLES, 300) if request.param == "demo" else (CODEHOLLOW, 500)
     stories: list[Story] = []
-    for path in sorted(CODEHOLLOW.iterdir()):
+    for path in sorted(folder.iterdir()):
         try:
             stories.extend(_parse_file(path))
         except FeedError:
             continue  # Rss20DailyMail.xml has no entries
-    return stories
+    return Day(stories=stories, at_least=at_least)
 
 
 @pytest.fixture(scope="module")
-def clusters(codehollow: list[Story], encoder: SentenceEncoder) -> tuple[Cluster, ...]:
-    return cluster_stories(codehollow, encoder=encoder, similarity=DEFAULT_SIMILARITY)
+def real_stories(day: Day) -> list[Story]:
+    return day.stories
+
+
+@pytest.fixture(scope="module")
+def clusters(real_stories: list[Story], encoder: SentenceEncoder) -> tuple[Cluster, ...]:
+    return cluster_stories(real_stories, encoder=encoder, similarity=DEFAULT_SIMILARITY)
 
 
 def _members(cluster: Cluster) -> tuple[Story, ...]:
     return (cluster.lead, *cluster.others)
 
 
+def _outlet(story: Story) -> str:
+    return Path(story.feed_url).name.removeprefix("Rss20").lower()
+
+
 def _english(stories: Iterable[Story], pattern: re.Pattern[str]) -> list[Story]:
-    return [s for s in stories if Path(s.feed_url).name in ENGLISH_NEWS and pattern.search(s.title)]
+    return [s for s in stories if _outlet(s) in ENGLISH_NEWS and pattern.search(s.title)]
 
 
 def _clusters_holding(clusters: Sequence[Cluster], stories: Iterable[Story]) -> list[Cluster]:
@@ -69,7 +101,7 @@ def _clusters_holding(clusters: Sequence[Cluster], stories: Iterable[Story]) -> 
 
 
 def _feeds(cluster: Cluster) -> set[str]:
-    return {Path(s.feed_url).name for s in _members(cluster)}
+    return {_outlet(s) for s in _members(cluster)}
 
 
 def test_the_settings_default_is_the_measured_threshold() -> None:
@@ -77,19 +109,19 @@ def test_the_settings_default_is_the_measured_threshold() -> None:
 
 
 def test_every_story_lands_in_exactly_one_cluster(
-    codehollow: list[Story], clusters: tuple[Cluster, ...]
+    day: Day, real_stories: list[Story], clusters: tuple[Cluster, ...]
 ) -> None:
     ids = [s.story_id for c in clusters for s in _members(c)]
-    assert sorted(ids) == sorted(s.story_id for s in codehollow)
-    assert len(codehollow) > 500
+    assert sorted(ids) == sorted(s.story_id for s in real_stories)
+    assert len(real_stories) > day.at_least
     # The same events from several outlets merge; the rest of the day stays apart.
-    assert len(codehollow) * 0.8 < len(clusters) < len(codehollow)
+    assert len(real_stories) * 0.8 < len(clusters) < len(real_stories)
 
 
 def test_the_airport_shooting_is_one_cluster_from_three_outlets(
-    codehollow: list[Story], clusters: tuple[Cluster, ...]
+    real_stories: list[Story], clusters: tuple[Cluster, ...]
 ) -> None:
-    airport = _english(codehollow, AIRPORT)
+    airport = _english(real_stories, AIRPORT)
     assert len(airport) >= 10
     (cluster,) = _clusters_holding(clusters, airport)
     assert _feeds(cluster) == set(ENGLISH_NEWS)
@@ -97,9 +129,9 @@ def test_the_airport_shooting_is_one_cluster_from_three_outlets(
 
 
 def test_the_russia_hacking_report_is_one_cluster(
-    codehollow: list[Story], clusters: tuple[Cluster, ...]
+    real_stories: list[Story], clusters: tuple[Cluster, ...]
 ) -> None:
-    report = _english(codehollow, HACKING)
+    report = _english(real_stories, HACKING)
     assert len(report) == 3  # Indian Express twice, Japan Times once
     (cluster,) = _clusters_holding(clusters, report)
     assert len(_feeds(cluster)) >= 2
@@ -107,17 +139,17 @@ def test_the_russia_hacking_report_is_one_cluster(
 
 
 def test_the_border_wall_is_one_cluster(
-    codehollow: list[Story], clusters: tuple[Cluster, ...]
+    real_stories: list[Story], clusters: tuple[Cluster, ...]
 ) -> None:
-    wall = _english(codehollow, BORDER_WALL)
+    wall = _english(real_stories, BORDER_WALL)
     assert len(wall) == 3
     (cluster,) = _clusters_holding(clusters, wall)
-    assert _feeds(cluster) == {"Rss20IndianExpress.xml", "Rss20JapanToday.xml"}
+    assert _feeds(cluster) == {"indianexpress.xml", "japantoday.xml"}
     assert all(BORDER_WALL.search(s.title) for s in _members(cluster))
 
 
 def test_unrelated_stories_are_not_merged(
-    codehollow: list[Story], clusters: tuple[Cluster, ...]
+    real_stories: list[Story], clusters: tuple[Cluster, ...]
 ) -> None:
     events = [AIRPORT, HACKING, BORDER_WALL]
     for cluster in clusters:
@@ -125,15 +157,15 @@ def test_unrelated_stories_are_not_merged(
         assert sum(any(e.search(t) for t in titles) for e in events) <= 1, titles
     # Near misses: Russia in Syria is not the hacking report; Trump on Toyota's Mexican
     # plant is not the border wall.
-    (hacking,) = _clusters_holding(clusters, _english(codehollow, HACKING))
+    (hacking,) = _clusters_holding(clusters, _english(real_stories, HACKING))
     assert not any("Syria" in s.title for s in _members(hacking))
-    (wall,) = _clusters_holding(clusters, _english(codehollow, BORDER_WALL))
+    (wall,) = _clusters_holding(clusters, _english(real_stories, BORDER_WALL))
     assert not any("Toyota" in s.title for s in _members(wall))
 
 
-def test_without_the_encoder_only_exact_matches_merge(codehollow: list[Story]) -> None:
-    exact = cluster_stories(codehollow)
-    airport = _english(codehollow, AIRPORT)
+def test_without_the_encoder_only_exact_matches_merge(real_stories: list[Story]) -> None:
+    exact = cluster_stories(real_stories)
+    airport = _english(real_stories, AIRPORT)
     assert len(_clusters_holding(exact, airport)) == len(airport)
 
 
@@ -243,9 +275,9 @@ def test_the_lead_is_the_story_with_most_text_then_the_earliest(
 
 
 def test_results_do_not_depend_on_input_order(
-    codehollow: list[Story], clusters: tuple[Cluster, ...], encoder: SentenceEncoder
+    real_stories: list[Story], clusters: tuple[Cluster, ...], encoder: SentenceEncoder
 ) -> None:
-    shuffled = list(codehollow)
+    shuffled = list(real_stories)
     random.Random(7).shuffle(shuffled)
     again = cluster_stories(shuffled, encoder=encoder)
     assert _groups(again) == _groups(clusters)

@@ -12,9 +12,9 @@ from digest.cli import cli
 from digest.config import append_feeds, load_settings
 from digest.models import FeedSource
 from digest.opml import read_opml
-from tests.conftest import FEEDS, SHARED_DATA, FeedServer, write_settings
+from tests.conftest import FEEDS, SAMPLE, FeedServer, write_settings
 
-OPML = SHARED_DATA / "opml"
+OPML = SAMPLE / "opml"  # copies of real exports from the corpus
 CANADA = OPML / "plenaryapp__awesome-rss-feeds" / "countries" / "with_category" / "Canada.opml"
 
 

@@ -1,4 +1,8 @@
-"""OPML in and out, on the real exports in shared/data/opml (some of them not valid XML)."""
+"""OPML in and out, on the real exports in shared/data/opml (some of them not valid XML).
+
+Most cases read the repository's byte-for-byte copies of those files (tests/fixtures/corpus);
+the ones marked ``corpus`` read the corpus beside the clone.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,41 @@ import pytest
 
 from digest.models import FeedSource
 from digest.opml import read_opml, write_opml
-from tests.conftest import SHARED_DATA
+from tests.conftest import SAMPLE, SHARED_DATA, corpus_files, in_corpus
 
 OPML = SHARED_DATA / "opml"
+SAMPLE_OPML = SAMPLE / "opml"
 ALL_FILES = sorted(p for p in OPML.rglob("*") if p.is_file())
 
 
-def _read(relative: str) -> tuple[tuple[FeedSource, ...], tuple[str, ...]]:
-    found = read_opml((OPML / relative).read_bytes(), relative)
+def _read(
+    relative: str, root: Path = SAMPLE_OPML
+) -> tuple[tuple[FeedSource, ...], tuple[str, ...]]:
+    found = read_opml((root / relative).read_bytes(), relative)
     return found.feeds, found.problems
 
 
+def _in_corpus(*values: object) -> object:
+    """A parameter set whose file is only in the corpus (its first value, under opml/)."""
+    return in_corpus(f"opml/{values[0]}", *values)
+
+
+@pytest.mark.corpus("opml")
 def test_the_shared_data_is_there() -> None:
     assert len(ALL_FILES) >= 30
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(OPML)))
+@pytest.mark.parametrize(
+    "path",
+    [
+        *corpus_files("opml"),
+        *(
+            pytest.param(p, id=f"sample/{p.relative_to(SAMPLE_OPML)}")
+            for p in sorted(SAMPLE_OPML.rglob("*"))
+            if p.is_file()
+        ),
+    ],
+)
 def test_every_file_gives_feeds_or_a_clear_problem(path: Path) -> None:
     found = read_opml(path.read_bytes(), str(path))
     assert found.feeds or found.problems
@@ -40,18 +63,19 @@ def test_every_file_gives_feeds_or_a_clear_problem(path: Path) -> None:
     [
         ("newsboat__newsboat/example.opml", 7, 0),
         ("stringer-rss__stringer/support/files/subscriptions.xml", 7, 1),
-        ("kilimchoi__engineering-blogs/engineering_blogs.opml", 420, 2),
-        (
+        _in_corpus("kilimchoi__engineering-blogs/engineering_blogs.opml", 420, 2),
+        _in_corpus(
             "Ranchero-Software__NetNewsWire/Modules/RSParser/Tests/RSParserTests/Resources/Subs.opml",
             206,
             1,
         ),
-        ("spacecowboy__Feeder/rssguard_1.opml", 30, 0),
+        _in_corpus("spacecowboy__Feeder/rssguard_1.opml", 30, 0),
         ("rometools__rome/opml_1.0_links.xml", 0, 41),
     ],
 )
 def test_exact_counts(relative: str, feeds: int, problems: int) -> None:
-    found, trouble = _read(relative)
+    root = SAMPLE_OPML if (SAMPLE_OPML / relative).is_file() else OPML
+    found, trouble = _read(relative, root)
     assert (len(found), len(trouble)) == (feeds, problems), trouble
 
 
@@ -114,9 +138,10 @@ def test_invalid_xml_still_yields_every_feed_it_lists() -> None:
     assert FeedSource(url="https://globalnews.ca/feed/", category="Canada") in feeds  # text=""
 
 
+@pytest.mark.corpus("opml/spacecowboy__Feeder/Programming.opml")
 def test_a_broken_attribute_loses_only_itself() -> None:
     # Line 42 has raw quotes and markup inside a description attribute.
-    feeds, _ = _read("spacecowboy__Feeder/Programming.opml")
+    feeds, _ = _read("spacecowboy__Feeder/Programming.opml", OPML)
     assert len(feeds) == 50
     assert FeedSource(url="https://m.signalvnoise.com/feed/", name="Signal v. Noise") in feeds
     assert (
@@ -147,10 +172,14 @@ def test_entities_are_never_expanded(declaration: str) -> None:
     )
 
 
-def test_latin1_and_single_quoted_exports() -> None:
+def test_a_latin1_export() -> None:
     feeds, _ = _read("NicolasLM__atoma/subscription-list.xml")  # ISO-8859-1
     assert [f.name for f in feeds] == ["CNET News.com", "washingtonpost.com - Politics"]
-    feeds, _ = _read("spacecowboy__Feeder/Flym_auto_backup.opml")
+
+
+@pytest.mark.corpus("opml/spacecowboy__Feeder/Flym_auto_backup.opml")
+def test_a_single_quoted_export() -> None:
+    feeds, _ = _read("spacecowboy__Feeder/Flym_auto_backup.opml", OPML)
     assert {f.category for f in feeds} == {"black humor", "comics", "Tech", "Political humour"}
 
 
@@ -179,7 +208,15 @@ def test_written_opml_is_opml_2_with_one_folder_per_category() -> None:
     assert 'text="https://b.example.org/feed.json"' in text
 
 
-def test_a_real_export_survives_write_and_read() -> None:
-    feeds, _ = _read("kilimchoi__engineering-blogs/engineering_blogs.opml")
+@pytest.mark.parametrize(
+    ("relative", "root"),
+    [
+        ("stringer-rss__stringer/sample_data/subscriptions.xml", SAMPLE_OPML),
+        _in_corpus("kilimchoi__engineering-blogs/engineering_blogs.opml", OPML),
+    ],
+)
+def test_a_real_export_survives_write_and_read(relative: str, root: Path) -> None:
+    feeds, _ = _read(relative, root)
+    assert len(feeds) > 5
     again = read_opml(write_opml(feeds, "again"), "again").feeds
     assert sorted(again, key=lambda f: f.url) == sorted(feeds, key=lambda f: f.url)

@@ -10,7 +10,7 @@ import pytest
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult
 from digest.parse import canonical_url, html_to_text, parse_feed, recent_stories
-from tests.conftest import FEEDS, SHARED_DATA
+from tests.conftest import FEEDS, SAMPLE
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 
@@ -134,11 +134,64 @@ def test_a_malformed_json_feed_item_is_skipped_not_the_whole_feed() -> None:
     assert (story.title, story.url, story.author) == ("Fine", "https://news.example.org/ok", "Ann")
 
 
-# Encodings: the bytes of the shared corpus, with a link added where the fixture has none
+# Encodings: the bytes of the shared corpus (the repository's copies of a few files), with
+# a link added where the fixture has none
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "title", "warning"),
+    [
+        (  # RSS 0.91, ISO-8859-1 declared
+            "codehollow__FeedReader/Rss091Stadtfeuerwehr.xml",
+            15,
+            "[17.08.2018 - 20:35 Uhr] Technische Hilfeleistung",
+            None,
+        ),
+        ("miniflux__v2/xml/testdata/koi8r.xml", 2, "Первая новость", None),
+        (
+            "feed-rs__feed-rs/rss0/rss_0.91_encoding_1.xml",
+            1,
+            "bash - Expansão de Parâmetros",
+            None,
+        ),
+        (  # gzip bytes, windows-1251 inside
+            "danmactough__node-feedparser/compressed.xml",
+            None,
+            "В Бузулуке главные стройплощадки – детсад и Ледовый дворец",
+            "the body was gzip-compressed without saying so (Content-Encoding)",
+        ),
+        (  # windows-1252 bytes and no declaration
+            "rbren__rss-parser/uolNoticias.rss",
+            None,
+            "Ibope: Bolsonaro perde de Haddad, Ciro e Alckmin em simulações de 2º turno",
+            "no encoding declared; the bytes read as cp1252",
+        ),
+        (  # RSS 1.0, UTF-8 bytes declared ISO-8859-1
+            "laminas__laminas-feed/laut.de-rdf.xml",
+            None,
+            "Michael Jackson: Video der letzten Probe veröffentlicht",
+            "declared ISO-8859-1, but the bytes are UTF-8",
+        ),
+        ("simplepie__simplepie/feed-utf16le.xml", None, "Test feed title 1", None),
+        ("simplepie__simplepie/feed-utf16be.xml", None, "Test feed title 1", None),
+    ],
+)
+def test_real_feeds_in_other_encodings_read_exactly(
+    name: str, count: int | None, title: str, warning: str | None
+) -> None:
+    parsed = parse_feed(_from_bytes((SAMPLE / "feeds" / name).read_bytes()))
+    assert count is None or len(parsed.stories) == count
+    assert title in [s.title for s in parsed.stories]
+    assert all("\ufffd" not in s.title for s in parsed.stories)
+    assert (
+        warning in parsed.warnings
+        if warning
+        else not any("encod" in w or "declared" in w for w in parsed.warnings)
+    )
 
 
 def _corpus_with_link(name: str) -> bytes:
-    body = (SHARED_DATA / "feeds" / "kurtmckee__feedparser" / name).read_bytes()
+    body = (SAMPLE / "feeds" / "kurtmckee__feedparser" / name).read_bytes()
     body = body.replace(b"<item>", b"<item><link>https://news.example.org/a</link>", 1)
     return body.replace(b"<entry>", b'<entry><link href="https://news.example.org/a"/>', 1)
 

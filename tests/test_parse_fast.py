@@ -2,7 +2,8 @@
 
 Wherever the fast path accepts a document, both paths must give the same stories (every
 field) and the same warnings, for a feed fetched over HTTP and for a local file (whose
-links resolve against the feed's own site link).
+links resolve against the feed's own site link). The repository's own feed fixtures are
+compared as well, so a clone without the corpus still checks both paths.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import pytest
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult, ParsedFeed
 from digest.parse import _parse_with, _read_fast, _xml_text
-from tests.conftest import SHARED_DATA
+from tests.conftest import FEEDS, FIXTURES, SAMPLE, SHARED_DATA, corpus_files
 
 CORPUS = SHARED_DATA / "feeds"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".json")
+FIXTURE_FILES = sorted(
+    p
+    for root in (FEEDS, SAMPLE / "feeds")
+    for p in root.rglob("*")
+    if p.is_file() and p.suffix not in (".json", ".md")
+)
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
 
 
@@ -34,7 +41,13 @@ def _is_fast(body: bytes, url: str) -> bool:
     return _read_fast(_xml_text(body, None, []), url) is not None
 
 
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+@pytest.mark.parametrize(
+    "path",
+    [
+        *corpus_files("feeds", keep=lambda p: p.suffix != ".json"),
+        *(pytest.param(p, id=f"fixtures/{p.relative_to(FIXTURES)}") for p in FIXTURE_FILES),
+    ],
+)
 def test_fast_path_gives_what_feedparser_gives(path: Path) -> None:
     body = path.read_bytes()
     for url in ("https://feeds.example.org/feed", str(path)):
@@ -42,6 +55,7 @@ def test_fast_path_gives_what_feedparser_gives(path: Path) -> None:
             assert _parse(body, url, fast=True) == _parse(body, url, fast=False)
 
 
+@pytest.mark.corpus("feeds")
 def test_half_the_corpus_takes_the_fast_path() -> None:
     fast = [p for p in FILES if _is_fast(p.read_bytes(), "https://feeds.example.org/feed")]
     assert len(fast) >= len(FILES) // 2  # 108 of 203 when written

@@ -54,7 +54,7 @@ from digest.render import (
 )
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
-from tests.conftest import FEEDS, REPO, SHARED_DATA, write_settings
+from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -425,9 +425,12 @@ def test_a_200_story_day_is_trimmed_under_the_gmail_cap_and_says_so() -> None:
 
 
 def _shared_feed_stories(*folders: str) -> list[Story]:
+    """The stories of the corpus's folders, or with "demo" of the demo's captures (copies of
+    CodeHollow's and NetNewsWire's) in examples/feeds."""
     stories: list[Story] = []
     for folder in folders:
-        for path in sorted((SHARED_DATA / "feeds" / folder).iterdir()):
+        root = REPO / "examples" / "feeds" if folder == "demo" else SHARED_DATA / "feeds" / folder
+        for path in sorted(root.iterdir()):
             source = FeedSource(url=str(path), name=path.stem, category=folder.split("__")[0])
             fetched = FetchResult(source=source, fetched_at=NOW, status=200, body=path.read_bytes())
             try:
@@ -454,10 +457,19 @@ def _sent_html_part(rendered: RenderedDigest) -> bytes:
     return body.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
 
 
-def test_a_200_story_day_of_real_feeds_is_under_the_cap_as_sent() -> None:
+@pytest.mark.parametrize(
+    "folders",
+    [
+        ("demo",),
+        in_corpus(
+            "feeds", ("codehollow__FeedReader", "Ranchero-Software__NetNewsWire"), id="corpus"
+        ),
+    ],
+)
+def test_a_200_story_day_of_real_feeds_is_under_the_cap_as_sent(folders: tuple[str, ...]) -> None:
     # Gmail sees the part quoted-printable encoded: each "=" and every byte of a non-ASCII
     # character grows threefold, so the cap must hold for those bytes, not the UTF-8 ones.
-    stories = _shared_feed_stories("codehollow__FeedReader", "Ranchero-Software__NetNewsWire")
+    stories = _shared_feed_stories(*folders)
     leads = stories[:200]
     texts = LeadSummarizer(60).summarize(
         [SummaryRequest(title=s.title, text=s.text) for s in leads]
