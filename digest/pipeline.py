@@ -74,6 +74,7 @@ from digest.models import (
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.preflight import mailer_problems, require_usable_mailer
 from digest.render import (
     RenderOptions,
     SectionRules,
@@ -495,9 +496,7 @@ def check_settings(settings: Settings) -> list[str]:
         problems.append(f"[render].template_dir: no such folder: {template_dir}")
     else:
         problems.extend(check_templates(make_environment(template_dir), render_options(settings)))
-    smtp_login = settings.delivery.backend == "smtp" and settings.smtp.username
-    if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
-        problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
+    problems.extend(mailer_problems(settings))
     return problems
 
 
@@ -875,6 +874,7 @@ def send_edition(
     keep each recipient's Message-ID. ``edition_on`` (default: today, in the readers' zone)
     is the daemon's scheduled date: an edition sent late, past midnight, is still its day's.
     """
+    require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
         collect_report = collect_all(settings, store, clock) if collect else None
