@@ -28,7 +28,7 @@ import click
 from digest import __version__, pipeline, schedule
 from digest.config import Settings, SummarizeSettings, find_config_path, load_settings
 from digest.errors import ConfigError, DigestError
-from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun
+from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -218,12 +218,26 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             resend_uncertain=resend_uncertain,
             force=force,
             stop=stop,
+            on_wait=functools.partial(_print_waiting, tz=settings.tz),
         )
     _print_send(report)
     if report.aborted:
         raise click.ClickException(report.aborted)
     if not report.ok:
         sys.exit(1)
+
+
+def _print_waiting(holder: SendLockHolder, *, tz: tzinfo) -> None:
+    who = f"pid {holder.pid}" if holder.pid else "pid unknown"
+    if holder.command:
+        who += f", `{holder.command}`"
+    if holder.since_at:
+        who += f", sending since {_local_time(holder.since_at, tz)}"
+    click.echo(
+        f"waiting for another digest send to finish ({who}); it will have sent the edition, "
+        "so this one then sends only what is left (Ctrl-C stops waiting)",
+        err=True,
+    )
 
 
 @contextlib.contextmanager

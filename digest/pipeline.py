@@ -68,6 +68,7 @@ from digest.models import (
     FetchResult,
     JobRun,
     RenderedDigest,
+    SendLockHolder,
     Story,
     Summary,
 )
@@ -864,10 +865,13 @@ def send_edition(
     force: bool = False,
     stop: threading.Event | None = None,
     edition_on: date | None = None,
+    on_wait: Callable[[SendLockHolder], None] | None = None,
 ) -> SendReport:
     """Collect (optionally), build today's edition once, and deliver it to each recipient once.
 
-    One sender at a time per store: a second one waits for the first (the store's send lock).
+    The mail settings are checked first. One sender at a time per store: a second one waits
+    for the first (the store's send lock, taken before collecting), telling ``on_wait`` (by
+    default, the log) who it waits for.
     ``stop`` is checked before each hand-over: once set, the message in flight is finished
     and committed, and the rest stay pending. ``resend_uncertain`` resends rows left
     ``sending`` by a crash; ``force`` sends the edition again to those already served; both
@@ -877,13 +881,17 @@ def send_edition(
     require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
-        collect_report = collect_all(settings, store, clock) if collect else None
-        with store.send_lock(wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop) as is_locked:
-            day = edition_on or edition_date(settings, clock())
+        # Locked before the final collect: a second sender waits, then finds the edition sent,
+        # instead of collecting (and building) for nothing.
+        lock = store.send_lock(
+            wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop, on_wait=on_wait or _log_waiting
+        )
+        with lock as is_locked:
             if not is_locked:
-                return SendReport(
-                    edition_on=day, rendered=None, collect=collect_report, stopped=True
-                )
+                day = edition_on or edition_date(settings, clock())
+                return SendReport(edition_on=day, rendered=None, stopped=True)
+            collect_report = collect_all(settings, store, clock) if collect else None
+            day = edition_on or edition_date(settings, clock())
             report = _send_locked(
                 settings,
                 store,
@@ -895,6 +903,10 @@ def send_edition(
                 resend_uncertain=resend_uncertain,
             )
     return replace(report, collect=collect_report)
+
+
+def _log_waiting(holder: SendLockHolder) -> None:
+    logger.warning("waiting for another digest send to finish (pid %s)", holder.pid or "?")
 
 
 def _send_locked(
