@@ -10,19 +10,24 @@ feed's new address, and a hop from a public address into a loopback, private or 
 one refused. Timeouts and 5xx answers are retried with backoff; nothing else is, and not a
 429 or 503 that says when to come back (``Retry-After``, carried in the result along with a
 success's ``Cache-Control: max-age``, for the pipeline's per-feed politeness).
-``fetch_pages`` fetches article pages with the same rules.
+``fetch_each`` does the same, yielding each result as it comes, and ``fetch_pages`` fetches
+article pages with the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import ipaddress
+import queue
 import random
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +146,76 @@ async def _fetch_all(
             return on_result(index, result) if on_result is not None else result
 
         return list(await asyncio.gather(*(job(i, s) for i, s in enumerate(sources))))
+
+
+def fetch_each(
+    sources: Sequence[FeedSource],
+    states: dict[str, FeedState],
+    limits: FetchLimits,
+    now: Callable[[], datetime],
+) -> Generator[FetchResult, None, None]:
+    """Fetch every feed concurrently, as ``fetch_all`` does, yielding each result as soon as
+    its fetch ends: the fetches run in a thread of their own, so the caller can parse and
+    store one while the others are on their way. Closing the iterator early (an interrupt)
+    cancels the fetches still running."""
+    stream = _Stream()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-fetch") as thread:
+        fetching = thread.submit(asyncio.run, stream.run(sources, states, limits, now))
+        is_complete = False
+        try:
+            for _ in sources:
+                yield stream.next_result(fetching)
+            is_complete = True
+        finally:
+            if not is_complete:
+                stream.cancel()
+
+
+class _Stream:
+    """Fetch results handed from the fetching thread's event loop to the caller's thread."""
+
+    def __init__(self) -> None:
+        self.results: queue.SimpleQueue[FetchResult] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._is_cancelled = False
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[object]] | None = None
+
+    async def run(
+        self,
+        sources: Sequence[FeedSource],
+        states: dict[str, FeedState],
+        limits: FetchLimits,
+        now: Callable[[], datetime],
+    ) -> None:
+        with self._lock:
+            task = asyncio.current_task()
+            if self._is_cancelled or task is None:
+                return
+            self._task = (asyncio.get_running_loop(), task)
+        async with _Fetcher(limits, FEED_ACCEPT) as fetcher:
+
+            async def job(source: FeedSource) -> None:
+                self.results.put(await fetcher.feed(source, states.get(source.url), now))
+
+            await asyncio.gather(*(job(source) for source in sources))
+
+    def next_result(self, fetching: Future[None]) -> FetchResult:
+        while True:
+            try:
+                # A timeout, so that a fetching thread that died is noticed.
+                return self.results.get(timeout=0.5)
+            except queue.Empty:
+                if fetching.done() and self.results.empty():
+                    fetching.result()  # raises what killed it
+                    raise RuntimeError("the fetching thread ended early") from None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._is_cancelled = True
+            if self._task is not None:
+                loop, task = self._task
+                with contextlib.suppress(RuntimeError):  # its loop has finished already
+                    loop.call_soon_threadsafe(task.cancel)
 
 
 def fetch_pages(
