@@ -21,7 +21,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import date, datetime, timedelta
@@ -37,7 +37,7 @@ from digest.clean import (
     extract_article,
     split_headline,
 )
-from digest.collect import FetchLimits, fetch_all, fetch_each, fetch_pages
+from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_key
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
@@ -435,34 +435,41 @@ def _fetch_and_parse(
     as they are ready (in worker processes for a large run)."""
     max_age = settings.collect.max_age_days
     cores = os.cpu_count() or 1
-    with contextlib.closing(fetch_each(sources, states, _limits(settings), clock)) as fetched:
+    with FeedStream(sources, states, _limits(settings), clock) as stream:
         if cores >= 2 and len(sources) >= _POOL_MIN_FEEDS:
-            yield from _parse_in_pool(fetched, states, max_age, workers=min(cores, 4))
+            yield from _parse_in_pool(stream, states, max_age, workers=min(cores, 4))
             return
-        for result in fetched:
-            result = _without_seen_body(result, states)
-            yield _outcome(result, parse_fetched(result, max_age))
+        while stream.remaining:
+            if (result := stream.next_result()) is not None:
+                result = _without_seen_body(result, states)
+                yield _outcome(result, parse_fetched(result, max_age))
 
 
 def _parse_in_pool(
-    fetched: Iterable[FetchResult], states: dict[str, FeedState], max_age: int, *, workers: int
+    stream: FeedStream, states: dict[str, FeedState], max_age: int, *, workers: int
 ) -> Iterator[_FeedOutcome]:
-    """Parse each feed in a worker process as it arrives; yield each as its parse ends."""
+    """Parse each feed in a worker process as it arrives; yield each as its parse ends,
+    while the other feeds are still being fetched."""
     # forkserver, not fork: the daemon has threads (and maybe torch) by now.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["digest.parse"])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     parsing: dict[Future[ParseOutcome], FetchResult] = {}
     try:
-        for result in fetched:
-            result = _without_seen_body(result, states)
-            # Kept without its body (the worker has its own copy), and popped once parsed, so
-            # each feed's stories are freed once stored, not held to the end.
-            parsing[pool.submit(parse_fetched, result, max_age)] = replace(result, body=b"")
+        while stream.remaining or parsing:
+            if stream.remaining:
+                # A short wait while parses are under way, so each is stored as it ends.
+                result = stream.next_result(timeout=0.05 if parsing else None)
+                if result is not None:
+                    result = _without_seen_body(result, states)
+                    # Kept without its body (the worker has its own copy); popped once
+                    # parsed, so each feed's stories are freed once stored.
+                    future = pool.submit(parse_fetched, result, max_age)
+                    parsing[future] = replace(result, body=b"")
+            else:
+                wait(parsing, return_when=FIRST_COMPLETED)
             for done in [future for future in parsing if future.done()]:
                 yield _outcome(parsing.pop(done), done.result())
-        for done in as_completed(list(parsing)):
-            yield _outcome(parsing.pop(done), done.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
