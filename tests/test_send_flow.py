@@ -364,3 +364,25 @@ def test_the_lock_file_names_its_holder_and_an_old_bare_pid_is_still_read(
         assert lock.read_text() == ""  # emptied on release
     assert holder.pid == os.getpid() and holder.command is not None
     assert holder.command.startswith("digest") and holder.since_at is not None
+
+
+def _has_loaded_torch(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return "torch" in Path(f"/proc/{pid}/maps").read_text()
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_an_interrupt_while_summarising_keeps_every_feed_and_says_so(tmp_path: Path) -> None:
+    feeds = [{"url": str(FEEDS / name), "name": name} for name in FAST]
+    collector = _Digest(write_settings(tmp_path, feeds), "collect")
+    # The encoder (torch) is loaded only to build the edition, after every feed is stored.
+    _wait_until(lambda: _has_loaded_torch(collector.process.pid), "the summarising step")
+    collector.process.send_signal(signal.SIGINT)
+    code, out, err = collector.finish()
+    assert code == 130, out + err
+    assert "SIGINT: stopping now" in err and "Traceback" not in err
+    assert "3 feeds: 3 read, 0 failed; 22 new stories" in out
+    assert "interrupted while summarising: every feed's stories are stored" in out
+    assert _count(tmp_path, "SELECT count(*) FROM stories") == 22
+    assert _ledger(tmp_path) == Counter()  # integrity_check too
