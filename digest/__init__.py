@@ -21,6 +21,7 @@ from digest.models import (
     OutgoingMessage,
     ParsedFeed,
     RenderedDigest,
+    SendLockHolder,
     Story,
     Summary,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "OutgoingMessage",
     "ParsedFeed",
     "RenderedDigest",
+    "SendLockHolder",
     "Story",
     "Summary",
     "__version__",

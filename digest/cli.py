@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, tzinfo
@@ -28,7 +27,8 @@ import click
 from digest import __version__, pipeline, schedule
 from digest.config import Settings, SummarizeSettings, find_config_path, load_settings
 from digest.errors import ConfigError, DigestError
-from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun
+from digest.interrupt import StopRequest
+from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -88,9 +88,15 @@ def cli(config: str | None, debug: bool) -> None:
 )
 @_translate_errors
 def collect(summarize: bool) -> None:
-    """Fetch every feed once and store the new stories."""
-    report = pipeline.collect_once(_settings(), schedule.utc_now, summarize=summarize)
+    """Fetch every feed once and store the new stories.
+
+    SIGINT or SIGTERM stops at once, keeping the feeds stored so far (exit 130 or 143)."""
+    settings = _settings()
+    with _stop_on_signals() as stop:
+        report = pipeline.collect_once(settings, schedule.utc_now, summarize=summarize, stop=stop)
     _print_collect(report)
+    if report.stopped_while:
+        sys.exit(stop.exit_code)
     if report.all_failed:
         sys.exit(1)
 
@@ -109,12 +115,28 @@ def _print_collect(report: pipeline.CollectReport) -> None:
         line = f"{feed.name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  {detail}"
         click.echo(line.rstrip())
     ok = len(report.feeds) - len(report.failed)
-    ok -= len(report.skipped)
+    ok -= len(report.skipped) + len(report.not_read)
     skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
     click.echo(
         f"{len(report.feeds)} feeds: {ok} read, {len(report.failed)} failed{skipped}; "
         f"{report.new_stories} new stories"
     )
+    _print_collect_stop(report)
+
+
+def _print_collect_stop(report: pipeline.CollectReport) -> None:
+    if report.stopped_while == "collecting":
+        stored = report.stored_feeds
+        click.echo(
+            f"interrupted: {stored} of {stored + len(report.not_read)} feeds read and stored "
+            f"({report.new_stories} new stories kept), {len(report.not_read)} not read: "
+            "the next collect reads them"
+        )
+    elif report.stopped_while == "summarising":
+        click.echo(
+            "interrupted while summarising: every feed's stories are stored; the summaries not "
+            "made yet are made by the next preview or send"
+        )
 
 
 @cli.command()
@@ -203,8 +225,10 @@ def _temp_html_path() -> Path:
 def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> None:
     """Build today's edition and deliver it to every recipient, once.
 
-    SIGTERM or Ctrl-C finishes the message in flight, records it and stops (a second one
-    stops at once). Exits 1 if any recipient failed, is uncertain or was not reached.
+    SIGTERM or Ctrl-C before the first message stops at once, archiving nothing; while
+    delivering, it finishes the message in flight, records it and stops; either way it exits
+    143 or 130 (a second one exits at once). Exits 1 if any recipient failed, is uncertain or
+    was not reached.
     """
     settings = _settings()
     if dry_run:
@@ -218,24 +242,44 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             resend_uncertain=resend_uncertain,
             force=force,
             stop=stop,
+            on_wait=functools.partial(_print_waiting, tz=settings.tz),
         )
     _print_send(report)
     if report.aborted:
         raise click.ClickException(report.aborted)
+    if stop.is_set() and not report.ok:
+        sys.exit(stop.exit_code)
     if not report.ok:
         sys.exit(1)
 
 
+def _print_waiting(holder: SendLockHolder, *, tz: tzinfo) -> None:
+    who = f"pid {holder.pid}" if holder.pid else "pid unknown"
+    if holder.command:
+        who += f", `{holder.command}`"
+    if holder.since_at:
+        who += f", sending since {_local_time(holder.since_at, tz)}"
+    click.echo(
+        f"waiting for another digest send to finish ({who}); it will have sent the edition, "
+        "so this one then sends only what is left (Ctrl-C stops waiting)",
+        err=True,
+    )
+
+
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT set the event the delivery loop checks; a second one stops now."""
-    stop = threading.Event()
+def _stop_on_signals() -> Iterator[StopRequest]:
+    """SIGTERM and SIGINT make a stop request (the work says what it keeps); a second one
+    exits at once, with 128 + its number, as the shell reports a process it killed."""
+    stop = StopRequest()
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
         if stop.is_set():
-            raise KeyboardInterrupt
-        click.echo(f"{signal.Signals(signum).name}: finishing the message in flight", err=True)
-        stop.set()
+            # Not click.echo: the code this signal interrupted may be writing to stderr.
+            os.write(2, f"{name} again: exiting now\n".encode())
+            os._exit(128 + signum)  # SQLite's journal keeps the store whole
+        os.write(2, f"{name}: {stop.note}\n".encode())
+        stop.request(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -244,6 +288,13 @@ def _stop_on_signals() -> Iterator[threading.Event]:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
+
+_STOPPED_BEFORE_SENDING = {
+    "waiting": "stopped on request while waiting for another digest send to finish; nothing sent",
+    "collecting": "stopped on request while collecting; nothing built or archived, nothing sent",
+    "building": "stopped on request while building it; nothing archived, nothing sent (the "
+    "stories collected are kept)",
+}
 
 _STATE_LABELS = {
     DeliveryState.PENDING: "not sent yet",
@@ -268,11 +319,8 @@ def _print_plan(plan: pipeline.SendReport) -> None:
 def _print_send(report: pipeline.SendReport) -> None:
     if report.collect is not None:
         _print_collect(report.collect)
-    if report.is_stopped_waiting:
-        click.echo(
-            f"edition {report.edition_on}: stopped on request while waiting for another digest"
-            " send to finish; nothing sent"
-        )
+    if report.stopped_while is not None:
+        click.echo(f"edition {report.edition_on}: {_STOPPED_BEFORE_SENDING[report.stopped_while]}")
         return
     if report.rendered is None:
         click.echo(f"edition {report.edition_on}: no new stories since the last one; nothing sent")

@@ -10,19 +10,24 @@ feed's new address, and a hop from a public address into a loopback, private or 
 one refused. Timeouts and 5xx answers are retried with backoff; nothing else is, and not a
 429 or 503 that says when to come back (``Retry-After``, carried in the result along with a
 success's ``Cache-Control: max-age``, for the pipeline's per-feed politeness).
-``fetch_pages`` fetches article pages with the same rules.
+A ``FeedStream`` does the same, handing over each result as it comes, and ``fetch_pages``
+fetches article pages with the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import ipaddress
+import queue
 import random
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +146,82 @@ async def _fetch_all(
             return on_result(index, result) if on_result is not None else result
 
         return list(await asyncio.gather(*(job(i, s) for i, s in enumerate(sources))))
+
+
+class FeedStream:
+    """Every feed fetched concurrently in a thread of its own, each result handed over as its
+    fetch ends, so the caller can parse and store one while the others are on their way.
+    Leaving the ``with`` block before every result was taken (an interrupt) cancels the
+    fetches still running."""
+
+    def __init__(
+        self,
+        sources: Sequence[FeedSource],
+        states: dict[str, FeedState],
+        limits: FetchLimits,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.sources, self.states, self.limits, self.now = sources, states, limits, now
+        self.remaining = len(sources)
+        self._results: queue.SimpleQueue[FetchResult] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._is_cancelled = False
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[object]] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-fetch")
+        self._fetching: Future[None] | None = None
+
+    def __enter__(self) -> FeedStream:
+        self._fetching = self._thread.submit(asyncio.run, self._run())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.remaining:
+            self._cancel()
+        self._thread.shutdown(wait=True)
+
+    def next_result(self, timeout: float | None = None) -> FetchResult | None:
+        """The next fetch to end; None if none ended within ``timeout`` seconds."""
+        waited = 0.0
+        while timeout is None or waited < timeout:
+            # In slices, so that a fetching thread that died is noticed.
+            step = 0.5 if timeout is None else min(0.5, timeout - waited)
+            try:
+                result = self._results.get(timeout=step)
+            except queue.Empty:
+                self._check_alive()
+                waited += step
+                continue
+            self.remaining -= 1
+            return result
+        return None
+
+    def _check_alive(self) -> None:
+        fetching = self._fetching
+        if fetching is not None and fetching.done() and self._results.empty():
+            fetching.result()  # raises what killed it
+            raise RuntimeError("the fetching thread ended early")
+
+    async def _run(self) -> None:
+        with self._lock:
+            task = asyncio.current_task()
+            if self._is_cancelled or task is None:
+                return
+            self._task = (asyncio.get_running_loop(), task)
+        async with _Fetcher(self.limits, FEED_ACCEPT) as fetcher:
+
+            async def job(source: FeedSource) -> None:
+                state = self.states.get(source.url)
+                self._results.put(await fetcher.feed(source, state, self.now))
+
+            await asyncio.gather(*(job(source) for source in self.sources))
+
+    def _cancel(self) -> None:
+        with self._lock:
+            self._is_cancelled = True
+            if self._task is not None:
+                loop, task = self._task
+                with contextlib.suppress(RuntimeError):  # its loop has finished already
+                    loop.call_soon_threadsafe(task.cancel)
 
 
 def fetch_pages(

@@ -274,6 +274,15 @@ class JobRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SendLockHolder:
+    """The sender holding a store's send lock, as its lock file tells (None: not told)."""
+
+    pid: int | None = None
+    command: str | None = None
+    since_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutgoingMessage:
     """One recipient's message as handed to a mail backend: envelope and wire bytes."""
 

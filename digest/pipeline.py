@@ -21,7 +21,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import date, datetime, timedelta
@@ -37,7 +37,7 @@ from digest.clean import (
     extract_article,
     split_headline,
 )
-from digest.collect import FetchLimits, fetch_all, fetch_pages
+from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_key
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
@@ -54,6 +54,7 @@ from digest.deliver import (
 )
 from digest.encoder import load_encoder
 from digest.errors import DeliveryError, DigestError, FeedError, InputError
+from digest.interrupt import Interrupted, abandonable, noting
 from digest.models import (
     Article,
     Delivery,
@@ -68,12 +69,14 @@ from digest.models import (
     FetchResult,
     JobRun,
     RenderedDigest,
+    SendLockHolder,
     Story,
     Summary,
 )
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.preflight import mailer_problems, require_usable_mailer
 from digest.reader_links import reader_link_warnings
 from digest.render import (
     RenderOptions,
@@ -99,8 +102,9 @@ class FeedReport:
 
     url: str
     name: str
-    # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), or "skipped": not due
-    # yet (politeness: its TTL, max-age, Retry-After or minimum interval)
+    # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), "skipped": not due
+    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), or "not read": an
+    # interrupt came first (nothing of it stored; the next collect fetches it)
     status: str
     new_stories: int = 0
     error: str | None = None
@@ -114,6 +118,10 @@ class FeedReport:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CollectReport:
     feeds: tuple[FeedReport, ...]
+    # A stop request ended the run while "collecting" (the feeds "not read" were not stored)
+    # or "summarising" (every feed stored; the summaries not all cached)
+    stopped_while: str | None = None
+    stored_feeds: int = 0  # feeds fetched (or failed) and stored by this run
 
     @property
     def new_stories(self) -> int:
@@ -132,6 +140,11 @@ class CollectReport:
         """Feeds not fetched this time because they were not due yet."""
         return tuple(f for f in self.feeds if f.status == "skipped")
 
+    @property
+    def not_read(self) -> tuple[FeedReport, ...]:
+        """Feeds an interrupt kept from being fetched or stored."""
+        return tuple(f for f in self.feeds if f.status == "not read")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendReport:
@@ -140,7 +153,10 @@ class SendReport:
     deliveries: tuple[Delivery, ...] = ()
     already_sent: tuple[Delivery, ...] = ()
     collect: CollectReport | None = None
-    stopped: bool = False  # a stop request (SIGTERM) ended the run early
+    stopped: bool = False  # a stop request (SIGTERM, SIGINT) ended the run early ...
+    # ... before any message: while "waiting" for the send lock, "collecting" or "building"
+    # (nothing archived, nothing sent); None: while delivering, or not at all
+    stopped_while: str | None = None
     aborted: str | None = None  # why the backend could not be used at all (TLS, login, ...)
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
@@ -149,12 +165,12 @@ class SendReport:
     @property
     def is_stopped_waiting(self) -> bool:
         """Stopped while another sender held the send lock: this run did nothing."""
-        return self.stopped and self.rendered is None
+        return self.stopped_while == "waiting"
 
     @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        if self.aborted is not None or self.is_stopped_waiting:
+        if self.aborted is not None or self.stopped_while is not None:
             return False
         return not any(d.state in bad for d in self.deliveries)
 
@@ -167,13 +183,24 @@ def edition_date(settings: Settings, now: datetime) -> date:
 # Collect
 
 
-def collect_once(settings: Settings, clock: Clock, *, summarize: bool = True) -> CollectReport:
+def collect_once(
+    settings: Settings,
+    clock: Clock,
+    *,
+    summarize: bool = True,
+    stop: threading.Event | None = None,
+) -> CollectReport:
     """Open the store, collect every feed once, and (unless told not to) summarise the
-    stories today's edition would lead with, so that a preview or the send finds them done."""
+    stories today's edition would lead with, so that a preview or the send finds them done.
+    A stop request ends either step at once; the report says where (``stopped_while``)."""
     with Store.open(settings.store.path) as store:
-        report = collect_all(settings, store, clock)
-        if summarize and report.new_stories:
-            summarize_edition(settings, store, clock)
+        report = collect_all(settings, store, clock, stop=stop)
+        if summarize and report.new_stories and report.stopped_while is None:
+            try:
+                with abandonable(stop):
+                    summarize_edition(settings, store, clock)
+            except Interrupted:
+                return replace(report, stopped_while="summarising")
         return report
 
 
@@ -185,29 +212,46 @@ def summarize_edition(settings: Settings, store: Store, clock: Clock) -> None:
         _build(settings, stories, (), load_configured_summarizer(settings), now, store)
 
 
-def collect_all(settings: Settings, store: Store, clock: Clock) -> CollectReport:
+def collect_all(
+    settings: Settings, store: Store, clock: Clock, *, stop: threading.Event | None = None
+) -> CollectReport:
     """Fetch every feed once and store the new stories; one feed's failure stops nothing.
 
-    Each feed is stored as soon as it is parsed (teasers once their article pages are in).
-    Feeds that answered 410 Gone are not fetched again (``digest feeds add`` revives one).
+    Each feed is stored as soon as it is parsed (teasers once their article pages are in), in
+    its own transaction: a stop request ends the run at once, keeping the feeds stored so far
+    (the others are reported "not read"). Feeds that answered 410 Gone are not fetched again
+    (``digest feeds add`` revives one).
     """
     fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
-    reports = []
-    for feed in fetched.feeds:
-        result = feed.result
-        state = fetched.states.get(result.source.url)
-        ttl = feed.ttl_minutes if feed.is_parsed else (state.ttl_minutes if state else None)
-        with store.atomic():
-            store.record_fetch(result)
-            new = store.add_stories(feed.stories, seen_at=result.fetched_at)
-            store.hold_feed(result.source.url, *feed_hold(result, ttl), ttl)
-        reports.append(_feed_report(feed, new))
-        if result.error:
-            logger.warning("feed %s failed: %s", result.source.url, result.error)
+    reports: list[FeedReport] = []
+    stopped_while = None
+    try:
+        with abandonable(stop):
+            for feed in fetched.feeds:
+                reports.append(_store_feed(store, feed, fetched.states))
+    except Interrupted:
+        stopped_while = "collecting"
+    stored = len(reports)
+    done = {r.url for r in reports} | {s.url for s in (*fetched.gone, *fetched.held)}
+    reports += [_not_read_report(s) for s in settings.feed_sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
     order = {source.url: i for i, source in enumerate(settings.feed_sources)}
-    return CollectReport(feeds=tuple(sorted(reports, key=lambda r: order[r.url])))
+    feeds = tuple(sorted(reports, key=lambda r: order[r.url]))
+    return CollectReport(feeds=feeds, stopped_while=stopped_while, stored_feeds=stored)
+
+
+def _store_feed(store: Store, feed: _FeedOutcome, states: dict[str, FeedState]) -> FeedReport:
+    result = feed.result
+    state = states.get(result.source.url)
+    ttl = feed.ttl_minutes if feed.is_parsed else (state.ttl_minutes if state else None)
+    with store.atomic():
+        store.record_fetch(result)
+        new = store.add_stories(feed.stories, seen_at=result.fetched_at)
+        store.hold_feed(result.source.url, *feed_hold(result, ttl), ttl)
+    if result.error:
+        logger.warning("feed %s failed: %s", result.source.url, result.error)
+    return _feed_report(feed, new)
 
 
 # Politeness never keeps a feed away longer than this, whatever its TTL or Retry-After says:
@@ -391,28 +435,44 @@ def _fetch_and_parse(
     """Fetch every feed and parse what came back: each feed's stories, or its error, as soon
     as they are ready (in worker processes for a large run)."""
     max_age = settings.collect.max_age_days
-    limits = _limits(settings)
     cores = os.cpu_count() or 1
-    if cores < 2 or len(sources) < _POOL_MIN_FEEDS:
-        for result in fetch_all(sources, states, limits, clock):
-            result = _without_seen_body(result, states)
-            yield _outcome(result, parse_fetched(result, max_age))
-        return
+    with FeedStream(sources, states, _limits(settings), clock) as stream:
+        if cores >= 2 and len(sources) >= _POOL_MIN_FEEDS:
+            yield from _parse_in_pool(stream, states, max_age, workers=min(cores, 4))
+            return
+        while stream.remaining:
+            if (result := stream.next_result()) is not None:
+                result = _without_seen_body(result, states)
+                yield _outcome(result, parse_fetched(result, max_age))
+
+
+def _parse_in_pool(
+    stream: FeedStream, states: dict[str, FeedState], max_age: int, *, workers: int
+) -> Iterator[_FeedOutcome]:
+    """Parse each feed in a worker process as it arrives; yield each as its parse ends,
+    while the other feeds are still being fetched."""
     # forkserver, not fork: the daemon has threads (and maybe torch) by now.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["digest.parse"])
-    with ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context) as pool:
-        parsing: dict[Future[ParseOutcome], int] = {}
-
-        def parse_soon(index: int, result: FetchResult) -> FetchResult:
-            result = _without_seen_body(result, states)
-            parsing[pool.submit(parse_fetched, result, max_age)] = index
-            return replace(result, body=b"")  # the worker has its own copy
-
-        results = fetch_all(sources, states, limits, clock, on_result=parse_soon)
-        for done in as_completed(list(parsing)):
-            # Popped, so each feed's stories are freed once stored, not held to the end.
-            yield _outcome(results[parsing.pop(done)], done.result())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    parsing: dict[Future[ParseOutcome], FetchResult] = {}
+    try:
+        while stream.remaining or parsing:
+            if stream.remaining:
+                # A short wait while parses are under way, so each is stored as it ends.
+                result = stream.next_result(timeout=0.05 if parsing else None)
+                if result is not None:
+                    result = _without_seen_body(result, states)
+                    # Kept without its body (the worker has its own copy); popped once
+                    # parsed, so each feed's stories are freed once stored.
+                    future = pool.submit(parse_fetched, result, max_age)
+                    parsing[future] = replace(result, body=b"")
+            else:
+                wait(parsing, return_when=FIRST_COMPLETED)
+            for done in [future for future in parsing if future.done()]:
+                yield _outcome(parsing.pop(done), done.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> FetchResult:
@@ -467,6 +527,15 @@ def _held_report(source: FeedSource, state: FeedState) -> FeedReport:
     )
 
 
+def _not_read_report(source: FeedSource) -> FeedReport:
+    return FeedReport(
+        url=source.url,
+        name=source.title,
+        status="not read",
+        error="interrupted before it was fetched and stored; the next collect reads it",
+    )
+
+
 def _gone_report(source: FeedSource) -> FeedReport:
     error = "answered 410 Gone earlier; not fetched (re-add it with `digest feeds add` to retry)"
     return FeedReport(
@@ -496,9 +565,7 @@ def check_settings(settings: Settings) -> list[str]:
         problems.append(f"[render].template_dir: no such folder: {template_dir}")
     else:
         problems.extend(check_templates(make_environment(template_dir), render_options(settings)))
-    smtp_login = settings.delivery.backend == "smtp" and settings.smtp.username
-    if smtp_login and not os.environ.get(PASSWORD_ENV_VAR):
-        problems.append(f"[smtp].username is set but ${PASSWORD_ENV_VAR} is not")
+    problems.extend(mailer_problems(settings))
     for warning in reader_link_warnings(settings):  # a warning: the check still passes
         logger.warning("%s", warning)
     return problems
@@ -868,25 +935,39 @@ def send_edition(
     force: bool = False,
     stop: threading.Event | None = None,
     edition_on: date | None = None,
+    on_wait: Callable[[SendLockHolder], None] | None = None,
 ) -> SendReport:
     """Collect (optionally), build today's edition once, and deliver it to each recipient once.
 
-    One sender at a time per store: a second one waits for the first (the store's send lock).
+    The mail settings are checked first. One sender at a time per store: a second one waits
+    for the first (the store's send lock, taken before collecting), telling ``on_wait`` (by
+    default, the log) who it waits for.
     ``stop`` is checked before each hand-over: once set, the message in flight is finished
-    and committed, and the rest stay pending. ``resend_uncertain`` resends rows left
-    ``sending`` by a crash; ``force`` sends the edition again to those already served; both
-    keep each recipient's Message-ID. ``edition_on`` (default: today, in the readers' zone)
-    is the daemon's scheduled date: an edition sent late, past midnight, is still its day's.
+    and committed, and the rest stay pending; a ``StopRequest`` (the CLI's) also ends
+    collecting and building at once, before anything is archived. ``resend_uncertain``
+    resends rows left ``sending`` by a crash; ``force`` sends the edition again to those
+    already served; both keep each recipient's Message-ID. ``edition_on`` (default: today,
+    in the readers' zone) is the daemon's scheduled date: an edition sent late, past
+    midnight, is still its day's.
     """
+    require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path) as store:
-        collect_report = collect_all(settings, store, clock) if collect else None
-        with store.send_lock(wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop) as is_locked:
-            day = edition_on or edition_date(settings, clock())
+        # Locked before the final collect: a second sender waits, then finds the edition sent,
+        # instead of collecting (and building) for nothing.
+        lock = store.send_lock(
+            wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop, on_wait=on_wait or _log_waiting
+        )
+        with contextlib.ExitStack() as held:
+            with noting(stop, "no longer waiting for the other sender; nothing is sent"):
+                is_locked = held.enter_context(lock)
             if not is_locked:
-                return SendReport(
-                    edition_on=day, rendered=None, collect=collect_report, stopped=True
-                )
+                return _stopped_before_sending(settings, clock, edition_on, "waiting")
+            collect_report = collect_all(settings, store, clock, stop=stop) if collect else None
+            if collect_report is not None and collect_report.stopped_while:
+                stopped = _stopped_before_sending(settings, clock, edition_on, "collecting")
+                return replace(stopped, collect=collect_report)
+            day = edition_on or edition_date(settings, clock())
             report = _send_locked(
                 settings,
                 store,
@@ -898,6 +979,17 @@ def send_edition(
                 resend_uncertain=resend_uncertain,
             )
     return replace(report, collect=collect_report)
+
+
+def _stopped_before_sending(
+    settings: Settings, clock: Clock, edition_on: date | None, stage: str
+) -> SendReport:
+    day = edition_on or edition_date(settings, clock())
+    return SendReport(edition_on=day, rendered=None, stopped=True, stopped_while=stage)
+
+
+def _log_waiting(holder: SendLockHolder) -> None:
+    logger.warning("waiting for another digest send to finish (pid %s)", holder.pid or "?")
 
 
 def _send_locked(
@@ -912,7 +1004,11 @@ def _send_locked(
     stop: threading.Event | None,
 ) -> SendReport:
     now = clock()
-    rendered = _archived_edition(settings, store, summarizer, now, day)
+    try:
+        with abandonable(stop):  # until it is archived, an interrupt leaves no trace
+            rendered = _archived_edition(settings, store, summarizer, now, day)
+    except Interrupted:
+        return SendReport(edition_on=day, rendered=None, stopped=True, stopped_while="building")
     if rendered is None:
         return SendReport(edition_on=day, rendered=None)
     planned = _planned(settings, day)
@@ -923,7 +1019,8 @@ def _send_locked(
             store.reopen_deliveries(day, wanted, now)
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
-    aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+    with noting(stop, "finishing the message in flight, then stopping"):
+        aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
     outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
     return SendReport(
         edition_on=day,

@@ -13,7 +13,9 @@ import fcntl
 import functools
 import json
 import os
+import shlex
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +38,7 @@ from digest.models import (
     FetchResult,
     JobRun,
     RenderedDigest,
+    SendLockHolder,
     Story,
 )
 
@@ -186,6 +189,28 @@ def _to_datetime(text: str | None) -> datetime | None:
 
 def _from_text(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _holder_line() -> str:
+    command = shlex.join(["digest", *sys.argv[1:]])
+    since = _to_text(datetime.now(UTC))
+    return json.dumps({"pid": os.getpid(), "command": command, "since_at": since}) + "\n"
+
+
+def read_lock_holder(path: Path) -> SendLockHolder:
+    """Who holds the send lock whose file is ``path`` (an older digest wrote its pid only)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return SendLockHolder()
+    if text.isdigit():
+        return SendLockHolder(pid=int(text))
+    try:
+        fields = json.loads(text)
+        pid, command, since = fields["pid"], fields["command"], fields["since_at"]
+        return SendLockHolder(pid=int(pid), command=str(command), since_at=_from_text(since))
+    except (ValueError, KeyError, TypeError):
+        return SendLockHolder()  # empty (being written, or released) or not ours
 
 
 class Store:
@@ -641,36 +666,56 @@ class Store:
 
     @contextmanager
     def send_lock(
-        self, *, wait_seconds: float, stop: threading.Event | None = None
+        self,
+        *,
+        wait_seconds: float,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[SendLockHolder], None] | None = None,
     ) -> Iterator[bool]:
         """Hold the store's sender lock (an OS file lock, so a killed sender never keeps it);
-        wait for another sender up to ``wait_seconds``. Yields False if ``stop`` was set."""
+        wait for another sender up to ``wait_seconds``, calling ``on_wait`` with who it is
+        once the wait begins. Yields False if ``stop`` was set."""
         path = self.path.with_name(self.path.name + ".send-lock")
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        is_locked = False
         try:
-            if not self._lock(handle, path, wait_seconds, stop):
+            is_locked = self._lock(handle, path, wait_seconds, stop, on_wait)
+            if not is_locked:
                 yield False
                 return
             os.ftruncate(handle, 0)
-            os.write(handle, f"{os.getpid()}\n".encode())
+            os.write(handle, _holder_line().encode())
             yield True
         finally:
+            if is_locked:  # a waiter must never read a finished sender's line as its holder
+                os.ftruncate(handle, 0)
             os.close(handle)  # releases the lock
 
     def _lock(
-        self, handle: int, path: Path, wait_seconds: float, stop: threading.Event | None
+        self,
+        handle: int,
+        path: Path,
+        wait_seconds: float,
+        stop: threading.Event | None,
+        on_wait: Callable[[SendLockHolder], None] | None,
     ) -> bool:
-        deadline = time.monotonic() + wait_seconds
+        started = time.monotonic()
+        is_told = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
-                holder = path.read_text().strip() or "?"
-                if time.monotonic() > deadline:
+                holder = read_lock_holder(path)
+                # The holder writes its line just after taking the lock: give it a moment.
+                is_known = holder.pid is not None or time.monotonic() - started > 1
+                if on_wait is not None and not is_told and is_known:
+                    on_wait(holder)
+                    is_told = True
+                if time.monotonic() > started + wait_seconds:
                     raise StoreError(
-                        f"{self.path}: another digest send (pid {holder}) is still sending"
-                        f" after {wait_seconds:.0f} s of waiting",
+                        f"{self.path}: another digest send (pid {holder.pid or '?'}) is still"
+                        f" sending after {wait_seconds:.0f} s of waiting",
                         hint="let it finish; `digest deliveries` shows how far it got",
                     ) from None
             if stop is not None and stop.wait(0.2):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import email
+import re
 import subprocess
 import sys
+from datetime import date, datetime
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from digest.deliver import make_message_id
 from tests.conftest import REPO, FeedServer, write_settings
 
 GOOD_FEEDS = ["feeds/nasa.xml", "feeds/jsonfeed.json", "feeds/japantoday.xml"]
@@ -142,15 +146,29 @@ def test_a_failed_delivery_is_recorded_exits_non_zero_and_is_retried(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     config = _settings(tmp_path, feed_server)
-    (tmp_path / "outbox").write_text("a file where the outbox folder should be")
+    # A folder where each message's file is written first: the outbox itself is usable (an
+    # unusable one is refused before any work), each delivery fails on its own.
+    today = datetime.now(ZoneInfo("Europe/Istanbul")).date()
+    blockers = [
+        tmp_path / "outbox" / f"{_outbox_token(today, address)}.eml.partial"
+        for address in ("reader@example.org", "second@example.org")
+    ]
+    for blocker in blockers:
+        blocker.mkdir(parents=True)
     result = _run("--config", str(config), "send")
     assert result.exit_code == 1
     assert "failed 2" in result.output and "cannot write" in result.output
-    (tmp_path / "outbox").unlink()
+    for blocker in blockers:
+        blocker.rmdir()
     retry = _run("--config", str(config), "send")
     assert retry.exit_code == 0
     assert "sent 2, failed 0, already sent 0, uncertain 0" in retry.output
     assert len(_outbox(tmp_path)) == 2
+
+
+def _outbox_token(day: date, address: str) -> str:
+    message_id = make_message_id(day, address, "digest@example.org")
+    return re.sub(r"[^A-Za-z0-9.]+", "_", message_id.strip("<>"))
 
 
 def test_a_new_display_name_for_a_served_address_sends_no_second_copy(

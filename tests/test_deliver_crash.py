@@ -139,7 +139,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path
         first = _start(config)
         pids.append(first.pid)
         code, out, err = _finish(first)
-        assert code == 1, out + err
+        assert code == 128 + signal.SIGTERM, out + err
         assert "Traceback" not in err and "SIGTERM: finishing the message in flight" in err
         assert "sent 50, failed 0, already sent 0, uncertain 0, not sent yet 150" in out
         assert "stopped on request: 150 not sent yet" in out
@@ -200,7 +200,7 @@ def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: 
         os.kill(first.pid, signal.SIGCONT)
         first_code, _, _ = _finish(first)
     # It sent nothing and did not finish its job: not "no new stories", and not exit 0.
-    assert code == 1, out + err
+    assert code == 128 + signal.SIGTERM, out + err
     assert "no new stories" not in out
     assert "stopped on request while waiting for another digest send" in out
     assert first_code == 0 and sorted(sink.copies_by_recipient().values()) == [1] * 200
