@@ -425,8 +425,10 @@ def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> Fet
 
 def _outcome(result: FetchResult, parsed: ParseOutcome) -> _FeedOutcome:
     stories, error, warnings, ttl = parsed
+    # The collect table shows each warning; logged as a warning too, a command printed it
+    # twice. The daemon, which prints no table, logs at INFO and so still has it.
     for warning in warnings:
-        logger.warning("feed %s: %s", result.source.url, warning)
+        logger.info("feed %s: %s", result.source.url, warning)
     failed = _as_failed(result, error) if error else result
     is_parsed = result.is_ok and not result.is_not_modified and not result.is_unchanged
     return _FeedOutcome(
