@@ -178,6 +178,8 @@ class _Fetcher:
         )
         self._no_answer_in_a_row: defaultdict[str, int] = defaultdict(int)
         self._given_up: dict[str, str] = {}  # host -> why its remaining fetches are skipped
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._landed: defaultdict[str, asyncio.Condition] = defaultdict(asyncio.Condition)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> _Fetcher:
@@ -198,24 +200,47 @@ class _Fetcher:
         if not is_http_url(url):
             return _read_local(source, self.limits, now())
         host = urlsplit(url).hostname or ""
-        async with self._overall, self._per_host[host]:
+        # The host's turn first: waiting for it must not hold one of the overall slots, or
+        # a long list of pages on one slow host keeps every other host waiting behind it.
+        async with self._per_host[host], self._overall:
+            if self.limits.give_up_after and self._no_answer_in_a_row[host]:
+                await self._settled(host)
             if host in self._given_up:
                 return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
+            self._in_flight[host] += 1
             try:
-                response = await asyncio.wait_for(
-                    self._with_retries(url, state), self.limits.timeout_seconds
-                )
-            except TimeoutError:
-                failure = _FetchFailed(
-                    "timeout", f"timed out after {self.limits.timeout_seconds:g} s"
-                )
-            except _FetchFailed as caught:
-                failure = caught
-            else:
-                self._no_answer_in_a_row[host] = 0
-                return _succeeded(source, now(), response)
-            self._count_failure(host, failure)
-            return _failed(source, now(), failure)
+                return await self._fetch(source, state, url, now)
+            finally:
+                self._in_flight[host] -= 1
+                async with self._landed[host]:
+                    self._landed[host].notify_all()
+
+    async def _settled(self, host: str) -> None:
+        """Wait until no other fetch from the host is under way.
+
+        Called once the host has left a fetch unanswered: the fetches started with that one
+        are likely to fail the same way, and each counts before the host is tried again, so
+        a dead host costs one deadline rather than two."""
+        async with self._landed[host]:
+            await self._landed[host].wait_for(lambda: not self._in_flight[host])
+
+    async def _fetch(
+        self, source: FeedSource, state: FeedState | None, url: str, now: Callable[[], datetime]
+    ) -> FetchResult:
+        host = urlsplit(url).hostname or ""
+        try:
+            response = await asyncio.wait_for(
+                self._with_retries(url, state), self.limits.timeout_seconds
+            )
+        except TimeoutError:
+            failure = _FetchFailed("timeout", f"timed out after {self.limits.timeout_seconds:g} s")
+        except _FetchFailed as caught:
+            failure = caught
+        else:
+            self._no_answer_in_a_row[host] = 0
+            return _succeeded(source, now(), response)
+        self._count_failure(host, failure)
+        return _failed(source, now(), failure)
 
     def _count_failure(self, host: str, failure: _FetchFailed) -> None:
         """Give up on a host after ``give_up_after`` fetches in a row it did not answer."""

@@ -4,14 +4,16 @@ feed's parse warnings said once. Real loopback servers and real `python -m diges
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +67,16 @@ def test_the_daemon_log_still_has_the_charset_warning(
 
 
 class SilentServer:
-    """Accepts each connection on 127.0.0.2 and reads its request, but never answers."""
+    """Accepts each connection on 127.0.0.2 and reads its request, but never answers (the
+    first ``garble_first`` requests get a line that is not HTTP instead)."""
 
-    def __init__(self) -> None:
+    def __init__(self, garble_first: int = 0) -> None:
+        self.garble_first = garble_first
         self._listener = socket.create_server(("127.0.0.2", 0))
         self.port = self._listener.getsockname()[1]
         self.requests: list[bytes] = []  # the request line of each request it read
         self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, path: str) -> str:
@@ -91,8 +96,13 @@ class SilentServer:
         with contextlib.suppress(OSError):
             while b"\r\n\r\n" not in data and (chunk := connection.recv(4096)):
                 data += chunk
-        if data:
-            self.requests.append(data.split(b"\r\n", 1)[0])
+        with self._lock:
+            if data:
+                self.requests.append(data.split(b"\r\n", 1)[0])
+            is_garbled = len(self.requests) <= self.garble_first
+        if is_garbled:
+            with contextlib.suppress(OSError):
+                connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
 
     def close(self) -> None:
         self._listener.close()
@@ -133,6 +143,35 @@ def test_a_host_that_never_answers_is_given_up_after_three_pages(
         "not fetched: 127.0.0.2 did not answer 3 times in a row in this run (last: timeout)"
     )
     assert results[8].is_ok  # another host is not held back
+
+
+def test_pages_in_flight_together_all_count_before_the_host_is_tried_again(
+    silent_server: SilentServer,
+) -> None:
+    silent_server.garble_first = 1  # one of the first four fails at once, three time out later
+    urls = [silent_server.url(f"story/{n}") for n in range(12)]
+    results = _pages(urls, timeout_seconds=0.5, per_host=4, give_up_after=3)
+    # The quick failure did not let a fifth page go out while the other three were pending.
+    assert len(silent_server.requests) == 4
+    kinds = Counter(r.error_kind for r in results)
+    assert kinds == {"network": 1, "timeout": 3, "skipped": 8}
+
+
+def test_pages_waiting_for_a_slow_host_do_not_hold_up_other_hosts(
+    silent_server: SilentServer, feed_server: FeedServer
+) -> None:
+    feed_server.extra_routes["/article/ok"] = (200, {"Content-Type": "text/html"}, b"<p>hi</p>")
+    ticks = itertools.count()
+
+    def clock() -> datetime:  # stamps each result in the order the fetches end
+        return NOW + timedelta(seconds=next(ticks))
+
+    urls = [*(silent_server.url(f"story/{n}") for n in range(3)), feed_server.url("article/ok")]
+    limits = FetchLimits(timeout_seconds=0.5, concurrency=2, per_host=1, give_up_after=3)
+    *silent, other = fetch_pages(urls, limits, clock)
+    # Two overall slots: the silent host's queued pages must not sit on the second one.
+    assert other.is_ok
+    assert other.fetched_at < min(r.fetched_at for r in silent)
 
 
 def test_a_refused_port_is_given_up_after_three_pages() -> None:
