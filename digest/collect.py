@@ -44,9 +44,9 @@ FEED_ACCEPT = (
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MAX_REDIRECTS = 5
 _PERMANENT = frozenset({301, 308})
+_REDIRECT = frozenset({301, 302, 303, 307, 308})
 # Failures that say the host did not answer at all, as opposed to an answer we cannot use.
 NO_ANSWER_KINDS = frozenset({"timeout", "connection-refused", "dns", "network"})
-_REDIRECT = frozenset({301, 302, 303, 307, 308})
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Where no feed on the public internet may send us: loopback, private, link-local, and the
@@ -202,18 +202,19 @@ class _Fetcher:
         host = urlsplit(url).hostname or ""
         # The host's turn first: waiting for it must not hold one of the overall slots, or
         # a long list of pages on one slow host keeps every other host waiting behind it.
-        async with self._per_host[host], self._overall:
+        async with self._per_host[host]:
             if self.limits.give_up_after and self._no_answer_in_a_row[host]:
                 await self._settled(host)
-            if host in self._given_up:
-                return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
-            self._in_flight[host] += 1
-            try:
-                return await self._fetch(source, state, url, now)
-            finally:
-                self._in_flight[host] -= 1
-                async with self._landed[host]:
-                    self._landed[host].notify_all()
+            async with self._overall:
+                if host in self._given_up:
+                    return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
+                self._in_flight[host] += 1
+                try:
+                    return await self._fetch(source, state, url, host, now)
+                finally:
+                    self._in_flight[host] -= 1
+                    async with self._landed[host]:
+                        self._landed[host].notify_all()
 
     async def _settled(self, host: str) -> None:
         """Wait until no other fetch from the host is under way.
@@ -225,9 +226,13 @@ class _Fetcher:
             await self._landed[host].wait_for(lambda: not self._in_flight[host])
 
     async def _fetch(
-        self, source: FeedSource, state: FeedState | None, url: str, now: Callable[[], datetime]
+        self,
+        source: FeedSource,
+        state: FeedState | None,
+        url: str,
+        host: str,
+        now: Callable[[], datetime],
     ) -> FetchResult:
-        host = urlsplit(url).hostname or ""
         try:
             response = await asyncio.wait_for(
                 self._with_retries(url, state), self.limits.timeout_seconds

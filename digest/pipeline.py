@@ -400,8 +400,8 @@ def _fetch_pages(settings: Settings, urls: Sequence[str], clock: Clock) -> list[
 def _with_articles(
     feed: _FeedOutcome, articles: dict[str, Article], asked: dict[str, PageFetch]
 ) -> _FeedOutcome:
-    """The feed with its teasers' article text, and the pages fetched for it (each page
-    counted once: a link two feeds share goes with the first)."""
+    """The feed with its teasers' article text, and the pages fetched for it, taken out of
+    ``asked`` so that a link two feeds share is counted once, with the first."""
     stories = [_with_article(s, articles.get(s.url)) for s in feed.stories]
     pages = tuple(page for s in feed.stories if (page := asked.pop(s.url, None)) is not None)
     return replace(feed, stories=stories, pages=pages)
