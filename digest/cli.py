@@ -121,6 +121,8 @@ def _print_collect(report: pipeline.CollectReport) -> None:
         f"{len(report.feeds)} feeds: {ok} read, {len(report.failed)} failed{skipped}; "
         f"{report.new_stories} new stories"
     )
+    if report.pages:
+        click.echo(_pages_line(report))
     _print_collect_stop(report)
 
 
@@ -137,6 +139,34 @@ def _print_collect_stop(report: pipeline.CollectReport) -> None:
             "interrupted while summarising: every feed's stories are stored; the summaries not "
             "made yet are made by the next preview or send"
         )
+
+
+def _pages_line(report: pipeline.CollectReport) -> str:
+    """The article pages' outcome: e.g. `article pages: 12 fetched, 640 failed (timeout: 600
+    at 3 hosts; ...), 27 skipped after repeated failures at news.example; ...`."""
+    failed, skipped = report.pages_failed, report.pages_skipped
+    line = f"article pages: {len(report.pages) - len(failed) - len(skipped)} fetched"
+    if failed:
+        line += f", {len(failed)} failed ({_failure_kinds(failed)})"
+    if skipped:
+        hosts = sorted({p.host for p in skipped})
+        named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+        line += f", {len(skipped)} skipped after repeated failures at {named}"
+    if failed or skipped:
+        line += "; summaries use the feed's teaser for those"
+    return line
+
+
+def _failure_kinds(pages: tuple[pipeline.PageFetch, ...]) -> str:
+    """`timeout: 600 at 3 hosts; connection-refused: 40 at 1 host`, the commonest first."""
+    by_kind: dict[str, list[str]] = {}
+    for page in pages:
+        by_kind.setdefault(page.failure or "", []).append(page.host)
+    parts = []
+    for kind, hosts in sorted(by_kind.items(), key=lambda item: (-len(item[1]), item[0])):
+        at = len(set(hosts))
+        parts.append(f"{kind}: {len(hosts)} at {at} host{'s' if at != 1 else ''}")
+    return "; ".join(parts)
 
 
 @cli.command()

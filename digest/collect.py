@@ -10,8 +10,10 @@ feed's new address, and a hop from a public address into a loopback, private or 
 one refused. Timeouts and 5xx answers are retried with backoff; nothing else is, and not a
 429 or 503 that says when to come back (``Retry-After``, carried in the result along with a
 success's ``Cache-Control: max-age``, for the pipeline's per-feed politeness).
-A ``FeedStream`` does the same, handing over each result as it comes, and ``fetch_pages``
-fetches article pages with the same rules.
+A ``FeedStream`` does the same, handing over each result as it comes. ``fetch_pages``
+fetches article pages with the same rules, and gives up on a host for the rest of the run
+once it failed to answer ``give_up_after`` times in a row: its remaining pages come back as
+``skipped`` without a request.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MAX_REDIRECTS = 5
 _PERMANENT = frozenset({301, 308})
 _REDIRECT = frozenset({301, 302, 303, 307, 308})
+# Failures that say the host did not answer at all, as opposed to an answer we cannot use.
+NO_ANSWER_KINDS = frozenset({"timeout", "connection-refused", "dns", "network"})
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Where no feed on the public internet may send us: loopback, private, link-local, and the
@@ -81,6 +85,9 @@ class FetchLimits:
     per_host: int = 4
     retries: int = 2
     backoff_seconds: float = 0.5
+    # After this many fetches in a row from one host that got no answer (timeout, refused,
+    # not found, unreachable), the host's other fetches are skipped; 0: never.
+    give_up_after: int = 0
     internal_networks: tuple[IpNetwork, ...] = field(default=INTERNAL_NETWORKS)
 
 
@@ -227,7 +234,8 @@ class FeedStream:
 def fetch_pages(
     urls: Sequence[str], limits: FetchLimits, now: Callable[[], datetime]
 ) -> list[FetchResult]:
-    """Fetch article pages concurrently, with the same limits and rules as feeds."""
+    """Fetch article pages concurrently, with the same limits and rules as feeds; a page of
+    a host given up on (``limits.give_up_after``) is not fetched: its error kind is "skipped"."""
 
     async def run() -> list[FetchResult]:
         async with _Fetcher(limits, PAGE_ACCEPT) as fetcher:
@@ -249,6 +257,10 @@ class _Fetcher:
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(limits.per_host)
         )
+        self._no_answer_in_a_row: defaultdict[str, int] = defaultdict(int)
+        self._given_up: dict[str, str] = {}  # host -> why its remaining fetches are skipped
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._landed: defaultdict[str, asyncio.Condition] = defaultdict(asyncio.Condition)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> _Fetcher:
@@ -269,19 +281,65 @@ class _Fetcher:
         if not is_http_url(url):
             return _read_local(source, self.limits, now())
         host = urlsplit(url).hostname or ""
-        async with self._overall, self._per_host[host]:
-            try:
-                response = await asyncio.wait_for(
-                    self._with_retries(url, state), self.limits.timeout_seconds
-                )
-            except TimeoutError:
-                failure = _FetchFailed(
-                    "timeout", f"timed out after {self.limits.timeout_seconds:g} s"
-                )
-                return _failed(source, now(), failure)
-            except _FetchFailed as failure:
-                return _failed(source, now(), failure)
-        return _succeeded(source, now(), response)
+        # The host's turn first: waiting for it must not hold one of the overall slots, or
+        # a long list of pages on one slow host keeps every other host waiting behind it.
+        async with self._per_host[host]:
+            if self.limits.give_up_after and self._no_answer_in_a_row[host]:
+                await self._settled(host)
+            async with self._overall:
+                if host in self._given_up:
+                    return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
+                self._in_flight[host] += 1
+                try:
+                    return await self._fetch(source, state, url, host, now)
+                finally:
+                    self._in_flight[host] -= 1
+                    async with self._landed[host]:
+                        self._landed[host].notify_all()
+
+    async def _settled(self, host: str) -> None:
+        """Wait until no other fetch from the host is under way.
+
+        Called once the host has left a fetch unanswered: the fetches started with that one
+        are likely to fail the same way, and each counts before the host is tried again, so
+        a dead host costs one deadline rather than two."""
+        async with self._landed[host]:
+            await self._landed[host].wait_for(lambda: not self._in_flight[host])
+
+    async def _fetch(
+        self,
+        source: FeedSource,
+        state: FeedState | None,
+        url: str,
+        host: str,
+        now: Callable[[], datetime],
+    ) -> FetchResult:
+        try:
+            response = await asyncio.wait_for(
+                self._with_retries(url, state), self.limits.timeout_seconds
+            )
+        except TimeoutError:
+            failure = _FetchFailed("timeout", f"timed out after {self.limits.timeout_seconds:g} s")
+        except _FetchFailed as caught:
+            failure = caught
+        else:
+            self._no_answer_in_a_row[host] = 0
+            return _succeeded(source, now(), response)
+        self._count_failure(host, failure)
+        return _failed(source, now(), failure)
+
+    def _count_failure(self, host: str, failure: _FetchFailed) -> None:
+        """Give up on a host after ``give_up_after`` fetches in a row it did not answer."""
+        if failure.kind not in NO_ANSWER_KINDS:
+            self._no_answer_in_a_row[host] = 0  # it answered, if not usefully
+            return
+        self._no_answer_in_a_row[host] += 1
+        count, limit = self._no_answer_in_a_row[host], self.limits.give_up_after
+        if limit and count >= limit and host not in self._given_up:
+            self._given_up[host] = (
+                f"not fetched: {host} did not answer {count} times in a row in this run"
+                f" (last: {failure.kind})"
+            )
 
     async def _with_retries(self, url: str, state: FeedState | None) -> _Response:
         attempt = 0
@@ -347,8 +405,7 @@ class _Fetcher:
         except TimeoutError as exc:
             raise _FetchFailed("timeout", f"no answer within the read timeout ({url})") from exc
         except aiohttp.ClientError as exc:
-            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise _FetchFailed("network", message) from exc
+            raise _client_failure(exc) from exc
 
     async def _read_body(self, http: aiohttp.ClientResponse) -> bytes:
         declared = http.content_length
@@ -394,6 +451,18 @@ class _Fetcher:
                 return False  # unresolvable: the request itself will fail and say so
             addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
         return self._in_internal_network(addresses)
+
+
+def _client_failure(exc: aiohttp.ClientError) -> _FetchFailed:
+    """A client error as a failure; a connection refused or a host not found said plainly."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return _FetchFailed("dns", f"cannot resolve the host name {exc.host}: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, ConnectionRefusedError
+    ):
+        return _FetchFailed("connection-refused", f"{exc.host}:{exc.port} refused the connection")
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _FetchFailed("network", message)
 
 
 def _conditional_headers(state: FeedState | None) -> dict[str, str]:

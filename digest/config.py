@@ -82,6 +82,7 @@ class CollectSettings(_Section):
     retries: StrictInt = Field(default=2, ge=0, le=10)
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
+    page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0)
     dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
     min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
 

@@ -287,7 +287,10 @@ class _RetryableError(DeliveryError):
     def give_up(self, attempts: int) -> DeliveryError:
         text = f"{self.message} (gave up after {attempts} attempts)"
         if self.is_connection:
-            hint = "check [smtp].host and .port; the recipients not sent stay pending"
+            hint = (
+                "is the server running, and are [smtp].host and [smtp].port right? The"
+                " recipients not sent stay pending"
+            )
             return MailerUnavailableError(text, hint=hint)
         return DeliveryError(text)
 
@@ -345,8 +348,10 @@ class SmtpMailer:
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        wait = state.upcoming_sleep
-        logger.warning("%s: %s; trying again in %.1f s", self.where, error, wait)
+        text = str(error)
+        if not text.startswith(f"{self.where}:"):  # connection errors name the server already
+            text = f"{self.where}: {text}"
+        logger.warning("%s; trying again in %.1f s", text, state.upcoming_sleep)
 
     def _attempt(
         self, sender: str, address: str, payload: bytes, before_data: Callable[[], None]
@@ -397,10 +402,26 @@ class SmtpMailer:
             return MailerUnavailableError(f"{self.where}: refused us: {_answer(exc)}")
         if isinstance(exc, OSError | smtplib.SMTPException):
             return _RetryableError(
-                f"{self.where}: cannot connect ({self.security}): {_answer(exc)}",
+                f"{self.where}: cannot connect: {self._why_not_connected(exc)}",
                 is_connection=True,
             )
         return exc
+
+    def _why_not_connected(self, exc: OSError | smtplib.SMTPException) -> str:
+        """What went wrong in words, not an errno: refused, unknown host, no answer, ..."""
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return f"the server answered {_answer(exc)}"
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return "the server closed the connection" + (f" ({exc})" if str(exc) else "")
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(exc, socket.gaierror):
+            return f"no such host ({exc.strerror})"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror[:1].lower() + exc.strerror[1:]
+        return _answer(exc)
 
     def _open(self) -> smtplib.SMTP:
         if self._local_hostname is None:

@@ -111,7 +111,9 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     error: str | None = None
-    error_kind: str | None = None  # timeout, network, http, too-large, redirect, refused, parse
+    # timeout, connection-refused, dns, network, http, too-large, redirect, refused (an
+    # internal address), parse; for an article page also skipped (its host was given up on)
+    error_kind: str | None = None
     moved_to: str | None = None  # the target of a permanent redirect, to fetch from now on
     body_hash: str | None = None  # sha256 of the body, to skip parsing an unchanged one
     is_unchanged: bool = False  # the same body as the last one parsed: not parsed again

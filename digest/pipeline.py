@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nh3
 from tqdm import tqdm
@@ -116,12 +117,33 @@ class FeedReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PageFetch:
+    """One article page a collect run fetched (or skipped) for a teaser, and what went wrong."""
+
+    url: str
+    host: str
+    # None: its text was read; else the fetch's error kind (timeout, connection-refused, http,
+    # ...), "no-text" (nothing like an article on it) or "skipped" (its host was given up on)
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CollectReport:
     feeds: tuple[FeedReport, ...]
     # A stop request ended the run while "collecting" (the feeds "not read" were not stored)
     # or "summarising" (every feed stored; the summaries not all cached)
     stopped_while: str | None = None
     stored_feeds: int = 0  # feeds fetched (or failed) and stored by this run
+    pages: tuple[PageFetch, ...] = ()  # the article pages this run asked for
+
+    @property
+    def pages_failed(self) -> tuple[PageFetch, ...]:
+        return tuple(p for p in self.pages if p.failure not in (None, "skipped"))
+
+    @property
+    def pages_skipped(self) -> tuple[PageFetch, ...]:
+        """Pages not fetched: their host did not answer, again and again, earlier in the run."""
+        return tuple(p for p in self.pages if p.failure == "skipped")
 
     @property
     def new_stories(self) -> int:
@@ -224,11 +246,13 @@ def collect_all(
     """
     fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
     reports: list[FeedReport] = []
+    pages: list[PageFetch] = []
     stopped_while = None
     try:
         with abandonable(stop):
             for feed in fetched.feeds:
                 reports.append(_store_feed(store, feed, fetched.states))
+                pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
     stored = len(reports)
@@ -238,7 +262,9 @@ def collect_all(
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
     order = {source.url: i for i, source in enumerate(settings.feed_sources)}
     feeds = tuple(sorted(reports, key=lambda r: order[r.url]))
-    return CollectReport(feeds=feeds, stopped_while=stopped_while, stored_feeds=stored)
+    return CollectReport(
+        feeds=feeds, pages=tuple(pages), stopped_while=stopped_while, stored_feeds=stored
+    )
 
 
 def _store_feed(store: Store, feed: _FeedOutcome, states: dict[str, FeedState]) -> FeedReport:
@@ -311,6 +337,7 @@ class _FeedOutcome:
     warnings: tuple[str, ...] = ()
     ttl_minutes: int | None = None  # the feed's RSS <ttl>, if its body was parsed
     is_parsed: bool = False
+    pages: tuple[PageFetch, ...] = ()  # article pages asked for this run (each in one feed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,6 +395,11 @@ def _limits(settings: Settings) -> FetchLimits:
     )
 
 
+# Article pages of a host that did not answer this many times in a row are not asked for
+# again in that run: a dead news site costs one page deadline, not one per story.
+PAGE_HOST_GIVE_UP_AFTER = 3
+
+
 def _add_full_text(
     settings: Settings,
     store: Store | None,
@@ -378,35 +410,63 @@ def _add_full_text(
 ) -> list[_FeedOutcome]:
     """Replace each teaser's text with its article page's main text, where one is found.
 
-    Pages are fetched once: their extraction (or failure) is cached in the store.
+    Pages are fetched once: their extraction (or failure) is cached in the store; a page
+    skipped because its host was given up on is not, as it was never tried.
     """
     teasers = {url: title for feed in feeds for url, title in _teasers(settings, feed).items()}
     articles = {}
     if store is not None:
         articles = {url: a for url in teasers if (a := store.article(url)) is not None}
     missing = sorted(teasers - articles.keys())
+    asked: dict[str, PageFetch] = {}
     if missing:
-        # A page larger than the extractor reads is not worth downloading in full.
-        limits = replace(_limits(settings), max_bytes=MAX_ARTICLE_HTML_SIZE)
-        pages = fetch_pages(missing, limits, clock)
-        fetched = [_to_article(page, teasers[page.source.url]) for page in pages]
+        fetched = [
+            _to_article(page, teasers[page.source.url])
+            for page in _fetch_pages(settings, missing, clock)
+        ]
+        tried = [article for article, _ in fetched if article is not None]
         if save and store is not None:
-            store.save_articles(fetched)
-        articles.update((a.url, a) for a in fetched)
-    return [
-        replace(feed, stories=[_with_article(s, articles.get(s.url)) for s in feed.stories])
-        for feed in feeds
-    ]
+            store.save_articles(tried)
+        articles.update((a.url, a) for a in tried)
+        asked = {page.url: page for _, page in fetched}
+    return [_with_articles(feed, articles, asked) for feed in feeds]
 
 
-def _to_article(page: FetchResult, title: str) -> Article:
+def _fetch_pages(settings: Settings, urls: Sequence[str], clock: Clock) -> list[FetchResult]:
+    limits = replace(
+        _limits(settings),
+        timeout_seconds=settings.collect.page_timeout_seconds,
+        # A page larger than the extractor reads is not worth downloading in full.
+        max_bytes=MAX_ARTICLE_HTML_SIZE,
+        give_up_after=PAGE_HOST_GIVE_UP_AFTER,
+    )
+    return fetch_pages(urls, limits, clock)
+
+
+def _with_articles(
+    feed: _FeedOutcome, articles: dict[str, Article], asked: dict[str, PageFetch]
+) -> _FeedOutcome:
+    """The feed with its teasers' article text, and the pages fetched for it, taken out of
+    ``asked`` so that a link two feeds share is counted once, with the first."""
+    stories = [_with_article(s, articles.get(s.url)) for s in feed.stories]
+    pages = tuple(page for s in feed.stories if (page := asked.pop(s.url, None)) is not None)
+    return replace(feed, stories=stories, pages=pages)
+
+
+def _to_article(page: FetchResult, title: str) -> tuple[Article | None, PageFetch]:
+    """The page's article (None: skipped, never fetched), and how the fetch went."""
     url = page.source.url
+    report = PageFetch(url=url, host=urlsplit(url).hostname or "", failure=page.error_kind)
+    if page.error_kind == "skipped":
+        return None, report
     if not page.is_ok:
-        return Article(url=url, fetched_at=page.fetched_at, error=page.error)
+        return Article(url=url, fetched_at=page.fetched_at, error=page.error), report
     text = extract_article(page.body, url, title=title)
     if not text:
-        return Article(url=url, fetched_at=page.fetched_at, error="no article text on the page")
-    return Article(url=url, fetched_at=page.fetched_at, text=text)
+        error = "no article text on the page"
+        article = Article(url=url, fetched_at=page.fetched_at, error=error)
+        return article, replace(report, failure="no-text")
+    return Article(url=url, fetched_at=page.fetched_at, text=text), report
 
 
 def _with_article(story: Story, article: Article | None) -> Story:
@@ -486,8 +546,10 @@ def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> Fet
 
 def _outcome(result: FetchResult, parsed: ParseOutcome) -> _FeedOutcome:
     stories, error, warnings, ttl = parsed
+    # The collect table shows each warning; logged as a warning too, a command printed it
+    # twice. The daemon, which prints no table, logs at INFO and so still has it.
     for warning in warnings:
-        logger.warning("feed %s: %s", result.source.url, warning)
+        logger.info("feed %s: %s", result.source.url, warning)
     failed = _as_failed(result, error) if error else result
     is_parsed = result.is_ok and not result.is_not_modified and not result.is_unchanged
     return _FeedOutcome(

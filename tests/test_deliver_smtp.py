@@ -3,6 +3,7 @@ server fault giving its documented outcome and exit code."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import threading
@@ -126,6 +127,24 @@ def test_connection_refused_stops_the_run_and_leaves_everyone_pending(tmp_path: 
     assert "cannot connect" in result.output and "gave up after 3 attempts" in result.output
     assert "not sent yet 3" in result.output
     assert "3 pending" in _deliveries(config)
+
+
+def test_a_refused_connection_says_once_where_and_what_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="digest"):
+        result = _send(_config(tmp_path, port))
+    where = f"SMTP 127.0.0.1:{port}"
+    assert (
+        f"Error: {where}: cannot connect: connection refused (gave up after 3 attempts)\n"
+        "  hint: is the server running, and are [smtp].host and [smtp].port right? The"
+        " recipients not sent stay pending"
+    ) in result.output
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(retries) == 2
+    assert all(m.startswith(f"{where}: cannot connect: connection refused;") for m in retries)
+    assert all(m.count(where) == 1 for m in retries)
 
 
 @pytest.fixture
