@@ -42,7 +42,7 @@ def _translate_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except DigestError as exc:
-            if click.get_current_context().find_root().params.get("debug"):
+            if _is_debug():
                 raise
             error_class = (
                 _ConfigClickError if isinstance(exc, ConfigError) else click.ClickException
@@ -57,26 +57,79 @@ class _ConfigClickError(click.ClickException):
 
 
 def _settings() -> Settings:
-    params = click.get_current_context().find_root().params
-    return load_settings(find_config_path(params.get("config")))
+    return load_settings(find_config_path(_config_option()))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The global options, given before the subcommand or after it: both set the context's meta
+# (shared by the whole command chain), and the subcommand's own are parsed last, so win.
+_CONFIG_KEY = "digest.config"
+_DEBUG_KEY = "digest.debug"
+
+
+def _config_option() -> str | None:
+    config: str | None = click.get_current_context().meta.get(_CONFIG_KEY)
+    return config
+
+
+def _is_debug() -> bool:
+    return bool(click.get_current_context().meta.get(_DEBUG_KEY))
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_CONFIG_KEY] = value
+
+
+def _remember_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_DEBUG_KEY] = True
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def _global_options() -> list[click.Parameter]:
+    """``--config`` and ``--debug``, as every command (and the group) accepts them."""
+    return [
+        click.Option(
+            ["--config", "-c"],
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_remember_config,
+            help="Settings file (default: $DIGEST_CONFIG, then ./settings.toml).",
+        ),
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember_debug,
+            help="Show tracebacks and debug logging.",
+        ),
+    ]
+
+
+class _Group(click.Group):
+    """A group whose every command and subgroup also takes the global options."""
+
+    group_class = type  # subgroups are _Groups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_global_options())
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    help="Settings file (default: $DIGEST_CONFIG, then ./settings.toml).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-def cli(config: str | None, debug: bool) -> None:
-    """digest: a daily newsletter digest of your feeds, summarised by a local model."""
+def cli() -> None:
+    """digest: a daily newsletter digest of your feeds, summarised by a local model.
+
+    --config and --debug may also follow the subcommand (there, they win)."""
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
+        level=logging.DEBUG if _is_debug() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+cli.params.extend(_global_options())
 
 
 @cli.command()
@@ -343,7 +396,8 @@ _COUNT_LABELS = {
 @_translate_errors
 def run(once: bool) -> None:
     """Run the daemon: collect through the day, send each edition at its [schedule] time."""
-    logging.getLogger().setLevel(logging.INFO)
+    if not _is_debug():
+        logging.getLogger().setLevel(logging.INFO)
     settings = _settings()
     if not once:
         schedule.run_daemon(settings)
@@ -459,9 +513,8 @@ def summarize(source: str, target: str, summarizer: str | None, words: int | Non
 
 
 def _summarize_settings() -> SummarizeSettings:
-    params = click.get_current_context().find_root().params
-    path = find_config_path(params.get("config"))
-    if params.get("config") is None and not path.is_file():
+    path = find_config_path(_config_option())
+    if _config_option() is None and not path.is_file():
         return SummarizeSettings()
     return load_settings(path).summarize
 
