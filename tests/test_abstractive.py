@@ -23,9 +23,9 @@ from digest.abstractive import (
     fit_words,
     load_abstractive,
 )
+from digest.checking import check_settings
 from digest.config import SummarizeSettings, load_settings
 from digest.errors import SummarizerError
-from digest.pipeline import check_settings
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.summarize import ExtractiveSummarizer, SummaryRequest, split_sentences, word_count
 from tests.conftest import write_settings
@@ -316,7 +316,7 @@ def test_check_only_warns_when_a_run_would_fall_back_or_download(
     with caplog.at_level(logging.WARNING, logger="digest.pipeline"):
         assert _check(tmp_path, missing, fallback="extractive") == []
         assert _check(tmp_path, missing, allow_download=True) == []
-    fallback, download = (r.getMessage() for r in caplog.records if r.name == "digest.pipeline")
+    fallback, download = (r.getMessage() for r in caplog.records if r.name == "digest.checking")
     assert missing in fallback and "use the extractive summarizer instead" in fallback
     assert missing in download and "first run will download it" in download
 
