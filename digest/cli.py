@@ -1,4 +1,4 @@
-"""The command line: each command loads the settings, makes one pipeline call, and prints.
+"""The command line: each command loads the settings, makes one use-case call, and prints.
 
 Exit codes: 0 success; 1 a failure a cron job must notice (every feed failed, a delivery
 failed or is uncertain, a check found problems); 2 usage or config errors.
