@@ -26,10 +26,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from digest import summarize
 from digest.errors import SummarizerError
-from digest.hookspecs import hookimpl
-from digest.summarize import Summarizer, SummaryRequest, split_sentences, word_count
+from digest.model_files import missing_model
+from digest.summarize import (
+    ExtractiveSummarizer,
+    Summarizer,
+    SummaryRequest,
+    split_sentences,
+    word_count,
+)
 
 if TYPE_CHECKING:
     from digest.config import SummarizeSettings
@@ -259,14 +264,14 @@ def load_abstractive(settings: SummarizeSettings) -> Summarizer:
         if settings.fallback != "extractive":
             raise
         logger.warning("%s; using the extractive summarizer instead", exc.message)
-        return _extractive(settings)
+        return ExtractiveSummarizer(settings.words)
     return AbstractiveSummarizer(tokenizer, model, settings, device=device)
 
 
 def _load_model(settings: SummarizeSettings) -> tuple[Any, Any, str]:
     source = settings.model
     if Path(source).is_absolute() and not Path(source).is_dir():
-        raise _missing(settings, f"no such folder: {source}")
+        raise missing_model(settings, f"no such folder: {source}")
     device = _device(settings.device)
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -276,46 +281,8 @@ def _load_model(settings: SummarizeSettings) -> tuple[Any, Any, str]:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             model = AutoModelForSeq2SeqLM.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as exc:  # missing files; ValueError: not a seq2seq model
-        raise _missing(settings, _reason(settings, exc)) from exc
+        raise missing_model(settings, _reason(settings, exc)) from exc
     return tokenizer, model.to(device).eval(), device
-
-
-def find_model(settings: SummarizeSettings) -> SummarizerError | None:
-    """Why ``[summarize].model`` could not be loaded on this machine, or None: its config (of
-    a seq2seq model), tokenizer and weights are all here. Reads files only, never a network,
-    and loads no weights."""
-    source = settings.model
-    if Path(source).is_absolute() and not Path(source).is_dir():
-        return _missing(settings, f"no such folder: {source}")
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        with _hub_offline(True):
-            config = AutoConfig.from_pretrained(source, local_files_only=True)
-            AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        return _missing(settings, _reason(settings, exc, offline=True))
-    if not getattr(config, "is_encoder_decoder", False):
-        return _missing(settings, f"a {config.model_type} model is not a seq2seq model")
-    if not _has_weights(source):
-        return _missing(settings, "its config and tokenizer are here, its weights are not")
-    return None
-
-
-def _has_weights(source: str) -> bool:
-    """Whether a PyTorch weights file (or a sharded one's index) is in the folder or cached."""
-    from huggingface_hub import try_to_load_from_cache
-    from transformers.utils import (
-        SAFE_WEIGHTS_INDEX_NAME,
-        SAFE_WEIGHTS_NAME,
-        WEIGHTS_INDEX_NAME,
-        WEIGHTS_NAME,
-    )
-
-    names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
-    if Path(source).is_dir():
-        return any((Path(source) / name).is_file() for name in names)
-    return any(isinstance(try_to_load_from_cache(source, name), str) for name in names)
 
 
 def _reason(settings: SummarizeSettings, exc: Exception, *, offline: bool = False) -> str:
@@ -347,25 +314,6 @@ def _hub_offline(is_offline: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
-def _missing(settings: SummarizeSettings, reason: str) -> SummarizerError:
-    model = settings.model
-    if Path(model).is_absolute():
-        hint = f"put a saved seq2seq model (config.json, weights, tokenizer) in {model}"
-    else:
-        hint = (
-            f"on a machine with network, run `hf download {model}` (`huggingface-cli download` "
-            "before huggingface_hub 1.0) to fill the local Hugging Face cache, or set "
-            "[summarize].model to a folder holding the model, or set "
-            "[summarize].allow_download = true"
-        )
-    if settings.fallback == "error":
-        hint += '; or set [summarize].fallback = "extractive"'
-    return SummarizerError(
-        f"[summarize].model = {model!r}: the summarization model is not available ({reason})",
-        hint=hint,
-    )
-
-
 def _device(choice: str) -> str:
     import torch
 
@@ -378,15 +326,3 @@ def _device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if has_cuda else "cpu"
     return choice
-
-
-def _extractive(settings: SummarizeSettings) -> Summarizer:
-    """The extractive summarizer, built by the same factory its registration gives."""
-    factories: dict[str, Callable[..., Summarizer]] = {}
-    summarize.register_summarizers(register=factories.__setitem__)
-    return factories["extractive"](settings)
-
-
-@hookimpl
-def register_summarizers(register: Callable[..., Any]) -> None:
-    register(NAME, load_abstractive)

@@ -1,4 +1,4 @@
-"""The command line: each command loads the settings, makes one pipeline call, and prints.
+"""The command line: each command loads the settings, makes one use-case call, and prints.
 
 Exit codes: 0 success; 1 a failure a cron job must notice (every feed failed, a delivery
 failed or is uncertain, a check found problems); 2 usage or config errors.
@@ -15,20 +15,31 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
-from digest import __version__, pipeline, schedule
-from digest.config import Settings, SummarizeSettings, find_config_path, load_settings
+from digest import __version__
 from digest.errors import ConfigError, DigestError
 from digest.interrupt import StopRequest
+from digest.logs import ZonedFormatter, log_in_zone
 from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
+
+if TYPE_CHECKING:
+    from digest import pipeline
+    from digest.config import Settings, SummarizeSettings
+    from digest.status import DaemonStatus
+
+# Each command imports its use case (and the settings, pydantic) in its own body, so that it
+# pays only for what it uses: the pipeline's aiohttp, numpy and lxml (torch when a model
+# loads) are for the commands that collect, build or send; `digest --version`, `status`,
+# `deliveries`, `feeds list` and `check` start without them.
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,7 +53,7 @@ def _translate_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except DigestError as exc:
-            if click.get_current_context().find_root().params.get("debug"):
+            if _is_debug():
                 raise
             error_class = (
                 _ConfigClickError if isinstance(exc, ConfigError) else click.ClickException
@@ -57,26 +68,84 @@ class _ConfigClickError(click.ClickException):
 
 
 def _settings() -> Settings:
-    params = click.get_current_context().find_root().params
-    return load_settings(find_config_path(params.get("config")))
+    from digest.config import find_config_path, load_settings
+
+    settings = load_settings(find_config_path(_config_option()))
+    log_in_zone(settings.tz)
+    return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The global options, given before the subcommand or after it: both set the context's meta
+# (shared by the whole command chain), and the subcommand's own are parsed last, so win.
+_CONFIG_KEY = "digest.config"
+_DEBUG_KEY = "digest.debug"
+
+
+def _config_option() -> str | None:
+    config: str | None = click.get_current_context().meta.get(_CONFIG_KEY)
+    return config
+
+
+def _is_debug() -> bool:
+    return bool(click.get_current_context().meta.get(_DEBUG_KEY))
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_CONFIG_KEY] = value
+
+
+def _remember_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_DEBUG_KEY] = True
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def _global_options() -> list[click.Parameter]:
+    """``--config`` and ``--debug``, as every command (and the group) accepts them."""
+    return [
+        click.Option(
+            ["--config", "-c"],
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_remember_config,
+            help="Settings file (default: $DIGEST_CONFIG, then ./settings.toml).",
+        ),
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember_debug,
+            help="Show tracebacks and debug logging.",
+        ),
+    ]
+
+
+class _Group(click.Group):
+    """A group whose every command and subgroup also takes the global options."""
+
+    group_class = type  # subgroups are _Groups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_global_options())
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    help="Settings file (default: $DIGEST_CONFIG, then ./settings.toml).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-def cli(config: str | None, debug: bool) -> None:
-    """digest: a daily newsletter digest of your feeds, summarised by a local model."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def cli() -> None:
+    """digest: a daily newsletter digest of your feeds, summarised by a local model.
+
+    --config and --debug may also follow the subcommand (there, they win)."""
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host (or a test) may have its own
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ZonedFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if _is_debug() else logging.WARNING)
+
+
+cli.params.extend(_global_options())
 
 
 @cli.command()
@@ -91,9 +160,11 @@ def collect(summarize: bool) -> None:
     """Fetch every feed once and store the new stories.
 
     SIGINT or SIGTERM stops at once, keeping the feeds stored so far (exit 130 or 143)."""
+    from digest import schedule  # heavy: see the note at the top
+
     settings = _settings()
     with _stop_on_signals() as stop:
-        report = pipeline.collect_once(settings, schedule.utc_now, summarize=summarize, stop=stop)
+        report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
     _print_collect(report)
     if report.stopped_while:
         sys.exit(stop.exit_code)
@@ -102,7 +173,7 @@ def collect(summarize: bool) -> None:
 
 
 def _print_collect(report: pipeline.CollectReport) -> None:
-    width = max([len(f.name) for f in report.feeds] + [4])
+    width = max([len(_clip(f.name, _NAME_WIDTH)) for f in report.feeds] + [4])
     click.echo(f"{'feed':<{width}}  {'status':<9}  {'new':>4}  detail")
     for feed in report.feeds:
         detail = f"{feed.error_kind}: {feed.error}" if feed.error_kind else feed.error or ""
@@ -112,8 +183,9 @@ def _print_collect(report: pipeline.CollectReport) -> None:
             detail = "; ".join([detail, *feed.warnings]).lstrip("; ")
         if feed.not_before:
             detail = f"not due before {feed.not_before:%Y-%m-%d %H:%M} UTC ({feed.hold_reason})"
-        line = f"{feed.name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  {detail}"
-        click.echo(line.rstrip())
+        name = _clip(feed.name, _NAME_WIDTH)
+        row = f"{name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  "
+        click.echo("\n".join(_wrapped(row, detail)).rstrip())
     ok = len(report.feeds) - len(report.failed)
     ok -= len(report.skipped) + len(report.not_read)
     skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
@@ -169,6 +241,33 @@ def _failure_kinds(pages: tuple[pipeline.PageFetch, ...]) -> str:
     return "; ".join(parts)
 
 
+# The collect table fits 100 columns: names are clipped, details wrapped under their column
+# (only a path or URL longer than that column runs past it).
+_NAME_WIDTH = 40
+_TABLE_WIDTH = 100
+_DETAIL_LINES = 6
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _wrapped(row: str, detail: str) -> list[str]:
+    """The row with its detail: wrapped under the detail column, at most a few lines."""
+    width = max(_TABLE_WIDTH - len(row), 30)
+    # A path or URL is never cut: one longer than the column runs past it, whole, to copy.
+    lines = textwrap.wrap(
+        detail,
+        width,
+        max_lines=_DETAIL_LINES,
+        placeholder=" …",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    lines = lines or [""]
+    return [row + lines[0], *(" " * len(row) + line for line in lines[1:])]
+
+
 @cli.command()
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the HTML here.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a browser.")
@@ -200,6 +299,8 @@ def preview(
     collect: bool,
 ) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
+    from digest import pipeline, schedule  # heavy: see the note at the top
+
     settings = _settings()
     if serve:
         return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
@@ -218,20 +319,28 @@ def preview(
         click.echo(f"trimmed: left out {rendered.trimmed_stories} stories to stay under the cap")
     click.echo(f"wrote {path}")
     if open_browser:
-        webbrowser.open(path.resolve().as_uri())
+        _open_in_browser(path.resolve().as_uri())
 
 
 def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:
+    from digest import pipeline, schedule  # heavy: see the note at the top
+
     server = pipeline.preview_server(settings, schedule.utc_now, collect=collect, port=port)
     click.echo(f"serving the preview at {server.url} (Ctrl-C to stop)")
     if open_browser:
-        webbrowser.open(server.url)
+        _open_in_browser(server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def _open_in_browser(url: str) -> None:
+    """Open a page, or say that no browser could and how to open it by hand."""
+    if not webbrowser.open(url):
+        click.echo(f"could not open a browser here (none found); open {url} by hand", err=True)
 
 
 def _temp_html_path() -> Path:
@@ -260,12 +369,14 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
     143 or 130 (a second one exits at once). Exits 1 if any recipient failed, is uncertain or
     was not reached.
     """
+    from digest import pipeline, schedule  # heavy: see the note at the top
+
     settings = _settings()
     if dry_run:
         _print_plan(pipeline.plan_edition(settings, schedule.utc_now))
         return
     with _stop_on_signals() as stop:
-        report = pipeline.send_edition(
+        report = schedule.send_now(
             settings,
             schedule.utc_now,
             collect=collect,
@@ -389,8 +500,10 @@ def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int)
 @_translate_errors
 def deliveries(day: datetime | None) -> None:
     """Show each recipient's delivery state for an edition (default: the latest)."""
+    from digest.ledger import delivery_ledger
+
     settings = _settings()
-    edition_on, rows = pipeline.delivery_ledger(settings, day.date() if day else None)
+    edition_on, rows = delivery_ledger(settings, day.date() if day else None)
     if not rows:
         click.echo(f"no deliveries recorded{f' for {edition_on}' if edition_on else ''}")
         return
@@ -421,7 +534,10 @@ _COUNT_LABELS = {
 @_translate_errors
 def run(once: bool) -> None:
     """Run the daemon: collect through the day, send each edition at its [schedule] time."""
-    logging.getLogger().setLevel(logging.INFO)
+    from digest import pipeline, schedule  # heavy: see the note at the top
+
+    if not _is_debug():
+        logging.getLogger().setLevel(logging.INFO)
     settings = _settings()
     if not once:
         schedule.run_daemon(settings)
@@ -444,8 +560,10 @@ def status(as_json: bool) -> None:
     """Show the daemon's state: next runs, last collect and edition, misses, feeds, recipients.
 
     Exits 1 when a recipient went without or the last edition was missed or failed."""
+    from digest.status import current_status
+
     settings = _settings()
-    found = schedule.status(settings)
+    found = current_status(settings, datetime.now(UTC))
     if as_json:
         click.echo(_status_json(found))
     else:
@@ -454,7 +572,7 @@ def status(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _print_status(found: pipeline.DaemonStatus, tz: tzinfo) -> None:
+def _print_status(found: DaemonStatus, tz: tzinfo) -> None:
     nexts = ", ".join(_local_time(t, tz) for t in found.next_editions_at) or "none"
     click.echo(f"next edition: {nexts}")
     when = _local_time(found.next_collect_at, tz) or "when the daemon starts"
@@ -490,7 +608,7 @@ def _print_run(label: str, run: JobRun | None, tz: tzinfo) -> None:
         click.echo(f"  failed: {failure}")
 
 
-def _status_json(found: pipeline.DaemonStatus) -> str:
+def _status_json(found: DaemonStatus) -> str:
     document = dataclasses.asdict(found) | {"needs_attention": found.needs_attention}
     return json.dumps(document, indent=2, ensure_ascii=False, default=_json_default)
 
@@ -505,8 +623,10 @@ def _json_default(value: object) -> str:
 @_translate_errors
 def check() -> None:
     """Validate the settings and report every problem; exit non-zero if there are any."""
+    from digest.checking import check_settings
+
     settings = _settings()
-    problems = pipeline.check_settings(settings)
+    problems = check_settings(settings)
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)
     if problems:
@@ -527,6 +647,8 @@ def check() -> None:
 def summarize(source: str, target: str, summarizer: str | None, words: int | None) -> None:
     """Summarise {"id", "title", "text"} JSONL lines into {"id", "summary"} lines, cleaning
     and summarising exactly as the digest does (a settings file is optional here)."""
+    from digest import pipeline  # heavy: see the note at the top
+
     settings = _summarize_settings()
     overrides = {"summarizer": summarizer, "words": words}
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
@@ -537,9 +659,10 @@ def summarize(source: str, target: str, summarizer: str | None, words: int | Non
 
 
 def _summarize_settings() -> SummarizeSettings:
-    params = click.get_current_context().find_root().params
-    path = find_config_path(params.get("config"))
-    if params.get("config") is None and not path.is_file():
+    from digest.config import SummarizeSettings, find_config_path, load_settings
+
+    path = find_config_path(_config_option())
+    if _config_option() is None and not path.is_file():
         return SummarizeSettings()
     return load_settings(path).summarize
 
@@ -557,8 +680,10 @@ def feeds() -> None:
 @_translate_errors
 def feeds_list(as_json: bool) -> None:
     """Show how each feed is doing: status, stories, last success, last error."""
+    from digest.feed_health import feed_health
+
     settings = _settings()
-    health = pipeline.feed_health(settings)
+    health = feed_health(settings)
     if as_json:
         click.echo(json.dumps([_health_json(h) for h in health], indent=2, ensure_ascii=False))
         return
@@ -629,8 +754,10 @@ def _health_json(health: FeedHealth) -> dict[str, object]:
 @_translate_errors
 def feeds_failures(url: str, limit: int) -> None:
     """Show a feed's most recent failures: when, what kind, and the message."""
+    from digest.feed_health import feed_failures
+
     settings = _settings()
-    source, failures = pipeline.feed_failures(settings, url, limit)
+    source, failures = feed_failures(settings, url, limit)
     if not failures:
         click.echo(f"{source.title}: no failures recorded")
         return
@@ -648,6 +775,8 @@ def feeds_failures(url: str, limit: int) -> None:
 @_translate_errors
 def feeds_add(url: str, name: str | None, category: str | None, no_check: bool) -> None:
     """Add a feed to the settings file, once fetching and reading it has worked."""
+    from digest import pipeline, schedule  # heavy: see the note at the top
+
     settings = _settings()
     report = pipeline.add_feed(
         settings, url, schedule.utc_now, name=name, category=category, check=not no_check
@@ -674,6 +803,8 @@ def feeds_import(file: str, category: str | None, dry_run: bool) -> None:
 
     Exits 1 if the file yielded no feed at all.
     """
+    from digest import pipeline  # heavy: see the note at the top
+
     settings = _settings()
     report = pipeline.import_opml(settings, file, category=category, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
@@ -711,6 +842,8 @@ def _print_sources(heading: str, mark: str, sources: Sequence[FeedSource]) -> No
 @_translate_errors
 def feeds_export(out: str | None) -> None:
     """Write every configured feed as an OPML 2.0 file, one folder per category."""
+    from digest import pipeline  # heavy: see the note at the top
+
     data = pipeline.export_opml(_settings())
     if out is None:
         click.echo(data, nl=False)

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -245,7 +244,7 @@ class ScheduleSettings(_Section):
                 raise ValueError(f"{line!r} needs 5 fields (minute hour day month weekday)")
             _check_days(fields[4])
             try:
-                CronTrigger.from_crontab(line, timezone="UTC")
+                _cron_trigger().from_crontab(line, timezone="UTC")
             except ValueError as exc:
                 raise ValueError(f"{line!r}: {exc}") from None
         return value
@@ -272,13 +271,20 @@ class ScheduleSettings(_Section):
         )
 
 
+def _cron_trigger() -> Any:
+    # APScheduler (~40 ms) only when a schedule is set: every command loads the settings.
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger
+
+
 def _check_days(value: str) -> str:
     # APScheduler 3 counts weekday numbers from Monday, cron from Sunday: only names are
     # unambiguous.
     if any(char.isdigit() for char in value):
         raise ValueError(f"{value!r}: name the weekdays (mon-fri, sat,sun), not numbers")
     try:
-        CronTrigger(day_of_week=value, timezone="UTC")
+        _cron_trigger()(day_of_week=value, timezone="UTC")
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a list of weekdays like 'mon-fri' ({exc})") from None
     return value

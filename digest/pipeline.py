@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 import nh3
 from tqdm import tqdm
 
-from digest.abstractive import find_model
 from digest.clean import (
     MAX_ARTICLE_HTML_SIZE,
     clean_text,
@@ -39,7 +38,7 @@ from digest.clean import (
     split_headline,
 )
 from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
-from digest.config import Settings, SummarizeSettings, append_feeds, feed_url_key
+from digest.config import Settings, SummarizeSettings, append_feeds
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
@@ -50,12 +49,13 @@ from digest.deliver import (
     SendmailMailer,
     SmtpMailer,
     UncertainDeliveryError,
-    html_part_size,
     make_message_id,
 )
 from digest.encoder import load_encoder
 from digest.errors import DeliveryError, DigestError, FeedError, InputError
+from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
+from digest.ledger import edition_date
 from digest.models import (
     Article,
     Delivery,
@@ -63,12 +63,9 @@ from digest.models import (
     Digest,
     DigestItem,
     FeedFailure,
-    FeedHealth,
     FeedSource,
     FeedState,
-    FetchFailure,
     FetchResult,
-    JobRun,
     RenderedDigest,
     SendLockHolder,
     Story,
@@ -77,17 +74,15 @@ from digest.models import (
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
-from digest.preflight import mailer_problems, require_usable_mailer
-from digest.reader_links import reader_link_warnings
+from digest.preflight import require_usable_mailer
 from digest.render import (
-    RenderOptions,
     SectionRules,
     arrange_clusters,
-    check_templates,
     make_environment,
     render_digest,
     template_files,
 )
+from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
@@ -195,11 +190,6 @@ class SendReport:
         if self.aborted is not None or self.stopped_while is not None:
             return False
         return not any(d.state in bad for d in self.deliveries)
-
-
-def edition_date(settings: Settings, now: datetime) -> date:
-    """The edition a moment belongs to: the readers' local calendar day."""
-    return now.astimezone(settings.tz).date()
 
 
 # Collect
@@ -608,47 +598,6 @@ def _gone_report(source: FeedSource) -> FeedReport:
 # Check
 
 
-def check_settings(settings: Settings) -> list[str]:
-    """Problems that validation alone cannot see: missing files, unknown names, templates."""
-    problems = []
-    for number, feed in enumerate(settings.feeds, start=1):
-        if not feed.url.startswith(("http://", "https://")) and not os.path.isfile(feed.url):
-            problems.append(f"[[feeds]] #{number} .url: no such file: {feed.url}")
-    factories = summarizer_factories(make_plugin_manager())
-    if settings.summarize.summarizer not in factories:
-        problems.append(
-            f"[summarize].summarizer = {settings.summarize.summarizer!r}: no such summarizer "
-            f"(choose one of: {', '.join(sorted(factories))})"
-        )
-    if settings.summarize.summarizer == "abstractive":
-        problems.extend(_check_abstractive_model(settings.summarize))
-    template_dir = settings.render.template_dir
-    if template_dir is not None and not template_dir.is_dir():
-        problems.append(f"[render].template_dir: no such folder: {template_dir}")
-    else:
-        problems.extend(check_templates(make_environment(template_dir), render_options(settings)))
-    problems.extend(mailer_problems(settings))
-    for warning in reader_link_warnings(settings):  # a warning: the check still passes
-        logger.warning("%s", warning)
-    return problems
-
-
-def _check_abstractive_model(settings: SummarizeSettings) -> list[str]:
-    """The abstractive model's absence as a problem, or only a logged warning when a run
-    would still work: it falls back to extractive, or may download the model."""
-    missing = find_model(settings)
-    if missing is None:
-        return []
-    if settings.fallback == "extractive":
-        note = "runs will use the extractive summarizer instead"
-        logger.warning("%s; %s\n  hint: %s", missing.message, note, missing.hint)
-    elif settings.allow_download:
-        logger.warning("%s; the first run will download it", missing.message)
-    else:
-        return [str(missing)]
-    return []
-
-
 # Build and render
 
 
@@ -774,37 +723,6 @@ def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
             settings.render.max_html_bytes,
         )
     return rendered
-
-
-def render_options(settings: Settings) -> RenderOptions:
-    """What the settings say about an edition's look."""
-    render = settings.render
-    return RenderOptions(
-        title=render.title,
-        subject=render.subject,
-        archive_url=render.archive_url,
-        unsubscribe_url=_unsubscribe_link(settings),
-        max_html_bytes=render.max_html_bytes,
-        html_size=html_part_size,
-    )
-
-
-def _unsubscribe_link(settings: Settings) -> str | None:
-    """The footer's unsubscribe link: the one-click page, else a mail to the unsubscribe address."""
-    delivery = settings.delivery
-    if delivery.unsubscribe_url:
-        return delivery.unsubscribe_url
-    return f"mailto:{delivery.unsubscribe_mailto}" if delivery.unsubscribe_mailto else None
-
-
-def section_rules(settings: Settings) -> SectionRules:
-    """How the settings group stories into sections and cap them."""
-    return SectionRules(
-        order=settings.render.sections,
-        max_per_section=settings.render.max_per_section,
-        max_total=settings.render.max_stories,
-        priorities={feed.url: feed.priority for feed in settings.feed_sources},
-    )
 
 
 def _build(
@@ -1112,18 +1030,6 @@ def _archived_edition(
     return store.edition(day) or rendered
 
 
-def delivery_ledger(
-    settings: Settings, edition_on: date | None = None
-) -> tuple[date | None, tuple[Delivery, ...]]:
-    """An edition's delivery rows, read-only (default: the latest edition with any)."""
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return edition_on, ()
-    with store:
-        day = edition_on or store.latest_delivery_date()
-        return day, store.deliveries(day) if day else ()
-
-
 def _planned(settings: Settings, day: date) -> list[Delivery]:
     sender = settings.delivery.from_
     return [
@@ -1163,7 +1069,9 @@ def _deliver(
             try:
                 _deliver_one(store, mailer, messages, delivery, clock, resend_uncertain)
             except MailerUnavailableError as exc:
-                logger.error("delivery stopped: %s", exc)
+                # Not an error line too: the caller reports it (the CLI's "Error:", the
+                # daemon's run line), and a log line besides printed every fatal error twice.
+                logger.debug("delivery stopped: %s", exc)
                 return str(exc)
     return None
 
@@ -1260,88 +1168,6 @@ def make_mailer(settings: Settings) -> Mailer:
 # The daemon's record
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DaemonStatus:
-    """What ``digest status`` shows: read from the store, plus the schedule's next times."""
-
-    now: datetime
-    last_collect: JobRun | None = None
-    last_edition_run: JobRun | None = None
-    last_edition_on: date | None = None
-    last_edition_subject: str | None = None
-    last_edition_deliveries: tuple[Delivery, ...] = ()
-    missed: tuple[JobRun, ...] = ()  # recent editions skipped after the grace, newest first
-    failing_feeds: tuple[FeedHealth, ...] = ()
-    held_feeds: tuple[FeedState, ...] = ()  # not fetched before their not_before (politeness)
-    undelivered: tuple[Delivery, ...] = ()  # of the last week's editions: not (known) sent
-    next_collect_at: datetime | None = None
-    next_editions_at: tuple[datetime, ...] = ()
-
-    @property
-    def needs_attention(self) -> bool:
-        """A recipient went without, or the last edition was missed or failed."""
-        last = self.last_edition_run
-        return bool(self.undelivered) or (last is not None and last.outcome in ("missed", "failed"))
-
-
-STATUS_WINDOW = timedelta(days=7)
-
-
-def record_job_run(settings: Settings, run: JobRun) -> None:
-    """Keep one job run in the store (what ``digest status`` reports)."""
-    with Store.open(settings.store.path) as store:
-        store.add_job_run(run)
-
-
-def record_missed_edition(settings: Settings, run: JobRun) -> bool:
-    """Record an edition skipped after the grace; False if that day's miss was recorded."""
-    with Store.open(settings.store.path) as store:
-        return store.add_missed_edition(run)
-
-
-def is_edition_outstanding(settings: Settings, day: date) -> bool:
-    """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return True
-    with store:
-        ledger = {d.address: d.state for d in store.deliveries(day)}
-    owed = (DeliveryState.PENDING, DeliveryState.FAILED, None)
-    return any(ledger.get(d.address) in owed for d in _planned(settings, day))
-
-
-def last_activity(settings: Settings) -> datetime | None:
-    """When a daemon job last ran, or an edition was last archived (None: never)."""
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return None
-    with store:
-        return store.last_activity()
-
-
-def daemon_status(settings: Settings, now: datetime) -> DaemonStatus:
-    """The daemon's state from the store, read-only: last runs, misses, feeds, deliveries."""
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return DaemonStatus(now=now)
-    with store:
-        last_on = store.latest_edition_on()
-        rendered = store.edition(last_on) if last_on else None
-        health = store.feed_health(settings.feed_sources)
-        return DaemonStatus(
-            now=now,
-            last_collect=next(iter(store.job_runs("collect")), None),
-            last_edition_run=next(iter(store.job_runs("edition")), None),
-            last_edition_on=last_on,
-            last_edition_subject=rendered.subject if rendered else None,
-            last_edition_deliveries=store.deliveries(last_on) if last_on else (),
-            missed=store.job_runs("edition", limit=7, outcome="missed"),
-            failing_feeds=tuple(h for h in health if h.status in ("failing", "gone")),
-            held_feeds=store.held_feeds(now),
-            undelivered=store.undelivered(edition_date(settings, now - STATUS_WINDOW)),
-        )
-
-
 # Feeds management
 
 
@@ -1365,31 +1191,6 @@ class ImportReport:
     skipped: tuple[FeedSource, ...]  # already configured
 
 
-def feed_health(settings: Settings) -> tuple[FeedHealth, ...]:
-    """How each configured feed is doing, read from the store without changing it."""
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return tuple(FeedHealth(source=source) for source in settings.feed_sources)
-    with store:
-        return store.feed_health(settings.feed_sources)
-
-
-def feed_failures(
-    settings: Settings, url: str, limit: int = 20
-) -> tuple[FeedSource, tuple[FetchFailure, ...]]:
-    """A configured feed and its most recent failures, newest first."""
-    source = _configured_feed(settings, url)
-    if source is None:
-        raise DigestError(
-            f"{url} is not one of the configured feeds", hint="`digest feeds list` shows them"
-        )
-    store = Store.open_read_only(settings.store.path)
-    if store is None:
-        return source, ()
-    with store:
-        return source, store.feed_failures(source.url, limit)
-
-
 def add_feed(
     settings: Settings,
     url: str,
@@ -1404,7 +1205,7 @@ def add_feed(
     Re-adding a configured feed that answered 410 Gone revives it instead.
     """
     source = FeedSource(url=_feed_location(url), name=name, category=category)
-    existing = _configured_feed(settings, source.url)
+    existing = configured_feed(settings, source.url)
     if existing is not None:
         return _readd(settings, existing, clock, check=check)
     checked, stories = _check_feed(settings, source, clock) if check else (source, None)
@@ -1483,11 +1284,6 @@ def import_opml(
 def export_opml(settings: Settings) -> bytes:
     """Every configured feed as OPML 2.0, one parent outline per category."""
     return write_opml(settings.feed_sources, f"{settings.render.title}: feeds")
-
-
-def _configured_feed(settings: Settings, url: str) -> FeedSource | None:
-    key = feed_url_key(url)
-    return next((s for s in settings.feed_sources if feed_url_key(s.url) == key), None)
 
 
 def _feed_location(url: str) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from digest import abstractive, hookspecs, summarize
+from digest import builtin_summarizers, hookspecs
 
-DEFAULT_PLUGINS = (summarize, abstractive)
+if TYPE_CHECKING:
+    from digest.summarize import Summarizer
+
+DEFAULT_PLUGINS = (builtin_summarizers,)
 
 
 def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
@@ -25,9 +28,9 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
 
 def summarizer_factories(
     manager: pluggy.PluginManager,
-) -> dict[str, Callable[..., summarize.Summarizer]]:
+) -> dict[str, Callable[..., Summarizer]]:
     """Every registered summarizer by name."""
-    factories: dict[str, Callable[..., summarize.Summarizer]] = {}
+    factories: dict[str, Callable[..., Summarizer]] = {}
 
     def register(name: str, factory: Callable[..., Any]) -> None:
         factories[name] = factory

@@ -41,22 +41,25 @@ import logging.handlers
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import DeliveryState, JobRun
+from digest.errors import DigestError
+from digest.ledger import edition_date, is_edition_outstanding
+from digest.logs import ZonedFormatter
+from digest.models import DeliveryState, JobRun, SendLockHolder
+from digest.status import last_activity, record_job_run, record_missed_edition
+from digest.triggers import edition_triggers, fire_times, next_edition_times
 
 logger = logging.getLogger(__name__)
 
@@ -69,52 +72,6 @@ LATE_AFTER = timedelta(minutes=1)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# Triggers
-
-
-class OncePerDay(BaseTrigger):  # type: ignore[misc]
-    """A cron schedule in one zone that fires at most once per local calendar date."""
-
-    def __init__(self, fields: Mapping[str, str], tz: tzinfo) -> None:
-        self.tz = tz
-        self._cron = CronTrigger(timezone=tz, **fields)
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is None:
-            start = now
-        else:
-            # Asked afresh from the next local midnight: never the same date twice.
-            day = previous_fire_time.astimezone(self.tz).date() + timedelta(days=1)
-            start = datetime.combine(day, time(0), tzinfo=self.tz)
-        fire: datetime | None = self._cron.get_next_fire_time(None, start)
-        # Through UTC: a wall time that does not exist (spring forward) becomes a real one.
-        return fire.astimezone(UTC).astimezone(self.tz) if fire else None
-
-    def __str__(self) -> str:
-        return f"{self._cron} once a day"
-
-
-def edition_triggers(settings: Settings) -> list[OncePerDay]:
-    """One trigger per edition schedule in the settings, in the readers' timezone."""
-    return [OncePerDay(fields, settings.tz) for fields in settings.schedule.editions]
-
-
-def fire_times(trigger: OncePerDay, after: datetime, until: datetime) -> Iterator[datetime]:
-    """The trigger's fire times in (after, until], oldest first."""
-    fire = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
-    while fire is not None and fire <= until:
-        yield fire
-        fire = trigger.get_next_fire_time(fire, fire)
-
-
-def next_edition_times(settings: Settings, now: datetime) -> tuple[datetime, ...]:
-    """Each edition schedule's next time after ``now``, soonest first."""
-    times = (trigger.get_next_fire_time(None, now) for trigger in edition_triggers(settings))
-    return tuple(sorted(t for t in times if t is not None))
 
 
 def grace(settings: Settings) -> timedelta:
@@ -144,7 +101,7 @@ def plan_catch_up(
     latest_per_day: dict[date, datetime] = {}
     for trigger in edition_triggers(settings):
         for fire in fire_times(trigger, start, now):
-            day = pipeline.edition_date(settings, fire)
+            day = edition_date(settings, fire)
             latest_per_day[day] = max(fire, latest_per_day.get(day, fire))
     owed = sorted(t for day, t in latest_per_day.items() if is_outstanding(day))
     late = owed[-1] if owed and now - owed[-1] <= grace(settings) else None
@@ -161,27 +118,85 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
     started = utc_now()
     report = pipeline.collect_once(settings, utc_now)
     skipped = [f"{f.url} until {_iso(f.not_before)}" for f in report.skipped]
-    failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
-    run = JobRun(
-        job="collect",
-        started_at=started,
-        finished_at=utc_now(),
-        outcome="failed" if report.all_failed else "ok",
-        summary=(
-            f"{len(report.feeds)} feeds: {len(report.failed)} failed, {len(skipped)} not due; "
-            f"{report.new_stories} new stories"
-        ),
-        failures=failures,
-    )
+    run = collect_run(report, started, utc_now())
     _finish(
         settings,
         run,
         feeds=len(report.feeds),
         new=report.new_stories,
-        failed=len(failures),
+        failed=len(run.failures),
         not_due=len(skipped),
         not_due_feeds="; ".join(skipped),
+        pages_failed=len(report.pages_failed),
+        pages_skipped=len(report.pages_skipped),
     )
+    return report
+
+
+def collect_run(report: pipeline.CollectReport, started: datetime, finished: datetime) -> JobRun:
+    """The job-run record of one collect (the daemon's or a manual one)."""
+    failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
+    return JobRun(
+        job="collect",
+        started_at=started,
+        finished_at=finished,
+        outcome="stopped" if report.stopped_while else "failed" if report.all_failed else "ok",
+        summary=(
+            f"{len(report.feeds)} feeds: {len(report.failed)} failed, "
+            f"{len(report.skipped)} not due; {report.new_stories} new stories"
+            + (f"; stopped while {report.stopped_while}" if report.stopped_while else "")
+        ),
+        failures=failures,
+    )
+
+
+# Manual runs: `digest collect` and `digest send` are runs too, recorded as the daemon's jobs
+# are (not logged: the command prints its own report), so `digest status` shows them.
+
+
+def collect_now(
+    settings: Settings,
+    clock: pipeline.Clock,
+    *,
+    summarize: bool = True,
+    stop: threading.Event | None = None,
+) -> pipeline.CollectReport:
+    """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
+    started = clock()
+    report = pipeline.collect_once(settings, clock, summarize=summarize, stop=stop)
+    record_job_run(settings, collect_run(report, started, clock()))
+    return report
+
+
+def send_now(
+    settings: Settings,
+    clock: pipeline.Clock,
+    *,
+    collect: bool,
+    resend_uncertain: bool = False,
+    force: bool = False,
+    stop: threading.Event | None = None,
+    on_wait: Callable[[SendLockHolder], None] | None = None,
+) -> pipeline.SendReport:
+    """``digest send``: send today's edition now, and record the run (an error too)."""
+    started = clock()
+    try:
+        report = pipeline.send_edition(
+            settings,
+            clock,
+            collect=collect,
+            resend_uncertain=resend_uncertain,
+            force=force,
+            stop=stop,
+            on_wait=on_wait,
+        )
+    except DigestError as exc:
+        record_job_run(
+            settings, _edition_run(started, None, "failed", f"error: {exc}", (repr(exc),))
+        )
+        raise
+    is_stopping = stop is not None and stop.is_set()
+    record_job_run(settings, edition_run(report, started, is_stopping=is_stopping))
     return report
 
 
@@ -208,11 +223,12 @@ def edition_job(
         return None
     # The scheduled time's date, not the clock's: a 23:30 edition sent at 00:30 is still
     # its own day's, and leaves the new day's edition to its own time.
-    day = pipeline.edition_date(settings, scheduled_at) if scheduled_at else None
+    day = edition_date(settings, scheduled_at) if scheduled_at else None
     try:
         report = pipeline.send_edition(settings, utc_now, collect=True, stop=stop, edition_on=day)
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
-        logger.exception("edition job failed")
+        if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
+            logger.exception("edition job failed")
         failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", (repr(exc),))
         _finish(settings, failed, error=type(exc).__name__)
         if is_reraised:
@@ -237,9 +253,39 @@ def _finish_edition(
     late: timedelta,
     stop: threading.Event,
 ) -> None:
-    counts = {state.value: len(report.in_state(state)) for state in DeliveryState}
+    run = edition_run(
+        report, started, scheduled_at=scheduled_at, late=late, is_stopping=stop.is_set()
+    )
+    counts = _delivery_counts(report)
+    _finish(
+        settings,
+        run,
+        late_seconds=int(late.total_seconds()),
+        sent=counts["sent"] - len(report.already_sent),
+        already_sent=len(report.already_sent),
+        failed=counts["failed"],
+        uncertain=counts["sending"],
+        pending=counts["pending"],
+        new=report.collect.new_stories if report.collect else 0,
+        failed_feeds=len(report.collect.failed) if report.collect else 0,
+    )
+
+
+def _delivery_counts(report: pipeline.SendReport) -> dict[str, int]:
+    return {state.value: len(report.in_state(state)) for state in DeliveryState}
+
+
+def edition_run(
+    report: pipeline.SendReport,
+    started: datetime,
+    *,
+    scheduled_at: datetime | None = None,
+    late: timedelta = timedelta(0),
+    is_stopping: bool = False,
+) -> JobRun:
+    """The job-run record of one send of an edition (the daemon's or a manual one)."""
+    counts = _delivery_counts(report)
     already = len(report.already_sent)
-    sent = counts["sent"] - already
     failures = tuple(
         f"{d.recipient}: {d.state.value}: {d.detail or ''}".rstrip(": ")
         for d in report.deliveries
@@ -254,29 +300,17 @@ def _finish_edition(
         outcome = "empty"
     elif failures:
         outcome = "failed"
-    elif counts["pending"] and stop.is_set():
+    elif counts["pending"] and is_stopping:
         outcome = "stopped"
     summary = (
-        f"edition {report.edition_on}: sent {sent}, already sent {already}, "
+        f"edition {report.edition_on}: sent {counts['sent'] - already}, already sent {already}, "
         f"failed {counts['failed']}, uncertain {counts['sending']}, pending {counts['pending']}"
     )
     if report.rendered is None:
         summary = f"edition {report.edition_on}: no new stories; nothing sent"
     if late:
         summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
-    run = _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
-    _finish(
-        settings,
-        run,
-        late_seconds=int(late.total_seconds()),
-        sent=sent,
-        already_sent=already,
-        failed=counts["failed"],
-        uncertain=counts["sending"],
-        pending=counts["pending"],
-        new=report.collect.new_stories if report.collect else 0,
-        failed_feeds=len(report.collect.failed) if report.collect else 0,
-    )
+    return _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
 
 
 def _edition_run(
@@ -301,18 +335,18 @@ def _edition_run(
 
 def _record_missed(settings: Settings, scheduled_at: datetime, now: datetime) -> None:
     """Record (once per day) an edition whose time passed more than the grace ago."""
-    day = pipeline.edition_date(settings, scheduled_at)
+    day = edition_date(settings, scheduled_at)
     summary = (
         f"edition {day} missed: scheduled {_iso(scheduled_at)}, {_span(now - scheduled_at)} ago, "
         f"beyond the {_span(grace(settings))} grace; not sent"
     )
     run = _edition_run(now, scheduled_at, "missed", summary, (), day)
-    if pipeline.record_missed_edition(settings, run):
+    if record_missed_edition(settings, run):
         _log_run(run, edition_on=day, scheduled_at=_iso(scheduled_at))
 
 
 def _finish(settings: Settings, run: JobRun, **fields: object) -> None:
-    pipeline.record_job_run(settings, run)
+    record_job_run(settings, run)
     _log_run(run, **fields)
 
 
@@ -402,15 +436,15 @@ def _catch_up(settings: Settings, now: datetime) -> CatchUp:
     plan = plan_catch_up(
         settings,
         now,
-        pipeline.last_activity(settings),
-        lambda day: pipeline.is_edition_outstanding(settings, day),
+        last_activity(settings),
+        lambda day: is_edition_outstanding(settings, day),
     )
     for scheduled_at in plan.missed:
         _record_missed(settings, scheduled_at, now)
     if plan.late is not None:
         logger.warning(
             "edition of %s was due at %s while digest was not running: sending it now, late",
-            pipeline.edition_date(settings, plan.late),
+            edition_date(settings, plan.late),
             _iso(plan.late),
         )
     return plan
@@ -421,7 +455,7 @@ def _on_missed(settings: Settings) -> Callable[[JobExecutionEvent], None]:
         if not event.job_id.startswith("edition"):
             return
         scheduled_at = event.scheduled_run_time.astimezone(UTC)
-        if pipeline.is_edition_outstanding(settings, pipeline.edition_date(settings, scheduled_at)):
+        if is_edition_outstanding(settings, edition_date(settings, scheduled_at)):
             _record_missed(settings, scheduled_at, utc_now())
 
     return record
@@ -465,7 +499,7 @@ def _log_to_file(settings: Settings) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(ZonedFormatter(settings.tz))
     logging.getLogger().addHandler(handler)
 
 
@@ -483,16 +517,3 @@ def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport
     collected = collect_job(settings, stop)
     assert collected is not None  # stop is never set here
     return collected
-
-
-def status(settings: Settings) -> pipeline.DaemonStatus:
-    """What ``digest status`` shows: the store's record plus the next run times."""
-    now = utc_now()
-    found = pipeline.daemon_status(settings, now)
-    last = found.last_collect
-    every = timedelta(minutes=settings.schedule.collect_every_minutes)
-    return replace(
-        found,
-        next_collect_at=last.started_at + every if last else None,
-        next_editions_at=next_edition_times(settings, now),
-    )

@@ -18,14 +18,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sentencex import segment
 
 from digest.encoder import MODEL_ID, Vectors, load_encoder
 from digest.errors import SummarizerError
-from digest.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from digest.config import SummarizeSettings
@@ -262,12 +261,6 @@ def _mmr_order(relevance: Sequence[float], vectors: Vectors, trade_off: float) -
         order.append(best)
         remaining.remove(best)
     return order
-
-
-@hookimpl
-def register_summarizers(register: Callable[..., Any]) -> None:
-    register("lead", lambda settings: LeadSummarizer(settings.words))
-    register("extractive", lambda settings: ExtractiveSummarizer(settings.words))
 
 
 def load_summarizer(

@@ -23,9 +23,9 @@ from digest.abstractive import (
     fit_words,
     load_abstractive,
 )
+from digest.checking import check_settings
 from digest.config import SummarizeSettings, load_settings
 from digest.errors import SummarizerError
-from digest.pipeline import check_settings
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.summarize import ExtractiveSummarizer, SummaryRequest, split_sentences, word_count
 from tests.conftest import write_settings
@@ -281,7 +281,8 @@ def test_check_finds_a_saved_model_folder_without_loading_it(
 ) -> None:
     with caplog.at_level(logging.WARNING):
         assert _check(tmp_path, tiny_model) == []
-    assert not caplog.records
+    # The test settings' example.org sender is warned about; nothing about the model is.
+    assert not [r for r in caplog.records if "model" in r.getMessage()]
 
 
 @pytest.mark.parametrize("where", ["hub id", "folder", "folder without weights"])
@@ -313,10 +314,10 @@ def test_check_only_warns_when_a_run_would_fall_back_or_download(
     tmp_path: Path, offline: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = "digest-tests/no-such-model-anywhere"
-    with caplog.at_level(logging.WARNING, logger="digest.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="digest.checking"):
         assert _check(tmp_path, missing, fallback="extractive") == []
         assert _check(tmp_path, missing, allow_download=True) == []
-    fallback, download = (r.getMessage() for r in caplog.records if r.name == "digest.pipeline")
+    fallback, download = (m for r in caplog.records if "[summarize]" in (m := r.getMessage()))
     assert missing in fallback and "use the extractive summarizer instead" in fallback
     assert missing in download and "first run will download it" in download
 
@@ -347,3 +348,29 @@ def test_a_summary_is_kept_to_whole_sentences_within_the_budget() -> None:
 def test_min_new_tokens_above_max_new_tokens_is_refused() -> None:
     with pytest.raises(ValueError, match="min_new_tokens"):
         SummarizeSettings(min_new_tokens=50, max_new_tokens=20)
+
+
+def _cache_model(cache: Path, repo_id: str, folder: Path, *, weights: bool = True) -> None:
+    """Lay a saved model out as huggingface_hub's cache does (refs/main -> a snapshot)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    for file in folder.iterdir():
+        if weights or not file.name.endswith((".safetensors", ".bin")):
+            (snapshot / file.name).write_bytes(file.read_bytes())
+
+
+def test_check_finds_a_hub_model_in_the_local_cache_by_its_files(
+    tiny_model: Path, tmp_path: Path, offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    _cache_model(cache, "digest-tests/tiny-t5", tiny_model)
+    _cache_model(cache, "digest-tests/no-weights", tiny_model, weights=False)
+    assert _check(tmp_path, "digest-tests/tiny-t5") == []
+    (problem,) = _check(tmp_path, "digest-tests/no-weights")
+    assert "its config and tokenizer are here, its weights are not" in problem
+    (problem,) = _check(tmp_path, "digest-tests/elsewhere")
+    assert f"not found, complete, in the local Hugging Face cache {cache}" in problem

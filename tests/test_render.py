@@ -40,7 +40,6 @@ from digest.pipeline import (
     collect_once,
     preview_edition,
     preview_server,
-    render_options,
     send_edition,
 )
 from digest.render import (
@@ -52,6 +51,7 @@ from digest.render import (
     make_environment,
     render_digest,
 )
+from digest.render_settings import render_options
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
 from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings

@@ -15,14 +15,9 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import Settings, load_settings
 from digest.errors import ConfigError
-from digest.pipeline import edition_date
-from digest.schedule import (
-    OncePerDay,
-    build_scheduler,
-    edition_triggers,
-    fire_times,
-    plan_catch_up,
-)
+from digest.ledger import edition_date
+from digest.schedule import build_scheduler, plan_catch_up
+from digest.triggers import OncePerDay, edition_triggers, fire_times
 from tests.conftest import FeedServer, write_settings
 
 

@@ -1,0 +1,95 @@
+"""What the CLI says: each fatal error once, log times in the readers' zone, a collect table
+that fits 100 columns, and a browser that could not be opened."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from click.testing import CliRunner
+
+from digest.cli import cli
+from tests.conftest import FIXTURES, REPO, FeedServer, write_settings
+
+NASA = str(FIXTURES / "feeds" / "nasa.xml")
+
+
+def _digest(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**environ, "PYTHONPATH": str(REPO), **env},
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_fatal_error_is_printed_once(tmp_path: Path) -> None:
+    config = write_settings(
+        tmp_path,
+        [{"url": NASA}],
+        sections={
+            # Nothing listens on port 9: the mail server cannot be used at all.
+            "delivery": {"backend": "smtp"},
+            "smtp": {"host": "127.0.0.1", "port": 9, "security": "none", "retries": 0},
+        },
+    )
+    done = _digest(config, "send")
+    assert done.returncode == 1
+    assert done.stderr.count("SMTP 127.0.0.1:9: cannot connect") == 1, done.stderr
+    assert done.stderr.startswith("Error: SMTP 127.0.0.1:9: cannot connect"), done.stderr
+
+
+def test_log_lines_carry_the_configured_zone(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.xml"
+    config = write_settings(tmp_path, [{"url": NASA}, {"url": str(missing)}], timezone="Asia/Tokyo")
+    started = datetime.now(ZoneInfo("Asia/Tokyo"))
+    done = _digest(config, "collect", "--no-summarize")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stderr.splitlines() if str(missing) in line)
+    stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+09:00) WARNING ", line)
+    assert stamp, line
+    logged = datetime.fromisoformat(stamp.group(1))
+    assert abs(logged - started) < timedelta(minutes=2)
+
+
+def test_the_collect_table_fits_100_columns(tmp_path: Path, feed_server: FeedServer) -> None:
+    long_name = "The Extremely Long Name of a Feed Imported From Somebody's OPML File " * 3
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 3, "missing-feed.xml")
+    config = write_settings(
+        tmp_path,
+        [
+            {"url": feed_server.url("feeds/nasa.xml"), "name": long_name},
+            {"url": str(deep), "name": "short"},
+        ],
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "collect", "--no-summarize"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    detail_column = lines[0].index("detail")
+    for line in lines:  # only a detail's single unbreakable word (a path) may run past 100
+        assert len(line) <= 100 or " " not in line[detail_column:].strip(), line
+    assert any(line.startswith(long_name[:39] + "…  new ") for line in lines), lines
+    failed = lines.index(next(line for line in lines if line.startswith("short ")))
+    wrapped = lines[failed : failed + 2]
+    assert wrapped[0].endswith("no such file:")
+    assert wrapped[1] == " " * detail_column + str(deep)  # whole, to copy
+
+
+def test_preview_open_without_a_browser_says_where_the_file_is(tmp_path: Path) -> None:
+    config = write_settings(tmp_path, [{"url": NASA}])
+    out = tmp_path / "preview.html"
+    # BROWSER names the only browser webbrowser may use; `false` fails to open anything.
+    done = _digest(config, "preview", "--no-collect", "--open", "--out", str(out), BROWSER="false")
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()
+    assert f"open {out.resolve().as_uri()} by hand" in done.stderr
+    opened = _digest(config, "preview", "--no-collect", "--open", "--out", str(out), BROWSER="true")
+    assert opened.returncode == 0 and "by hand" not in opened.stderr
