@@ -232,3 +232,8 @@ def test_bf16_is_read_from_the_cpu_flags(tmp_path: Path, flags: str, expected: b
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n", encoding="utf-8")
     assert has_native_bf16(cpuinfo) is expected
     assert has_native_bf16(tmp_path / "none") is False
+
+
+def test_dedupe_and_the_summarizer_share_one_loaded_model() -> None:
+    # Dedupe asks for load_encoder(), the extractive summarizer for load_encoder(model_dir).
+    assert load_encoder() is load_encoder(None) is load_encoder(None, bf16=has_native_bf16())
