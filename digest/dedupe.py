@@ -132,14 +132,15 @@ def _semantic_groups(
     cross_feed = feed_of[:, None] != feed_of[None, :]
     similarity = (vectors @ vectors.T).astype(np.float64)
     group_of = np.array([g for g, group in enumerate(open_groups) for _ in group])
-    membership = np.zeros((len(open_groups), len(rows)))
-    membership[group_of, np.arange(len(rows))] = 1.0
+    sizes = np.array([len(group) for group in open_groups], dtype=np.float64)
+    # Each group's rows are contiguous: their block sums are the groups' pair sums.
+    starts = np.concatenate(([0], np.cumsum(sizes[:-1]).astype(np.intp)))
     cross = cross_feed.astype(np.float64)
     links = _Links(
-        sums=membership @ similarity @ membership.T,
-        cross_sums=membership @ (similarity * cross) @ membership.T,
-        cross_pairs=membership @ cross @ membership.T,
-        sizes=membership.sum(1),
+        sums=_block_sums(similarity, starts),
+        cross_sums=_block_sums(similarity * cross, starts),
+        cross_pairs=_block_sums(cross, starts),
+        sizes=sizes,
     )
     edges = np.argwhere(np.triu(cross_feed & (similarity >= threshold), k=1))
     components = _UnionFind(len(open_groups))
@@ -152,6 +153,14 @@ def _semantic_groups(
         for cluster in links.subset(component).average_linkage(threshold):
             merged.append(sorted(i for g in cluster for i in open_groups[component[g]]))
     return sorted(merged, key=min) + closed
+
+
+def _block_sums(
+    matrix: npt.NDArray[np.float64], starts: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Sums of the blocks that ``starts`` cuts a square matrix into, along both axes."""
+    # O(n^2); the membership-matrix products this replaces were O(n^3), 0.1 s at 750 stories.
+    return np.add.reduceat(np.add.reduceat(matrix, starts, axis=0), starts, axis=1)
 
 
 def _headline_and_lead(story: Story) -> str:

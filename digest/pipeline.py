@@ -51,7 +51,7 @@ from digest.deliver import (
     UncertainDeliveryError,
     make_message_id,
 )
-from digest.encoder import load_encoder
+from digest.embeddings import CachedEncoder
 from digest.errors import DeliveryError, DigestError, FeedError, InputError
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
@@ -741,8 +741,8 @@ def _build(
         edition_on=edition_on or edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,
-        # Loaded on first use and cached for the process: an empty edition never loads it.
-        encoder=load_encoder() if len(stories) > 1 else None,
+        # Vectors kept in the store: the model loads only for a story not embedded before.
+        encoder=CachedEncoder(store, lambda: now) if len(stories) > 1 else None,
         similarity=settings.collect.dedupe_similarity,
         sections=section_rules(settings),
     )

@@ -30,6 +30,7 @@ from digest.models import (
     Article,
     Delivery,
     DeliveryState,
+    Embedding,
     FeedFailure,
     FeedHealth,
     FeedSource,
@@ -169,6 +170,14 @@ def _m006_schedule(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m007_embedding_cache(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE embeddings (model_key TEXT NOT NULL, text_hash TEXT NOT NULL,"
+        " dimensions INTEGER NOT NULL, vector BLOB NOT NULL, created_at TEXT NOT NULL,"
+        " PRIMARY KEY (model_key, text_hash))"
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -176,6 +185,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m004_summary_cache", _m004_summary_cache),
     ("m005_delivery_attempts", _m005_delivery_attempts),
     ("m006_schedule", _m006_schedule),
+    ("m007_embedding_cache", _m007_embedding_cache),
 )
 
 
@@ -479,6 +489,40 @@ class Store:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
                 [(model_id, key, text, _to_text(now)) for key, text in summaries.items()],
+            )
+
+    # Embeddings
+
+    def cached_embeddings(
+        self, model_key: str, text_hashes: Sequence[str]
+    ) -> tuple[Embedding, ...]:
+        """The stored, intact vectors of these texts by this model (one whose length does
+        not match its dimensions is left out, so it is computed again)."""
+        if "m007_embedding_cache" not in self.applied_migrations():
+            return ()  # a read-only look at a store from before the cache
+        found: list[Embedding] = []
+        for start in range(0, len(text_hashes), 500):
+            chunk = text_hashes[start : start + 500]
+            rows = self._conn.execute(
+                "SELECT text_hash, dimensions, vector FROM embeddings WHERE model_key = ?"
+                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
+                (model_key, *chunk),
+            )
+            found += (
+                Embedding(model_key=model_key, text_hash=r[0], dimensions=r[1], vector=bytes(r[2]))
+                for r in rows
+            )
+        return tuple(e for e in found if e.is_whole)
+
+    def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
+        """Keep vectors by model and text hash, so no run embeds the same text twice."""
+        with self.atomic():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.model_key, e.text_hash, e.dimensions, e.vector, _to_text(now))
+                    for e in embeddings
+                ],
             )
 
     # Full-text articles

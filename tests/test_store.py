@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 import sqlite3
+import struct
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from digest.errors import StoreError
-from digest.models import Delivery, DeliveryState, FeedSource, FetchResult, RenderedDigest, Story
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Embedding,
+    FeedSource,
+    FetchResult,
+    RenderedDigest,
+    Story,
+)
 from digest.store import MIGRATIONS, Store
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
@@ -163,3 +172,40 @@ def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> N
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_embeddings_round_trip_by_model_and_text_and_a_damaged_one_is_left_out(
+    tmp_path: Path,
+) -> None:
+    vector = struct.pack("<3f", 0.5, -0.25, 1.0)
+    kept = [
+        Embedding(model_key="m/fp32", text_hash="sha256:a", dimensions=3, vector=vector),
+        Embedding(model_key="m/fp32", text_hash="sha256:b", dimensions=3, vector=vector[:8]),
+        Embedding(model_key="m/bf16", text_hash="sha256:c", dimensions=3, vector=vector),
+    ]
+    with Store.open(tmp_path / "d.db") as store:
+        store.save_embeddings(kept, NOW)
+    store = Store.open_read_only(tmp_path / "d.db")
+    assert store is not None
+    with store:
+        found = store.cached_embeddings("m/fp32", ["sha256:a", "sha256:b", "sha256:c"])
+        assert store.cached_embeddings("m/bf16", ["sha256:a"]) == ()
+    assert found == (kept[0],)  # b is 8 bytes for 3 floats: ignored; c is another model's
+    assert struct.unpack("<3f", found[0].vector) == (0.5, -0.25, 1.0)
+
+
+def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.db"
+    with Store.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE embeddings")
+    conn.execute("DELETE FROM migrations WHERE name = 'm007_embedding_cache'")
+    conn.commit()
+    conn.close()
+    store = Store.open_read_only(path)
+    assert store is not None
+    with store:
+        assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
