@@ -27,7 +27,7 @@ import click
 
 from digest import __version__
 from digest.errors import ConfigError, DigestError
-from digest.interrupt import StopRequest
+from digest.interrupt import StopRequest, redelivering
 from digest.logs import ZonedFormatter, log_in_zone
 from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
@@ -415,6 +415,8 @@ def _stop_on_signals() -> Iterator[StopRequest]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if stop.take_swallowed():
+            return stop.request(signum)
         if stop.is_set():
             # Not click.echo: the code this signal interrupted may be writing to stderr.
             os.write(2, f"{name} again: exiting now\n".encode())
@@ -424,7 +426,8 @@ def _stop_on_signals() -> Iterator[StopRequest]:
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield stop
+        with redelivering(stop):
+            yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -10,7 +10,9 @@ only sets the event, and the loop finishes the message in flight first.
 
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ class StopRequest(threading.Event):
         self.signum: int | None = None
         self.note = "stopping"  # what the work in hand does about a stop, for the user
         self._abandonable = 0
+        self._swallowed = False
 
     @property
     def exit_code(self) -> int:
@@ -45,6 +48,40 @@ class StopRequest(threading.Event):
         self.set()
         if self._abandonable and threading.current_thread() is threading.main_thread():
             raise Interrupted(signum)
+
+    def take_swallowed(self) -> bool:
+        """Whether this signal only re-delivers a stop that a finaliser swallowed (see
+        ``redelivering``), rather than being a second request."""
+        swallowed, self._swallowed = self._swallowed, False
+        return swallowed
+
+
+@contextmanager
+def redelivering(stop: StopRequest) -> Iterator[None]:
+    """Re-deliver an ``Interrupted`` that landed in a ``__del__`` or another finaliser.
+
+    Python cannot raise out of a finaliser: it prints "Exception ignored in ..." with a
+    traceback and carries on, so the work would go on as if no stop had come. Instead, the
+    stop is signalled to the main thread again, to be raised where it can unwind the work
+    (and again, should it land in a finaliser once more).
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            stop._swallowed = True
+            # From another thread, a moment later: signalled from here, the handler would run
+            # inside this hook, still in the finaliser, and be swallowed again.
+            again = signal.Signals(unraisable.exc_value.signum)
+            threading.Timer(0.01, _thread.interrupt_main, args=(again,)).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 @contextmanager

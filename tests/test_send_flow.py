@@ -386,3 +386,32 @@ def test_an_interrupt_while_summarising_keeps_every_feed_and_says_so(tmp_path: P
     assert "interrupted while summarising: every feed's stories are stored" in out
     assert _count(tmp_path, "SELECT count(*) FROM stories") == 22
     assert _ledger(tmp_path) == Counter()  # integrity_check too
+
+
+def test_a_stop_that_lands_in_a_finaliser_still_stops_the_work() -> None:
+    """A signal handled inside a __del__ cannot raise out of it (Python prints "Exception
+    ignored in ..."): the stop is re-delivered, so the work still ends, without a traceback."""
+    probe = (
+        "import os, signal\n"
+        "from digest.cli import _stop_on_signals\n"
+        "from digest.interrupt import Interrupted, abandonable\n"
+        "class Finalised:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        for _ in range(100_000): pass  # the handler runs in here\n"
+        "with _stop_on_signals() as stop:\n"
+        "    try:\n"
+        "        with abandonable(stop):\n"
+        "            Finalised()  # dropped at once: its __del__ runs now\n"
+        "            for _ in range(50_000_000): pass\n"
+        "            print('went on')\n"
+        "    except Interrupted:\n"
+        "        print('interrupted')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "interrupted\n", done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("SIGINT: ") == 1, done.stderr
