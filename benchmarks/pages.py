@@ -20,16 +20,13 @@ takes about (pages of the busiest host / per_host) x that long.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,45 +39,8 @@ ARTICLE_HOSTS = (
     "www.japantoday.com",
     "inessential.com",
 )
-
-
-class SilentHost:
-    """A listening socket on a loopback address that reads each request and never answers."""
-
-    def __init__(self, address: str) -> None:
-        self._listener = socket.create_server((address, 0))
-        self.address, self.port = address, self._listener.getsockname()[1]
-        self.requests = 0
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            self._held.append(connection)
-            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
-
-    def _read(self, connection: socket.socket) -> None:
-        data = b""
-        with contextlib.suppress(OSError):
-            while b"\r\n\r\n" not in data and (chunk := connection.recv(4096)):
-                data += chunk
-        if data:
-            self.requests += 1
-
-    def hang_up(self) -> None:
-        """Drop the connections held from the last run and reset the count."""
-        for connection in self._held:
-            connection.close()
-        self._held.clear()
-        self.requests = 0
-
-    def close(self) -> None:
-        self._listener.close()
-        self.hang_up()
+sys.path.insert(0, str(REPO))
+from tests.silent_host import SilentHost  # noqa: E402  (the tests' dead article host)
 
 
 def make_demo(folder: Path, hosts: dict[str, SilentHost], timeout_seconds: float | None) -> Path:
@@ -122,7 +82,7 @@ def run_collect(config: Path, src: Path, hosts: dict[str, SilentHost]) -> Run:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"collect failed ({src}):\n{done.stderr[-2000:]}")
-    requests = sum(h.requests for h in hosts.values())
+    requests = sum(len(h.requests) for h in hosts.values())
     for host in hosts.values():
         host.hang_up()
     return Run(seconds=seconds, requests=requests, last_line=done.stdout.splitlines()[-1])

@@ -17,7 +17,26 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from tests.conftest import write_settings
+
 DROP = "drop"  # a hook's answer: close the connection without replying
+RECIPIENTS = tuple(f"reader{n:03d}@example.org" for n in range(200))
+
+
+def smtp_settings(folder: Path, port: int, feeds: list[dict[str, str]]) -> Path:
+    """A settings file that sends to the 200 RECIPIENTS over plain SMTP on 127.0.0.1:port,
+    retrying fast, on one connection."""
+    return write_settings(
+        folder,
+        feeds,
+        recipients=RECIPIENTS,
+        sections={
+            "delivery": {"backend": "smtp"},
+            "smtp": {"host": "127.0.0.1", "port": port, "security": "none",
+                     "timeout_seconds": 10.0, "retry_backoff_seconds": 0.01,
+                     "max_messages_per_connection": 1000},
+        },
+    )  # fmt: skip
 
 
 def free_port() -> int:

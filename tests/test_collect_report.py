@@ -3,14 +3,12 @@ feed's parse warnings said once. Real loopback servers and real `python -m diges
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from digest.models import FeedSource, FetchResult
 from digest.pipeline import collect_once
 from digest.store import Store
 from tests.conftest import REPO, FeedServer, write_settings
+from tests.silent_host import SilentHost
 
 _WRONG_CHARSET_FEED = """<?xml version="1.0" encoding="ISO-8859-1"?>
 <rss version="2.0"><channel><title>Börse</title><link>https://boerse.example/</link>
@@ -66,53 +65,9 @@ def test_the_daemon_log_still_has_the_charset_warning(
 # Article pages from hosts that do not answer
 
 
-class SilentServer:
-    """Accepts each connection on 127.0.0.2 and reads its request, but never answers (the
-    first ``garble_first`` requests get a line that is not HTTP instead)."""
-
-    def __init__(self, garble_first: int = 0) -> None:
-        self.garble_first = garble_first
-        self._listener = socket.create_server(("127.0.0.2", 0))
-        self.port = self._listener.getsockname()[1]
-        self.requests: list[bytes] = []  # the request line of each request it read
-        self._held: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.2:{self.port}/{path.lstrip('/')}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return  # closed at the end of the test
-            self._held.append(connection)
-            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
-
-    def _read(self, connection: socket.socket) -> None:
-        data = b""
-        with contextlib.suppress(OSError):
-            while b"\r\n\r\n" not in data and (chunk := connection.recv(4096)):
-                data += chunk
-        with self._lock:
-            if data:
-                self.requests.append(data.split(b"\r\n", 1)[0])
-            is_garbled = len(self.requests) <= self.garble_first
-        if is_garbled:
-            with contextlib.suppress(OSError):
-                connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-
-    def close(self) -> None:
-        self._listener.close()
-        for connection in self._held:
-            connection.close()
-
-
 @pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
-    server = SilentServer()
+def silent_server() -> Iterator[SilentHost]:
+    server = SilentHost()
     yield server
     server.close()
 
@@ -128,7 +83,7 @@ def _pages(urls: list[str], **limits: Any) -> list[FetchResult]:
 
 
 def test_a_host_that_never_answers_is_given_up_after_three_pages(
-    silent_server: SilentServer, feed_server: FeedServer
+    silent_server: SilentHost, feed_server: FeedServer
 ) -> None:
     feed_server.extra_routes["/article/ok"] = (200, {"Content-Type": "text/html"}, b"<p>hi</p>")
     silent = [silent_server.url(f"story/{n}") for n in range(8)]
@@ -146,7 +101,7 @@ def test_a_host_that_never_answers_is_given_up_after_three_pages(
 
 
 def test_pages_in_flight_together_all_count_before_the_host_is_tried_again(
-    silent_server: SilentServer,
+    silent_server: SilentHost,
 ) -> None:
     silent_server.garble_first = 1  # one of the first four fails at once, three time out later
     urls = [silent_server.url(f"story/{n}") for n in range(12)]
@@ -158,7 +113,7 @@ def test_pages_in_flight_together_all_count_before_the_host_is_tried_again(
 
 
 def test_pages_waiting_for_a_slow_host_do_not_hold_up_other_hosts(
-    silent_server: SilentServer, feed_server: FeedServer
+    silent_server: SilentHost, feed_server: FeedServer
 ) -> None:
     feed_server.extra_routes["/article/ok"] = (200, {"Content-Type": "text/html"}, b"<p>hi</p>")
     ticks = itertools.count()
@@ -217,7 +172,7 @@ def _teaser_feed(links: list[str]) -> bytes:
 
 
 def test_collect_reports_pages_fetched_failed_and_skipped(
-    tmp_path: Path, silent_server: SilentServer, feed_server: FeedServer
+    tmp_path: Path, silent_server: SilentHost, feed_server: FeedServer
 ) -> None:
     feed_server.extra_routes["/article/ok"] = (200, {"Content-Type": "text/html"}, _ARTICLE)
     port = _refused_port()

@@ -17,25 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_settings
-from tests.deliver_sink import DROP, Sink, running
+from tests.conftest import REPO
+from tests.deliver_sink import DROP, RECIPIENTS, Sink, running, smtp_settings
 
 FEED = str(REPO / "tests" / "fixtures" / "feeds" / "nasa.xml")
-RECIPIENTS = tuple(f"reader{n:03d}@example.org" for n in range(200))
-
-
-def _config(tmp_path: Path, port: int) -> Path:
-    return write_settings(
-        tmp_path,
-        [{"url": FEED, "name": "NASA"}],
-        recipients=RECIPIENTS,
-        sections={
-            "delivery": {"backend": "smtp"},
-            "smtp": {"host": "127.0.0.1", "port": port, "security": "none",
-                     "timeout_seconds": 10.0, "retry_backoff_seconds": 0.01,
-                     "max_messages_per_connection": 1000},
-        },
-    )  # fmt: skip
 
 
 def _start(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -96,7 +81,7 @@ def test_sigkill_then_restart_gives_every_recipient_exactly_one_copy(
     pids: list[int] = []
     sink = _kill_hook(pids, k, when)
     with running(sink) as port:
-        config = _config(tmp_path, port)
+        config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
         first = _start(config)
         pids.append(first.pid)
         code, _, _ = _finish(first)
@@ -135,7 +120,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path
 
     sink = Sink(on_data=on_data)
     with running(sink) as port:
-        config = _config(tmp_path, port)
+        config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
         first = _start(config)
         pids.append(first.pid)
         code, out, err = _finish(first)
@@ -174,7 +159,7 @@ def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: 
     frozen = _FrozenFirstSender()
     sink = frozen.sink
     with running(sink) as port:
-        config = _config(tmp_path, port)
+        config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
         first = frozen.start_first(config)
         second = _start(config, "--no-collect")
         time.sleep(3)  # long enough for the second to start and reach the lock
@@ -191,7 +176,7 @@ def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: 
     frozen = _FrozenFirstSender()
     sink = frozen.sink
     with running(sink) as port:
-        config = _config(tmp_path, port)
+        config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
         first = frozen.start_first(config)
         second = _start(config, "--no-collect")
         time.sleep(3)  # long enough for the second to start and wait at the lock

@@ -25,23 +25,7 @@ from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
 from digest.store import Store, read_lock_holder
 from tests.conftest import FEEDS, REPO, FeedServer, write_settings
-from tests.deliver_sink import Sink, running
-
-RECIPIENTS = tuple(f"reader{n:03d}@example.org" for n in range(200))
-
-
-def _smtp_config(tmp_path: Path, port: int, feeds: list[dict[str, str]]) -> Path:
-    return write_settings(
-        tmp_path,
-        feeds,
-        recipients=RECIPIENTS,
-        sections={
-            "delivery": {"backend": "smtp"},
-            "smtp": {"host": "127.0.0.1", "port": port, "security": "none",
-                     "timeout_seconds": 10.0, "retry_backoff_seconds": 0.01,
-                     "max_messages_per_connection": 1000},
-        },
-    )  # fmt: skip
+from tests.deliver_sink import Sink, running, smtp_settings
 
 
 class _Digest:
@@ -121,7 +105,7 @@ def test_a_second_sender_waits_before_collecting_and_says_for_whom(
 
     sink = Sink(on_data=on_data)
     with running(sink) as port:
-        config = _smtp_config(tmp_path, port, [{"url": feed_server.url("feeds/nasa.xml")}])
+        config = smtp_settings(tmp_path, port, [{"url": feed_server.url("feeds/nasa.xml")}])
         first = _Digest(config, "send")
         pids.append(first.process.pid)
         assert frozen.wait(60)
@@ -316,7 +300,7 @@ def test_a_second_interrupt_while_delivering_exits_at_once_with_130(tmp_path: Pa
     sink = Sink(on_data=on_data)
     try:
         with running(sink) as port:
-            config = _smtp_config(tmp_path, port, [{"url": str(FEEDS / "nasa.xml")}])
+            config = smtp_settings(tmp_path, port, [{"url": str(FEEDS / "nasa.xml")}])
             sender = _Digest(config, "send")
             assert in_flight.wait(60)
             sender.process.send_signal(signal.SIGINT)
