@@ -266,7 +266,7 @@ def _store_feed(store: Store, feed: _FeedOutcome, states: dict[str, FeedState]) 
         new = store.add_stories(feed.stories, seen_at=result.fetched_at)
         store.hold_feed(result.source.url, *feed_hold(result, ttl), ttl)
     if result.error:
-        logger.warning("feed %s failed: %s", result.source.url, result.error)
+        logger.info("feed %s failed: %s", result.source.url, result.error)  # the report says it
     return _feed_report(feed, new)
 
 

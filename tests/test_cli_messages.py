@@ -51,10 +51,11 @@ def test_log_lines_carry_the_configured_zone(tmp_path: Path) -> None:
     missing = tmp_path / "missing.xml"
     config = write_settings(tmp_path, [{"url": NASA}, {"url": str(missing)}], timezone="Asia/Tokyo")
     started = datetime.now(ZoneInfo("Asia/Tokyo"))
-    done = _digest(config, "collect", "--no-summarize")
+    # --debug logs the failed feed (the table alone reports it otherwise).
+    done = _digest(config, "collect", "--no-summarize", "--debug")
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stderr.splitlines() if str(missing) in line)
-    stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+09:00) WARNING ", line)
+    stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+09:00) INFO ", line)
     assert stamp, line
     logged = datetime.fromisoformat(stamp.group(1))
     assert abs(logged - started) < timedelta(minutes=2)

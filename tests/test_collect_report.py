@@ -50,6 +50,19 @@ def test_a_feeds_charset_warning_is_printed_once_per_run(tmp_path: Path) -> None
     assert _CHARSET_WARNING in done.stdout  # in the feed's row of the table
 
 
+def test_a_failed_feed_is_reported_once_per_run(tmp_path: Path) -> None:
+    (tmp_path / "good.xml").write_bytes(_WRONG_CHARSET_FEED)
+    config = write_settings(
+        tmp_path, [{"url": "good.xml", "name": "Good"}, {"url": "broken.xml", "name": "Broken"}]
+    )
+    (tmp_path / "broken.xml").write_text("<rss><channel><item>", encoding="utf-8")
+    done = _digest(config, "collect", "--no-summarize")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in (done.stdout + done.stderr).splitlines() if "broken.xml" in line]
+    assert len(rows) <= 1 and "Broken" in done.stdout and "failed" in done.stdout, done.stdout
+    assert "broken.xml" not in done.stderr
+
+
 def test_the_daemon_log_still_has_the_charset_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
