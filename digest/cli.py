@@ -165,14 +165,14 @@ def collect(summarize: bool) -> None:
     settings = _settings()
     with _stop_on_signals() as stop:
         report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
-    _print_collect(report)
+    _print_collect(report, settings.tz)
     if report.stopped_while:
         sys.exit(stop.exit_code)
     if report.all_failed:
         sys.exit(1)
 
 
-def _print_collect(report: pipeline.CollectReport) -> None:
+def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
     width = max([len(_clip(f.name, _NAME_WIDTH)) for f in report.feeds] + [4])
     click.echo(f"{'feed':<{width}}  {'status':<9}  {'new':>4}  detail")
     for feed in report.feeds:
@@ -182,7 +182,7 @@ def _print_collect(report: pipeline.CollectReport) -> None:
         if feed.warnings:
             detail = "; ".join([detail, *feed.warnings]).lstrip("; ")
         if feed.not_before:
-            detail = f"not due before {feed.not_before:%Y-%m-%d %H:%M} UTC ({feed.hold_reason})"
+            detail = f"not due before {_local_time(feed.not_before, tz)} ({feed.hold_reason})"
         name = _clip(feed.name, _NAME_WIDTH)
         row = f"{name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  "
         click.echo("\n".join(_wrapped(row, detail)).rstrip())
@@ -385,7 +385,7 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             stop=stop,
             on_wait=functools.partial(_print_waiting, tz=settings.tz),
         )
-    _print_send(report)
+    _print_send(report, settings.tz)
     if report.aborted:
         raise click.ClickException(report.aborted)
     if stop.is_set() and not report.ok:
@@ -460,9 +460,9 @@ def _print_plan(plan: pipeline.SendReport) -> None:
         click.echo(f"  {delivery.recipient}: {action}")
 
 
-def _print_send(report: pipeline.SendReport) -> None:
+def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
     if report.collect is not None:
-        _print_collect(report.collect)
+        _print_collect(report.collect, tz)
     if report.stopped_while is not None:
         click.echo(f"edition {report.edition_on}: {_STOPPED_BEFORE_SENDING[report.stopped_while]}")
         return
@@ -547,10 +547,10 @@ def run(once: bool) -> None:
         return
     report = schedule.run_once(settings)
     if isinstance(report, pipeline.SendReport):
-        _print_send(report)
+        _print_send(report, settings.tz)
         failed = not report.ok
     else:
-        _print_collect(report)
+        _print_collect(report, settings.tz)
         failed = report.all_failed
     if failed:
         sys.exit(1)
