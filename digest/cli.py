@@ -59,6 +59,11 @@ def _translate_errors(command: Callable[P, R]) -> Callable[P, R]:
                 _ConfigClickError if isinstance(exc, ConfigError) else click.ClickException
             )
             raise error_class(str(exc)) from exc
+        except KeyboardInterrupt:
+            # Commands that keep what they did (collect, send) handle signals themselves;
+            # the others are read-only or all-or-nothing. Click would say "Aborted!", exit 1.
+            click.echo("\ninterrupted (SIGINT): stopped", err=True)
+            sys.exit(128 + signal.SIGINT)
 
     return wrapper
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -94,3 +96,25 @@ def test_preview_open_without_a_browser_says_where_the_file_is(tmp_path: Path) -
     assert f"open {out.resolve().as_uri()} by hand" in done.stderr
     opened = _digest(config, "preview", "--no-collect", "--open", "--out", str(out), BROWSER="true")
     assert opened.returncode == 0 and "by hand" not in opened.stderr
+
+
+def test_ctrl_c_in_preview_exits_130_without_aborted(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Commands without their own stop handling (preview: read-only) still end as an
+    interrupted command does: 130, and a word, not click's 'Aborted!' and exit 1."""
+    config = write_settings(tmp_path, [{"url": feed_server.url("slow")}])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "digest", "--config", str(config), "preview"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not any(path == "/slow" for path, _ in feed_server.requests):  # it is fetching
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted (SIGINT)" in err and "Aborted!" not in err + out
+    assert "Traceback" not in err
