@@ -588,8 +588,14 @@ class SendmailMailer:
     ) -> str:
         before_data()
         try:
+            # Its own process group: a Ctrl-C at the terminal stops digest after this message,
+            # and must not kill the sendmail that is taking it.
             done = subprocess.run(
-                [*self.command], input=message.data, capture_output=True, timeout=self.timeout
+                [*self.command],
+                input=message.data,
+                capture_output=True,
+                timeout=self.timeout,
+                process_group=0,
             )
         except subprocess.TimeoutExpired as exc:
             # Killed after it had the whole message: it may have queued it before it hung.

@@ -399,3 +399,42 @@ def test_a_stop_that_lands_in_a_finaliser_still_stops_the_work() -> None:
     assert done.stdout == "interrupted\n", done.stdout + done.stderr
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.count("SIGINT: ") == 1, done.stderr
+
+
+def test_ctrl_c_at_the_terminal_lets_sendmail_finish_the_message_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The terminal sends SIGINT to the whole foreground process group: the sendmail taking
+    the message in flight must finish it (it is not digest's to kill), and digest stops after."""
+    started, release = tmp_path / "sendmail-started", tmp_path / "release"
+    script = (
+        "import pathlib, sys, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.02)\n"
+        f"open({str(tmp_path / 'kept.eml')!r}, 'ab').write(sys.stdin.buffer.read())\n"
+    )
+    config = write_settings(
+        tmp_path,
+        [{"url": str(FEEDS / "nasa.xml")}],
+        sections={
+            "delivery": {"backend": "sendmail", "sendmail_command": [sys.executable, "-c", script]}
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(config), "send"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,  # a group of its own, as a shell's foreground job
+    )
+    _wait_until(started.exists, "the first message handed to sendmail")
+    os.killpg(sender.pid, signal.SIGINT)  # what Ctrl-C at the terminal does
+    time.sleep(0.3)
+    release.touch()
+    out, err = sender.communicate(timeout=60)
+    assert sender.returncode == 130, out + err
+    assert _ledger(tmp_path) == Counter({"sent": 1, "pending": 1}), out + err
+    assert (tmp_path / "kept.eml").read_bytes().count(b"Message-ID:") == 1
