@@ -15,7 +15,7 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.deliver import PASSWORD_ENV_VAR
-from digest.errors import DeliveryError
+from digest.errors import ConfigError
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Ports whose protocol is fixed by convention: 465 speaks TLS from the first byte (RFC
@@ -121,11 +121,11 @@ def _outbox_problems(folder: Path) -> list[str]:
 
 
 def require_usable_mailer(settings: Settings) -> None:
-    """Raise a DeliveryError listing ``mailer_problems``, if there are any."""
+    """Raise a ConfigError (exit 2) listing ``mailer_problems``, if there are any."""
     problems = mailer_problems(settings)
     if problems:
         listed = "".join(f"\n  - {problem}" for problem in problems)
-        raise DeliveryError(
+        raise ConfigError(
             f"{settings.config_path}: cannot send with these mail settings "
             f"(nothing was collected, built or sent):{listed}",
             hint="`digest check` reports these and every other problem",

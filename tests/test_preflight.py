@@ -52,7 +52,7 @@ def test_send_without_the_password_fails_at_once_and_archives_nothing(tmp_path: 
         cwd=REPO,
         timeout=60,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr  # a configuration error
     assert "[smtp].username = 'digest' is set but $DIGEST_SMTP_PASSWORD is not" in done.stderr
     assert "export DIGEST_SMTP_PASSWORD=" in done.stderr
     assert "nothing was collected, built or sent" in done.stderr
@@ -90,7 +90,7 @@ def test_check_and_send_report_each_mail_setting_problem_before_any_work(
     assert checked.exit_code == 1, checked.output
     assert expected in checked.output
     sent = CliRunner().invoke(cli, ["--config", str(config), "send"], env=env)
-    assert sent.exit_code == 1 and expected in sent.output, sent.output
+    assert sent.exit_code == 2 and expected in sent.output, sent.output
     assert "nothing was collected, built or sent" in sent.output
     assert _rows(tmp_path, "stories") == 0 and _rows(tmp_path, "editions") == 0
 

@@ -337,11 +337,11 @@ def test_an_edition_caught_up_after_midnight_is_its_scheduled_day(
     assert "edition 2024-03-02" in next_day
 
 
-def test_run_once_exits_1_when_the_edition_job_fails(
+def test_run_once_exits_non_zero_when_the_edition_job_fails(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     # The mailer cannot even be built (a login without its password): `digest send` exits
-    # 1 for this; so must `run --once`, which cron runs in its place.
+    # 2 for this (a configuration error); so must `run --once`, which cron runs in its place.
     config = write_settings(
         tmp_path,
         [{"url": feed_server.url("feeds/nasa.xml")}],
@@ -354,7 +354,7 @@ def test_run_once_exits_1_when_the_edition_job_fails(
     runner = CliRunner(env={"DIGEST_SMTP_PASSWORD": None})
     with time_machine.travel(datetime(2024, 3, 1, 4, 30, tzinfo=UTC), tick=False):  # 07:30
         result = runner.invoke(cli, ["--config", str(config), "run", "--once"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "DIGEST_SMTP_PASSWORD is not" in result.output
 
 
