@@ -191,9 +191,7 @@ def send_now(
             on_wait=on_wait,
         )
     except DigestError as exc:
-        record_job_run(
-            settings, _edition_run(started, None, "failed", f"error: {exc}", (repr(exc),))
-        )
+        record_job_run(settings, _edition_run(started, None, "failed", f"error: {exc}", ()))
         raise
     is_stopping = stop is not None and stop.is_set()
     record_job_run(settings, edition_run(report, started, is_stopping=is_stopping))
@@ -229,7 +227,7 @@ def edition_job(
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
-        failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", (repr(exc),))
+        failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", ())
         _finish(settings, failed, error=type(exc).__name__)
         if is_reraised:
             raise

@@ -128,3 +128,19 @@ def test_a_failed_manual_send_is_recorded_as_a_failed_edition_run(tmp_path: Path
     run = status["last_edition_run"]
     assert run["outcome"] == "failed"
     assert any("mail backend unusable: SMTP 127.0.0.1:9" in f for f in run["failures"])
+
+
+def test_a_send_that_raised_shows_its_error_once_in_status(tmp_path: Path) -> None:
+    config = write_settings(
+        tmp_path,
+        [{"url": str(FIXTURES / "feeds" / "nasa.xml"), "name": "NASA"}],
+        sections={
+            "delivery": {"backend": "smtp"},
+            "smtp": {"host": "127.0.0.1", "port": 9, "username": "digest"},
+        },
+    )
+    env_free = _digest(config, "send")  # no $DIGEST_SMTP_PASSWORD: refused before any work
+    assert env_free.returncode == 2, env_free.stdout + env_free.stderr
+    shown = _digest(config, "status").stdout
+    assert shown.count("is set but $DIGEST_SMTP_PASSWORD is not") == 1, shown
+    assert "ConfigError(" not in shown and "DeliveryError(" not in shown
