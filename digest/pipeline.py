@@ -674,11 +674,11 @@ def summary_key(request: SummaryRequest) -> str:
 def summarize_with_progress(
     summarizer: Summarizer, requests: Sequence[SummaryRequest], *, batch: int = 16
 ) -> list[str]:
-    """Summaries in batches, with a progress bar when stderr is a terminal."""
+    """Summaries in batches, with a progress bar when stderr is a terminal and there is
+    something to summarise (every summary cached: no bar)."""
     summaries: list[str] = []
-    with tqdm(
-        total=len(requests), desc="summarising", unit="story", disable=not sys.stderr.isatty()
-    ) as bar:
+    is_shown = bool(requests) and sys.stderr.isatty()
+    with tqdm(total=len(requests), desc="summarising", unit="story", disable=not is_shown) as bar:
         for start in range(0, len(requests), batch):
             summaries += summarizer.summarize(requests[start : start + batch])
             bar.update(min(batch, len(requests) - start))

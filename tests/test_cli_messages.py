@@ -3,11 +3,16 @@ that fits 100 columns, and a browser that could not be opened."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -118,3 +123,30 @@ def test_ctrl_c_in_preview_exits_130_without_aborted(
     assert process.returncode == 130, out + err
     assert "interrupted (SIGINT)" in err and "Aborted!" not in err + out
     assert "Traceback" not in err
+
+
+def test_no_progress_bar_when_every_summary_is_cached(tmp_path: Path) -> None:
+    """On a terminal, a send whose summaries collect already made shows no empty
+    'summarising: 0story' bar (a bar does show while there is something to summarise)."""
+    config = write_settings(tmp_path, [{"url": NASA}])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def on_a_terminal(*args: str) -> str:
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "digest", "--config", str(config), *args],
+                stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300, check=True,
+            )  # fmt: skip
+            os.close(follower)
+            err = b""
+            with contextlib.suppress(OSError):  # EIO once everything written was read
+                while chunk := os.read(leader, 65536):
+                    err += chunk
+            return done.stdout.decode() + err.decode(errors="replace")
+        finally:
+            os.close(leader)
+
+    assert "summarising" in on_a_terminal("collect")
+    assert "summarising" not in on_a_terminal("send", "--no-collect")
