@@ -150,7 +150,13 @@ def parse_fetched(result: FetchResult, max_age_days: int) -> ParseOutcome:
         logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
         return (), f"could not parse the feed ({type(exc).__name__}: {exc})", (), None
     stories = recent_stories(parsed.stories, result.fetched_at, max_age_days)
-    return stories, None, parsed.warnings, parsed.ttl_minutes
+    warnings = parsed.warnings
+    if parsed.stories and not stories:  # else a first collect says "unchanged 0", and why?
+        warnings += (
+            f"every entry ({len(parsed.stories)}) was published more than {max_age_days} days "
+            "ago: none kept ([collect].max_age_days; 0 keeps every entry)",
+        )
+    return stories, None, warnings, parsed.ttl_minutes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -221,3 +221,15 @@ def test_collect_says_nothing_about_pages_when_none_were_asked_for(tmp_path: Pat
     done = _digest(config, "collect", "--no-summarize")  # full_text is off
     assert done.returncode == 0, done.stderr
     assert "article pages" not in done.stdout
+
+
+def test_a_feed_whose_entries_are_all_too_old_says_so(tmp_path: Path) -> None:
+    nasa = str(REPO / "tests" / "fixtures" / "feeds" / "nasa.xml")  # entries from 2017
+    config = write_settings(
+        tmp_path, [{"url": nasa, "name": "NASA"}], sections={"collect": {"max_age_days": 2}}
+    )
+    done = _digest(config, "collect", "--no-summarize")
+    assert done.returncode == 0, done.stderr
+    row = " ".join(done.stdout.split())  # the detail column wraps
+    assert "NASA unchanged 0 every entry (1) was published more than 2 days ago: none kept" in row
+    assert "[collect].max_age_days" in row
