@@ -195,8 +195,8 @@ def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
     ok -= len(report.skipped) + len(report.not_read)
     skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
     click.echo(
-        f"{len(report.feeds)} feeds: {ok} read, {len(report.failed)} failed{skipped}; "
-        f"{report.new_stories} new stories"
+        f"{_counted(len(report.feeds), 'feed')}: {ok} read, {len(report.failed)} failed"
+        f"{skipped}; {_counted(report.new_stories, 'new story', 'new stories')}"
     )
     if report.pages:
         click.echo(_pages_line(report))
@@ -214,7 +214,7 @@ def _print_collect_stop(report: pipeline.CollectReport) -> None:
     elif report.stopped_while == "summarising":
         click.echo(
             "interrupted while summarising: every feed's stories are stored; the summaries not "
-            "made yet are made by the next preview or send"
+            "made yet are made by the next collect or send"
         )
 
 
@@ -516,7 +516,7 @@ def deliveries(day: datetime | None) -> None:
         click.echo(f"no deliveries recorded{f' for {edition_on}' if edition_on else ''}")
         return
     width = max(len(d.recipient) for d in rows)
-    click.echo(f"edition {edition_on}: {len(rows)} recipients")
+    click.echo(f"edition {edition_on}: {_counted(len(rows), 'recipient')}")
     for d in rows:
         when = _local_time(d.sent_at, settings.tz) or "-"
         click.echo(
@@ -640,8 +640,8 @@ def check() -> None:
     if problems:
         sys.exit(1)
     click.echo(
-        f"{settings.config_path}: OK ({len(settings.feeds)} feeds, "
-        f"{len(settings.delivery.recipients)} recipients, "
+        f"{settings.config_path}: OK ({_counted(len(settings.feeds), 'feed')}, "
+        f"{_counted(len(settings.delivery.recipients), 'recipient')}, "
         f"summarizer {settings.summarize.summarizer}, backend {settings.delivery.backend})"
     )
 
@@ -719,7 +719,8 @@ def _print_health(health: Sequence[FeedHealth], tz: tzinfo) -> None:
     counts = {s: sum(h.status == s for h in health) for s in ("ok", "failing", "gone", "new")}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     click.echo(
-        f"{len(health)} feeds: {summary}; `digest feeds failures URL` lists a feed's failures"
+        f"{_counted(len(health), 'feed')}: {summary}; "
+        "`digest feeds failures URL` lists a feed's failures"
     )
 
 
@@ -730,6 +731,11 @@ def _last_error(health: FeedHealth, tz: tzinfo, width: int = 60) -> str:
     if len(error) > width:
         error = error[: width - 1] + "…"
     return f"{_local_time(health.last_error_at, tz)} {error}".strip()
+
+
+def _counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 feed``, ``2 feeds``: a count with its noun (``plural`` when not just an s)."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _local_time(moment: datetime | None, tz: tzinfo) -> str:

@@ -199,7 +199,7 @@ def test_collect_reports_pages_fetched_failed_and_skipped(
     )
     done = _digest(config, "collect", "--no-summarize")
     assert done.returncode == 0, done.stderr
-    assert "1 feeds: 1 read, 0 failed; 8 new stories" in done.stdout
+    assert "1 feed: 1 read, 0 failed; 8 new stories" in done.stdout
     assert (
         "article pages: 1 fetched, 5 failed (timeout: 3 at 1 host; connection-refused: 2 at"
         " 1 host), 2 skipped after repeated failures at 127.0.0.2; summaries use the feed's"

@@ -47,7 +47,7 @@ def test_list_before_any_collect_shows_new_feeds_and_creates_no_store(
     assert header.split()[:4] == ["status", "name", "stories", "fails"]
     assert row.split()[:5] == ["new", "nasa.xml", "0", "0", "never"]
     assert row.endswith(feed_server.url("feeds/nasa.xml"))
-    assert summary.startswith("1 feeds: 1 new")
+    assert summary.startswith("1 feed: 1 new")
     assert not (tmp_path / "digest.db").exists()
 
 

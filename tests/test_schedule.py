@@ -280,7 +280,7 @@ def test_run_once_collects_before_send_time_and_sends_after(
     with time_machine.travel(datetime(2024, 3, 1, 3, 0, tzinfo=UTC), tick=False):  # 06:00
         early = runner.invoke(cli, ["--config", str(config), "run", "--once"])
     assert early.exit_code == 0, early.output
-    assert "1 new stories" in early.output and not (tmp_path / "outbox").exists()
+    assert "1 new story" in early.output and not (tmp_path / "outbox").exists()
     with time_machine.travel(datetime(2024, 3, 1, 4, 30, tzinfo=UTC), tick=False):  # 07:30
         due = runner.invoke(cli, ["--config", str(config), "run", "--once"])
         again = runner.invoke(cli, ["--config", str(config), "run", "--once"])
