@@ -65,11 +65,17 @@ class MailerUnavailableError(DeliveryError):
     """The mail backend cannot be used at all; the run stops and no row changes."""
 
 
-def make_message_id(edition_on: date, recipient: str, sender: str) -> str:
-    """A Message-ID fixed by (edition, recipient), so any resend keeps one identity."""
+def make_message_id(edition_on: date, recipient: str, sender: str, newsletter: str = "") -> str:
+    """A Message-ID fixed by (newsletter, edition, recipient), so any resend keeps one identity.
+
+    ``newsletter`` (its List-ID, else its title) and the sender's address keep two digests
+    sent from one domain apart: the same ID on both, and a mail system drops the second.
+    """
     address = parseaddr(recipient)[1].lower()
-    token = hashlib.sha256(f"{edition_on.isoformat()}\n{address}".encode()).hexdigest()[:24]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "digest.invalid"
+    sender_address = parseaddr(sender)[1].lower()
+    key = f"{edition_on.isoformat()}\n{address}\n{sender_address}\n{newsletter}"
+    token = hashlib.sha256(key.encode()).hexdigest()[:24]
+    domain = sender_address.rpartition("@")[2] or "digest.invalid"
     return f"<digest.{edition_on:%Y%m%d}.{token}@{domain}>"
 
 

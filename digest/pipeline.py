@@ -1032,11 +1032,12 @@ def _archived_edition(
 
 def _planned(settings: Settings, day: date) -> list[Delivery]:
     sender = settings.delivery.from_
+    newsletter = settings.delivery.list_id or settings.render.title
     return [
         Delivery(
             edition_on=day,
             recipient=recipient,
-            message_id=make_message_id(day, recipient, sender),
+            message_id=make_message_id(day, recipient, sender, newsletter),
             state=DeliveryState.PENDING,
         )
         for recipient in settings.delivery.recipients

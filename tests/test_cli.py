@@ -168,7 +168,7 @@ def test_a_failed_delivery_is_recorded_exits_non_zero_and_is_retried(
 
 
 def _outbox_token(day: date, address: str) -> str:
-    message_id = make_message_id(day, address, "digest@example.org")
+    message_id = make_message_id(day, address, "digest@example.org", "Daily Digest")
     return re.sub(r"[^A-Za-z0-9.]+", "_", message_id.strip("<>"))
 
 

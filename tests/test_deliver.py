@@ -88,6 +88,14 @@ def test_message_id_is_fixed_by_edition_and_recipient() -> None:
     assert one.startswith("<digest.20240301.") and one.endswith("@example.org>")
 
 
+def test_two_newsletters_from_one_domain_never_share_a_message_id() -> None:
+    # Equal IDs on two different digests: the receiving system drops the second as a copy.
+    daily = make_message_id(DAY, "reader@example.org", "digest@example.org", "Daily Digest")
+    assert daily == make_message_id(DAY, "reader@example.org", "digest@example.org", "Daily Digest")
+    assert daily != make_message_id(DAY, "reader@example.org", "digest@example.org", "Tech Digest")
+    assert daily != make_message_id(DAY, "reader@example.org", "news@example.org", "Daily Digest")
+
+
 @pytest.mark.parametrize(
     "subject",
     [
