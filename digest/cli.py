@@ -422,10 +422,13 @@ def _stop_on_signals() -> Iterator[StopRequest]:
         name = signal.Signals(signum).name
         if stop.take_swallowed():
             return stop.request(signum)
-        if stop.is_set():
+        if stop.signum is not None:
             # Not click.echo: the code this signal interrupted may be writing to stderr.
             os.write(2, f"{name} again: exiting now\n".encode())
             os._exit(128 + signum)  # SQLite's journal keeps the store whole
+        # Noted before anything else: a second signal can run its handler inside this one
+        # (between any two lines), and must find the first already made.
+        stop.signum = signum
         os.write(2, f"{name}: {stop.note}\n".encode())
         stop.request(signum)
 
