@@ -744,8 +744,11 @@ def test_served_preview_renders_again_when_a_template_changes(
 
 def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -> None:
     # README: the demo edition holds Indian Express, The Japan Times, Japan Today, the
-    # inessential JSON Feed and the seed article page. A copy, so no demo store is read.
-    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    # inessential JSON Feed and the seed article page. A copy without the store and outbox
+    # the README's demo command leaves there: that store has today's edition sent already.
+    shutil.copytree(
+        REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("demo-output")
+    )
     settings = load_settings(tmp_path / "examples" / "demo.toml")
     rendered = preview_edition(settings, lambda: NOW, collect=True, summarizer=LeadSummarizer(60))
     tree = lxml.html.document_fromstring(rendered.html)
