@@ -62,6 +62,12 @@ def _check_address(value: str) -> str:
     _, address = parseaddr(value)
     if not _ADDR_SPEC.match(address):
         raise ValueError("is not an email address like 'reader@example.org'")
+    if not address.isascii():
+        # SMTP without SMTPUTF8 cannot carry it, and a refused one would stall the session.
+        raise ValueError(
+            f"{address!r} has non-ASCII characters, which digest cannot send to: write the "
+            "domain in its ASCII (xn--) form, and ask the reader for an ASCII address"
+        )
     return value
 
 

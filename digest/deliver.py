@@ -492,8 +492,7 @@ def _transaction(
 ) -> str:
     """MAIL, RCPT, then ``before_data()``, then DATA; the server's final answer."""
     try:
-        _check(smtp, smtp.mail(sender, _mail_options(smtp, payload)), "MAIL FROM", address)
-        _check(smtp, smtp.rcpt(address), "RCPT TO", address)
+        _envelope(smtp, sender, address, payload)
         try:
             before_data()
         except BaseException:
@@ -548,6 +547,19 @@ def _check(
     if 400 <= code < 500:
         raise _RetryableError(f"{address}: {stage} answered {answer}", is_connection=False)
     raise DeliveryError(f"{address}: {stage} refused: {answer}")
+
+
+def _envelope(smtp: smtplib.SMTP, sender: str, address: str, payload: bytes) -> None:
+    """MAIL FROM and RCPT TO; a recipient refused before the server answered (an address
+    smtplib cannot encode) resets the transaction, so the next recipient starts clean."""
+    try:
+        _check(smtp, smtp.mail(sender, _mail_options(smtp, payload)), "MAIL FROM", address)
+        _check(smtp, smtp.rcpt(address), "RCPT TO", address)
+    except UnicodeEncodeError as exc:
+        _reset(smtp)
+        raise DeliveryError(
+            f"{address}: cannot be sent over SMTP: the address is not ASCII ({exc.reason})"
+        ) from exc
 
 
 def _reset(smtp: smtplib.SMTP) -> None:

@@ -99,3 +99,24 @@ def test_list_header_settings_are_checked(tmp_path: Path) -> None:
     good = {"unsubscribe_url": "https://example.org/u", "list_id": "d.example.org"}
     settings = load_settings(write_settings(tmp_path, FEEDS, sections={"delivery": good}))
     assert settings.delivery.unsubscribe_url == "https://example.org/u"
+
+
+@pytest.mark.parametrize(
+    ("where", "address"),
+    [("recipients", "ü@example.org"), ("recipients", "Reader <reader@exämple.org>"),
+     ("from", "Digest <dîgest@example.org>"), ("recipients_file", "ü@example.org")],
+)  # fmt: skip
+def test_a_non_ascii_address_is_refused_at_load_naming_the_key(
+    tmp_path: Path, where: str, address: str
+) -> None:
+    # SMTP without SMTPUTF8 cannot carry one: refused by the server or by smtplib, it used to
+    # leave the session half-open (the next recipient got "503 nested MAIL command").
+    if where == "recipients_file":
+        message = _error(_with_file(tmp_path, f"{address}\n".encode(), ("ok@example.org",)))
+        assert "[delivery].recipients_file" in message and "line 1" in message
+    else:
+        recipients = (address,) if where == "recipients" else ("ok@example.org",)
+        sections = {"delivery": {"from": address}} if where == "from" else {}
+        message = _error(write_settings(tmp_path, FEEDS, recipients=recipients, sections=sections))
+        assert f"[delivery].{where}" in message
+    assert "non-ASCII" in message and "xn--" in message

@@ -403,3 +403,27 @@ def test_an_answer_to_the_whole_message_that_is_not_smtp_leaves_it_uncertain(
     assert result.exit_code == 1
     assert "uncertain 1" in result.output
     assert len(received) == 1  # not sent again on a retry
+
+
+def test_a_recipient_smtplib_cannot_encode_fails_alone_and_the_next_one_is_sent() -> None:
+    # Settings refuse such an address at load; if one reaches the mailer all the same, it
+    # must fail on its own and reset the transaction, not leave MAIL FROM open so that the
+    # next recipient gets "503 nested MAIL command".
+    from dataclasses import replace
+
+    from digest.deliver import SmtpMailer, outgoing
+    from digest.errors import DeliveryError
+    from tests.test_deliver import _message
+
+    sink = Sink()
+    with running(sink) as port:
+        mailer = SmtpMailer(
+            host="127.0.0.1", port=port, security="none", username=None, password=None,
+            timeout=5.0, retries=0, backoff_seconds=0.01,
+        )  # fmt: skip
+        good = outgoing(_message("reader@example.org"), "reader@example.org")
+        with pytest.raises(DeliveryError, match="not ASCII"):
+            mailer.send(replace(good, recipient="ü@example.org"))
+        assert mailer.send(good).startswith("250")
+        mailer.close()
+    assert [address for address, _ in sink.accepted] == ["reader@example.org"]
