@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
+import jinja2.sandbox
 
 from digest.errors import TemplateError
 from digest.models import (
@@ -132,6 +133,40 @@ def bundled_template_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+# The most a template may build with * or ** (characters, items, or digits of a number).
+_MAX_BUILT = 1_000_000
+
+
+class _BoundedSandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Templates and the subject line come from the settings: the sandbox keeps them off
+    Python's internals and caps ``range`` (MAX_RANGE); this also caps what ``*`` and ``**``
+    build, so no template (``{{ "x" * 10**10 }}``) can take the machine's memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "*" and _built_size(left, right) > _MAX_BUILT:
+            raise jinja2.exceptions.SecurityError(f"a '*' that builds over {_MAX_BUILT:,} items")
+        is_power = operator == "**" and isinstance(left, int | float)
+        if is_power and isinstance(right, int | float) and abs(right) * _digits(left) > _MAX_BUILT:
+            raise jinja2.exceptions.SecurityError(f"a '**' of over {_MAX_BUILT:,} digits")
+        return super().call_binop(context, operator, left, right)
+
+
+def _built_size(left: Any, right: Any) -> int:
+    """How many items ``left * right`` builds when it repeats a sequence (else 0)."""
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+            return len(sequence) * times
+    return 0
+
+
+def _digits(number: float) -> int:
+    return max(len(str(abs(int(number)))), 1) if abs(number) >= 2 else 0
+
+
 def make_environment(template_dir: Path | None = None) -> jinja2.Environment:
     """A Jinja environment searching ``template_dir`` before the built-ins."""
     bundled = bundled_template_dir()
@@ -142,7 +177,7 @@ def make_environment(template_dir: Path | None = None) -> jinja2.Environment:
             jinja2.PrefixLoader({"default": jinja2.FileSystemLoader(bundled)}, delimiter=":"),
         ]
     )
-    env = jinja2.Environment(
+    env = _BoundedSandbox(
         loader=loader,
         autoescape=jinja2.select_autoescape(["html", "html.j2"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
@@ -307,7 +342,7 @@ def _subject(options: RenderOptions, context: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _subject_template(source: str) -> jinja2.Template:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
     return env.from_string(source)
 
 
