@@ -79,15 +79,15 @@ class StoreSettings(_Section):
 
 
 class CollectSettings(_Section):
-    max_age_days: StrictInt = Field(default=2, ge=0)
-    timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
-    max_bytes: StrictInt = Field(default=10_000_000, gt=0)
+    max_age_days: StrictInt = Field(default=2, ge=0, le=3650)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
+    max_bytes: StrictInt = Field(default=10_000_000, gt=0, le=1_000_000_000)
     concurrency: StrictInt = Field(default=16, ge=1, le=256)
     per_host: StrictInt = Field(default=4, ge=1, le=256)
     retries: StrictInt = Field(default=2, ge=0, le=10)
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
-    page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0)
+    page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0, le=600)
     dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
     min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
 
@@ -202,10 +202,10 @@ class SmtpSettings(_Section):
     port: StrictInt = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
-    timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
     # A PEM file of the CA(s) to trust instead of the system's (a private or test CA).
     ca_file: Path | None = None
-    max_messages_per_connection: StrictInt = Field(default=100, ge=1)
+    max_messages_per_connection: StrictInt = Field(default=100, ge=1, le=100_000)
     retries: StrictInt = Field(default=3, ge=0, le=10)
     retry_backoff_seconds: StrictFloat = Field(default=2.0, ge=0, le=300)
 

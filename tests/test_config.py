@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -375,3 +376,50 @@ def test_check_prints_the_warnings_and_still_passes(tmp_path: Path) -> None:
     assert "WARNING" in result.stderr
     assert "[render].archive_url = 'https://example.org/digest/{date}.html'" in result.stderr
     assert "[delivery].from = 'Daily Digest <digest@example.org>'" in result.stderr
+
+
+def _numbers(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Each int or float setting (nested sections too) with its pydantic field info."""
+    found: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        args = (info.annotation, *getattr(info.annotation, "__args__", ()))
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested:
+            found |= _numbers(nested[0], f"{prefix}{info.alias or name}.")
+        elif any(a in (int, float) for a in args) and info.annotation is not bool:
+            found[prefix + (info.alias or name)] = info
+    return found
+
+
+def test_every_number_in_the_settings_has_an_upper_bound() -> None:
+    # A value that validates but breaks every run (timeout_seconds = inf: a traceback per
+    # recipient) is caught at load instead.
+    unbounded = [
+        key
+        for key, info in _numbers(Settings).items()
+        if not any(hasattr(m, "le") or hasattr(m, "lt") for m in info.metadata)
+    ]
+    assert len(_numbers(Settings)) > 20 and unbounded == []
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
+def test_an_infinite_timeout_is_refused_at_load(tmp_path: Path, value: str) -> None:
+    path = write_settings(tmp_path, [{"url": "https://example.org/rss"}])
+    path.write_text(path.read_text() + f"[smtp]\ntimeout_seconds = {value}\n", encoding="utf-8")
+    assert "[smtp].timeout_seconds" in _problems(path)
+
+
+@pytest.mark.parametrize(
+    "subject", ["{{ range(10**9)|list|length }}", "{{ 'x' * 10**10 }}", "{{ 9 ** (10**9) }}"]
+)
+def test_a_subject_template_cannot_take_the_machines_memory(tmp_path: Path, subject: str) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    config = write_settings(
+        tmp_path, [{"url": "https://example.org/rss"}], sections={"render": {"subject": subject}}
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code == 1, result.output
+    assert "subject" in result.output and "Traceback" not in result.output
