@@ -53,9 +53,12 @@ class PreviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, pages: PreviewPages, port: int = 0) -> None:
+    def __init__(self, pages: PreviewPages, port: int = 0, *, request_timeout: float = 30) -> None:
         super().__init__((HOST, port), _Handler)
         self.pages = pages
+        # A client that sends half a request (or nothing) and waits must not hold a thread
+        # forever: its connection is closed after this many seconds without a byte.
+        self.request_timeout = request_timeout
 
     @property
     def url(self) -> str:
@@ -71,6 +74,10 @@ class PreviewServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: PreviewServer
     server_version = "digest-preview"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)  # a read past it: closed
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the terminal shows the URL to open, not every request

@@ -8,6 +8,7 @@ import http.client
 import itertools
 import os
 import shutil
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -721,6 +722,18 @@ def test_served_preview_answers_only_requests_addressed_to_loopback(
             assert answer.status == expected, (host, path, answer.status)
             if expected != 200:
                 assert "NASA" not in body and "JSON Feed" not in body
+
+
+def test_served_preview_closes_a_connection_that_sends_half_a_request(
+    served: tuple[PreviewServer, Path],
+) -> None:
+    # Each connection has a thread: one that never finishes its request must not keep it.
+    server, _ = served
+    server.request_timeout = 0.5
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as idle:
+        idle.sendall(b"GET /edition/latest HTTP/1.1\r\nHo")
+        assert idle.recv(1024) == b""  # closed by the server, long before our own 10 s
+    assert _get(server.url + "edition/latest")[0] == 200
 
 
 def test_served_preview_renders_again_when_a_template_changes(
