@@ -1044,11 +1044,11 @@ def _to_story(
 ) -> Story | str:
     """The story, or why there is none: "link" or "title"."""
     link = urljoin(base, entry.link.strip()) if entry.link else None
-    if not link or not is_http_url(link):
+    if not link or not is_http_url(link) or len(link) > _MAX_LINK:
         return "link"
     clean_html = _clean_html(_fix_text(entry.html) or "", urljoin(link, entry.html_base or ""))
     text = html_to_text(clean_html)
-    title = _plain(_fix_text(entry.title)) or _title_from_text(text)
+    title = _clipped(_plain(_fix_text(entry.title)), _MAX_TITLE) or _title_from_text(text)
     if not title:
         return "title"
     url = canonical_url(link)
@@ -1060,7 +1060,7 @@ def _to_story(
         url=url,
         title=title,
         published_at=entry.published_at or fetched_at,  # undated: published when first seen
-        author=_plain(_fix_text(entry.author)),
+        author=_clipped(_plain(_fix_text(entry.author)), _MAX_AUTHOR),
         categories=_categories(entry.categories),
         text=text,
         html=clean_html,
@@ -1117,6 +1117,21 @@ def html_to_text(markup: str) -> str:
     stripped = nh3.clean(flowed, tags=set())
     lines = (_SPACES.sub(" ", html.unescape(line)).strip() for line in stripped.splitlines())
     return "\n".join(line for line in lines if line)
+
+
+# What one entry may store of its short fields: a feed under the size cap can still hold a
+# 60,000-character title, stored and carried into every later query otherwise.
+_MAX_TITLE = 500
+_MAX_AUTHOR = 200
+_MAX_LINK = 2048  # as render drops longer links
+
+
+def _clipped(value: str | None, limit: int) -> str | None:
+    """``value`` cut to ``limit`` characters, at a word where one is near, with "…"."""
+    if value is None or len(value) <= limit:
+        return value
+    cut = value[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[limit // 2 :] else cut) + "…"
 
 
 def _plain(value: object) -> str | None:

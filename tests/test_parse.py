@@ -413,3 +413,16 @@ def test_a_few_titles_with_a_bar_keep_their_words() -> None:
     )
     body = f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
     assert [s.title for s in parse_feed(_from_bytes(body)).stories] == titles
+
+
+def test_a_huge_title_or_author_is_clipped_and_a_huge_link_refused() -> None:
+    # Under the feed's size cap, one entry can still carry a 60,000-character title.
+    title, author = "word " * 12_000, "A" * 5_000
+    body = f"""<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+<item><title>{title}</title><link>https://news.example.org/1</link>
+<author>{author}</author><description>Text.</description></item>
+<item><title>Fine</title><link>https://news.example.org/{"x" * 3000}</link></item>
+</channel></rss>""".encode()
+    (story,) = parse_feed(_from_bytes(body)).stories
+    assert len(story.title) <= 500 and story.title.endswith("word…")
+    assert story.author is not None and len(story.author) <= 200
