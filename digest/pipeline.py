@@ -219,8 +219,10 @@ def collect_once(
 def summarize_edition(settings: Settings, store: Store, clock: Clock) -> None:
     """Build today's edition as it stands and keep its summaries in the store's cache."""
     now = clock()
-    stories = store.stories_for_edition(edition_date(settings, now))
+    day = edition_date(settings, now)
+    stories = store.stories_for_edition(day)
     if stories:
+        logger.debug("summarising the %s edition as it stands: %d stories", day, len(stories))
         _build(settings, stories, (), load_configured_summarizer(settings), now, store)
 
 
