@@ -10,6 +10,12 @@ component of the "some pair at least that similar" graph; average linkage, unlik
 linkage, does not chain A~B~C into one cluster when A and C are unrelated. A story from a
 feed with ``dedupe = false`` is never merged with anything.
 
+Memory grows with the number of stories, not its square: similarities are computed a block
+of rows at a time, each story keeps its 50 nearest candidates of other feeds, and only a
+component's own stories are compared in full. A component of more than 2,000 stories (seen
+only at thresholds far below the default) is merged over its candidate pairs alone, the
+others counting as similarity 0, which can only merge less.
+
 The lead is the story with the most text (the summary is written from it), then the
 earliest. Results do not depend on the input order. Ranking favours stories covered by
 more outlets, then recency.
@@ -17,8 +23,10 @@ more outlets, then recency.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +40,10 @@ _NON_WORD = re.compile(r"[\W_]+")
 # round value at which each multi-outlet event there is one cluster; see README.
 DEFAULT_SIMILARITY = 0.52
 _LEAD_WORDS = 60  # of the story text, after the headline: what a reader sees first
+# Memory bounds, so that one feed of 20,000 entries cannot take the machine's memory:
+_BLOCK_CELLS = 4_000_000  # similarities computed at once (16 MB of float32)
+_NEIGHBOURS = 50  # candidate pairs kept per story: its most similar stories of other feeds
+_DENSE_ROWS = 2_000  # the largest component given exact average linkage (32 MB a matrix)
 
 
 class Encoder(Protocol):
@@ -128,31 +140,99 @@ def _semantic_groups(
         return groups
     rows = [i for group in open_groups for i in group]
     vectors = encoder.encode([_headline_and_lead(items[i]) for i in rows])
-    feed_of = np.array([items[i].feed_url for i in rows])
-    cross_feed = feed_of[:, None] != feed_of[None, :]
-    similarity = (vectors @ vectors.T).astype(np.float64)
-    group_of = np.array([g for g, group in enumerate(open_groups) for _ in group])
-    sizes = np.array([len(group) for group in open_groups], dtype=np.float64)
-    # Each group's rows are contiguous: their block sums are the groups' pair sums.
-    starts = np.concatenate(([0], np.cumsum(sizes[:-1]).astype(np.intp)))
-    cross = cross_feed.astype(np.float64)
-    links = _Links(
-        sums=_block_sums(similarity, starts),
-        cross_sums=_block_sums(similarity * cross, starts),
-        cross_pairs=_block_sums(cross, starts),
-        sizes=sizes,
-    )
-    edges = np.argwhere(np.triu(cross_feed & (similarity >= threshold), k=1))
+    feed_ids = np.unique([items[i].feed_url for i in rows], return_inverse=True)[1]
+    sizes = np.array([len(group) for group in open_groups])
+    starts = np.concatenate(([0], np.cumsum(sizes[:-1])))
+    group_of = np.repeat(np.arange(len(open_groups)), sizes)
+    pairs = _similar_pairs(vectors, feed_ids, threshold)
     components = _UnionFind(len(open_groups))
-    for i, j in edges:
-        components.union(int(group_of[i]), int(group_of[j]))
+    for i, j in zip(group_of[pairs.first], group_of[pairs.second], strict=True):
+        components.union(int(i), int(j))
     merged: list[list[int]] = []
     # Two clusters can only average the threshold if some pair of their stories reaches it,
     # so average linkage never needs to look across these components.
     for component in components.members():
-        for cluster in links.subset(component).average_linkage(threshold):
+        if len(component) == 1:
+            merged.append(open_groups[component[0]])
+            continue
+        component_rows = np.concatenate(
+            [np.arange(starts[g], starts[g] + sizes[g]) for g in component]
+        )
+        if len(component_rows) <= _DENSE_ROWS:
+            links = _dense_links(
+                vectors[component_rows], feed_ids[component_rows], sizes[component]
+            )
+            clusters = links.average_linkage(threshold)
+        else:
+            clusters = _SparseLinks(pairs, group_of, component).average_linkage(threshold)
+        for cluster in clusters:
             merged.append(sorted(i for g in cluster for i in open_groups[component[g]]))
     return sorted(merged, key=min) + closed
+
+
+@dataclass(frozen=True, slots=True)
+class _Pairs:
+    """Pairs of stories of different feeds that reach the threshold (rows, first < second)."""
+
+    first: npt.NDArray[np.intp]
+    second: npt.NDArray[np.intp]
+    similarity: npt.NDArray[np.float32]
+
+
+def _similar_pairs(
+    vectors: npt.NDArray[np.float32], feed_ids: npt.NDArray[np.intp], threshold: float
+) -> _Pairs:
+    """Each story's most similar stories of other feeds that reach the threshold.
+
+    Computed a block of rows at a time, and at most ``_NEIGHBOURS`` per story, so memory
+    grows with the number of stories rather than its square."""
+    count = len(vectors)
+    block = max(1, _BLOCK_CELLS // count)
+    found: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]] = []
+    for start in range(0, count, block):
+        similarity = vectors[start : start + block] @ vectors.T
+        similarity[feed_ids[start : start + block, None] == feed_ids[None, :]] = -np.inf
+        found.append(_nearest(similarity, threshold, offset=start))
+    first = np.concatenate([f[0] for f in found])
+    second = np.concatenate([f[1] for f in found])
+    similarity = np.concatenate([f[2] for f in found])
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    # A pair found from both of its stories is kept once.
+    _, once = np.unique(low * count + high, return_index=True)
+    return _Pairs(first=low[once], second=high[once], similarity=similarity[once])
+
+
+def _nearest(
+    similarity: npt.NDArray[np.float32], threshold: float, *, offset: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """(row, column, similarity) of each row's best ``_NEIGHBOURS`` cells at the threshold."""
+    rows, columns = np.nonzero(similarity >= threshold)
+    values = similarity[rows, columns]
+    by_row_best_first = np.lexsort((-values, rows))
+    rows, columns, values = (
+        rows[by_row_best_first],
+        columns[by_row_best_first],
+        values[by_row_best_first],
+    )
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    keep = rank < _NEIGHBOURS
+    return rows[keep] + offset, columns[keep], values[keep]
+
+
+def _dense_links(
+    vectors: npt.NDArray[np.float32], feed_ids: npt.NDArray[np.intp], sizes: npt.NDArray[np.intp]
+) -> _Links:
+    """Exact average-linkage state of one component's groups (their rows contiguous, in order)."""
+    similarity = (vectors @ vectors.T).astype(np.float64)
+    cross = (feed_ids[:, None] != feed_ids[None, :]).astype(np.float64)
+    # Each group's rows are contiguous: their block sums are the groups' pair sums.
+    starts = np.concatenate(([0], np.cumsum(sizes[:-1]))).astype(np.intp)
+    return _Links(
+        sums=_block_sums(similarity, starts),
+        cross_sums=_block_sums(similarity * cross, starts),
+        cross_pairs=_block_sums(cross, starts),
+        sizes=sizes.astype(np.float64),
+    )
 
 
 def _block_sums(
@@ -182,45 +262,117 @@ class _Links:
         self.sums, self.cross_sums, self.cross_pairs = sums, cross_sums, cross_pairs
         self.sizes = sizes
 
-    def subset(self, indices: Sequence[int]) -> _Links:
-        pick = np.ix_(indices, indices)
-        return _Links(
-            sums=self.sums[pick].copy(),
-            cross_sums=self.cross_sums[pick].copy(),
-            cross_pairs=self.cross_pairs[pick].copy(),
-            sizes=self.sizes[list(indices)].copy(),
-        )
-
     def average_linkage(self, threshold: float) -> list[list[int]]:
         """Merge the closest two clusters until no two reach ``threshold``."""
         count = len(self.sizes)
         members = [[g] for g in range(count)]
         alive = np.ones(count, dtype=bool)
-        while (pair := self._closest(alive, threshold)) is not None:
-            a, b = pair
+        linkage = np.stack([self._linkage_row(g, alive) for g in range(count)])
+        best = linkage.argmax(axis=1)  # each row's first best column, kept up to date
+        everyone = np.arange(count)
+        while True:
+            best_values = linkage[everyone, best]
+            a = int(np.argmax(best_values))
+            if best_values[a] < threshold:
+                break
+            a, b = sorted((a, int(best[a])))
             for matrix in (self.sums, self.cross_sums, self.cross_pairs):
                 matrix[a] += matrix[b]
                 matrix[:, a] += matrix[:, b]
             self.sizes[a] += self.sizes[b]
             members[a] += members[b]
             alive[b] = False
+            linkage[b], linkage[:, b] = -np.inf, -np.inf
+            linkage[a] = linkage[:, a] = self._linkage_row(a, alive)
+            best = self._updated_best(linkage, best, a, b)
         return [members[g] for g in range(count) if alive[g]]
 
-    def _closest(self, alive: npt.NDArray[np.bool_], threshold: float) -> tuple[int, int] | None:
-        """The pair with the best linkage: the lower of the cross-feed and the overall mean.
+    def _linkage_row(self, a: int, alive: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        """Cluster a's linkage to each cluster: the lower of the cross-feed and overall mean.
 
         Only other outlets' stories can vouch for a merge; an outlet's own unrelated items
         can veto it, which stops one story from gluing an outlet's whole feed together.
         """
-        usable = (self.cross_pairs > 0) & np.outer(alive, alive)
-        np.fill_diagonal(usable, False)
-        cross_mean = np.full_like(self.sums, -np.inf)
-        np.divide(self.cross_sums, self.cross_pairs, out=cross_mean, where=usable)
-        linkage = np.minimum(cross_mean, self.sums / np.outer(self.sizes, self.sizes))
-        a, b = np.unravel_index(int(np.argmax(linkage)), linkage.shape)
-        if linkage[a, b] < threshold:
-            return None
-        return (int(min(a, b)), int(max(a, b)))
+        usable = (self.cross_pairs[a] > 0) & alive
+        usable[a] = False
+        cross_mean = np.full(len(self.sizes), -np.inf)
+        np.divide(self.cross_sums[a], self.cross_pairs[a], out=cross_mean, where=usable)
+        overall_mean: npt.NDArray[np.float64] = self.sums[a] / (self.sizes[a] * self.sizes)
+        linkage: npt.NDArray[np.float64] = np.minimum(cross_mean, overall_mean)
+        return linkage
+
+    @staticmethod
+    def _updated_best(
+        linkage: npt.NDArray[np.float64], best: npt.NDArray[np.intp], a: int, b: int
+    ) -> npt.NDArray[np.intp]:
+        """Each row's first best column after a merge changed column a and removed b: the
+        same pair as an argmax over the whole matrix, at O(rows) a merge, not O(rows^2)."""
+        stale = (best == a) | (best == b)
+        stale[a] = True
+        best[stale] = linkage[stale].argmax(axis=1)
+        column, current = linkage[:, a], linkage[np.arange(len(best)), best]
+        best[(column > current) | ((column == current) & (a < best))] = a
+        return best
+
+
+class _SparseLinks:
+    """Average linkage over the candidate pairs only, for a component too big for matrices.
+
+    A pair that is not a candidate counts as similarity 0 (it is below the threshold, and
+    same-feed pairs are not computed at all), which can only make a merge rarer."""
+
+    def __init__(
+        self, pairs: _Pairs, group_of: npt.NDArray[np.intp], component: Sequence[int]
+    ) -> None:
+        local = {group: position for position, group in enumerate(component)}
+        self.sizes = [float(np.count_nonzero(group_of == g)) for g in component]
+        self.sums: list[dict[int, float]] = [{} for _ in component]
+        for i, j, value in zip(
+            group_of[pairs.first], group_of[pairs.second], pairs.similarity, strict=True
+        ):
+            a, b = local.get(int(i)), local.get(int(j))
+            if a is None or b is None or a == b:
+                continue
+            self.sums[a][b] = self.sums[a].get(b, 0.0) + float(value)
+            self.sums[b][a] = self.sums[a][b]
+
+    def average_linkage(self, threshold: float) -> list[list[int]]:
+        """Merge the closest two clusters until no two reach ``threshold``."""
+        members: dict[int, list[int]] = {g: [g] for g in range(len(self.sizes))}
+        version = [0] * len(self.sizes)
+        heap = [(-self._linkage(a, b), a, b, 0, 0) for a in members for b in self.sums[a] if a < b]
+        heapq.heapify(heap)
+        while heap:
+            negative, a, b, version_a, version_b = heapq.heappop(heap)
+            if -negative < threshold:
+                break
+            if (
+                a not in members
+                or b not in members
+                or (version[a], version[b]) != (version_a, version_b)
+            ):
+                continue  # an entry from before one of them merged
+            members[a] += members.pop(b)
+            self._merge(a, b)
+            version[a] += 1
+            for c in self.sums[a]:
+                low, high = min(a, c), max(a, c)
+                heapq.heappush(heap, (-self._linkage(a, c), low, high, version[low], version[high]))
+        return list(members.values())
+
+    def _linkage(self, a: int, b: int) -> float:
+        return self.sums[a][b] / (self.sizes[a] * self.sizes[b])
+
+    def _merge(self, a: int, b: int) -> None:
+        self.sizes[a] += self.sizes[b]
+        del self.sums[a][b]
+        for c, value in self.sums[b].items():
+            if c == a:
+                continue
+            del self.sums[c][b]
+            self.sums[a][c] = self.sums[a].get(c, 0.0) + value
+            self.sums[c][a] = self.sums[a][c]
+        self.sums[b] = {}
 
 
 def _to_cluster(group: Sequence[Story]) -> Cluster:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import random
 import re
+import tracemalloc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from digest import dedupe
 from digest.config import CollectSettings
 from digest.dedupe import DEFAULT_SIMILARITY, cluster_stories, rank_clusters
 from digest.encoder import SentenceEncoder, load_encoder
@@ -293,3 +297,79 @@ def test_ranking_puts_stories_covered_by_more_outlets_first(encoder: SentenceEnc
     ranked = rank_clusters(cluster_stories(stories, encoder=encoder), NOW)
     assert [len(c.source_names) for c in ranked] == [2, 1]
     assert ranked[0].score > ranked[1].score
+
+
+# Scale: memory that grows with the stories, not their square (issue 13, item 2)
+
+
+class _EventEncoder:
+    """Vectors that put each title "event N ..." near event N's own direction, so that which
+    stories are one event is known; the real MiniLM would take minutes on thousands."""
+
+    def __init__(self, noise: float = 0.3) -> None:
+        self.noise = noise
+
+    def encode(self, texts: Sequence[str], *, max_length: int = 128) -> npt.NDArray[np.float32]:
+        rows = []
+        for text in texts:
+            event, take = (int(n) for n in re.findall(r"\d+", text)[:2])
+            base = np.random.default_rng(event).standard_normal(384)
+            wobble = np.random.default_rng([event, take]).standard_normal(384)
+            rows.append(base / np.linalg.norm(base) + self.noise * wobble / np.linalg.norm(wobble))
+        vectors = np.array(rows, dtype=np.float32)
+        unit: npt.NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit
+
+
+def _event_stories(events: int, feeds: int, big_feed_entries: int) -> list[Story]:
+    """Each event covered once by each of ``feeds`` outlets, plus one feed of unrelated entries."""
+    stories = [
+        _story(event * feeds + feed, f"outlet{feed}.example", f"event {event} take {feed}")
+        for event in range(events)
+        for feed in range(feeds)
+    ]
+    offset = len(stories)
+    stories += [
+        _story(offset + n, "big.example", f"event {10_000 + n} take 0")
+        for n in range(big_feed_entries)
+    ]
+    return stories
+
+
+def test_a_feed_of_thousands_of_entries_is_clustered_in_bounded_memory() -> None:
+    stories = _event_stories(events=300, feeds=3, big_feed_entries=3_000)
+    tracemalloc.start()
+    try:
+        clusters = cluster_stories(stories, encoder=_EventEncoder())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # One n x n float64 matrix of these 3,900 stories is 122 MB; the old code built several.
+    assert peak < 60_000_000, f"peak {peak / 1e6:.0f} MB"
+    by_size = sorted(len(_members(c)) for c in clusters)
+    assert by_size == [1] * 3_000 + [3] * 300
+    for cluster in clusters:
+        assert len({re.findall(r"\d+", s.title)[0] for s in _members(cluster)}) == 1
+
+
+@pytest.mark.parametrize("dense_rows", [2_000, 2], ids=["exact", "over-candidate-pairs"])
+def test_average_linkage_does_not_chain_unrelated_stories(
+    monkeypatch: pytest.MonkeyPatch, dense_rows: int
+) -> None:
+    """A~B and B~C, with A and C unrelated: B joins one of them, never both; the same
+    whether a component is small enough for exact linkage or not."""
+    monkeypatch.setattr(dedupe, "_DENSE_ROWS", dense_rows)
+    a, c = np.eye(3, dtype=np.float32)[0], np.eye(3, dtype=np.float32)[1]
+    b = (a + c) / np.linalg.norm(a + c)  # cosine 0.71 with each, A~C 0
+    vectors = {"A": a, "B": b, "C": c, "D": a}
+
+    class Fixed:
+        def encode(self, texts: Sequence[str], *, max_length: int = 128) -> npt.NDArray[np.float32]:
+            return np.array([vectors[t.split(".")[0]] for t in texts])
+
+    stories = [_story(n, f"{name.lower()}.example", name) for n, name in enumerate("ABCD")]
+    groups = {
+        frozenset(s.title for s in _members(c)) for c in cluster_stories(stories, encoder=Fixed())
+    }
+    assert frozenset("AD") <= next(g for g in groups if "A" in g)
+    assert not any({"A", "C"} <= g for g in groups)
