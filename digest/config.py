@@ -80,6 +80,7 @@ class StoreSettings(_Section):
 
 class CollectSettings(_Section):
     max_age_days: StrictInt = Field(default=2, ge=0, le=3650)
+    max_entries_per_feed: StrictInt = Field(default=300, ge=1, le=100_000)
     timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
     max_bytes: StrictInt = Field(default=10_000_000, gt=0, le=1_000_000_000)
     concurrency: StrictInt = Field(default=16, ge=1, le=256)

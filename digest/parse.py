@@ -136,9 +136,10 @@ def _without_section_label(title: str, labels: frozenset[str]) -> str:
 ParseOutcome = tuple[tuple[Story, ...], str | None, tuple[str, ...], int | None]
 
 
-def parse_fetched(result: FetchResult, max_age_days: int) -> ParseOutcome:
-    """(recent stories, error, warnings, ttl) of one fetch, never raising: what a collect
-    run's worker processes send back, so that one feed's failure stops no other."""
+def parse_fetched(result: FetchResult, max_age_days: int, max_entries: int) -> ParseOutcome:
+    """(recent stories, at most ``max_entries`` of them, newest first; error, warnings, ttl)
+    of one fetch, never raising: what a collect run's worker processes send back, so that
+    one feed's failure stops no other."""
     if not result.is_ok or result.is_not_modified or result.is_unchanged:
         return (), None, (), None
     try:
@@ -149,12 +150,18 @@ def parse_fetched(result: FetchResult, max_age_days: int) -> ParseOutcome:
         debug = logger.isEnabledFor(logging.DEBUG)
         logger.warning("unexpected error parsing %s: %r", result.source.url, exc, exc_info=debug)
         return (), f"could not parse the feed ({type(exc).__name__}: {exc})", (), None
-    stories = recent_stories(parsed.stories, result.fetched_at, max_age_days)
+    recent = recent_stories(parsed.stories, result.fetched_at, max_age_days)
+    stories = newest_stories(recent, max_entries)
     warnings = parsed.warnings
-    if parsed.stories and not stories:  # else a first collect says "unchanged 0", and why?
+    if parsed.stories and not recent:  # else a first collect says "unchanged 0", and why?
         warnings += (
             f"every entry ({len(parsed.stories)}) was published more than {max_age_days} days "
             "ago: none kept ([collect].max_age_days; 0 keeps every entry)",
+        )
+    if len(stories) < len(recent):
+        warnings += (
+            f"kept the newest {len(stories):,} of its {len(recent):,} recent entries "
+            "([collect].max_entries_per_feed)",
         )
     return stories, None, warnings, parsed.ttl_minutes
 
@@ -1187,3 +1194,17 @@ def recent_stories(stories: Iterable[Story], now: datetime, max_age_days: int) -
         for s in stories
         if s.published_at is None or (now - s.published_at).total_seconds() <= limit
     )
+
+
+def newest_stories(stories: Sequence[Story], limit: int) -> tuple[Story, ...]:
+    """The ``limit`` newest stories, in the feed's order (an undated entry is dated when first
+    seen): one feed of 20,000 entries cannot flood an edition or the memory."""
+    if len(stories) <= limit:
+        return tuple(stories)
+
+    def newest_first(index: int) -> tuple[bool, float, int]:
+        published = stories[index].published_at
+        return (published is None, -published.timestamp() if published else 0.0, index)
+
+    kept = sorted(sorted(range(len(stories)), key=newest_first)[:limit])
+    return tuple(stories[index] for index in kept)

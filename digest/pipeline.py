@@ -486,20 +486,20 @@ def _fetch_and_parse(
 ) -> Iterator[_FeedOutcome]:
     """Fetch every feed and parse what came back: each feed's stories, or its error, as soon
     as they are ready (in worker processes for a large run)."""
-    max_age = settings.collect.max_age_days
+    limits = (settings.collect.max_age_days, settings.collect.max_entries_per_feed)
     cores = os.cpu_count() or 1
     with FeedStream(sources, states, _limits(settings), clock) as stream:
         if cores >= 2 and len(sources) >= _POOL_MIN_FEEDS:
-            yield from _parse_in_pool(stream, states, max_age, workers=min(cores, 4))
+            yield from _parse_in_pool(stream, states, limits, workers=min(cores, 4))
             return
         while stream.remaining:
             if (result := stream.next_result()) is not None:
                 result = _without_seen_body(result, states)
-                yield _outcome(result, parse_fetched(result, max_age))
+                yield _outcome(result, parse_fetched(result, *limits))
 
 
 def _parse_in_pool(
-    stream: FeedStream, states: dict[str, FeedState], max_age: int, *, workers: int
+    stream: FeedStream, states: dict[str, FeedState], limits: tuple[int, int], *, workers: int
 ) -> Iterator[_FeedOutcome]:
     """Parse each feed in a worker process as it arrives; yield each as its parse ends,
     while the other feeds are still being fetched."""
@@ -517,7 +517,7 @@ def _parse_in_pool(
                     result = _without_seen_body(result, states)
                     # Kept without its body (the worker has its own copy); popped once
                     # parsed, so each feed's stories are freed once stored.
-                    future = pool.submit(parse_fetched, result, max_age)
+                    future = pool.submit(parse_fetched, result, *limits)
                     parsing[future] = replace(result, body=b"")
             else:
                 wait(parsing, return_when=FIRST_COMPLETED)

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,36 @@ def test_a_feed_whose_entries_are_all_too_old_says_so(tmp_path: Path) -> None:
     row = " ".join(done.stdout.split())  # the detail column wraps
     assert "NASA unchanged 0 every entry (1) was published more than 2 days ago: none kept" in row
     assert "[collect].max_age_days" in row
+
+
+def _dated_feed(dates: list[datetime | None]) -> bytes:
+    items = "".join(
+        f"<item><title>Entry number {n}</title><link>https://big.example/{n}</link>"
+        + (f"<pubDate>{format_datetime(when)}</pubDate>" if when else "")
+        + f"<description>Entry {n}.</description></item>"
+        for n, when in enumerate(dates)
+    )
+    return f'<rss version="2.0"><channel><title>Big</title>{items}</channel></rss>'.encode()
+
+
+def test_a_feed_with_more_entries_than_the_cap_keeps_the_newest_and_says_so(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    # Entries 0-29 dated oldest first, then two undated ones, which count as published when
+    # first seen: the 23 newest are those two and 9-29.
+    dates: list[datetime | None] = [now - timedelta(hours=30 - n) for n in range(30)]
+    (tmp_path / "big.xml").write_bytes(_dated_feed([*dates, None, None]))
+    config = write_settings(
+        tmp_path,
+        [{"url": "big.xml", "name": "Big"}],
+        sections={"collect": {"max_age_days": 2, "max_entries_per_feed": 23}},
+    )
+    done = _digest(config, "collect", "--no-summarize")
+    assert done.returncode == 0, done.stderr
+    row = " ".join(done.stdout.split())
+    assert "Big new 23 kept the newest 23 of its 32 recent entries" in row
+    assert "[collect].max_entries_per_feed" in row
+    with Store.open(load_settings(config).store.path) as store:
+        kept = {story.title for story in store.stories_for_edition(now.date())}
+    assert kept == {f"Entry number {n}" for n in [*range(9, 30), 30, 31]}
