@@ -6,14 +6,16 @@ returns one ``FetchResult`` per feed; it never raises for one feed's failure. Ea
 connect and read timeouts plus one overall deadline that covers retries and redirects, a
 body-size cap enforced on the decompressed bytes as they stream in, conditional GET, and
 redirects followed by hand: at most ``MAX_REDIRECTS``, a permanent chain reported as the
-feed's new address, and a hop from a public address into a loopback, private or link-local
-one refused. Timeouts and 5xx answers are retried with backoff; nothing else is, and not a
-429 or 503 that says when to come back (``Retry-After``, carried in the result along with a
-success's ``Cache-Control: max-age``, for the pipeline's per-feed politeness).
+feed's new address. Every connection, a redirect hop's too, is held to ``digest.addresses``:
+an internal address only for the configured feed URL's own host and port. Timeouts and
+5xx answers are retried with backoff; nothing else is, and not a 429 or 503 that says when
+to come back (``Retry-After``, carried in the result along with a success's
+``Cache-Control: max-age``, for the pipeline's per-feed politeness).
 A ``FeedStream`` does the same, handing over each result as it comes. ``fetch_pages``
-fetches article pages with the same rules, and gives up on a host for the rest of the run
-once it failed to answer ``give_up_after`` times in a row: its remaining pages come back as
-``skipped`` without a request.
+fetches article pages with the same rules (an internal address only on the host and port
+of a configured feed that links to the page), and gives up on a host for the rest of the
+run once it failed to answer ``give_up_after`` times in a row: its remaining pages come
+back as ``skipped`` without a request.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import random
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -38,6 +40,17 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from digest import __version__
+from digest.addresses import (
+    REFUSED_HINT,
+    AddressPolicy,
+    IpNetwork,
+    Origin,
+    PolicyResolver,
+    RefusedAddressError,
+    literal_address,
+    url_host,
+    url_origin,
+)
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import is_http_url
 
@@ -53,27 +66,6 @@ _REDIRECT = frozenset({301, 302, 303, 307, 308})
 # Failures that say the host did not answer at all, as opposed to an answer we cannot use.
 NO_ANSWER_KINDS = frozenset({"timeout", "connection-refused", "dns", "network"})
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# Where no feed on the public internet may send us: loopback, private, link-local, and the
-# other special-purpose ranges an internal service could listen on.
-INTERNAL_NETWORKS: tuple[IpNetwork, ...] = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchLimits:
@@ -88,7 +80,8 @@ class FetchLimits:
     # After this many fetches in a row from one host that got no answer (timeout, refused,
     # not found, unreachable), the host's other fetches are skipped; 0: never.
     give_up_after: int = 0
-    internal_networks: tuple[IpNetwork, ...] = field(default=INTERNAL_NETWORKS)
+    # Internal addresses any fetch may connect to ([collect].allowed_internal_networks).
+    allowed_internal_networks: tuple[IpNetwork, ...] = ()
 
 
 class _FetchFailed(Exception):
@@ -232,21 +225,36 @@ class FeedStream:
 
 
 def fetch_pages(
-    urls: Sequence[str], limits: FetchLimits, now: Callable[[], datetime]
+    urls: Sequence[str],
+    limits: FetchLimits,
+    now: Callable[[], datetime],
+    *,
+    linked_from: Mapping[str, Collection[str]] | None = None,
 ) -> list[FetchResult]:
     """Fetch article pages concurrently, with the same limits and rules as feeds; a page of
-    a host given up on (``limits.give_up_after``) is not fetched: its error kind is "skipped"."""
+    a host given up on (``limits.give_up_after``) is not fetched: its error kind is "skipped".
+
+    ``linked_from`` maps a page to the configured URLs of the feeds linking to it: a page on
+    the host and port of one of them may be on an internal address; no other page may."""
+    feeds = linked_from or {}
 
     async def run() -> list[FetchResult]:
         async with _Fetcher(limits, PAGE_ACCEPT) as fetcher:
-            jobs = (fetcher.feed(FeedSource(url=url), None, now) for url in urls)
+            jobs = (fetcher.page(url, _page_origin(url, feeds.get(url, ())), now) for url in urls)
             return list(await asyncio.gather(*jobs))
 
     return asyncio.run(run())
 
 
+def _page_origin(url: str, feed_urls: Collection[str]) -> Origin | None:
+    """The page's host and port if a feed linking to it is configured there, else None."""
+    origin = url_origin(url)
+    return origin if origin is not None and origin in map(url_origin, feed_urls) else None
+
+
 class _Fetcher:
-    """One HTTP session and the concurrency limits shared by every fetch it makes."""
+    """The HTTP sessions (one per address policy) and the concurrency limits shared by every
+    fetch it makes."""
 
     def __init__(self, limits: FetchLimits, accept: str) -> None:
         self.limits = limits
@@ -261,25 +269,54 @@ class _Fetcher:
         self._given_up: dict[str, str] = {}  # host -> why its remaining fetches are skipped
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._landed: defaultdict[str, asyncio.Condition] = defaultdict(asyncio.Condition)
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[AddressPolicy, aiohttp.ClientSession] = {}
 
     async def __aenter__(self) -> _Fetcher:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        headers = {"User-Agent": USER_AGENT, "Accept": self.accept}
-        self._session = aiohttp.ClientSession(connector=connector, headers=headers)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions.values():
+            await session.close()
+
+    def _session(self, policy: AddressPolicy) -> aiohttp.ClientSession:
+        """The session for fetches under ``policy``: one per policy, as a pooled connection
+        or a cached lookup (both made under one policy) must not serve a fetch under
+        another. No proxy from the environment is used (``trust_env`` stays off)."""
+        if policy not in self._sessions:
+            resolver = PolicyResolver(policy)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, resolver=resolver)
+            headers = {"User-Agent": USER_AGENT, "Accept": self.accept}
+            self._sessions[policy] = aiohttp.ClientSession(
+                connector=connector, headers=headers, trust_env=False
+            )
+        return self._sessions[policy]
 
     async def feed(
         self, source: FeedSource, state: FeedState | None, now: Callable[[], datetime]
     ) -> FetchResult:
-        """Fetch one feed (or page) in its turn; every failure comes back as a result."""
+        """Fetch one feed in its turn, on an internal address only for the host and port
+        of its configured URL; every failure comes back as a result."""
+        return await self._in_turn(source, state, now, url_origin(source.url))
+
+    async def page(
+        self, url: str, origin: Origin | None, now: Callable[[], datetime]
+    ) -> FetchResult:
+        """Fetch one article page in its turn, on an internal address only for ``origin``."""
+        return await self._in_turn(FeedSource(url=url), None, now, origin)
+
+    async def _in_turn(
+        self,
+        source: FeedSource,
+        state: FeedState | None,
+        now: Callable[[], datetime],
+        origin: Origin | None,
+    ) -> FetchResult:
         url = (state.fetch_url if state else None) or source.url
         if not is_http_url(url):
             return _read_local(source, self.limits, now())
+        policy = AddressPolicy(
+            origin=origin, allowed_networks=self.limits.allowed_internal_networks
+        )
         host = urlsplit(url).hostname or ""
         # The host's turn first: waiting for it must not hold one of the overall slots, or
         # a long list of pages on one slow host keeps every other host waiting behind it.
@@ -291,7 +328,7 @@ class _Fetcher:
                     return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
                 self._in_flight[host] += 1
                 try:
-                    return await self._fetch(source, state, url, host, now)
+                    return await self._fetch(source, state, url, policy, now)
                 finally:
                     self._in_flight[host] -= 1
                     async with self._landed[host]:
@@ -311,12 +348,13 @@ class _Fetcher:
         source: FeedSource,
         state: FeedState | None,
         url: str,
-        host: str,
+        policy: AddressPolicy,
         now: Callable[[], datetime],
     ) -> FetchResult:
+        host = urlsplit(url).hostname or ""
         try:
             response = await asyncio.wait_for(
-                self._with_retries(url, state), self.limits.timeout_seconds
+                self._with_retries(url, state, policy), self.limits.timeout_seconds
             )
         except TimeoutError:
             failure = _FetchFailed("timeout", f"timed out after {self.limits.timeout_seconds:g} s")
@@ -341,11 +379,13 @@ class _Fetcher:
                 f" (last: {failure.kind})"
             )
 
-    async def _with_retries(self, url: str, state: FeedState | None) -> _Response:
+    async def _with_retries(
+        self, url: str, state: FeedState | None, policy: AddressPolicy
+    ) -> _Response:
         attempt = 0
         while True:
             try:
-                return await self._follow(url, state)
+                return await self._follow(url, state, policy)
             except _FetchFailed as failure:
                 # A server that says when to come back is not asked again before then.
                 retryable = failure.kind == "timeout" or (failure.status or 0) >= 500
@@ -357,14 +397,12 @@ class _Fetcher:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             attempt += 1
 
-    async def _follow(self, url: str, state: FeedState | None) -> _Response:
-        """GET ``url``, following at most MAX_REDIRECTS redirects by hand."""
-        origin_is_internal: bool | None = None  # looked up at the first redirect only
+    async def _follow(self, url: str, state: FeedState | None, policy: AddressPolicy) -> _Response:
+        """GET ``url``, following at most MAX_REDIRECTS redirects by hand, each hop held to
+        the same address policy."""
         current, is_permanent = url, True
         for _ in range(MAX_REDIRECTS + 1):
-            # Checked again on the connected address: a name may resolve anew (DNS rebinding).
-            guard = current != url and origin_is_internal is False
-            status, location, response = await self._get(current, state, guard)
+            status, location, response = await self._get(current, state, policy)
             if response is not None:
                 moved = current if is_permanent and current != url else None
                 return replace(response, moved_to=moved)
@@ -372,31 +410,23 @@ class _Fetcher:
             target = urljoin(current, location)
             if not is_http_url(target):
                 raise _FetchFailed("redirect", f"redirected to a non-HTTP address: {target}")
-            if origin_is_internal is None:
-                origin_is_internal = await self._is_internal(url)
-            if not origin_is_internal and await self._is_internal(target):
-                raise _FetchFailed(
-                    "refused",
-                    f"refused a redirect from {url} to an internal address ({target})",
-                )
             is_permanent = is_permanent and status in _PERMANENT
             current = target
         raise _FetchFailed("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     async def _get(
-        self, url: str, state: FeedState | None, refuse_internal: bool
+        self, url: str, state: FeedState | None, policy: AddressPolicy
     ) -> tuple[int, str | None, _Response | None]:
         """One request: (status, redirect location, None) or (status, None, response)."""
-        assert self._session is not None
+        _refuse_literal(url, policy)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.limits.connect_seconds, sock_read=self.limits.read_seconds
         )
         try:
-            async with self._session.get(
+            async with self._session(policy).get(
                 url, headers=_conditional_headers(state), timeout=timeout, allow_redirects=False
             ) as http:
-                if refuse_internal and self._connected_internally(http):
-                    raise _FetchFailed("refused", f"refused an internal address reached via {url}")
+                _refuse_peer(url, http, policy)
                 if http.status in _REDIRECT and "Location" in http.headers:
                     return http.status, http.headers["Location"], None
                 _raise_for_status(http.status, http.reason, http.headers)
@@ -405,7 +435,7 @@ class _Fetcher:
         except TimeoutError as exc:
             raise _FetchFailed("timeout", f"no answer within the read timeout ({url})") from exc
         except aiohttp.ClientError as exc:
-            raise _client_failure(exc) from exc
+            raise _client_failure(exc, url) from exc
 
     async def _read_body(self, http: aiohttp.ClientResponse) -> bytes:
         declared = http.content_length
@@ -422,40 +452,39 @@ class _Fetcher:
     def _too_large(self, what: str) -> str:
         return f"response larger than {self.limits.max_bytes:,} bytes (it {what})"
 
-    def _connected_internally(self, http: aiohttp.ClientResponse) -> bool:
-        transport = http.connection.transport if http.connection else None
-        peer = transport.get_extra_info("peername") if transport else None
-        if not peer:
-            return False
-        return self._in_internal_network([ipaddress.ip_address(peer[0])])
 
-    def _in_internal_network(
-        self, addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]
-    ) -> bool:
-        return any(
-            address in network
-            for address in addresses
-            for network in self.limits.internal_networks
-            if address.version == network.version
-        )
-
-    async def _is_internal(self, url: str) -> bool:
-        """Does the URL's host name an internal address (or resolve to one)?"""
-        host = urlsplit(url).hostname or ""
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-            except (OSError, UnicodeError):
-                return False  # unresolvable: the request itself will fail and say so
-            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        return self._in_internal_network(addresses)
+def _refuse_literal(url: str, policy: AddressPolicy) -> None:
+    """Refuse a URL whose host is an address the policy refuses (aiohttp does not look an
+    address up, so the resolver never sees it)."""
+    host, origin = url_host(url), url_origin(url)
+    address = literal_address(host) if host else None
+    if host and origin and address and (reason := policy.refusal(*origin, address)):
+        is_usual_form = ":" in host or host == str(address)  # not 2130706433, say
+        written = host if is_usual_form else f"{host} ({address})"
+        raise _refused(url, f"{written} is {reason}")
 
 
-def _client_failure(exc: aiohttp.ClientError) -> _FetchFailed:
+def _refuse_peer(url: str, http: aiohttp.ClientResponse, policy: AddressPolicy) -> None:
+    """Refuse an answer from a peer the policy refuses, however the connection was made."""
+    transport = http.connection.transport if http.connection else None
+    peer = transport.get_extra_info("peername") if transport else None
+    origin = url_origin(url)
+    if not peer or origin is None:
+        return
+    address = ipaddress.ip_address(peer[0])
+    if reason := policy.refusal(*origin, address):
+        raise _refused(url, f"it connected to {address}, {reason}")
+
+
+def _refused(url: str, why: str) -> _FetchFailed:
+    return _FetchFailed("refused", f"refused {url}: {why}; {REFUSED_HINT}")
+
+
+def _client_failure(exc: aiohttp.ClientError, url: str) -> _FetchFailed:
     """A client error as a failure; a connection refused or a host not found said plainly."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if isinstance(exc.os_error, RefusedAddressError):
+            return _refused(url, exc.os_error.description)
         return _FetchFailed("dns", f"cannot resolve the host name {exc.host}: {exc.os_error}")
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
         exc.os_error, ConnectionRefusedError

@@ -10,6 +10,7 @@ password comes from ``$DIGEST_SMTP_PASSWORD``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -74,6 +76,25 @@ def _check_address(value: str) -> str:
 EmailAddress = Annotated[str, AfterValidator(_check_address)]
 
 
+def _network(value: object) -> object:
+    """An address or network (``192.168.1.0/24``; host bits are ignored) as a network."""
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} must be a quoted address or network, like '192.168.1.0/24'")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an address or network like '192.168.1.0/24' or 'fd00:1::/64'"
+        ) from None
+
+
+InternalNetwork = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)
+]
+
+
 class StoreSettings(_Section):
     path: Path = Path("digest.db")
 
@@ -91,6 +112,8 @@ class CollectSettings(_Section):
     page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0, le=600)
     dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
     min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
+    # Internal addresses any feed, redirect or article page may lead to (a LAN of yours).
+    allowed_internal_networks: tuple[InternalNetwork, ...] = ()
 
 
 class FeedSettings(_Section):

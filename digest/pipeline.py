@@ -20,7 +20,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
@@ -384,6 +385,7 @@ def _limits(settings: Settings) -> FetchLimits:
         concurrency=collect.concurrency,
         per_host=collect.per_host,
         retries=collect.retries,
+        allowed_internal_networks=collect.allowed_internal_networks,
     )
 
 
@@ -405,7 +407,12 @@ def _add_full_text(
     Pages are fetched once: their extraction (or failure) is cached in the store; a page
     skipped because its host was given up on is not, as it was never tried.
     """
-    teasers = {url: title for feed in feeds for url, title in _teasers(settings, feed).items()}
+    teasers: dict[str, str] = {}
+    linked_from: defaultdict[str, list[str]] = defaultdict(list)  # page -> configured feeds
+    for feed in feeds:
+        for url, title in _teasers(settings, feed).items():
+            teasers[url] = title
+            linked_from[url].append(feed.result.source.url)
     articles = {}
     if store is not None:
         articles = {url: a for url in teasers if (a := store.article(url)) is not None}
@@ -414,7 +421,7 @@ def _add_full_text(
     if missing:
         fetched = [
             _to_article(page, teasers[page.source.url])
-            for page in _fetch_pages(settings, missing, clock)
+            for page in _fetch_pages(settings, missing, linked_from, clock)
         ]
         tried = [article for article, _ in fetched if article is not None]
         if save and store is not None:
@@ -424,7 +431,9 @@ def _add_full_text(
     return [_with_articles(feed, articles, asked) for feed in feeds]
 
 
-def _fetch_pages(settings: Settings, urls: Sequence[str], clock: Clock) -> list[FetchResult]:
+def _fetch_pages(
+    settings: Settings, urls: Sequence[str], linked_from: Mapping[str, list[str]], clock: Clock
+) -> list[FetchResult]:
     limits = replace(
         _limits(settings),
         timeout_seconds=settings.collect.page_timeout_seconds,
@@ -432,7 +441,7 @@ def _fetch_pages(settings: Settings, urls: Sequence[str], clock: Clock) -> list[
         max_bytes=MAX_ARTICLE_HTML_SIZE,
         give_up_after=PAGE_HOST_GIVE_UP_AFTER,
     )
-    return fetch_pages(urls, limits, clock)
+    return fetch_pages(urls, limits, clock, linked_from=linked_from)
 
 
 def _with_articles(
@@ -1237,7 +1246,9 @@ def _readd(settings: Settings, existing: FeedSource, clock: Clock, *, check: boo
 def _check_feed(settings: Settings, source: FeedSource, clock: Clock) -> tuple[FeedSource, int]:
     """Fetch and parse a feed once: its new address if it moved, its title, its entry count."""
     limits = FetchLimits(
-        timeout_seconds=settings.collect.timeout_seconds, max_bytes=settings.collect.max_bytes
+        timeout_seconds=settings.collect.timeout_seconds,
+        max_bytes=settings.collect.max_bytes,
+        allowed_internal_networks=settings.collect.allowed_internal_networks,
     )
     [result] = fetch_all([source], {}, limits, clock)
     hint = "check the URL, or add it anyway with --no-check"

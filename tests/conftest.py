@@ -6,14 +6,21 @@ Tests that read the ../shared/data corpus beside the clone carry ``@pytest.mark.
 skipped, saying which path is missing, and under ``CI=true`` they fail instead. The few cases
 that matter most per stage read ``SAMPLE``, byte-for-byte copies of corpus files kept in the
 repository, so a fresh clone still exercises every stage.
+
+Tests marked ``netns`` create a network namespace of their own (tests/netns.py): without root
+and a working ``ip netns`` they are skipped, saying why, and under ``CI=true`` they fail.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,22 +45,56 @@ def pytest_configure(config: pytest.Config) -> None:
         "corpus(*paths): reads the ../shared/data corpus beside the clone (the paths under it);"
         " skipped without it, failed under CI=true",
     )
+    config.addinivalue_line(
+        "markers",
+        "netns: creates a network namespace (root and `ip netns`); skipped without them,"
+        " failed under CI=true",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Without the corpus, its tests are skipped with the reason (reported at the test)."""
+    """Without the corpus (or a way to create a network namespace), the tests that need it
+    are skipped with the reason (reported at the test)."""
     if os.environ.get("CI") == "true":
         return
     for item in items:
         if reason := _missing_corpus(item):
             item.add_marker(pytest.mark.skip(reason=f"{reason}; put the corpus there to run it"))
+        elif reason := _missing_netns(item):
+            item.add_marker(pytest.mark.skip(reason=f"{reason}; it needs root and iproute2"))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Under CI=true a missing corpus fails its tests, before their fixtures read anything."""
-    if os.environ.get("CI") == "true" and (reason := _missing_corpus(item)):
+    """Under CI=true a missing corpus fails its tests, before their fixtures read anything,
+    and so does a missing way to create a network namespace."""
+    if os.environ.get("CI") != "true":
+        return
+    if reason := _missing_corpus(item):
         pytest.fail(f"{reason}; CI must provide it there", pytrace=False)
+    if reason := _missing_netns(item):
+        pytest.fail(f"{reason}; CI must run these tests as root, with iproute2", pytrace=False)
+
+
+def _missing_netns(item: pytest.Item) -> str | None:
+    """Why a ``netns`` test cannot create its network namespace here, or None."""
+    return _netns_unavailable() if item.get_closest_marker("netns") else None
+
+
+@functools.cache
+def _netns_unavailable() -> str | None:
+    if sys.platform != "linux":
+        return "this test creates a network namespace, which only Linux has"
+    if os.geteuid() != 0:
+        return "this test creates a network namespace, which needs root"
+    if shutil.which("ip") is None:
+        return "this test creates a network namespace with `ip netns`, and `ip` is missing"
+    probe = f"digest-probe-{os.getpid()}"
+    added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if added.returncode != 0:
+        return f"`ip netns add` failed here: {added.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True, check=True)
+    return None
 
 
 def _missing_corpus(item: pytest.Item) -> str | None:

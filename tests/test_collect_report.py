@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ _WRONG_CHARSET_FEED = """<?xml version="1.0" encoding="ISO-8859-1"?>
 """.encode()  # UTF-8 bytes under a Latin-1 declaration, as Rss20FinanzenNet.xml does
 _CHARSET_WARNING = "declared ISO-8859-1, but the bytes are UTF-8"
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
+# The article hosts here are on 127.0.0.0/8 and play sites on the internet, so the settings
+# allow that network ([collect].allowed_internal_networks).
+LOOPBACK = (ip_network("127.0.0.0/8"),)
 
 
 def _digest(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,6 +97,7 @@ def _refused_port() -> int:
 
 
 def _pages(urls: list[str], **limits: Any) -> list[FetchResult]:
+    limits.setdefault("allowed_internal_networks", LOOPBACK)
     return fetch_pages(urls, FetchLimits(**limits), lambda: NOW)
 
 
@@ -136,7 +141,13 @@ def test_pages_waiting_for_a_slow_host_do_not_hold_up_other_hosts(
         return NOW + timedelta(seconds=next(ticks))
 
     urls = [*(silent_server.url(f"story/{n}") for n in range(3)), feed_server.url("article/ok")]
-    limits = FetchLimits(timeout_seconds=0.5, concurrency=2, per_host=1, give_up_after=3)
+    limits = FetchLimits(
+        timeout_seconds=0.5,
+        concurrency=2,
+        per_host=1,
+        give_up_after=3,
+        allowed_internal_networks=LOOPBACK,
+    )
     *silent, other = fetch_pages(urls, limits, clock)
     # Two overall slots: the silent host's queued pages must not sit on the second one.
     assert other.is_ok
@@ -194,7 +205,12 @@ def test_collect_reports_pages_fetched_failed_and_skipped(
     refused = [f"http://127.0.0.3:{port}/story/{n}" for n in range(2)]
     links = [feed_server.url("article/ok"), *silent, *refused]
     (tmp_path / "teasers.xml").write_bytes(_teaser_feed(links))
-    collect = {"full_text": True, "page_timeout_seconds": 0.5, "per_host": 1}
+    collect = {
+        "full_text": True,
+        "page_timeout_seconds": 0.5,
+        "per_host": 1,
+        "allowed_internal_networks": ["127.0.0.0/8"],
+    }
     config = write_settings(
         tmp_path, [{"url": "teasers.xml", "name": "Teasers"}], sections={"collect": collect}
     )

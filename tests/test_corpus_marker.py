@@ -1,6 +1,7 @@
 """The ``corpus`` marker of tests/conftest.py, in a real pytest run (a subprocess) on a copy of
 that conftest in a clone-like folder under tmp_path: with the corpus beside it the tests run;
-without it they are skipped saying which path is missing, and under CI=true they fail."""
+without it they are skipped saying which path is missing, and under CI=true they fail. The
+``netns`` marker likewise, without a way to create a network namespace (no `ip` on PATH)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ def _clone(tmp_path: Path) -> Path:
     return clone
 
 
-def _pytest(clone: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
+def _pytest(clone: Path, *, ci: bool, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH")}
-    env |= {"PYTHONPATH": str(clone), **({"CI": "true"} if ci else {})}
+    env |= {"PYTHONPATH": str(clone), **({"CI": "true"} if ci else {}), **extra_env}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-rsE", "-p", "no:cacheprovider", "tests"],
         cwd=clone,
@@ -95,3 +96,28 @@ def test_with_the_corpus_beside_the_clone_its_tests_run(tmp_path: Path) -> None:
     run = _pytest(clone, ci=True)
     assert run.returncode == 0, run.stdout
     assert "4 passed" in run.stdout
+
+
+NETNS_TESTS = """
+import pytest
+
+
+@pytest.mark.netns
+def test_in_a_namespace():
+    raise AssertionError("ran without a way to create a network namespace")
+"""
+
+
+def test_without_ip_netns_its_tests_are_skipped_saying_why_and_fail_under_ci(
+    tmp_path: Path,
+) -> None:
+    clone = _clone(tmp_path)
+    (clone / "tests" / "test_sample.py").write_text(NETNS_TESTS)
+    no_ip = str(tmp_path / "empty-path")  # nothing on PATH: no `ip`
+    skipped = _pytest(clone, ci=False, PATH=no_ip)
+    assert skipped.returncode == 0, skipped.stdout
+    assert "1 skipped" in skipped.stdout
+    assert "this test creates a network namespace" in skipped.stdout
+    failed = _pytest(clone, ci=True, PATH=no_ip)
+    assert "1 error" in failed.stdout, failed.stdout
+    assert "CI must run these tests as root, with iproute2" in failed.stdout

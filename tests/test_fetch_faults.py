@@ -244,22 +244,43 @@ def test_conditional_get_sends_last_modified_and_a_304_has_no_body(server: Serve
     assert second.is_not_modified and second.body == b""
 
 
-def test_redirect_from_a_public_address_into_an_internal_one_is_refused(
+def test_a_redirect_into_an_internal_address_is_refused(
     server: Server, other_server: Server
 ) -> None:
-    # Here 127.0.0.2 plays the internal network and 127.0.0.1 the public internet.
-    internal = (ip_network("127.0.0.2/32"),)
+    # 127.0.0.1 plays the public internet here, as a network the settings allow.
+    public = (ip_network("127.0.0.1/32"),)
     other_server.routes["/admin"] = feed()
     server.routes["/feed"] = redirect(302, other_server.url("/admin"))
-    result = fetch(server.url("/feed"), internal_networks=internal)
+    result = fetch(server.url("/feed"), allowed_internal_networks=public)
     assert result.error_kind == "refused"
-    assert "refused a redirect" in (result.error or "")
+    assert result.error == (
+        f"refused {other_server.url('/admin')}: 127.0.0.2 is a loopback address; digest connects"
+        " to an internal address only for a configured feed URL's own host and port, or one in"
+        " [collect].allowed_internal_networks"
+    )
     assert other_server.hits["/admin"] == 0
-    # A feed configured on an internal address is the user's own choice: allowed.
-    assert fetch(other_server.url("/admin"), internal_networks=internal).is_ok
-    # ... and so are the redirects it makes.
-    other_server.routes["/hop"] = redirect(302, "/admin")
-    assert fetch(other_server.url("/hop"), internal_networks=internal).is_ok
+
+
+def test_a_feed_configured_on_an_internal_address_may_redirect_on_its_own_host_only(
+    server: Server, other_server: Server
+) -> None:
+    """A feed you configure on an internal address (a bridge of your own) is fetched, and so
+    are its redirects on that host and port; not its redirects to other internal ones."""
+    server.routes["/feed"] = feed()
+    server.routes["/hop"] = redirect(302, "/feed")
+    assert fetch(server.url("/hop")).is_ok
+    other_server.routes["/admin"] = feed()
+    server.routes["/away"] = redirect(302, other_server.url("/admin"))
+    assert fetch(server.url("/away")).error_kind == "refused"
+    other_port = Server("127.0.0.1")  # the same host on another port is another service
+    try:
+        other_port.routes["/admin"] = feed()
+        server.routes["/port"] = redirect(302, other_port.url("/admin"))
+        assert fetch(server.url("/port")).error_kind == "refused"
+        assert other_port.hits["/admin"] == 0
+    finally:
+        other_port.close()
+    assert other_server.hits["/admin"] == 0
 
 
 def test_one_bad_feed_among_many_changes_nothing_for_the_others(server: Server) -> None:
@@ -274,9 +295,9 @@ def test_one_bad_feed_among_many_changes_nothing_for_the_others(server: Server) 
 def test_article_pages_are_fetched_with_the_same_rules(server: Server) -> None:
     server.routes["/article"] = lambda h: reply(h, 200, b"<html>story</html>")
     server.routes["/loop"] = redirect(302, "/loop")
-    page, loop = fetch_pages(
-        [server.url("/article"), server.url("/loop")], FetchLimits(), lambda: NOW
-    )
+    urls = [server.url("/article"), server.url("/loop")]
+    from_feed = {url: [server.url("/feed.xml")] for url in urls}  # a feed on their host
+    page, loop = fetch_pages(urls, FetchLimits(), lambda: NOW, linked_from=from_feed)
     assert page.body == b"<html>story</html>"
     assert loop.error_kind == "redirect"
 
