@@ -18,7 +18,9 @@ def edition_date(settings: Settings, now: datetime) -> date:
 
 def is_edition_outstanding(settings: Settings, day: date) -> bool:
     """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return True
     with store:
@@ -33,7 +35,9 @@ def delivery_ledger(
     settings: Settings, edition_on: date | None = None
 ) -> tuple[date | None, tuple[Delivery, ...]]:
     """An edition's delivery rows, read-only (default: the latest edition with any)."""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return edition_on, ()
     with store:

@@ -205,7 +205,7 @@ def collect_once(
     """Open the store, collect every feed once, and (unless told not to) summarise the
     stories today's edition would lead with, so that a preview or the send finds them done.
     A stop request ends either step at once; the report says where (``stopped_while``)."""
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         report = collect_all(settings, store, clock, stop=stop)
         if summarize and report.new_stories and report.stopped_while is None:
             try:
@@ -772,7 +772,9 @@ def _latest_edition(
     """Today's edition as archived if it was sent, else as built now (not yet rendered)."""
     now = clock()
     day = edition_date(settings, now)
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     with contextlib.closing(store) if store else contextlib.nullcontext():
         archived = store.edition(day) if store else None
         if archived is not None:
@@ -801,7 +803,9 @@ def archived_edition(settings: Settings, day: date) -> RenderedDigest:
 def _read_archive(
     settings: Settings, day: date | None
 ) -> tuple[RenderedDigest | None, tuple[tuple[date, str], ...]]:
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return None, ()
     with store:
@@ -890,7 +894,9 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
     now = clock()
     day = edition_date(settings, now)
     planned = _planned(settings, day)
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return SendReport(edition_on=day, rendered=None)
     with store:
@@ -934,7 +940,7 @@ def send_edition(
     """
     require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         # Locked before the final collect: a second sender waits, then finds the edition sent,
         # instead of collecting (and building) for nothing.
         lock = store.send_lock(
@@ -1298,7 +1304,9 @@ def _feed_location(url: str) -> str:
 
 
 def _stored_states(settings: Settings, urls: Sequence[str]) -> dict[str, FeedState]:
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return {}
     with store:
@@ -1309,7 +1317,8 @@ def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
     """Mark feeds that had answered 410 Gone as fetchable again; return those revived."""
     gone = [u for u, state in _stored_states(settings, urls).items() if state.is_gone]
     if gone:
-        with Store.open(settings.store.path) as store, store.atomic():
+        store = Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds)
+        with store, store.atomic():
             for url in gone:
                 store.revive_feed(url)
     return gone

@@ -1,0 +1,180 @@
+"""Storage faults with real processes and real files: the store's disk fills up (a small
+tmpfs this test mounts), or the file is damaged. Each is one clear message naming the file,
+the cause and what to do; exit 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.errors import StoreError
+from digest.models import Story
+from digest.store import Store
+from tests.conftest import FEEDS, REPO, write_settings
+
+FEED = str(FEEDS / "nasa.xml")
+FILLER = "filler"
+
+
+def _mount_tmpfs(folder: Path, size: str) -> None:
+    """Mount a tmpfs of ``size`` at ``folder``; skip (fail under CI=true) if not allowed."""
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode == 0:
+        return
+    reason = f"cannot mount a tmpfs to fill up ({done.stderr.strip()}): it needs root"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run these tests as root", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB disk of its own (tmpfs) that a test can fill up."""
+    folder = tmp_path / "disk"
+    _mount_tmpfs(folder, "16m")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(disk: Path) -> None:
+    """Write to the disk until no byte more fits."""
+    with contextlib.suppress(OSError), (disk / FILLER).open("ab") as filler:
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+
+
+def _clear(disk: Path) -> None:
+    (disk / FILLER).unlink()
+
+
+def _digest(config: Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def _assert_one_clear_message(err: str, store: Path, cause: str) -> None:
+    assert "Traceback" not in err, err
+    assert f"Error: {store}: {cause}" in err, err
+    assert "hint:" in err, err
+
+
+# Full disk
+
+
+def _story(n: int) -> Story:
+    return Story(
+        story_id=f"sha256:{n}",
+        feed_url="https://example.org/feed",
+        source_name="Example",
+        category=None,
+        url=f"https://example.org/{n}",
+        title=f"Story {n}",
+        published_at=None,
+        text="x" * 20_000,
+        html="<p>x</p>",
+    )
+
+
+def test_after_a_full_disk_the_store_writes_again_once_there_is_room(disk: Path) -> None:
+    """A COMMIT that fails for lack of room leaves no transaction open (before: every later
+    write failed with "cannot start a transaction within a transaction")."""
+    from datetime import UTC, datetime
+
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    with Store.open(disk / "d.db") as store:
+        store.add_stories([_story(0)], now)
+        _fill(disk)
+        with pytest.raises(StoreError, match="the disk is full") as caught:
+            store.add_stories([_story(n) for n in range(1, 200)], now)
+        assert caught.value.path == disk / "d.db"
+        _clear(disk)
+        assert store.add_stories([_story(1)], now) == 1
+
+
+# Damaged
+
+
+def _damage(store: Path, tables: tuple[str, ...]) -> None:
+    """Overwrite the root page of each table with garbage (the file's middle, not its
+    header: SQLite opens it and finds the damage when it reads there)."""
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        names = ", ".join("?" * len(tables))
+        roots = conn.execute(
+            f"SELECT rootpage FROM sqlite_master WHERE name IN ({names})", tables
+        ).fetchall()
+    with store.open("r+b") as file:
+        for (root,) in roots:
+            file.seek((root - 1) * size)
+            file.write(b"\xa5" * size)
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> tuple[Path, Path]:
+    """A store that sent an edition (to the outbox), then had the tables that each command
+    reads first damaged; (settings, store)."""
+    config = write_settings(tmp_path, [{"url": FEED, "name": "NASA"}])
+    code, out, err = _digest(config, "send")
+    assert code == 0, out + err
+    _damage(tmp_path / "digest.db", ("feeds", "stories", "editions", "deliveries"))
+    return config, tmp_path / "digest.db"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("status",),
+        ("deliveries",),
+        ("send", "--dry-run"),
+        ("send", "--no-collect", "--force"),
+        ("collect", "--no-summarize"),
+        ("preview", "--no-collect", "--text"),
+    ],
+    ids=" ".join,
+)
+def test_a_damaged_store_is_one_clear_message(
+    damaged: tuple[Path, Path], command: tuple[str, ...]
+) -> None:
+    """Before: a raw ``sqlite3.DatabaseError`` traceback (status, deliveries, --dry-run)."""
+    config, store = damaged
+    sent_before = sorted((store.parent / "outbox").iterdir())
+    code, out, err = _digest(config, *command)
+    assert code == 1, out + err
+    _assert_one_clear_message(err, store, "the store file is damaged")
+    assert f"sqlite3 {store} .recover" in err and "keep a copy" in err
+    assert sorted((store.parent / "outbox").iterdir()) == sent_before  # nothing sent
+
+
+def test_a_file_that_is_not_a_store_is_one_clear_message(tmp_path: Path) -> None:
+    config = write_settings(tmp_path, [{"url": FEED, "name": "NASA"}])
+    (tmp_path / "digest.db").write_bytes(b"not a database at all, " * 512)
+    for command in (("status",), ("feeds", "list"), ("collect", "--no-summarize")):
+        code, out, err = _digest(config, *command)
+        assert code == 1, out + err
+        _assert_one_clear_message(err, tmp_path / "digest.db", "the file is not a SQLite")
+        assert "[store].path" in err
