@@ -31,6 +31,21 @@ def is_edition_outstanding(settings: Settings, day: date) -> bool:
     return any(ledger.get(address) in owed for address in addresses)
 
 
+# A row left "sending" with nothing said: the run that sent it recorded neither the server's
+# answer nor why it could not (it may be sending it still, in another process).
+UNRECORDED_OUTCOME = (
+    "no outcome recorded: the run sending it was killed, or could not write to the store,"
+    " between handing it to the mail server and recording the answer (or is sending it now)"
+)
+
+
+def delivery_detail(delivery: Delivery) -> str:
+    """What the ledger says about a row; for an uncertain one, always why it is uncertain."""
+    if delivery.state is DeliveryState.SENDING and not delivery.detail:
+        return UNRECORDED_OUTCOME
+    return delivery.detail or ""
+
+
 def delivery_ledger(
     settings: Settings, edition_on: date | None = None
 ) -> tuple[date | None, tuple[Delivery, ...]]:

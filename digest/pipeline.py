@@ -52,7 +52,7 @@ from digest.deliver import (
     make_message_id,
 )
 from digest.embeddings import CachedEncoder
-from digest.errors import DeliveryError, DigestError, FeedError, InputError
+from digest.errors import DeliveryError, DigestError, FeedError, InputError, StoreError
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
@@ -175,6 +175,9 @@ class SendReport:
     # (nothing archived, nothing sent); None: while delivering, or not at all
     stopped_while: str | None = None
     aborted: str | None = None  # why the backend could not be used at all (TLS, login, ...)
+    # The store failed (a full disk, a lock held too long, ...): sending stopped there, and
+    # the row it could not update is reported as this run knows it
+    store_error: str | None = None
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
         return tuple(d for d in self.deliveries if d.state is state)
@@ -187,7 +190,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        if self.aborted is not None or self.stopped_while is not None:
+        if self.aborted or self.store_error or self.stopped_while is not None:
             return False
         return not any(d.state in bad for d in self.deliveries)
 
@@ -1008,16 +1011,32 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     with noting(stop, "finishing the message in flight, then stopping"):
-        aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
-    outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
+        halt = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+    is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
         rendered=rendered,
-        deliveries=outcome,
+        deliveries=_ledger_after(store, day, wanted, halt),
         already_sent=already,
         stopped=stop is not None and stop.is_set(),
-        aborted=aborted,
+        aborted=str(halt.error) if halt and not is_store else None,
+        store_error=str(halt.error) if halt and is_store else None,
     )
+
+
+def _ledger_after(
+    store: Store, day: date, wanted: set[str], halt: _Halt | None
+) -> tuple[Delivery, ...]:
+    """This send's rows as the ledger has them now, but the one the store could not update
+    as this run knows it (why it is uncertain)."""
+    try:
+        rows = store.deliveries(day)
+    except StoreError:
+        if halt is not None and isinstance(halt.error, StoreError):
+            raise halt.error from None  # the failure that stopped the run is the one to tell
+        raise
+    known = {halt.unrecorded.address: halt.unrecorded} if halt and halt.unrecorded else {}
+    return tuple(known.get(d.address, d) for d in rows if d.address in wanted)
 
 
 def _archived_edition(
@@ -1052,6 +1071,14 @@ def _planned(settings: Settings, day: date) -> list[Delivery]:
     ]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Halt:
+    """Why delivering stopped before the last recipient: the backend or the store failed."""
+
+    error: MailerUnavailableError | StoreError
+    unrecorded: Delivery | None = None  # the row the store could not update, as it stands
+
+
 def _deliver(
     settings: Settings,
     store: Store,
@@ -1060,9 +1087,10 @@ def _deliver(
     clock: Clock,
     resend_uncertain: bool,
     stop: threading.Event | None,
-) -> str | None:
-    """Hand each due delivery to the mail backend, one commit each; the reason the run
-    stopped early if the backend could not be used at all."""
+) -> _Halt | None:
+    """Hand each due delivery to the mail backend, one commit each; why the run stopped
+    early if the backend could not be used at all or the store failed (no message is sent
+    after that: the SMTP session is closed)."""
     due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
     if resend_uncertain:
         due_states.add(DeliveryState.SENDING)
@@ -1081,8 +1109,19 @@ def _deliver(
                 # Not an error line too: the caller reports it (the CLI's "Error:", the
                 # daemon's run line), and a log line besides printed every fatal error twice.
                 logger.debug("delivery stopped: %s", exc)
-                return str(exc)
+                return _Halt(error=exc)
+            except StoreError as exc:  # its row could not be marked "sending": not sent
+                stopped = f"sending stopped before {delivery.recipient}: nothing more was sent"
+                return _Halt(error=_with_context(exc, stopped))
+            except _NotRecorded as exc:
+                return _Halt(error=exc.error, unrecorded=exc.delivery)
     return None
+
+
+def _with_context(error: StoreError, context: str) -> StoreError:
+    return StoreError(
+        f"{error.message}; {context}", path=error.path, cause=error.cause, hint=error.hint
+    )
 
 
 class _ClaimedElsewhere(Exception):
@@ -1098,7 +1137,8 @@ def _deliver_one(
     resend_uncertain: bool = False,
 ) -> None:
     """Send one message; the row becomes ``sending`` (own commit) just before the message
-    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after."""
+    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after. If the
+    store cannot record that outcome, ``_NotRecorded`` stops the run."""
     message = messages.for_recipient(delivery.recipient, delivery.message_id, clock())
     claimed: list[Delivery] = []
 
@@ -1113,26 +1153,72 @@ def _deliver_one(
         answer = mailer.send(message, before_data=before_data)
     except _ClaimedElsewhere:
         return
+    except StoreError:
+        raise  # the claim could not be committed: nothing went out, and the run stops
     except MailerUnavailableError as exc:
         if claimed:  # claimed, then the retries could not reach the server: never delivered
-            store.set_delivery_state(claimed[0], DeliveryState.PENDING, clock(), f"not sent: {exc}")
+            _record(store, claimed[0], DeliveryState.PENDING, clock(), f"not sent: {exc}")
         raise  # the run stops
     except UncertainDeliveryError as exc:
         logger.error("delivery to %s is uncertain: %s", delivery.recipient, exc)
-        store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
+        _record(store, claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
         row = claimed[0] if claimed else delivery
-        store.set_delivery_state(row, DeliveryState.FAILED, clock(), str(exc))
+        _record(store, row, DeliveryState.FAILED, clock(), str(exc))
     except Exception as exc:  # the per-recipient boundary: the others still get theirs
         logger.exception("unexpected error delivering to %s", delivery.recipient)
         if claimed:  # whether the backend took the message is unknown: uncertain
             detail = f"uncertain: {type(exc).__name__}: {exc}"
-            store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), detail)
+            _record(store, claimed[0], DeliveryState.SENDING, clock(), detail)
     else:
         # Not synced to disk: if a power cut lost it, the row would be "sending" (reported
         # as uncertain), never "pending"; the next claim's synced commit carries it anyway.
-        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+        _record(store, claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+
+
+def _record(
+    store: Store,
+    row: Delivery,
+    state: DeliveryState,
+    now: datetime,
+    detail: str,
+    *,
+    is_synced: bool = True,
+) -> None:
+    try:
+        store.set_delivery_state(row, state, now, detail, is_synced=is_synced)
+    except StoreError as exc:
+        raise _NotRecorded(row, state, detail, exc) from exc
+
+
+# What happened to a message, for a row whose outcome the store could not record.
+_OUTCOMES = {
+    DeliveryState.SENT: "the server accepted it ({})",
+    DeliveryState.FAILED: "it failed ({})",
+    DeliveryState.PENDING: "it was not sent ({})",
+    DeliveryState.SENDING: "{}",  # "uncertain: ..." already
+}
+
+
+class _NotRecorded(Exception):
+    """The store failed while recording a message's outcome: the run stops. ``delivery`` is
+    the row as the ledger still has it (``sending`` once claimed: uncertain), saying what
+    happened; ``error`` is the message for the user."""
+
+    def __init__(self, row: Delivery, state: DeliveryState, detail: str, error: StoreError) -> None:
+        outcome = _OUTCOMES[state].format(detail)
+        super().__init__(outcome)
+        self.delivery = replace(
+            row, detail=f"{outcome}, but the store could not record that: {error.cause}"
+        )
+        is_uncertain = row.state is DeliveryState.SENDING
+        after = ", so it is uncertain" if is_uncertain else "; the next send tries it again"
+        self.error = _with_context(
+            error,
+            f"sending stopped at {row.recipient}: {outcome}, but the store could not record"
+            f" that{after}",
+        )
 
 
 def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMessages:

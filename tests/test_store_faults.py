@@ -1,6 +1,10 @@
 """Storage faults with real processes and real files: the store's disk fills up (a small
-tmpfs this test mounts), or the file is damaged. Each is one clear message naming the file,
-the cause and what to do; exit 1; no traceback.
+tmpfs this test mounts), another process holds the store locked, or the file is damaged.
+
+Each is one clear message naming the file, the cause and what to do; exit 1; no traceback.
+A send stops at the first failure (nothing more is asked of the SMTP server), and once the
+fault is cleared the next send finishes the edition with no recipient missed and no second
+copy, except the one row left uncertain, which says why it is uncertain.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from digest.errors import StoreError
 from digest.models import Story
 from digest.store import Store
 from tests.conftest import FEEDS, REPO, write_settings
+from tests.deliver_sink import RECIPIENTS, Sink, running, smtp_settings
 
 FEED = str(FEEDS / "nasa.xml")
 FILLER = "filler"
@@ -76,13 +81,78 @@ def _digest(config: Path, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+def _line(out: str, recipient: str) -> str:
+    """The report's line for a recipient."""
+    return next(line for line in out.splitlines() if line.strip().startswith(f"{recipient}:"))
+
+
 def _assert_one_clear_message(err: str, store: Path, cause: str) -> None:
     assert "Traceback" not in err, err
     assert f"Error: {store}: {cause}" in err, err
     assert "hint:" in err, err
 
 
+def _assert_exactly_once(sink: Sink, twice: tuple[str, ...] = ()) -> None:
+    """Every recipient has its copy, once; those in ``twice`` (the uncertain row resent on
+    request) have two, under one Message-ID."""
+    copies = sink.copies_by_recipient()
+    assert set(copies) == set(RECIPIENTS)
+    assert {r for r, n in copies.items() if n > 1} == set(twice)
+    assert all(n <= 2 for n in copies.values())
+    assert len(sink.copies_by_message_id()) == len(RECIPIENTS)
+
+
 # Full disk
+
+
+@pytest.mark.parametrize("when", ["before-claim", "after-250"])
+def test_a_full_disk_while_sending_stops_the_run_at_once(disk: Path, when: str) -> None:
+    """The disk fills as the 3rd message is about to be handed over (its row cannot be
+    marked sending: nothing is sent to it), or while the server takes it (its 250 cannot
+    be recorded: the row stays uncertain and says so). Before, every other recipient still
+    went through MAIL, RCPT and RSET, each printing a traceback."""
+    k = 3
+
+    def on_rcpt(address: str, attempt: int) -> str | None:
+        if when == "before-claim" and sum(sink.rcpt_attempts.values()) == k:
+            _fill(disk)
+        return None
+
+    def on_data(address: str, number: int) -> str | None:
+        if when == "after-250" and number == k:
+            _fill(disk)
+        return None
+
+    sink = Sink(on_rcpt=on_rcpt, on_data=on_data)
+    with running(sink) as port:
+        config = smtp_settings(disk, port, [{"url": FEED, "name": "NASA"}])
+        code, out, err = _digest(config, "send")
+        assert code == 1, out + err
+        _assert_one_clear_message(err, disk / "digest.db", "the disk is full")
+        assert "free space" in err
+        assert sum(sink.rcpt_attempts.values()) == k  # nothing more asked of the server
+        assert len(sink.accepted) == (k if when == "after-250" else k - 1)
+        unrecorded = RECIPIENTS[k - 1]
+        if when == "after-250":
+            line = _line(out, unrecorded)
+            assert "uncertain" in line and "the server accepted it (250 OK queued)" in line
+            assert "could not record" in line and "the disk is full" in line
+        assert f"not sent yet {len(RECIPIENTS) - len(sink.accepted)}" in out
+
+        _clear(disk)
+        code, out, err = _digest(config, "send", "--no-collect")
+        assert "Traceback" not in err
+        if when == "before-claim":
+            assert code == 0, out + err
+            _assert_exactly_once(sink)
+            return
+        assert code == 1, out + err  # the uncertain row is not resent unasked
+        assert "connection broke" not in out
+        assert "no outcome recorded" in _line(out, unrecorded)
+        assert "killed, or could not write to the store" in _line(out, unrecorded)
+        code, out, err = _digest(config, "send", "--no-collect", "--resend-uncertain")
+        assert code == 0, out + err
+    _assert_exactly_once(sink, twice=(unrecorded,))
 
 
 def _story(n: int) -> Story:
@@ -113,6 +183,54 @@ def test_after_a_full_disk_the_store_writes_again_once_there_is_room(disk: Path)
         assert caught.value.path == disk / "d.db"
         _clear(disk)
         assert store.add_stories([_story(1)], now) == 1
+
+
+# Locked
+
+
+def test_a_store_locked_mid_send_stops_the_run_and_the_uncertain_row_says_why(
+    tmp_path: Path,
+) -> None:
+    """Another process takes the store's write lock while the 3rd message is with the
+    server, and keeps it past [store].busy_timeout_seconds: its 250 cannot be recorded.
+    Before, the run went on failing one recipient at a time, and the next send blamed
+    "the connection broke before the server's answer"."""
+    k, store = 3, tmp_path / "digest.db"
+    holders: list[sqlite3.Connection] = []
+
+    def on_data(address: str, number: int) -> str | None:
+        if number == k:
+            holder = sqlite3.connect(store, isolation_level=None, check_same_thread=False)
+            holder.execute("BEGIN EXCLUSIVE")
+            holders.append(holder)
+        return None
+
+    sink = Sink(on_data=on_data)
+    with running(sink) as port:
+        config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
+        config.write_text(
+            config.read_text().replace("[store]\n", "[store]\nbusy_timeout_seconds = 0.5\n")
+        )
+        try:
+            code, out, err = _digest(config, "send")
+        finally:
+            for holder in holders:
+                holder.close()
+        assert code == 1, out + err
+        _assert_one_clear_message(err, store, "the store is locked")
+        assert "another digest process" in err and "0.5 s" in err
+        assert sum(sink.rcpt_attempts.values()) == k and len(sink.accepted) == k
+        unrecorded = RECIPIENTS[k - 1]
+        line = _line(out, unrecorded)
+        assert "the server accepted it (250 OK queued)" in line and "locked" in line
+
+        code, out, err = _digest(config, "send", "--no-collect")
+        assert code == 1, out + err
+        assert "connection broke" not in out
+        assert "killed, or could not write to the store" in _line(out, unrecorded)
+        code, out, err = _digest(config, "send", "--no-collect", "--resend-uncertain")
+        assert code == 0, out + err
+    _assert_exactly_once(sink, twice=(unrecorded,))
 
 
 # Damaged
