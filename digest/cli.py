@@ -171,6 +171,8 @@ def collect(summarize: bool) -> None:
     with _stop_on_signals() as stop:
         report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
     _print_collect(report, settings.tz)
+    if report.store_error:
+        raise click.ClickException(report.store_error)
     if report.stopped_while:
         sys.exit(stop.exit_code)
     if report.all_failed:
@@ -192,8 +194,9 @@ def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
         row = f"{name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  "
         click.echo("\n".join(_wrapped(row, detail)).rstrip())
     ok = len(report.feeds) - len(report.failed)
-    ok -= len(report.skipped) + len(report.not_read)
+    ok -= len(report.skipped) + len(report.not_read) + len(report.not_saved)
     skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
+    skipped += f", {len(report.not_saved)} not saved" if report.not_saved else ""
     click.echo(
         f"{_counted(len(report.feeds), 'feed')}: {ok} read, {len(report.failed)} failed"
         f"{skipped}; {_counted(report.new_stories, 'new story', 'new stories')}"
@@ -476,6 +479,9 @@ def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
     if report.stopped_while is not None:
         click.echo(f"edition {report.edition_on}: {_STOPPED_BEFORE_SENDING[report.stopped_while]}")
         return
+    if report.rendered is None and report.store_error:
+        click.echo(f"edition {report.edition_on}: the store failed first; nothing built or sent")
+        return
     if report.rendered is None:
         click.echo(f"edition {report.edition_on}: no new stories since the last one; nothing sent")
         return
@@ -560,7 +566,7 @@ def run(once: bool) -> None:
         failed = not report.ok
     else:
         _print_collect(report, settings.tz)
-        failed = report.all_failed
+        failed = report.all_failed or report.store_error is not None  # the log line says why
     if failed:
         sys.exit(1)
 

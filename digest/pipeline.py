@@ -99,8 +99,9 @@ class FeedReport:
     url: str
     name: str
     # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), "skipped": not due
-    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), or "not read": an
-    # interrupt came first (nothing of it stored; the next collect fetches it)
+    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), "not read": an
+    # interrupt came first (nothing of it stored; the next collect fetches it), or "not
+    # saved": the store failed first (likewise)
     status: str
     new_stories: int = 0
     error: str | None = None
@@ -130,6 +131,7 @@ class CollectReport:
     stopped_while: str | None = None
     stored_feeds: int = 0  # feeds fetched (or failed) and stored by this run
     pages: tuple[PageFetch, ...] = ()  # the article pages this run asked for
+    store_error: str | None = None  # the store failed (a full disk, ...): the run stopped there
 
     @property
     def pages_failed(self) -> tuple[PageFetch, ...]:
@@ -161,6 +163,11 @@ class CollectReport:
     def not_read(self) -> tuple[FeedReport, ...]:
         """Feeds an interrupt kept from being fetched or stored."""
         return tuple(f for f in self.feeds if f.status == "not read")
+
+    @property
+    def not_saved(self) -> tuple[FeedReport, ...]:
+        """Feeds a store failure kept from being stored."""
+        return tuple(f for f in self.feeds if f.status == "not saved")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,7 +217,8 @@ def collect_once(
     A stop request ends either step at once; the report says where (``stopped_while``)."""
     with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         report = collect_all(settings, store, clock, stop=stop)
-        if summarize and report.new_stories and report.stopped_while is None:
+        is_whole = report.stopped_while is None and report.store_error is None
+        if summarize and report.new_stories and is_whole:
             try:
                 with abandonable(stop):
                     summarize_edition(settings, store, clock)
@@ -236,30 +244,46 @@ def collect_all(
 
     Each feed is stored as soon as it is parsed (teasers once their article pages are in), in
     its own transaction: a stop request ends the run at once, keeping the feeds stored so far
-    (the others are reported "not read"). Feeds that answered 410 Gone are not fetched again
+    (the others are reported "not read"), and so does a store failure (the others are "not
+    saved"; ``store_error`` says why). Feeds that answered 410 Gone are not fetched again
     (``digest feeds add`` revives one).
     """
-    fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
+    fetched = _Fetched(feeds=iter(()), gone=[])
     reports: list[FeedReport] = []
     pages: list[PageFetch] = []
-    stopped_while = None
+    stopped_while = store_error = None
     try:
+        fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
         with abandonable(stop):
             for feed in fetched.feeds:
                 reports.append(_store_feed(store, feed, fetched.states))
                 pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
+    except StoreError as exc:  # nothing more can be stored: stop, and report what was
+        store_error = str(exc)
     stored = len(reports)
-    done = {r.url for r in reports} | {s.url for s in (*fetched.gone, *fetched.held)}
-    reports += [_not_read_report(s) for s in settings.feed_sources if s.url not in done]
+    reports += _unfetched_reports(settings, fetched, reports, is_store_failed=bool(store_error))
+    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
+    return CollectReport(
+        feeds=tuple(sorted(reports, key=lambda r: order[r.url])),
+        pages=tuple(pages),
+        stopped_while=stopped_while,
+        stored_feeds=stored,
+        store_error=store_error,
+    )
+
+
+def _unfetched_reports(
+    settings: Settings, fetched: _Fetched, stored: list[FeedReport], *, is_store_failed: bool
+) -> list[FeedReport]:
+    """The reports of the feeds this run did not store: gone, held, not read or not saved."""
+    done = {r.url for r in stored} | {s.url for s in (*fetched.gone, *fetched.held)}
+    left = _not_saved_report if is_store_failed else _not_read_report
+    reports = [left(s) for s in settings.feed_sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
-    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
-    feeds = tuple(sorted(reports, key=lambda r: order[r.url]))
-    return CollectReport(
-        feeds=feeds, pages=tuple(pages), stopped_while=stopped_while, stored_feeds=stored
-    )
+    return reports
 
 
 def _store_feed(store: Store, feed: _FeedOutcome, states: dict[str, FeedState]) -> FeedReport:
@@ -590,6 +614,15 @@ def _not_read_report(source: FeedSource) -> FeedReport:
         name=source.title,
         status="not read",
         error="interrupted before it was fetched and stored; the next collect reads it",
+    )
+
+
+def _not_saved_report(source: FeedSource) -> FeedReport:
+    return FeedReport(
+        url=source.url,
+        name=source.title,
+        status="not saved",
+        error="the store failed before it was saved; the next collect fetches it again",
     )
 
 
@@ -959,16 +992,20 @@ def send_edition(
                 stopped = _stopped_before_sending(settings, clock, edition_on, "collecting")
                 return replace(stopped, collect=collect_report)
             day = edition_on or edition_date(settings, clock())
-            report = _send_locked(
-                settings,
-                store,
-                clock,
-                summarizer,
-                day,
-                force=force,
-                stop=stop,
-                resend_uncertain=resend_uncertain,
-            )
+            if collect_report is not None and collect_report.store_error:
+                error = collect_report.store_error  # nothing is built on a failing store
+                report = SendReport(edition_on=day, rendered=None, store_error=error)
+            else:
+                report = _send_locked(
+                    settings,
+                    store,
+                    clock,
+                    summarizer,
+                    day,
+                    force=force,
+                    stop=stop,
+                    resend_uncertain=resend_uncertain,
+                )
     return replace(report, collect=collect_report)
 
 

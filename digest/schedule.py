@@ -122,6 +122,7 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
     _finish(
         settings,
         run,
+        has_error_to_report=report.store_error is not None,
         feeds=len(report.feeds),
         new=report.new_stories,
         failed=len(run.failures),
@@ -136,11 +137,14 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
 def collect_run(report: pipeline.CollectReport, started: datetime, finished: datetime) -> JobRun:
     """The job-run record of one collect (the daemon's or a manual one)."""
     failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
+    if report.store_error:
+        failures = (*failures, f"store failed: {report.store_error}")
+    is_failed = report.all_failed or report.store_error is not None
     return JobRun(
         job="collect",
         started_at=started,
         finished_at=finished,
-        outcome="stopped" if report.stopped_while else "failed" if report.all_failed else "ok",
+        outcome="stopped" if report.stopped_while else "failed" if is_failed else "ok",
         summary=(
             f"{len(report.feeds)} feeds: {len(report.failed)} failed, "
             f"{len(report.skipped)} not due; {report.new_stories} new stories"
@@ -164,7 +168,8 @@ def collect_now(
     """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
     started = clock()
     report = pipeline.collect_once(settings, clock, summarize=summarize, stop=stop)
-    record_job_run(settings, collect_run(report, started, clock()))
+    run = collect_run(report, started, clock())
+    _record_run(settings, run, has_error_to_report=report.store_error is not None)
     return report
 
 
@@ -323,7 +328,8 @@ def edition_run(
         f"failed {counts['failed']}, uncertain {counts['sending']}, pending {counts['pending']}"
     )
     if report.rendered is None:
-        summary = f"edition {report.edition_on}: no new stories; nothing sent"
+        why = "the store failed" if report.store_error else "no new stories"
+        summary = f"edition {report.edition_on}: {why}; nothing sent"
     if late:
         summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
     return _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)

@@ -14,8 +14,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +90,11 @@ def _line(out: str, recipient: str) -> str:
     return next(line for line in out.splitlines() if line.strip().startswith(f"{recipient}:"))
 
 
+def _row(out: str, feed: str) -> str:
+    """The collect table's row for a feed."""
+    return next(line for line in out.splitlines() if line.startswith(f"{feed}  "))
+
+
 def _assert_one_clear_message(err: str, store: Path, cause: str) -> None:
     assert "Traceback" not in err, err
     assert f"Error: {store}: {cause}" in err, err
@@ -153,6 +162,101 @@ def test_a_full_disk_while_sending_stops_the_run_at_once(disk: Path, when: str) 
         code, out, err = _digest(config, "send", "--no-collect", "--resend-uncertain")
         assert code == 0, out + err
     _assert_exactly_once(sink, twice=(unrecorded,))
+
+
+class _FillingFeedServer(ThreadingHTTPServer):
+    """Serves one feed on 127.0.0.1; before its first answer, it waits for ``is_ready`` and
+    then fills the disk: the feed arrives after the other one is stored, onto a full disk."""
+
+    def __init__(self, disk: Path, is_ready: Callable[[], bool]) -> None:
+        super().__init__(("127.0.0.1", 0), _FillingHandler)
+        self.disk, self.is_ready = disk, is_ready
+        self.daemon_threads = True
+        self.has_filled = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/japantoday.xml"
+
+
+class _FillingHandler(BaseHTTPRequestHandler):
+    server: _FillingFeedServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if not self.server.has_filled:
+            deadline = time.monotonic() + 60
+            while not self.server.is_ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _fill(self.server.disk)
+            self.server.has_filled = True
+        body = (FEEDS / "japantoday.xml").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _stored_stories(store: Path) -> int:
+    try:
+        with contextlib.closing(sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)) as conn:
+            return int(conn.execute("SELECT count(*) FROM stories").fetchone()[0])
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+@contextlib.contextmanager
+def _feed_that_fills(disk: Path) -> Iterator[str]:
+    """The URL of a feed served on 127.0.0.1 that fills the disk once a story is stored."""
+    server = _FillingFeedServer(disk, lambda: _stored_stories(disk / "digest.db") > 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_full_disk_while_collecting_still_reports_each_feed(disk: Path) -> None:
+    """The first feed is stored; then the disk fills and the second cannot be. Before, a
+    raw ``sqlite3.OperationalError`` traceback and no report."""
+    with _feed_that_fills(disk) as url:
+        feeds = [{"url": FEED, "name": "NASA"}, {"url": url, "name": "Japan Today"}]
+        config = write_settings(disk, feeds)
+        code, out, err = _digest(config, "collect", "--no-summarize")
+        assert code == 1, out + err
+        _assert_one_clear_message(err, disk / "digest.db", "the disk is full")
+        assert _row(out, "NASA").split()[1] == "new"
+        assert "not saved" in _row(out, "Japan Today")
+        assert "2 feeds: 1 read, 0 failed, 1 not saved" in out
+
+        _clear(disk)
+        code, out, err = _digest(config, "collect", "--no-summarize")
+        assert code == 0, out + err
+        assert _row(out, "Japan Today").split()[2] == "new"
+
+
+def test_a_full_disk_while_send_collects_sends_nothing(disk: Path) -> None:
+    """`digest send` collects first: a store failure there builds and sends nothing (before,
+    a traceback), and the next send, with room again, sends the edition once to each."""
+    sink = Sink()
+    with _feed_that_fills(disk) as url, running(sink) as port:
+        feeds = [{"url": FEED, "name": "NASA"}, {"url": url, "name": "Japan Today"}]
+        config = smtp_settings(disk, port, feeds)
+        code, out, err = _digest(config, "send")
+        assert code == 1, out + err
+        _assert_one_clear_message(err, disk / "digest.db", "the disk is full")
+        assert "not saved" in _row(out, "Japan Today")
+        assert "the store failed first; nothing built or sent" in out
+        assert not sink.rcpt_attempts
+
+        _clear(disk)
+        code, out, err = _digest(config, "send")
+        assert code == 0, out + err
+    _assert_exactly_once(sink)
 
 
 def _story(n: int) -> Story:
