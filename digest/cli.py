@@ -171,6 +171,8 @@ def collect(summarize: bool) -> None:
     with _stop_on_signals() as stop:
         report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
     _print_collect(report, settings.tz)
+    if report.store_error:
+        raise click.ClickException(report.store_error)
     if report.stopped_while:
         sys.exit(stop.exit_code)
     if report.all_failed:
@@ -192,8 +194,9 @@ def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
         row = f"{name:<{width}}  {feed.status:<9}  {feed.new_stories:>4}  "
         click.echo("\n".join(_wrapped(row, detail)).rstrip())
     ok = len(report.feeds) - len(report.failed)
-    ok -= len(report.skipped) + len(report.not_read)
+    ok -= len(report.skipped) + len(report.not_read) + len(report.not_saved)
     skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
+    skipped += f", {len(report.not_saved)} not saved" if report.not_saved else ""
     click.echo(
         f"{_counted(len(report.feeds), 'feed')}: {ok} read, {len(report.failed)} failed"
         f"{skipped}; {_counted(report.new_stories, 'new story', 'new stories')}"
@@ -391,8 +394,8 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             on_wait=functools.partial(_print_waiting, tz=settings.tz),
         )
     _print_send(report, settings.tz)
-    if report.aborted:
-        raise click.ClickException(report.aborted)
+    if report.aborted or report.store_error:
+        raise click.ClickException(report.aborted or report.store_error or "")
     if stop.is_set() and not report.ok:
         sys.exit(stop.exit_code)
     if not report.ok:
@@ -469,10 +472,15 @@ def _print_plan(plan: pipeline.SendReport) -> None:
 
 
 def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
+    from digest.ledger import delivery_detail  # the caller has loaded the pipeline
+
     if report.collect is not None:
         _print_collect(report.collect, tz)
     if report.stopped_while is not None:
         click.echo(f"edition {report.edition_on}: {_STOPPED_BEFORE_SENDING[report.stopped_while]}")
+        return
+    if report.rendered is None and report.store_error:
+        click.echo(f"edition {report.edition_on}: the store failed first; nothing built or sent")
         return
     if report.rendered is None:
         click.echo(f"edition {report.edition_on}: no new stories since the last one; nothing sent")
@@ -483,7 +491,7 @@ def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
         state = _STATE_LABELS[delivery.state]
         if delivery.recipient in already:
             state = "already sent"
-        click.echo(f"  {delivery.recipient}: {state}  {delivery.detail or ''}".rstrip())
+        click.echo(f"  {delivery.recipient}: {state}  {delivery_detail(delivery)}".rstrip())
     sent = len(report.in_state(DeliveryState.SENT)) - len(already)
     failed = len(report.in_state(DeliveryState.FAILED))
     uncertain = len(report.in_state(DeliveryState.SENDING))
@@ -498,9 +506,8 @@ def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int)
         click.echo("this edition was already delivered to everyone; --force sends it again")
     if uncertain:
         click.echo(
-            f"{uncertain} uncertain: the connection broke before the server's answer, so the "
-            "message may have arrived; `digest send --resend-uncertain` resends it under the "
-            "same Message-ID"
+            f"{uncertain} uncertain: the message may have arrived (each row says why it is not "
+            "known); `digest send --resend-uncertain` resends it under the same Message-ID"
         )
     if report.stopped and pending:
         click.echo(f"stopped on request: {pending} not sent yet; `digest send` sends them")
@@ -511,7 +518,7 @@ def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int)
 @_translate_errors
 def deliveries(day: datetime | None) -> None:
     """Show each recipient's delivery state for an edition (default: the latest)."""
-    from digest.ledger import delivery_ledger
+    from digest.ledger import delivery_detail, delivery_ledger
 
     settings = _settings()
     edition_on, rows = delivery_ledger(settings, day.date() if day else None)
@@ -524,7 +531,7 @@ def deliveries(day: datetime | None) -> None:
         when = _local_time(d.sent_at, settings.tz) or "-"
         click.echo(
             f"  {d.recipient:<{width}}  {d.state:<7}  {when:<16}  "
-            f"tries {d.attempts}  {d.message_id}  {d.detail or ''}".rstrip()
+            f"tries {d.attempts}  {d.message_id}  {delivery_detail(d)}".rstrip()
         )
     counts = {s: sum(d.state is s for d in rows) for s in DeliveryState}
     click.echo(", ".join(f"{n} {_COUNT_LABELS[s]}" for s, n in counts.items() if n))
@@ -559,7 +566,7 @@ def run(once: bool) -> None:
         failed = not report.ok
     else:
         _print_collect(report, settings.tz)
-        failed = report.all_failed
+        failed = report.all_failed or report.store_error is not None  # the log line says why
     if failed:
         sys.exit(1)
 
@@ -584,6 +591,8 @@ def status(as_json: bool) -> None:
 
 
 def _print_status(found: DaemonStatus, tz: tzinfo) -> None:
+    from digest.ledger import delivery_detail  # the caller has loaded digest.status
+
     nexts = ", ".join(_local_time(t, tz) for t in found.next_editions_at) or "none"
     click.echo(f"next edition: {nexts}")
     when = _local_time(found.next_collect_at, tz) or "when the daemon starts"
@@ -604,7 +613,7 @@ def _print_status(found: DaemonStatus, tz: tzinfo) -> None:
         until = _local_time(held.not_before, tz)
         click.echo(f"not due: {held.url} until {until} ({held.hold_reason})")
     for delivery in found.undelivered:
-        detail = f"{_STATE_LABELS[delivery.state]} {delivery.detail or ''}".rstrip()
+        detail = f"{_STATE_LABELS[delivery.state]} {delivery_detail(delivery)}".rstrip()
         click.echo(f"undelivered: {delivery.edition_on} {delivery.recipient}: {detail}")
 
 

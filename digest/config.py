@@ -97,6 +97,7 @@ InternalNetwork = Annotated[
 
 class StoreSettings(_Section):
     path: Path = Path("digest.db")
+    busy_timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
 
 
 class CollectSettings(_Section):

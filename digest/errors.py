@@ -2,7 +2,8 @@
 
 DigestError
  ├── ConfigError        settings file missing, unreadable or invalid (carries path and key)
- ├── StoreError         the SQLite store cannot be opened or migrated
+ ├── StoreError         the SQLite store cannot be opened, read or written: a full disk, a
+ │                      lock held too long, a damaged file (carries path and cause)
  ├── FeedError          one feed could not be fetched or parsed (carries feed_url)
  ├── SummarizerError    a summarization model is missing or failed to load
  ├── TemplateError      a template is missing or broken (carries the folders searched)
@@ -11,6 +12,8 @@ DigestError
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class DigestError(Exception):
@@ -46,7 +49,20 @@ class ConfigError(DigestError):
 
 
 class StoreError(DigestError):
-    pass
+    """``cause`` is what went wrong in a few words ("the disk is full"), for messages that
+    say what could not be recorded because of it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | None = None,
+        cause: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.cause = cause or message
 
 
 class FeedError(DigestError):

@@ -11,7 +11,9 @@ from digest.store import Store
 
 def feed_health(settings: Settings) -> tuple[FeedHealth, ...]:
     """How each configured feed is doing, read from the store without changing it."""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return tuple(FeedHealth(source=source) for source in settings.feed_sources)
     with store:
@@ -27,7 +29,9 @@ def feed_failures(
         raise DigestError(
             f"{url} is not one of the configured feeds", hint="`digest feeds list` shows them"
         )
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return source, ()
     with store:

@@ -18,7 +18,9 @@ def edition_date(settings: Settings, now: datetime) -> date:
 
 def is_edition_outstanding(settings: Settings, day: date) -> bool:
     """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return True
     with store:
@@ -29,11 +31,28 @@ def is_edition_outstanding(settings: Settings, day: date) -> bool:
     return any(ledger.get(address) in owed for address in addresses)
 
 
+# A row left "sending" with nothing said: the run that sent it recorded neither the server's
+# answer nor why it could not (it may be sending it still, in another process).
+UNRECORDED_OUTCOME = (
+    "no outcome recorded: the run sending it was killed, or could not write to the store,"
+    " between handing it to the mail server and recording the answer (or is sending it now)"
+)
+
+
+def delivery_detail(delivery: Delivery) -> str:
+    """What the ledger says about a row; for an uncertain one, always why it is uncertain."""
+    if delivery.state is DeliveryState.SENDING and not delivery.detail:
+        return UNRECORDED_OUTCOME
+    return delivery.detail or ""
+
+
 def delivery_ledger(
     settings: Settings, edition_on: date | None = None
 ) -> tuple[date | None, tuple[Delivery, ...]]:
     """An edition's delivery rows, read-only (default: the latest edition with any)."""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return edition_on, ()
     with store:

@@ -53,7 +53,7 @@ from digest.deliver import (
     make_message_id,
 )
 from digest.embeddings import CachedEncoder
-from digest.errors import DeliveryError, DigestError, FeedError, InputError
+from digest.errors import DeliveryError, DigestError, FeedError, InputError, StoreError
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
@@ -100,8 +100,9 @@ class FeedReport:
     url: str
     name: str
     # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), "skipped": not due
-    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), or "not read": an
-    # interrupt came first (nothing of it stored; the next collect fetches it)
+    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), "not read": an
+    # interrupt came first (nothing of it stored; the next collect fetches it), or "not
+    # saved": the store failed first (likewise)
     status: str
     new_stories: int = 0
     error: str | None = None
@@ -131,6 +132,7 @@ class CollectReport:
     stopped_while: str | None = None
     stored_feeds: int = 0  # feeds fetched (or failed) and stored by this run
     pages: tuple[PageFetch, ...] = ()  # the article pages this run asked for
+    store_error: str | None = None  # the store failed (a full disk, ...): the run stopped there
 
     @property
     def pages_failed(self) -> tuple[PageFetch, ...]:
@@ -163,6 +165,11 @@ class CollectReport:
         """Feeds an interrupt kept from being fetched or stored."""
         return tuple(f for f in self.feeds if f.status == "not read")
 
+    @property
+    def not_saved(self) -> tuple[FeedReport, ...]:
+        """Feeds a store failure kept from being stored."""
+        return tuple(f for f in self.feeds if f.status == "not saved")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendReport:
@@ -176,6 +183,9 @@ class SendReport:
     # (nothing archived, nothing sent); None: while delivering, or not at all
     stopped_while: str | None = None
     aborted: str | None = None  # why the backend could not be used at all (TLS, login, ...)
+    # The store failed (a full disk, a lock held too long, ...): sending stopped there, and
+    # the row it could not update is reported as this run knows it
+    store_error: str | None = None
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
         return tuple(d for d in self.deliveries if d.state is state)
@@ -188,7 +198,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         bad = (DeliveryState.FAILED, DeliveryState.SENDING, DeliveryState.PENDING)
-        if self.aborted is not None or self.stopped_while is not None:
+        if self.aborted or self.store_error or self.stopped_while is not None:
             return False
         return not any(d.state in bad for d in self.deliveries)
 
@@ -206,9 +216,10 @@ def collect_once(
     """Open the store, collect every feed once, and (unless told not to) summarise the
     stories today's edition would lead with, so that a preview or the send finds them done.
     A stop request ends either step at once; the report says where (``stopped_while``)."""
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         report = collect_all(settings, store, clock, stop=stop)
-        if summarize and report.new_stories and report.stopped_while is None:
+        is_whole = report.stopped_while is None and report.store_error is None
+        if summarize and report.new_stories and is_whole:
             try:
                 with abandonable(stop):
                     summarize_edition(settings, store, clock)
@@ -234,30 +245,46 @@ def collect_all(
 
     Each feed is stored as soon as it is parsed (teasers once their article pages are in), in
     its own transaction: a stop request ends the run at once, keeping the feeds stored so far
-    (the others are reported "not read"). Feeds that answered 410 Gone are not fetched again
+    (the others are reported "not read"), and so does a store failure (the others are "not
+    saved"; ``store_error`` says why). Feeds that answered 410 Gone are not fetched again
     (``digest feeds add`` revives one).
     """
-    fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
+    fetched = _Fetched(feeds=iter(()), gone=[])
     reports: list[FeedReport] = []
     pages: list[PageFetch] = []
-    stopped_while = None
+    stopped_while = store_error = None
     try:
+        fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
         with abandonable(stop):
             for feed in fetched.feeds:
                 reports.append(_store_feed(store, feed, fetched.states))
                 pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
+    except StoreError as exc:  # nothing more can be stored: stop, and report what was
+        store_error = str(exc)
     stored = len(reports)
-    done = {r.url for r in reports} | {s.url for s in (*fetched.gone, *fetched.held)}
-    reports += [_not_read_report(s) for s in settings.feed_sources if s.url not in done]
+    reports += _unfetched_reports(settings, fetched, reports, is_store_failed=bool(store_error))
+    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
+    return CollectReport(
+        feeds=tuple(sorted(reports, key=lambda r: order[r.url])),
+        pages=tuple(pages),
+        stopped_while=stopped_while,
+        stored_feeds=stored,
+        store_error=store_error,
+    )
+
+
+def _unfetched_reports(
+    settings: Settings, fetched: _Fetched, stored: list[FeedReport], *, is_store_failed: bool
+) -> list[FeedReport]:
+    """The reports of the feeds this run did not store: gone, held, not read or not saved."""
+    done = {r.url for r in stored} | {s.url for s in (*fetched.gone, *fetched.held)}
+    left = _not_saved_report if is_store_failed else _not_read_report
+    reports = [left(s) for s in settings.feed_sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
-    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
-    feeds = tuple(sorted(reports, key=lambda r: order[r.url]))
-    return CollectReport(
-        feeds=feeds, pages=tuple(pages), stopped_while=stopped_while, stored_feeds=stored
-    )
+    return reports
 
 
 def _store_feed(store: Store, feed: _FeedOutcome, states: dict[str, FeedState]) -> FeedReport:
@@ -599,6 +626,15 @@ def _not_read_report(source: FeedSource) -> FeedReport:
     )
 
 
+def _not_saved_report(source: FeedSource) -> FeedReport:
+    return FeedReport(
+        url=source.url,
+        name=source.title,
+        status="not saved",
+        error="the store failed before it was saved; the next collect fetches it again",
+    )
+
+
 def _gone_report(source: FeedSource) -> FeedReport:
     error = "answered 410 Gone earlier; not fetched (re-add it with `digest feeds add` to retry)"
     return FeedReport(
@@ -781,7 +817,9 @@ def _latest_edition(
     """Today's edition as archived if it was sent, else as built now (not yet rendered)."""
     now = clock()
     day = edition_date(settings, now)
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     with contextlib.closing(store) if store else contextlib.nullcontext():
         archived = store.edition(day) if store else None
         if archived is not None:
@@ -810,7 +848,9 @@ def archived_edition(settings: Settings, day: date) -> RenderedDigest:
 def _read_archive(
     settings: Settings, day: date | None
 ) -> tuple[RenderedDigest | None, tuple[tuple[date, str], ...]]:
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return None, ()
     with store:
@@ -899,7 +939,9 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
     now = clock()
     day = edition_date(settings, now)
     planned = _planned(settings, day)
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return SendReport(edition_on=day, rendered=None)
     with store:
@@ -943,7 +985,7 @@ def send_edition(
     """
     require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         # Locked before the final collect: a second sender waits, then finds the edition sent,
         # instead of collecting (and building) for nothing.
         lock = store.send_lock(
@@ -959,16 +1001,20 @@ def send_edition(
                 stopped = _stopped_before_sending(settings, clock, edition_on, "collecting")
                 return replace(stopped, collect=collect_report)
             day = edition_on or edition_date(settings, clock())
-            report = _send_locked(
-                settings,
-                store,
-                clock,
-                summarizer,
-                day,
-                force=force,
-                stop=stop,
-                resend_uncertain=resend_uncertain,
-            )
+            if collect_report is not None and collect_report.store_error:
+                error = collect_report.store_error  # nothing is built on a failing store
+                report = SendReport(edition_on=day, rendered=None, store_error=error)
+            else:
+                report = _send_locked(
+                    settings,
+                    store,
+                    clock,
+                    summarizer,
+                    day,
+                    force=force,
+                    stop=stop,
+                    resend_uncertain=resend_uncertain,
+                )
     return replace(report, collect=collect_report)
 
 
@@ -1011,16 +1057,32 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     with noting(stop, "finishing the message in flight, then stopping"):
-        aborted = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
-    outcome = tuple(d for d in store.deliveries(day) if d.address in wanted)
+        halt = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+    is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
         rendered=rendered,
-        deliveries=outcome,
+        deliveries=_ledger_after(store, day, wanted, halt),
         already_sent=already,
         stopped=stop is not None and stop.is_set(),
-        aborted=aborted,
+        aborted=str(halt.error) if halt and not is_store else None,
+        store_error=str(halt.error) if halt and is_store else None,
     )
+
+
+def _ledger_after(
+    store: Store, day: date, wanted: set[str], halt: _Halt | None
+) -> tuple[Delivery, ...]:
+    """This send's rows as the ledger has them now, but the one the store could not update
+    as this run knows it (why it is uncertain)."""
+    try:
+        rows = store.deliveries(day)
+    except StoreError:
+        if halt is not None and isinstance(halt.error, StoreError):
+            raise halt.error from None  # the failure that stopped the run is the one to tell
+        raise
+    known = {halt.unrecorded.address: halt.unrecorded} if halt and halt.unrecorded else {}
+    return tuple(known.get(d.address, d) for d in rows if d.address in wanted)
 
 
 def _archived_edition(
@@ -1055,6 +1117,14 @@ def _planned(settings: Settings, day: date) -> list[Delivery]:
     ]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Halt:
+    """Why delivering stopped before the last recipient: the backend or the store failed."""
+
+    error: MailerUnavailableError | StoreError
+    unrecorded: Delivery | None = None  # the row the store could not update, as it stands
+
+
 def _deliver(
     settings: Settings,
     store: Store,
@@ -1063,9 +1133,10 @@ def _deliver(
     clock: Clock,
     resend_uncertain: bool,
     stop: threading.Event | None,
-) -> str | None:
-    """Hand each due delivery to the mail backend, one commit each; the reason the run
-    stopped early if the backend could not be used at all."""
+) -> _Halt | None:
+    """Hand each due delivery to the mail backend, one commit each; why the run stopped
+    early if the backend could not be used at all or the store failed (no message is sent
+    after that: the SMTP session is closed)."""
     due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
     if resend_uncertain:
         due_states.add(DeliveryState.SENDING)
@@ -1084,8 +1155,19 @@ def _deliver(
                 # Not an error line too: the caller reports it (the CLI's "Error:", the
                 # daemon's run line), and a log line besides printed every fatal error twice.
                 logger.debug("delivery stopped: %s", exc)
-                return str(exc)
+                return _Halt(error=exc)
+            except StoreError as exc:  # its row could not be marked "sending": not sent
+                stopped = f"sending stopped before {delivery.recipient}: nothing more was sent"
+                return _Halt(error=_with_context(exc, stopped))
+            except _NotRecorded as exc:
+                return _Halt(error=exc.error, unrecorded=exc.delivery)
     return None
+
+
+def _with_context(error: StoreError, context: str) -> StoreError:
+    return StoreError(
+        f"{error.message}; {context}", path=error.path, cause=error.cause, hint=error.hint
+    )
 
 
 class _ClaimedElsewhere(Exception):
@@ -1101,7 +1183,8 @@ def _deliver_one(
     resend_uncertain: bool = False,
 ) -> None:
     """Send one message; the row becomes ``sending`` (own commit) just before the message
-    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after."""
+    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after. If the
+    store cannot record that outcome, ``_NotRecorded`` stops the run."""
     message = messages.for_recipient(delivery.recipient, delivery.message_id, clock())
     claimed: list[Delivery] = []
 
@@ -1116,26 +1199,72 @@ def _deliver_one(
         answer = mailer.send(message, before_data=before_data)
     except _ClaimedElsewhere:
         return
+    except StoreError:
+        raise  # the claim could not be committed: nothing went out, and the run stops
     except MailerUnavailableError as exc:
         if claimed:  # claimed, then the retries could not reach the server: never delivered
-            store.set_delivery_state(claimed[0], DeliveryState.PENDING, clock(), f"not sent: {exc}")
+            _record(store, claimed[0], DeliveryState.PENDING, clock(), f"not sent: {exc}")
         raise  # the run stops
     except UncertainDeliveryError as exc:
         logger.error("delivery to %s is uncertain: %s", delivery.recipient, exc)
-        store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
+        _record(store, claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
         row = claimed[0] if claimed else delivery
-        store.set_delivery_state(row, DeliveryState.FAILED, clock(), str(exc))
+        _record(store, row, DeliveryState.FAILED, clock(), str(exc))
     except Exception as exc:  # the per-recipient boundary: the others still get theirs
         logger.exception("unexpected error delivering to %s", delivery.recipient)
         if claimed:  # whether the backend took the message is unknown: uncertain
             detail = f"uncertain: {type(exc).__name__}: {exc}"
-            store.set_delivery_state(claimed[0], DeliveryState.SENDING, clock(), detail)
+            _record(store, claimed[0], DeliveryState.SENDING, clock(), detail)
     else:
         # Not synced to disk: if a power cut lost it, the row would be "sending" (reported
         # as uncertain), never "pending"; the next claim's synced commit carries it anyway.
-        store.set_delivery_state(claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+        _record(store, claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+
+
+def _record(
+    store: Store,
+    row: Delivery,
+    state: DeliveryState,
+    now: datetime,
+    detail: str,
+    *,
+    is_synced: bool = True,
+) -> None:
+    try:
+        store.set_delivery_state(row, state, now, detail, is_synced=is_synced)
+    except StoreError as exc:
+        raise _NotRecorded(row, state, detail, exc) from exc
+
+
+# What happened to a message, for a row whose outcome the store could not record.
+_OUTCOMES = {
+    DeliveryState.SENT: "the server accepted it ({})",
+    DeliveryState.FAILED: "it failed ({})",
+    DeliveryState.PENDING: "it was not sent ({})",
+    DeliveryState.SENDING: "{}",  # "uncertain: ..." already
+}
+
+
+class _NotRecorded(Exception):
+    """The store failed while recording a message's outcome: the run stops. ``delivery`` is
+    the row as the ledger still has it (``sending`` once claimed: uncertain), saying what
+    happened; ``error`` is the message for the user."""
+
+    def __init__(self, row: Delivery, state: DeliveryState, detail: str, error: StoreError) -> None:
+        outcome = _OUTCOMES[state].format(detail)
+        super().__init__(outcome)
+        self.delivery = replace(
+            row, detail=f"{outcome}, but the store could not record that: {error.cause}"
+        )
+        is_uncertain = row.state is DeliveryState.SENDING
+        after = ", so it is uncertain" if is_uncertain else "; the next send tries it again"
+        self.error = _with_context(
+            error,
+            f"sending stopped at {row.recipient}: {outcome}, but the store could not record"
+            f" that{after}",
+        )
 
 
 def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMessages:
@@ -1309,7 +1438,9 @@ def _feed_location(url: str) -> str:
 
 
 def _stored_states(settings: Settings, urls: Sequence[str]) -> dict[str, FeedState]:
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return {}
     with store:
@@ -1320,7 +1451,8 @@ def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
     """Mark feeds that had answered 410 Gone as fetchable again; return those revived."""
     gone = [u for u, state in _stored_states(settings, urls).items() if state.is_gone]
     if gone:
-        with Store.open(settings.store.path) as store, store.atomic():
+        store = Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds)
+        with store, store.atomic():
             for url in gone:
                 store.revive_feed(url)
     return gone

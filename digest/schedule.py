@@ -54,8 +54,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline
 from digest.config import Settings
-from digest.errors import DigestError
-from digest.ledger import edition_date, is_edition_outstanding
+from digest.errors import DigestError, StoreError
+from digest.ledger import delivery_detail, edition_date, is_edition_outstanding
 from digest.logs import ZonedFormatter
 from digest.models import DeliveryState, JobRun, SendLockHolder
 from digest.status import last_activity, record_job_run, record_missed_edition
@@ -122,6 +122,7 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
     _finish(
         settings,
         run,
+        has_error_to_report=report.store_error is not None,
         feeds=len(report.feeds),
         new=report.new_stories,
         failed=len(run.failures),
@@ -136,11 +137,14 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
 def collect_run(report: pipeline.CollectReport, started: datetime, finished: datetime) -> JobRun:
     """The job-run record of one collect (the daemon's or a manual one)."""
     failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
+    if report.store_error:
+        failures = (*failures, f"store failed: {report.store_error}")
+    is_failed = report.all_failed or report.store_error is not None
     return JobRun(
         job="collect",
         started_at=started,
         finished_at=finished,
-        outcome="stopped" if report.stopped_while else "failed" if report.all_failed else "ok",
+        outcome="stopped" if report.stopped_while else "failed" if is_failed else "ok",
         summary=(
             f"{len(report.feeds)} feeds: {len(report.failed)} failed, "
             f"{len(report.skipped)} not due; {report.new_stories} new stories"
@@ -164,7 +168,8 @@ def collect_now(
     """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
     started = clock()
     report = pipeline.collect_once(settings, clock, summarize=summarize, stop=stop)
-    record_job_run(settings, collect_run(report, started, clock()))
+    run = collect_run(report, started, clock())
+    _record_run(settings, run, has_error_to_report=report.store_error is not None)
     return report
 
 
@@ -191,11 +196,24 @@ def send_now(
             on_wait=on_wait,
         )
     except DigestError as exc:
-        record_job_run(settings, _edition_run(started, None, "failed", f"error: {exc}", ()))
+        failed = _edition_run(started, None, "failed", f"error: {exc}", ())
+        _record_run(settings, failed, has_error_to_report=True)
         raise
     is_stopping = stop is not None and stop.is_set()
-    record_job_run(settings, edition_run(report, started, is_stopping=is_stopping))
+    run = edition_run(report, started, is_stopping=is_stopping)
+    _record_run(settings, run, has_error_to_report=report.store_error is not None)
     return report
+
+
+def _record_run(settings: Settings, run: JobRun, *, has_error_to_report: bool) -> None:
+    """Record a run. One that has an error to report already (its own, or its store's) still
+    reports that one if the store cannot record the run either."""
+    try:
+        record_job_run(settings, run)
+    except StoreError as exc:
+        if not has_error_to_report:
+            raise
+        logger.debug("the run could not be recorded either: %s", exc)
 
 
 def edition_job(
@@ -228,7 +246,7 @@ def edition_job(
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
         failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", ())
-        _finish(settings, failed, error=type(exc).__name__)
+        _finish(settings, failed, has_error_to_report=True, error=type(exc).__name__)
         if is_reraised:
             raise
         return None
@@ -258,6 +276,7 @@ def _finish_edition(
     _finish(
         settings,
         run,
+        has_error_to_report=report.store_error is not None,
         late_seconds=int(late.total_seconds()),
         sent=counts["sent"] - len(report.already_sent),
         already_sent=len(report.already_sent),
@@ -285,14 +304,18 @@ def edition_run(
     counts = _delivery_counts(report)
     already = len(report.already_sent)
     failures = tuple(
-        f"{d.recipient}: {d.state.value}: {d.detail or ''}".rstrip(": ")
+        f"{d.recipient}: {d.state.value}: {delivery_detail(d)}".rstrip(": ")
         for d in report.deliveries
         if d.state in (DeliveryState.FAILED, DeliveryState.SENDING)
     )
     if report.aborted:
         failures = (*failures, f"mail backend unusable: {report.aborted}")
+    if report.store_error:
+        failures = (*failures, f"store failed: {report.store_error}")
     outcome = "late" if late else "ok"
-    if report.stopped and report.rendered is None:
+    if report.store_error:
+        outcome = "failed"
+    elif report.stopped and report.rendered is None:
         outcome = "stopped"  # asked to stop while another sender held the send lock
     elif report.rendered is None:
         outcome = "empty"
@@ -305,7 +328,8 @@ def edition_run(
         f"failed {counts['failed']}, uncertain {counts['sending']}, pending {counts['pending']}"
     )
     if report.rendered is None:
-        summary = f"edition {report.edition_on}: no new stories; nothing sent"
+        why = "the store failed" if report.store_error else "no new stories"
+        summary = f"edition {report.edition_on}: {why}; nothing sent"
     if late:
         summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
     return _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
@@ -343,8 +367,10 @@ def _record_missed(settings: Settings, scheduled_at: datetime, now: datetime) ->
         _log_run(run, edition_on=day, scheduled_at=_iso(scheduled_at))
 
 
-def _finish(settings: Settings, run: JobRun, **fields: object) -> None:
-    record_job_run(settings, run)
+def _finish(
+    settings: Settings, run: JobRun, *, has_error_to_report: bool = False, **fields: object
+) -> None:
+    _record_run(settings, run, has_error_to_report=has_error_to_report)
     _log_run(run, **fields)
 
 

@@ -46,19 +46,21 @@ STATUS_WINDOW = timedelta(days=7)
 
 def record_job_run(settings: Settings, run: JobRun) -> None:
     """Keep one job run in the store (what ``digest status`` reports)."""
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         store.add_job_run(run)
 
 
 def record_missed_edition(settings: Settings, run: JobRun) -> bool:
     """Record an edition skipped after the grace; False if that day's miss was recorded."""
-    with Store.open(settings.store.path) as store:
+    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         return store.add_missed_edition(run)
 
 
 def last_activity(settings: Settings) -> datetime | None:
     """When a daemon job last ran, or an edition was last archived (None: never)."""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return None
     with store:
@@ -67,7 +69,9 @@ def last_activity(settings: Settings) -> datetime | None:
 
 def daemon_status(settings: Settings, now: datetime) -> DaemonStatus:
     """The daemon's state from the store, read-only: last runs, misses, feeds, deliveries."""
-    store = Store.open_read_only(settings.store.path)
+    store = Store.open_read_only(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    )
     if store is None:
         return DaemonStatus(now=now)
     with store:

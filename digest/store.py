@@ -5,15 +5,21 @@ WAL mode, named migrations applied in order (each in the same transaction as its
 ``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
 never rows. ``Store.open_read_only`` is what ``digest preview`` uses: SQLite itself refuses
 any write, so a preview cannot mark anything sent.
+
+Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
+in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
+connection is wrapped (``_Connection``), so no query can let a raw ``sqlite3`` error out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import json
 import os
 import shlex
+import shutil
 import sqlite3
 import sys
 import threading
@@ -24,6 +30,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from digest.errors import StoreError
 from digest.models import (
@@ -223,11 +230,139 @@ def read_lock_holder(path: Path) -> SendLockHolder:
         return SendLockHolder()  # empty (being written, or released) or not ours
 
 
+def _storage_error(path: Path, exc: sqlite3.Error, busy_timeout: float) -> StoreError:
+    """A failed SQLite call on the store at ``path`` as one message: the file, the cause in
+    words, and what to do."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # e.g. SQLITE_IOERR_WRITE: IOERR
+    if primary == sqlite3.SQLITE_IOERR and _is_disk_full(path):
+        primary = sqlite3.SQLITE_FULL  # a write cut short by a full disk can be an "I/O error"
+    cause, hint = _explanation(primary, path, busy_timeout) or (str(exc), None)
+    return StoreError(f"{path}: {cause} (SQLite: {exc})", path=path, cause=cause, hint=hint)
+
+
+def _explanation(code: int | None, path: Path, busy_timeout: float) -> tuple[str, str] | None:
+    file, folder = shlex.quote(str(path)), shlex.quote(str(path.parent))
+    recover = (
+        f"keep a copy of the file, then rebuild what can be read: `sqlite3 {file} .recover"
+        f" | sqlite3 {file}.recovered`, and set [store].path to the new file"
+    )
+    match code:
+        case sqlite3.SQLITE_FULL:
+            return "the disk is full", (
+                f"free space on the disk that holds {folder} (`df -h {folder}` shows it), then"
+                " run the command again; what was recorded before the failure is kept"
+            )
+        case sqlite3.SQLITE_BUSY | sqlite3.SQLITE_LOCKED:
+            return f"the store is locked: another process held it for over {busy_timeout:g} s", (
+                f"another digest process, or a program with the file open (`fuser {file}`"
+                " names it), is writing to it: run the command again once it has finished;"
+                " [store].busy_timeout_seconds sets how long digest waits"
+            )
+        case sqlite3.SQLITE_CORRUPT:
+            return "the store file is damaged", recover
+        case sqlite3.SQLITE_NOTADB:
+            return "the file is not a SQLite database", (
+                f"check [store].path; if this is digest's store, it is damaged: {recover}"
+            )
+        case sqlite3.SQLITE_READONLY:
+            return "the store cannot be written (read-only)", (
+                f"check that this user can write {file}, its folder and its -wal and -shm"
+                " files, and that the disk is not mounted read-only"
+            )
+        case sqlite3.SQLITE_CANTOPEN | sqlite3.SQLITE_PERM:
+            return "the store file cannot be opened", (
+                f"check [store].path, and that this user can read and write {file} and its folder"
+            )
+        case sqlite3.SQLITE_IOERR:
+            return "the disk failed to read or write the file (I/O error)", (
+                f"check the disk (`dmesg` shows its errors) and keep a copy of {file}; then run"
+                " the command again"
+            )
+    return None
+
+
+def _is_disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _connect(path: Path, busy_timeout: float, *, is_read_only: bool) -> sqlite3.Connection:
+    target = f"{path.resolve().as_uri()}?mode=ro" if is_read_only else str(path)
+    try:
+        return sqlite3.connect(target, isolation_level=None, timeout=busy_timeout, uri=is_read_only)
+    except sqlite3.Error as exc:
+        raise _storage_error(path, exc, busy_timeout) from exc
+
+
+class _Connection:
+    """The store's SQLite connection, through which every failure comes out explained (as
+    ``explain`` makes it): the one place where storage faults get their words."""
+
+    def __init__(
+        self, raw: sqlite3.Connection, explain: Callable[[sqlite3.Error], StoreError]
+    ) -> None:
+        self.raw = raw
+        self.explain = explain
+
+    @contextmanager
+    def explained(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self.explain(exc) from exc
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
+        with self.explained():
+            return _Rows(self.raw.execute(sql, parameters), self)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Rows:
+        with self.explained():
+            return _Rows(self.raw.executemany(sql, rows), self)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _Rows:
+    """A cursor's rows: reading them, where SQLite may come upon a damaged page, is explained
+    too."""
+
+    def __init__(self, cursor: sqlite3.Cursor, conn: _Connection) -> None:
+        self._cursor, self._conn = cursor, conn
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        with self._conn.explained():
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with self._conn.explained():
+            return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 class Store:
     """A connection to the store file. Build with ``open`` or ``open_read_only``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, is_read_only: bool = False) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        is_read_only: bool = False,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._conn = _Connection(
+            conn, functools.partial(_storage_error, path, busy_timeout=busy_timeout)
+        )
         self.path = path
         self.is_read_only = is_read_only
         self._depth = 0
@@ -240,34 +375,36 @@ class Store:
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = FULL")
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StoreError(
-                f"{path}: cannot open the store: {exc}",
-                hint="check [store].path in the settings and that its folder is writable",
+                f"{path}: cannot create its folder: {exc.strerror or exc}",
+                path=path,
+                hint="check [store].path in the settings and that its folder can be created",
             ) from exc
-        store = cls(conn, path)
+        conn = _connect(path, busy_timeout, is_read_only=False)
+        store = cls(conn, path, busy_timeout=busy_timeout)
         try:
+            for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = FULL"):
+                store._conn.execute(f"PRAGMA {pragma}")
             store._migrate()
         except BaseException:
-            conn.close()
+            store.close()
             raise
         return store
 
     @classmethod
-    def open_read_only(cls, path: Path) -> Store | None:
+    def open_read_only(cls, path: Path, *, busy_timeout: float = 30.0) -> Store | None:
         """Open an existing store so that no write is possible; None if there is none yet."""
         if not path.exists():
             return None
+        conn = _connect(path, busy_timeout, is_read_only=True)
+        store = cls(conn, path, is_read_only=True, busy_timeout=busy_timeout)
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-            conn.execute("SELECT count(*) FROM migrations").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot read the store: {exc}") from exc
-        return cls(conn, path, is_read_only=True)
+            store._conn.execute("SELECT count(*) FROM migrations").fetchone()
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         self._conn.close()
@@ -287,28 +424,34 @@ class Store:
     def atomic(self) -> Iterator[None]:
         """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
         name = f"sp{self._depth}"
-        try:
-            self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(
-                f"{self.path}: cannot write to the store: {exc}",
-                hint="another digest process may hold it; try again when it has finished",
-            ) from exc
+        self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
         self._depth += 1
         try:
             yield
         except BaseException as exc:
             self._depth -= 1
-            if self._depth == 0:
-                self._conn.execute("ROLLBACK")
-            else:
-                self._conn.execute(f"ROLLBACK TO {name}")
-                self._conn.execute(f"RELEASE {name}")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: store error: {exc}") from exc
+            self._undo(name)
+            if isinstance(exc, sqlite3.Error):  # from a migration, on the raw connection
+                raise self._conn.explain(exc) from exc
             raise
         self._depth -= 1
-        self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+        try:
+            self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+        except StoreError:
+            self._undo(name)  # a COMMIT that failed (a full disk) can leave it open
+            raise
+
+    def _undo(self, name: str) -> None:
+        """Roll back the transaction or savepoint being left, unless SQLite already did."""
+        if not self._conn.raw.in_transaction:
+            return
+        # The failure that brought us here is the one to report, not one while undoing it.
+        with contextlib.suppress(sqlite3.Error):
+            if self._depth == 0:
+                self._conn.raw.execute("ROLLBACK")
+            else:
+                self._conn.raw.execute(f"ROLLBACK TO {name}")
+                self._conn.raw.execute(f"RELEASE {name}")
 
     def _migrate(self) -> None:
         self._conn.execute(
@@ -319,7 +462,7 @@ class Store:
             if name in done:
                 continue
             with self.atomic():
-                migration(self._conn)
+                migration(self._conn.raw)
                 self._conn.execute(
                     "INSERT INTO migrations VALUES (?, ?)", (name, _to_text(datetime.now(UTC)))
                 )
