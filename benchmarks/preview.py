@@ -100,7 +100,11 @@ def run_digest(src: Path, settings: Path, *args: str, profile: Path | None = Non
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile else []
     command = [sys.executable, *prefix, "-m", "digest", "--config", str(settings), *args]
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # Run from the settings' folder: `-m` imports ./digest first, so run from a checkout
+    # every tree would be that checkout's.
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=False, cwd=settings.parent
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{done.stdout}\n{done.stderr[-3000:]}")
