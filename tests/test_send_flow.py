@@ -431,3 +431,72 @@ def test_ctrl_c_at_the_terminal_lets_sendmail_finish_the_message_in_flight(
     assert sender.returncode == 130, out + err
     assert _ledger(tmp_path) == Counter({"sent": 1, "pending": 1}), out + err
     assert (tmp_path / "kept.eml").read_bytes().count(b"Message-ID:") == 1
+
+
+# Item 13.6: nothing outlives a stopped or killed collect
+
+
+def _process_tree(pid: int) -> dict[int, int]:
+    """Every live descendant of ``pid`` (read from /proc), each with its start time, so that
+    a pid the kernel hands on to a new process is not taken for the old one."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents.setdefault(int(stat[1]), []).append(int(entry.name))
+    tree: dict[int, int] = {}
+    todo = list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if (stat := _stat(child)) is not None and stat[0] != "Z":
+            tree[child] = int(stat[19])
+            todo += parents.get(child, [])
+    return tree
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...), None once gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _still_running(tree: dict[int, int]) -> list[str]:
+    """The processes of ``tree`` still running (a zombie has ended), with their command lines."""
+    running = []
+    for pid, started in tree.items():
+        stat = _stat(pid)
+        if stat is not None and stat[0] != "Z" and int(stat[19]) == started:
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                running.append(f"{pid}: {command.decode(errors='replace')[:200]}")
+    return running
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"]
+)
+def test_no_parsing_process_outlives_a_collect_that_is_stopped_or_killed(
+    tmp_path: Path, held_feeds: _HeldFeeds, signum: int
+) -> None:
+    config = _held_config(tmp_path, held_feeds, copies=6)  # 18 + 2 feeds: the parsing pool
+    digest = _Digest(config, "collect")
+    held_feeds.wait_for_held(2)
+    _wait_until(lambda: _stored_fast_feeds(tmp_path) == 18, "the 18 quick feeds stored")
+    tree = _process_tree(digest.process.pid)
+    # The forkserver, its parsing workers and the resource tracker.
+    assert len(tree) >= 3, _still_running(tree)
+    digest.process.send_signal(signum)
+    try:
+        digest.process.wait(timeout=60)
+        with contextlib.suppress(AssertionError):
+            _wait_until(lambda: not _still_running(tree), "the parsing processes to end", 10)
+        assert _still_running(tree) == []
+    finally:
+        for pid in tree:  # left over: ended here, or they would hold the test's pipes open
+            with contextlib.suppress(OSError):
+                if _still_running({pid: tree[pid]}):
+                    os.kill(pid, signal.SIGKILL)
+        digest.finish(timeout=60)
