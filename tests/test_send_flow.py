@@ -500,3 +500,60 @@ def test_no_parsing_process_outlives_a_collect_that_is_stopped_or_killed(
                 if _still_running({pid: tree[pid]}):
                     os.kill(pid, signal.SIGKILL)
         digest.finish(timeout=60)
+
+
+# A stand-in for a slow part of the interpreter's exit, at one stage of it, then the real
+# CLI: it touches argv[2] once that stage is reached, and waits for argv[3] to exist.
+_SLOW_EXIT = """
+import os, sys, threading, time
+stage, reached, release = sys.argv[1:4]
+def slow(reached=reached, release=release, os=os, sleep=time.sleep):
+    # All it uses in its defaults: globals and builtins are gone when modules are torn down.
+    os.close(os.open(reached, os.O_CREAT | os.O_WRONLY))
+    while not os.path.exists(release):
+        sleep(0.02)
+def joined():  # joined once the main thread is done: the first stage of exiting
+    while threading.main_thread().is_alive():
+        time.sleep(0.02)
+    slow()
+class Finalised:  # dropped with this module's globals, after the atexit hooks
+    def __del__(self, slow=slow):
+        slow()
+if stage == "joining threads":
+    threading.Thread(target=joined).start()
+from digest.cli import cli
+if stage == "atexit hooks":
+    import atexit
+    atexit.register(slow)
+if stage == "tearing down modules":
+    kept = Finalised()
+cli(sys.argv[4:], prog_name="digest")
+"""
+
+
+@pytest.mark.parametrize("stage", ["joining threads", "atexit hooks", "tearing down modules"])
+def test_a_second_sigterm_while_python_exits_still_exits_143(
+    tmp_path: Path, held_feeds: _HeldFeeds, stage: str
+) -> None:
+    config = _held_config(tmp_path, held_feeds)
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    argv = [stage, str(reached), str(release), "--config", str(config), "collect"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    collector = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_EXIT, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        held_feeds.wait_for_held(2)
+        collector.send_signal(signal.SIGTERM)
+        _wait_until(reached.exists, f"the exit to reach {stage}")
+        collector.send_signal(signal.SIGTERM)
+    finally:
+        release.touch()
+        out, err = collector.communicate(timeout=60)
+    assert collector.returncode == 143, out + err
+    assert "SIGTERM: stopping now" in err and "Traceback" not in err
