@@ -3,8 +3,9 @@ delivery ledger.
 
 WAL mode, named migrations applied in order (each in the same transaction as its record),
 ``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
-never rows. ``Store.open_read_only`` is what ``digest preview`` uses: SQLite itself refuses
-any write, so a preview cannot mark anything sent.
+never rows. ``Store.open_read_only`` is what ``digest preview`` and the read-only commands
+use: SQLite itself refuses any write, so a preview cannot mark anything sent; on a read-only
+filesystem it reads the file as immutable.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import shlex
 import sqlite3
@@ -42,6 +44,8 @@ from digest.models import (
     SendLockHolder,
     Story,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _run_each(conn: sqlite3.Connection, script: str) -> None:
@@ -223,6 +227,18 @@ def read_lock_holder(path: Path) -> SendLockHolder:
         return SendLockHolder()  # empty (being written, or released) or not ours
 
 
+def _refuse_unmerged_wal(path: Path, error: sqlite3.Error) -> None:
+    """Raise if the store's ``-wal`` file holds changes, which an immutable reader would miss."""
+    wal = path.with_name(f"{path.name}-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise StoreError(
+            f"{path}: cannot read the store: {error}; its folder is read-only, and {wal.name}"
+            " holds changes not yet in the store file",
+            hint="let a digest command that writes (collect, say) open it once where its folder"
+            " is writable: closing, it moves those changes into the store file",
+        ) from error
+
+
 class Store:
     """A connection to the store file. Build with ``open`` or ``open_read_only``."""
 
@@ -259,14 +275,38 @@ class Store:
 
     @classmethod
     def open_read_only(cls, path: Path) -> Store | None:
-        """Open an existing store so that no write is possible; None if there is none yet."""
+        """Open an existing store so that no write is possible; None if there is none yet.
+
+        Where its folder cannot be written (a read-only filesystem), SQLite cannot make the
+        ``-shm`` index that reading a WAL store needs, so the file is read as immutable.
+        """
         if not path.exists():
             return None
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-            conn.execute("SELECT count(*) FROM migrations").fetchone()
+            return cls._connect_read_only(path, "mode=ro")
+        except sqlite3.Error as exc:
+            if os.access(path.parent, os.W_OK):
+                raise StoreError(f"{path}: cannot read the store: {exc}") from exc
+            _refuse_unmerged_wal(path, exc)
+            logger.debug(
+                "%s: its folder is not writable (%s): reading it as immutable, which assumes"
+                " nothing writes it, as on a read-only filesystem",
+                path,
+                exc,
+            )
+        try:
+            return cls._connect_read_only(path, "mode=ro&immutable=1")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read the store: {exc}") from exc
+
+    @classmethod
+    def _connect_read_only(cls, path: Path, flags: str) -> Store:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
+        try:
+            conn.execute("SELECT count(*) FROM migrations").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
         return cls(conn, path, is_read_only=True)
 
     def close(self) -> None:
