@@ -476,13 +476,20 @@ def _still_running(tree: dict[int, int]) -> list[str]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 @pytest.mark.parametrize(
-    "signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"]
+    ("command", "signum"),
+    [
+        ("collect", signal.SIGKILL),
+        ("collect", signal.SIGTERM),
+        ("collect", signal.SIGINT),
+        ("run", signal.SIGKILL),  # the daemon's collect job at start-up
+    ],
+    ids=["collect-KILL", "collect-TERM", "collect-INT", "daemon-KILL"],
 )
 def test_no_parsing_process_outlives_a_collect_that_is_stopped_or_killed(
-    tmp_path: Path, held_feeds: _HeldFeeds, signum: int
+    tmp_path: Path, held_feeds: _HeldFeeds, command: str, signum: int
 ) -> None:
     config = _held_config(tmp_path, held_feeds, copies=6)  # 18 + 2 feeds: the parsing pool
-    digest = _Digest(config, "collect")
+    digest = _Digest(config, command)
     held_feeds.wait_for_held(2)
     _wait_until(lambda: _stored_fast_feeds(tmp_path) == 18, "the 18 quick feeds stored")
     tree = _process_tree(digest.process.pid)
