@@ -27,7 +27,7 @@ import click
 
 from digest import __version__
 from digest.errors import ConfigError, DigestError
-from digest.interrupt import StopRequest, redelivering
+from digest.interrupt import StopRequest, exit_now, exit_on_further_signals, redelivering
 from digest.logs import ZonedFormatter, log_in_zone
 from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
@@ -426,9 +426,7 @@ def _stop_on_signals() -> Iterator[StopRequest]:
         if stop.take_swallowed():
             return stop.request(signum)
         if stop.signum is not None:
-            # Not click.echo: the code this signal interrupted may be writing to stderr.
-            os.write(2, f"{name} again: exiting now\n".encode())
-            os._exit(128 + signum)  # SQLite's journal keeps the store whole
+            exit_now(signum, frame)
         # Noted before anything else: a second signal can run its handler inside this one
         # (between any two lines), and must find the first already made.
         stop.signum = signum
@@ -440,8 +438,11 @@ def _stop_on_signals() -> Iterator[StopRequest]:
         with redelivering(stop):
             yield stop
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        if stop.signum is not None:  # the process is on its way out: to the very end
+            exit_on_further_signals()
+        else:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 _STOPPED_BEFORE_SENDING = {

@@ -6,16 +6,22 @@ the work can be abandoned at once: inside ``abandonable(stop)`` (collecting, bui
 edition: every step there is its own transaction, so nothing half-done is kept) the request
 raises ``Interrupted`` in the main thread, which unwinds the work; elsewhere (delivering) it
 only sets the event, and the loop finishes the message in flight first.
+
+Once a stop was asked for, a further SIGINT or SIGTERM ends the process at once with 128 +
+its number (``exit_on_further_signals``), until the very end of the interpreter's exit.
 """
 
 from __future__ import annotations
 
 import _thread
+import atexit
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 
 class Interrupted(BaseException):  # named like KeyboardInterrupt, which it stands for
@@ -115,3 +121,32 @@ def noting(stop: threading.Event | None, note: str) -> Iterator[None]:
         yield
     finally:
         stop.note = previous
+
+
+def exit_on_further_signals() -> None:
+    """From now on, SIGINT or SIGTERM exits at once, 128 + its number (SQLite's journal keeps
+    the store whole), however far the process has got in exiting already."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, exit_now)
+
+
+def exit_now(signum: int, frame: FrameType | None) -> None:
+    """A signal handler: exit at once with 128 + the signal's number, saying so on stderr."""
+    # Not through logging or click: the code this signal interrupted may hold their locks.
+    os.write(2, f"{signal.Signals(signum).name} again: exiting now\n".encode())
+    os._exit(128 + signum)
+
+
+def _ignore_further_signals_while_finalising() -> None:
+    """Once the atexit hooks have run, Python gives each signal with a handler of its own
+    back its default action, which for SIGTERM is to kill: a further one while the modules
+    are torn down would end the process by the signal, not with its exit code. It is ignored
+    instead, as the process is ending anyway."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is exit_now:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+# Registered on import, before multiprocessing's and the like: so it runs after theirs,
+# and a signal during those still exits at once.
+atexit.register(_ignore_further_signals_while_finalising)

@@ -15,14 +15,13 @@ import hashlib
 import html
 import json
 import logging
-import multiprocessing
 import os
 import re
 import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import date, datetime, timedelta
@@ -87,6 +86,7 @@ from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
+from digest.workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -539,12 +539,8 @@ def _parse_in_pool(
 ) -> Iterator[_FeedOutcome]:
     """Parse each feed in a worker process as it arrives; yield each as its parse ends,
     while the other feeds are still being fetched."""
-    # forkserver, not fork: the daemon has threads (and maybe torch) by now.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["digest.parse"])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     parsing: dict[Future[ParseOutcome], FetchResult] = {}
-    try:
+    with process_pool(workers, preload=["digest.parse"]) as pool:
         while stream.remaining or parsing:
             if stream.remaining:
                 # A short wait while parses are under way, so each is stored as it ends.
@@ -559,8 +555,6 @@ def _parse_in_pool(
                 wait(parsing, return_when=FIRST_COMPLETED)
             for done in [future for future in parsing if future.done()]:
                 yield _outcome(parsing.pop(done), done.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _without_seen_body(result: FetchResult, states: dict[str, FeedState]) -> FetchResult:

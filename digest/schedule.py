@@ -55,6 +55,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import pipeline
 from digest.config import Settings
 from digest.errors import DigestError, StoreError
+from digest.interrupt import exit_on_further_signals
 from digest.ledger import delivery_detail, edition_date, is_edition_outstanding
 from digest.logs import ZonedFormatter
 from digest.models import DeliveryState, JobRun, SendLockHolder
@@ -507,11 +508,8 @@ def run_daemon(settings: Settings) -> None:
 
 def _on_signals(stop: threading.Event) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            # Not through logging: its lock may be held by the code this signal interrupted.
-            os.write(2, f"digest run: signal {signum} again: exiting now\n".encode())
-            os._exit(128 + signum)
         stop.set()
+        exit_on_further_signals()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)

@@ -3,8 +3,9 @@ delivery ledger.
 
 WAL mode, named migrations applied in order (each in the same transaction as its record),
 ``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
-never rows. ``Store.open_read_only`` is what ``digest preview`` uses: SQLite itself refuses
-any write, so a preview cannot mark anything sent.
+never rows. ``Store.open_read_only`` is what ``digest preview`` and the read-only commands
+use: SQLite itself refuses any write, so a preview cannot mark anything sent; on a read-only
+filesystem it reads the file as immutable.
 
 Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
@@ -17,6 +18,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -49,6 +51,8 @@ from digest.models import (
     SendLockHolder,
     Story,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _run_each(conn: sqlite3.Connection, script: str) -> None:
@@ -289,10 +293,13 @@ def _is_disk_full(path: Path) -> bool:
         return False
 
 
-def _connect(path: Path, busy_timeout: float, *, is_read_only: bool) -> sqlite3.Connection:
-    target = f"{path.resolve().as_uri()}?mode=ro" if is_read_only else str(path)
+def _connect(
+    path: Path, busy_timeout: float, *, read_only_flags: str | None = None
+) -> sqlite3.Connection:
+    is_uri = read_only_flags is not None
+    target = f"{path.resolve().as_uri()}?{read_only_flags}" if is_uri else str(path)
     try:
-        return sqlite3.connect(target, isolation_level=None, timeout=busy_timeout, uri=is_read_only)
+        return sqlite3.connect(target, isolation_level=None, timeout=busy_timeout, uri=is_uri)
     except sqlite3.Error as exc:
         raise _storage_error(path, exc, busy_timeout) from exc
 
@@ -349,6 +356,20 @@ class _Rows:
         return iter(self.fetchall())
 
 
+def _refuse_unmerged_wal(path: Path, error: StoreError) -> None:
+    """Raise if the store's ``-wal`` file holds changes, which an immutable reader would miss."""
+    wal = path.with_name(f"{path.name}-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise StoreError(
+            f"{path}: cannot read the store: {error.cause}; its folder is read-only, and"
+            f" {wal.name} holds changes not yet in the store file",
+            path=path,
+            cause=error.cause,
+            hint="let a digest command that writes (collect, say) open it once where its folder"
+            " is writable: closing, it moves those changes into the store file",
+        ) from error
+
+
 class Store:
     """A connection to the store file. Build with ``open`` or ``open_read_only``."""
 
@@ -381,7 +402,7 @@ class Store:
                 path=path,
                 hint="check [store].path in the settings and that its folder can be created",
             ) from exc
-        conn = _connect(path, busy_timeout, is_read_only=False)
+        conn = _connect(path, busy_timeout)
         store = cls(conn, path, busy_timeout=busy_timeout)
         try:
             for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = FULL"):
@@ -394,10 +415,30 @@ class Store:
 
     @classmethod
     def open_read_only(cls, path: Path, *, busy_timeout: float = 30.0) -> Store | None:
-        """Open an existing store so that no write is possible; None if there is none yet."""
+        """Open an existing store so that no write is possible; None if there is none yet.
+
+        Where its folder cannot be written (a read-only filesystem), SQLite cannot make the
+        ``-shm`` index that reading a WAL store needs, so the file is read as immutable.
+        """
         if not path.exists():
             return None
-        conn = _connect(path, busy_timeout, is_read_only=True)
+        try:
+            return cls._open_read_only(path, "mode=ro", busy_timeout)
+        except StoreError as exc:
+            if os.access(path.parent, os.W_OK):
+                raise
+            _refuse_unmerged_wal(path, exc)
+            logger.debug(
+                "%s: its folder is not writable (%s): reading it as immutable, which assumes"
+                " nothing writes it, as on a read-only filesystem",
+                path,
+                exc.cause,
+            )
+        return cls._open_read_only(path, "mode=ro&immutable=1", busy_timeout)
+
+    @classmethod
+    def _open_read_only(cls, path: Path, flags: str, busy_timeout: float) -> Store:
+        conn = _connect(path, busy_timeout, read_only_flags=flags)
         store = cls(conn, path, is_read_only=True, busy_timeout=busy_timeout)
         try:
             store._conn.execute("SELECT count(*) FROM migrations").fetchone()

@@ -21,13 +21,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -126,6 +127,47 @@ def corpus_files(folder: str, keep: Callable[[Path], bool] = lambda path: True) 
         return [pytest.param(root, marks=marks, id=f"{folder}-missing")]
     files = sorted(p for p in root.rglob("*") if p.is_file() and keep(p))
     return [pytest.param(p, marks=marks, id=str(p.relative_to(root))) for p in files]
+
+
+# A folder read-only for real, even to root: bind-mounted read-only in a private mount
+# namespace (unshare's default propagation is private), which only the command in it sees.
+_READ_ONLY_MOUNT = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def in_read_only_mount(folder: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` as a command that runs with ``folder`` mounted read-only, for it alone. Where
+    no mount namespace can be made (not root, no unshare) the test is skipped, saying why;
+    under CI=true it fails instead."""
+    if problem := _mount_namespace_problem():
+        cannot_run_here(problem)
+    return ["unshare", "--mount", "sh", "-c", _READ_ONLY_MOUNT, "sh", str(folder), *argv]
+
+
+def cannot_run_here(reason: str) -> NoReturn:
+    """Skip the test, saying what this machine lacks for it; under CI=true, which runs as root
+    with util-linux, fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must be able to run it", pytrace=False)
+    pytest.skip(reason)
+
+
+@functools.cache
+def _mount_namespace_problem() -> str | None:
+    """Why a folder cannot be mounted read-only in a private mount namespace here, or None."""
+    if shutil.which("unshare") is None:
+        return "needs unshare (util-linux) to mount a folder read-only"
+    is_writable = "import os, sys; sys.exit(os.access(sys.argv[1], os.W_OK))"
+    with tempfile.TemporaryDirectory() as folder:
+        probe = ["unshare", "--mount", "sh", "-c", _READ_ONLY_MOUNT, "sh", folder]
+        done = subprocess.run(
+            [*probe, sys.executable, "-c", is_writable, folder], capture_output=True, text=True
+        )
+    if done.returncode != 0:
+        return (
+            "cannot mount a folder read-only in a private mount namespace (unshare --mount "
+            f"needs root): {done.stderr.strip() or f'exit {done.returncode}'}"
+        )
+    return None
 
 
 @pytest.fixture(autouse=True)

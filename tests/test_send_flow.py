@@ -431,3 +431,137 @@ def test_ctrl_c_at_the_terminal_lets_sendmail_finish_the_message_in_flight(
     assert sender.returncode == 130, out + err
     assert _ledger(tmp_path) == Counter({"sent": 1, "pending": 1}), out + err
     assert (tmp_path / "kept.eml").read_bytes().count(b"Message-ID:") == 1
+
+
+# Item 13.6: nothing outlives a stopped or killed collect
+
+
+def _process_tree(pid: int) -> dict[int, int]:
+    """Every live descendant of ``pid`` (read from /proc), each with its start time, so that
+    a pid the kernel hands on to a new process is not taken for the old one."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents.setdefault(int(stat[1]), []).append(int(entry.name))
+    tree: dict[int, int] = {}
+    todo = list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if (stat := _stat(child)) is not None and stat[0] != "Z":
+            tree[child] = int(stat[19])
+            todo += parents.get(child, [])
+    return tree
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...), None once gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _still_running(tree: dict[int, int]) -> list[str]:
+    """The processes of ``tree`` still running (a zombie has ended), with their command lines."""
+    running = []
+    for pid, started in tree.items():
+        stat = _stat(pid)
+        if stat is not None and stat[0] != "Z" and int(stat[19]) == started:
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                running.append(f"{pid}: {command.decode(errors='replace')[:200]}")
+    return running
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: collect parses in-process")
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [
+        ("collect", signal.SIGKILL),
+        ("collect", signal.SIGTERM),
+        ("collect", signal.SIGINT),
+        ("run", signal.SIGKILL),  # the daemon's collect job at start-up
+    ],
+    ids=["collect-KILL", "collect-TERM", "collect-INT", "daemon-KILL"],
+)
+def test_no_parsing_process_outlives_a_collect_that_is_stopped_or_killed(
+    tmp_path: Path, held_feeds: _HeldFeeds, command: str, signum: int
+) -> None:
+    config = _held_config(tmp_path, held_feeds, copies=6)  # 18 + 2 feeds: the parsing pool
+    digest = _Digest(config, command)
+    held_feeds.wait_for_held(2)
+    _wait_until(lambda: _stored_fast_feeds(tmp_path) == 18, "the 18 quick feeds stored")
+    tree = _process_tree(digest.process.pid)
+    # The forkserver, its parsing workers and the resource tracker.
+    assert len(tree) >= 3, _still_running(tree)
+    digest.process.send_signal(signum)
+    try:
+        digest.process.wait(timeout=60)
+        with contextlib.suppress(AssertionError):
+            _wait_until(lambda: not _still_running(tree), "the parsing processes to end", 10)
+        assert _still_running(tree) == []
+    finally:
+        for pid in tree:  # left over: ended here, or they would hold the test's pipes open
+            with contextlib.suppress(OSError):
+                if _still_running({pid: tree[pid]}):
+                    os.kill(pid, signal.SIGKILL)
+        digest.finish(timeout=60)
+
+
+# A stand-in for a slow part of the interpreter's exit, at one stage of it, then the real
+# CLI: it touches argv[2] once that stage is reached, and waits for argv[3] to exist.
+_SLOW_EXIT = """
+import os, sys, threading, time
+stage, reached, release = sys.argv[1:4]
+def slow(reached=reached, release=release, os=os, sleep=time.sleep):
+    # All it uses in its defaults: globals and builtins are gone when modules are torn down.
+    os.close(os.open(reached, os.O_CREAT | os.O_WRONLY))
+    while not os.path.exists(release):
+        sleep(0.02)
+def joined():  # joined once the main thread is done: the first stage of exiting
+    while threading.main_thread().is_alive():
+        time.sleep(0.02)
+    slow()
+class Finalised:  # dropped with this module's globals, after the atexit hooks
+    def __del__(self, slow=slow):
+        slow()
+if stage == "joining threads":
+    threading.Thread(target=joined).start()
+from digest.cli import cli
+if stage == "atexit hooks":
+    import atexit
+    atexit.register(slow)
+if stage == "tearing down modules":
+    kept = Finalised()
+cli(sys.argv[4:], prog_name="digest")
+"""
+
+
+@pytest.mark.parametrize("stage", ["joining threads", "atexit hooks", "tearing down modules"])
+def test_a_second_sigterm_while_python_exits_still_exits_143(
+    tmp_path: Path, held_feeds: _HeldFeeds, stage: str
+) -> None:
+    config = _held_config(tmp_path, held_feeds)
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    argv = [stage, str(reached), str(release), "--config", str(config), "collect"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    collector = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_EXIT, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        held_feeds.wait_for_held(2)
+        collector.send_signal(signal.SIGTERM)
+        _wait_until(reached.exists, f"the exit to reach {stage}")
+        collector.send_signal(signal.SIGTERM)
+    finally:
+        release.touch()
+        out, err = collector.communicate(timeout=60)
+    assert collector.returncode == 143, out + err
+    assert "SIGTERM: stopping now" in err and "Traceback" not in err
