@@ -35,6 +35,18 @@ def _start(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _read_until(process: subprocess.Popen[str], line_part: str) -> str:
+    """Its stderr up to and including the first line holding ``line_part`` (all of it, if
+    the process ends first)."""
+    assert process.stderr is not None
+    seen = ""
+    while line := process.stderr.readline():
+        seen += line
+        if line_part in line:
+            break
+    return seen
+
+
 def _finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
@@ -179,9 +191,12 @@ def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: 
         config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
         first = frozen.start_first(config)
         second = _start(config, "--no-collect")
-        time.sleep(3)  # long enough for the second to start and wait at the lock
+        # Its stop handler is in place once it says it waits: a loaded machine can take
+        # seconds to get there, and a SIGTERM before would meet Python's default.
+        said = _read_until(second, "waiting for another digest send to finish")
         second.send_signal(signal.SIGTERM)
         code, out, err = _finish(second)
+        err = said + err
         os.kill(first.pid, signal.SIGCONT)
         first_code, _, _ = _finish(first)
     # It sent nothing and did not finish its job: not "no new stories", and not exit 0.
