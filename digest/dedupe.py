@@ -1,4 +1,4 @@
-"""Dedupe and rank: stories -> clusters (one per real-world story), best first. Pure.
+"""Dedupe: stories -> clusters, one per real-world story, in first-seen order. Pure.
 
 Stories join one cluster when they share a canonical link, when two outlets print the
 same headline (case, punctuation and spacing ignored), or, given a sentence encoder, when
@@ -17,8 +17,7 @@ only at thresholds far below the default) is merged over its candidate pairs alo
 others counting as similarity 0, which can only merge less.
 
 The lead is the story with the most text (the summary is written from it), then the
-earliest. Results do not depend on the input order. Ranking favours stories covered by
-more outlets, then recency.
+earliest. Results do not depend on the input order; ranking them is ``digest.rank``'s.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import heapq
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -385,25 +383,3 @@ def _lead_first(story: Story) -> tuple[int, bool, float, str]:
     """Most text first (the summary is written from the lead), then earliest, then id."""
     published = story.published_at.timestamp() if story.published_at else 0.0
     return (-len(story.text.split()), story.published_at is None, published, story.story_id)
-
-
-def rank_clusters(
-    clusters: Iterable[Cluster], now: datetime, limit: int | None = None
-) -> tuple[Cluster, ...]:
-    """Score clusters (outlets covering the story, then recency) and return the best first."""
-    scored = [_with_score(cluster, now) for cluster in clusters]
-    scored.sort(key=lambda c: c.score, reverse=True)
-    return tuple(scored[:limit] if limit is not None else scored)
-
-
-def _with_score(cluster: Cluster, now: datetime) -> Cluster:
-    outlets = len(cluster.source_names)
-    published = cluster.lead.published_at
-    age_hours = max(0.0, (now - published).total_seconds() / 3600) if published else 24.0
-    freshness = 1.0 / (1.0 + age_hours / 24.0)  # 1 now, 0.5 a day old
-    return Cluster(
-        cluster_id=cluster.cluster_id,
-        lead=cluster.lead,
-        others=cluster.others,
-        score=round(outlets + freshness, 6),
-    )

@@ -184,7 +184,6 @@ class Cluster:
     cluster_id: str
     lead: Story
     others: tuple[Story, ...] = ()
-    score: float = 0.0
 
     @property
     def source_names(self) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ from digest.clean import (
 )
 from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, SummarizeSettings, append_feeds
-from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
+from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories
 from digest.deliver import (
     PASSWORD_ENV_VAR,
     EditionMessages,
@@ -75,13 +75,8 @@ from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.preflight import require_usable_mailer
-from digest.render import (
-    SectionRules,
-    arrange_clusters,
-    make_environment,
-    render_digest,
-    template_files,
-)
+from digest.rank import SectionRules, arrange_clusters
+from digest.render import make_environment, render_digest, template_files
 from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
@@ -658,7 +653,7 @@ def build_digest(
     summarise one edition's stories."""
     clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
     rules = replace(sections or SectionRules(), max_total=max_stories)
-    clusters, section_order = arrange_clusters(rank_clusters(clusters, now), rules)
+    clusters, section_order = arrange_clusters(clusters, rules)
     requests = [
         SummaryRequest(title=c.lead.title, text=split_headline(c.lead.text, c.lead.title)[1])
         for c in clusters

@@ -7,10 +7,8 @@ HTML and undefined variables fail loudly. CSS is inlined after rendering, since 
 clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` as measured by
 ``options.html_size`` (the pipeline hands in deliver's: the part as sent, quoted-printable
 encoded; Gmail clips a message past 102 KB), by leaving out the least important stories,
-and the result says so.
-
-``arrange_clusters`` is the other pure piece: it groups an edition's clusters into sections
-and applies the per-section and total caps, before anything is summarised.
+and the result says so. Which stories an edition holds, in which order and sections, is
+decided before anything is summarised (``digest.rank``).
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,10 +38,10 @@ from digest.models import (
     Story,
     Summary,
 )
+from digest.rank import section_of
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
-DEFAULT_SECTION = "Top stories"
 DEFAULT_SUBJECT = "{{ title }}, {{ date }}: {{ top_headline }}"
 GMAIL_CLIP_BYTES = 102 * 1024
 
@@ -72,54 +70,6 @@ class RenderOptions:
     unsubscribe_url: str | None = None
     max_html_bytes: int = 100_000
     html_size: Callable[[str], int] = _utf8_size  # how the cap counts the HTML part
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SectionRules:
-    """How clusters become sections: the order, the caps, and each feed's priority."""
-
-    order: tuple[str, ...] = ()
-    max_per_section: int | None = None
-    max_total: int | None = None
-    priorities: Mapping[str, int] = field(default_factory=dict)  # feed URL -> priority
-
-
-# Sections and caps
-
-
-def section_of(story: Story) -> str:
-    """The section a story appears in: its feed's category."""
-    return story.category or DEFAULT_SECTION
-
-
-def importance(cluster: Cluster, priorities: Mapping[str, int]) -> tuple[int, int, float]:
-    """Outlets covering the story, then its best feed priority, then how recent it is."""
-    stories = (cluster.lead, *cluster.others)
-    priority = max(priorities.get(s.feed_url, 0) for s in stories)
-    times = [s.published_at.timestamp() for s in stories if s.published_at]
-    return (len(cluster.source_names), priority, max(times, default=0.0))
-
-
-def arrange_clusters(
-    clusters: Sequence[Cluster], rules: SectionRules
-) -> tuple[tuple[Cluster, ...], tuple[str, ...]]:
-    """The clusters an edition keeps, most important first, and its sections in order.
-
-    Each section keeps its ``max_per_section`` best, then the edition its ``max_total`` best.
-    Listed sections come first, in their order; the others follow by their best story.
-    """
-    ranked = sorted(clusters, key=lambda c: importance(c, rules.priorities), reverse=True)
-    per_section: dict[str, int] = {}
-    kept = []
-    for cluster in ranked:
-        name = section_of(cluster.lead)
-        per_section[name] = per_section.get(name, 0) + 1
-        if rules.max_per_section is None or per_section[name] <= rules.max_per_section:
-            kept.append(cluster)
-    kept = kept[: rules.max_total]
-    present = list(dict.fromkeys(section_of(c.lead) for c in kept))
-    order = [s for s in rules.order if s in present] + [s for s in present if s not in rules.order]
-    return tuple(kept), tuple(order)
 
 
 # Templates

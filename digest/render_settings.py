@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from digest.config import Settings
 from digest.deliver import html_part_size
-from digest.render import RenderOptions, SectionRules
+from digest.rank import SectionRules
+from digest.render import RenderOptions
 
 
 def render_options(settings: Settings) -> RenderOptions:

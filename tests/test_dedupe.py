@@ -22,7 +22,7 @@ import pytest
 
 from digest import dedupe
 from digest.config import CollectSettings
-from digest.dedupe import DEFAULT_SIMILARITY, cluster_stories, rank_clusters
+from digest.dedupe import DEFAULT_SIMILARITY, cluster_stories
 from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
@@ -286,17 +286,6 @@ def test_results_do_not_depend_on_input_order(
     again = cluster_stories(shuffled, encoder=encoder)
     assert _groups(again) == _groups(clusters)
     assert {c.cluster_id for c in again} == {c.cluster_id for c in clusters}
-
-
-def test_ranking_puts_stories_covered_by_more_outlets_first(encoder: SentenceEncoder) -> None:
-    stories = [
-        _story(1, "a.example", ROBOT, hours_ago=0),
-        _story(2, "a.example", QUAKE_A, hours_ago=20),
-        _story(3, "b.example", QUAKE_B, hours_ago=20),
-    ]
-    ranked = rank_clusters(cluster_stories(stories, encoder=encoder), NOW)
-    assert [len(c.source_names) for c in ranked] == [2, 1]
-    assert ranked[0].score > ranked[1].score
 
 
 # Scale: memory that grows with the stories, not their square (issue 13, item 2)

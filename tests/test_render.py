@@ -45,8 +45,6 @@ from digest.pipeline import (
 )
 from digest.render import (
     RenderOptions,
-    SectionRules,
-    arrange_clusters,
     bundled_template_dir,
     check_templates,
     make_environment,
@@ -356,28 +354,6 @@ def _cluster(n: int, section: str, outlets: int = 1, hours_ago: float = 0) -> Cl
         for i, s in enumerate(sources)
     ]
     return Cluster(cluster_id=f"c{n}", lead=stories[0], others=tuple(stories[1:]))
-
-
-def test_clusters_are_ordered_by_outlets_then_feed_priority_then_recency() -> None:
-    old_wide = _cluster(1, "World", outlets=3, hours_ago=20)
-    new_single = _cluster(2, "World", hours_ago=0)
-    old_single = _cluster(3, "World", hours_ago=10)
-    ranked, _ = arrange_clusters([new_single, old_single, old_wide], SectionRules())
-    assert [c.cluster_id for c in ranked] == ["c1", "c2", "c3"]
-    favoured = SectionRules(priorities={old_single.lead.feed_url: 5})
-    ranked, _ = arrange_clusters([new_single, old_single, old_wide], favoured)
-    assert [c.cluster_id for c in ranked] == ["c1", "c3", "c2"]
-
-
-def test_sections_follow_the_settings_then_importance_with_caps() -> None:
-    clusters = [_cluster(n, "Tech" if n < 5 else "World", hours_ago=n) for n in range(1, 9)]
-    kept, order = arrange_clusters(clusters, SectionRules(max_per_section=3))
-    assert order == ("Tech", "World")  # Tech has the most recent story
-    assert [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5", "c6", "c7"]
-    kept, order = arrange_clusters(
-        clusters, SectionRules(order=("World", "Sport"), max_per_section=3, max_total=4)
-    )
-    assert order == ("World", "Tech") and [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5"]
 
 
 def test_rendered_sections_follow_the_edition_order() -> None:

@@ -1,0 +1,61 @@
+"""Rank: which clusters an edition keeps, most important first, and its sections in order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from digest.models import Cluster, Story
+from digest.rank import SectionRules, arrange_clusters, importance
+
+NOW = datetime(2024, 3, 1, 5, 30, tzinfo=UTC)
+
+
+def _story(n: int, *, source: str, category: str | None, hours_ago: float) -> Story:
+    return Story(
+        story_id=f"sha256:{n}",
+        feed_url=f"https://{source.lower()}.example/feed",
+        source_name=source,
+        category=category,
+        url=f"https://{source.lower()}.example/story/{n}",
+        title=f"Story {n}",
+        published_at=NOW - timedelta(hours=hours_ago),
+        text="",
+    )
+
+
+def _cluster(n: int, section: str | None, outlets: int = 1, hours_ago: float = 0) -> Cluster:
+    stories = [
+        _story(n * 10 + i, source=f"Outlet{n}x{i}", category=section, hours_ago=hours_ago)
+        for i in range(outlets)
+    ]
+    return Cluster(cluster_id=f"c{n}", lead=stories[0], others=tuple(stories[1:]))
+
+
+def test_ranking_puts_stories_covered_by_more_outlets_first() -> None:
+    newest_single = _cluster(1, None, outlets=1, hours_ago=0)
+    older_pair = _cluster(2, None, outlets=2, hours_ago=20)
+    ranked, _ = arrange_clusters([newest_single, older_pair], SectionRules())
+    assert [len(c.source_names) for c in ranked] == [2, 1]
+    assert importance(ranked[0], {}) > importance(ranked[1], {})
+
+
+def test_clusters_are_ordered_by_outlets_then_feed_priority_then_recency() -> None:
+    old_wide = _cluster(1, "World", outlets=3, hours_ago=20)
+    new_single = _cluster(2, "World", hours_ago=0)
+    old_single = _cluster(3, "World", hours_ago=10)
+    ranked, _ = arrange_clusters([new_single, old_single, old_wide], SectionRules())
+    assert [c.cluster_id for c in ranked] == ["c1", "c2", "c3"]
+    favoured = SectionRules(priorities={old_single.lead.feed_url: 5})
+    ranked, _ = arrange_clusters([new_single, old_single, old_wide], favoured)
+    assert [c.cluster_id for c in ranked] == ["c1", "c3", "c2"]
+
+
+def test_sections_follow_the_settings_then_importance_with_caps() -> None:
+    clusters = [_cluster(n, "Tech" if n < 5 else "World", hours_ago=n) for n in range(1, 9)]
+    kept, order = arrange_clusters(clusters, SectionRules(max_per_section=3))
+    assert order == ("Tech", "World")  # Tech has the most recent story
+    assert [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5", "c6", "c7"]
+    kept, order = arrange_clusters(
+        clusters, SectionRules(order=("World", "Sport"), max_per_section=3, max_total=4)
+    )
+    assert order == ("World", "Tech") and [c.cluster_id for c in kept] == ["c1", "c2", "c3", "c5"]
