@@ -9,7 +9,9 @@ import pytest
 
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult
-from digest.parse import canonical_url, html_to_text, parse_feed, recent_stories
+from digest.normalise import html_to_text
+from digest.parse import parse_feed, recent_stories
+from digest.urls import canonical_url
 from tests.conftest import FEEDS, SAMPLE
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
