@@ -64,4 +64,6 @@ def feed_url_key(url: str) -> str:
 
 
 def _host(parts: SplitResult) -> str:
-    return (parts.hostname or "").lower()
+    """The host in lower case as a URL writes it: an IPv6 address keeps its brackets."""
+    host = (parts.hostname or "").lower()
+    return f"[{host}]" if ":" in host else host

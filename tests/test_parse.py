@@ -112,6 +112,14 @@ def test_canonical_url(url: str, canonical: str) -> None:
     assert canonical_url(url) == canonical
 
 
+def test_a_story_on_an_ipv6_host_keeps_a_url_that_opens() -> None:
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+    <item><title>Local</title><link>http://[::1]:18082/story?utm_medium=rss</link></item>
+    </channel></rss>"""
+    (story,) = parse_feed(_from_bytes(body, url="http://[::1]:18082/feed")).stories
+    assert story.url == "http://[::1]:18082/story"
+
+
 def test_html_to_text_keeps_block_breaks_and_decodes_entities() -> None:
     assert html_to_text("<p>One &amp; two</p><p>Three<br>four</p>") == "One & two\nThree\nfour"
 
