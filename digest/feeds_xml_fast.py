@@ -194,17 +194,12 @@ def _check_inert_feed_part(element: Any) -> None:
             raise _Unsupported(element.tag)
         return
     for child in element:
-        if _fp_name(child) not in (
-            "title",
-            "link",
-            "url",
-            "description",
-            "name",
-            "width",
-            "height",
-        ):
+        if _fp_name(child) not in _FEED_PART_FIELDS:
             raise _Unsupported(child.tag)
         _plain_text(child)
+
+
+_FEED_PART_FIELDS = frozenset({"title", "link", "url", "description", "name", "width", "height"})
 
 
 def _fast_channel(channel: Any, url: str, entry_tag: str) -> tuple[str | None, str]:
