@@ -52,7 +52,7 @@ from digest.addresses import (
     url_origin,
 )
 from digest.models import FeedSource, FeedState, FetchResult
-from digest.parse import is_http_url
+from digest.urls import is_http_url
 
 USER_AGENT = f"digest/{__version__} (+https://pypi.org/project/digest/; daily newsletter digest)"
 FEED_ACCEPT = (

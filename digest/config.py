@@ -38,6 +38,7 @@ from pydantic_core import ErrorDetails
 
 from digest.errors import ConfigError
 from digest.models import FeedSource
+from digest.urls import feed_url_key, is_web_url
 
 CONFIG_ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -131,7 +132,7 @@ class FeedSettings(_Section):
     def _url_or_path(cls, value: str) -> str:
         scheme = urlsplit(value).scheme.lower()
         if scheme in ("http", "https"):
-            if not urlsplit(value).hostname:
+            if not is_web_url(value):
                 raise ValueError("is an http(s) URL without a host")
         elif scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
             raise ValueError("must be an http:// or https:// URL, or a local file path")
@@ -175,7 +176,7 @@ class RenderSettings(_Section):
     @field_validator("archive_url")
     @classmethod
     def _web_url(cls, value: str | None) -> str | None:
-        if value is not None and not _is_web_url(value):
+        if value is not None and not is_web_url(value):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
@@ -204,9 +205,7 @@ class DeliverySettings(_Section):
     @field_validator("unsubscribe_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and (
-            urlsplit(value).scheme.lower() not in ("http", "https") or not urlsplit(value).hostname
-        ):
+        if value is not None and not is_web_url(value):
             raise ValueError("must be an http(s) URL (RFC 8058 one-click wants https)")
         return value
 
@@ -413,11 +412,6 @@ class Settings(_Section):
         )
 
 
-def _is_web_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-
-
 def _resolve_recipients_file(delivery: DeliverySettings, base: Path) -> DeliverySettings:
     if delivery.recipients_file is None:
         return delivery
@@ -619,20 +613,6 @@ def _is_section(candidate: object) -> bool:
 
 
 # Editing the feed list
-
-
-def feed_url_key(url: str) -> str:
-    """What makes two feed URLs the same feed: case, default port, scheme, trailing slash aside."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https"):
-        return url.strip()
-    host = (parts.hostname or "").lower()
-    try:
-        port = "" if parts.port in (None, 80, 443) else f":{parts.port}"
-    except ValueError:  # not a number: keep the URL as written
-        port = ""
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{host}{port}{parts.path.rstrip('/')}{query}"
 
 
 def append_feeds(

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from digest.config import Settings, feed_url_key
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import FeedHealth, FeedSource, FetchFailure
 from digest.store import Store
+from digest.urls import feed_url_key
 
 
 def feed_health(settings: Settings) -> tuple[FeedHealth, ...]:

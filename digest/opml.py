@@ -18,11 +18,10 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 from xml.parsers import expat
 
-from digest.config import feed_url_key
 from digest.models import FeedSource
+from digest.urls import feed_url_key, is_web_url
 
 _FEED_TYPES = ("rss", "atom", "feed", "")  # outline types whose url attribute is a feed
 _TAG = re.compile(r"<(/?)(outline|opml|body)\b", re.IGNORECASE)
@@ -91,7 +90,7 @@ class _Walker:
             self.problems.append(f"{where}: no xmlUrl and no feeds inside; skipped")
 
     def _feed(self, url: str, label: str | None, attrs: dict[str, str], line: int) -> None:
-        if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
+        if not is_web_url(url):
             self.problems.append(f"line {line}: {_named(label)}: {url!r} is not an http(s) URL")
             return
         key = feed_url_key(url)

@@ -71,8 +71,9 @@ from digest.models import (
     Story,
     Summary,
 )
+from digest.normalise import html_to_text
 from digest.opml import OpmlImport, read_opml, write_opml
-from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
+from digest.parse import ParseOutcome, parse_feed, parse_fetched
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.preflight import require_usable_mailer
 from digest.rank import SectionRules, arrange_clusters
@@ -81,6 +82,7 @@ from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
+from digest.urls import is_http_url
 from digest.workers import process_pool
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from digest.clean import (
     repeated_lines,
 )
 from digest.models import FeedSource, FetchResult, Story
-from digest.parse import html_to_text, parse_feed
+from digest.normalise import html_to_text
+from digest.parse import parse_feed
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, in_corpus
 
 SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"

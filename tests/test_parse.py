@@ -9,7 +9,9 @@ import pytest
 
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult
-from digest.parse import canonical_url, html_to_text, parse_feed, recent_stories
+from digest.normalise import html_to_text
+from digest.parse import parse_feed, recent_stories
+from digest.urls import canonical_url
 from tests.conftest import FEEDS, SAMPLE
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -108,6 +110,14 @@ def test_mojibake_capture_still_parses_into_titled_stories() -> None:
 )
 def test_canonical_url(url: str, canonical: str) -> None:
     assert canonical_url(url) == canonical
+
+
+def test_a_story_on_an_ipv6_host_keeps_a_url_that_opens() -> None:
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+    <item><title>Local</title><link>http://[::1]:18082/story?utm_medium=rss</link></item>
+    </channel></rss>"""
+    (story,) = parse_feed(_from_bytes(body, url="http://[::1]:18082/feed")).stories
+    assert story.url == "http://[::1]:18082/story"
 
 
 def test_html_to_text_keeps_block_breaks_and_decodes_entities() -> None:

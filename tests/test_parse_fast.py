@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from digest.decode import xml_text
 from digest.errors import FeedError
+from digest.feeds_xml_fast import read_xml_fast
 from digest.models import FeedSource, FetchResult, ParsedFeed
-from digest.parse import _parse_with, _read_fast, _xml_text
+from digest.parse import _parse_with
 from tests.conftest import FEEDS, FIXTURES, SAMPLE, SHARED_DATA, corpus_files
 
 CORPUS = SHARED_DATA / "feeds"
@@ -38,7 +40,7 @@ def _parse(body: bytes, url: str, *, fast: bool) -> ParsedFeed | str:
 
 
 def _is_fast(body: bytes, url: str) -> bool:
-    return _read_fast(_xml_text(body, None, []), url) is not None
+    return read_xml_fast(xml_text(body, None, []), url) is not None
 
 
 @pytest.mark.parametrize(
