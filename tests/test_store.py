@@ -17,7 +17,8 @@ from digest.models import (
     RenderedDigest,
     Story,
 )
-from digest.store import MIGRATIONS, Store
+from digest.sqlite_migrations import MIGRATIONS
+from digest.store import Store
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
 
