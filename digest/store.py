@@ -9,7 +9,7 @@ filesystem it reads the file as immutable.
 
 Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
-connection is wrapped (``_Connection``), so no query can let a raw ``sqlite3`` error out.
+connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3`` error out.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sqlite3
 import sys
 import threading
@@ -32,7 +31,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from digest.errors import StoreError
 from digest.models import (
@@ -51,26 +49,23 @@ from digest.models import (
     SendLockHolder,
     Story,
 )
+from digest.sqlite_connection import (
+    Connection,
+    connect,
+    from_text,
+    refuse_unmerged_wal,
+    storage_error,
+    to_datetime,
+    to_text,
+)
 from digest.sqlite_migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
 
 
-def _to_text(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _to_datetime(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _from_text(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def _holder_line() -> str:
     command = shlex.join(["digest", *sys.argv[1:]])
-    since = _to_text(datetime.now(UTC))
+    since = to_text(datetime.now(UTC))
     return json.dumps({"pid": os.getpid(), "command": command, "since_at": since}) + "\n"
 
 
@@ -85,145 +80,9 @@ def read_lock_holder(path: Path) -> SendLockHolder:
     try:
         fields = json.loads(text)
         pid, command, since = fields["pid"], fields["command"], fields["since_at"]
-        return SendLockHolder(pid=int(pid), command=str(command), since_at=_from_text(since))
+        return SendLockHolder(pid=int(pid), command=str(command), since_at=from_text(since))
     except (ValueError, KeyError, TypeError):
         return SendLockHolder()  # empty (being written, or released) or not ours
-
-
-def _storage_error(path: Path, exc: sqlite3.Error, busy_timeout: float) -> StoreError:
-    """A failed SQLite call on the store at ``path`` as one message: the file, the cause in
-    words, and what to do."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None  # e.g. SQLITE_IOERR_WRITE: IOERR
-    if primary == sqlite3.SQLITE_IOERR and _is_disk_full(path):
-        primary = sqlite3.SQLITE_FULL  # a write cut short by a full disk can be an "I/O error"
-    cause, hint = _explanation(primary, path, busy_timeout) or (str(exc), None)
-    return StoreError(f"{path}: {cause} (SQLite: {exc})", path=path, cause=cause, hint=hint)
-
-
-def _explanation(code: int | None, path: Path, busy_timeout: float) -> tuple[str, str] | None:
-    file, folder = shlex.quote(str(path)), shlex.quote(str(path.parent))
-    recover = (
-        f"keep a copy of the file, then rebuild what can be read: `sqlite3 {file} .recover"
-        f" | sqlite3 {file}.recovered`, and set [store].path to the new file"
-    )
-    match code:
-        case sqlite3.SQLITE_FULL:
-            return "the disk is full", (
-                f"free space on the disk that holds {folder} (`df -h {folder}` shows it), then"
-                " run the command again; what was recorded before the failure is kept"
-            )
-        case sqlite3.SQLITE_BUSY | sqlite3.SQLITE_LOCKED:
-            return f"the store is locked: another process held it for over {busy_timeout:g} s", (
-                f"another digest process, or a program with the file open (`fuser {file}`"
-                " names it), is writing to it: run the command again once it has finished;"
-                " [store].busy_timeout_seconds sets how long digest waits"
-            )
-        case sqlite3.SQLITE_CORRUPT:
-            return "the store file is damaged", recover
-        case sqlite3.SQLITE_NOTADB:
-            return "the file is not a SQLite database", (
-                f"check [store].path; if this is digest's store, it is damaged: {recover}"
-            )
-        case sqlite3.SQLITE_READONLY:
-            return "the store cannot be written (read-only)", (
-                f"check that this user can write {file}, its folder and its -wal and -shm"
-                " files, and that the disk is not mounted read-only"
-            )
-        case sqlite3.SQLITE_CANTOPEN | sqlite3.SQLITE_PERM:
-            return "the store file cannot be opened", (
-                f"check [store].path, and that this user can read and write {file} and its folder"
-            )
-        case sqlite3.SQLITE_IOERR:
-            return "the disk failed to read or write the file (I/O error)", (
-                f"check the disk (`dmesg` shows its errors) and keep a copy of {file}; then run"
-                " the command again"
-            )
-    return None
-
-
-def _is_disk_full(path: Path) -> bool:
-    try:
-        return shutil.disk_usage(path.parent).free < 1024 * 1024
-    except OSError:
-        return False
-
-
-def _connect(
-    path: Path, busy_timeout: float, *, read_only_flags: str | None = None
-) -> sqlite3.Connection:
-    is_uri = read_only_flags is not None
-    target = f"{path.resolve().as_uri()}?{read_only_flags}" if is_uri else str(path)
-    try:
-        return sqlite3.connect(target, isolation_level=None, timeout=busy_timeout, uri=is_uri)
-    except sqlite3.Error as exc:
-        raise _storage_error(path, exc, busy_timeout) from exc
-
-
-class _Connection:
-    """The store's SQLite connection, through which every failure comes out explained (as
-    ``explain`` makes it): the one place where storage faults get their words."""
-
-    def __init__(
-        self, raw: sqlite3.Connection, explain: Callable[[sqlite3.Error], StoreError]
-    ) -> None:
-        self.raw = raw
-        self.explain = explain
-
-    @contextmanager
-    def explained(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise self.explain(exc) from exc
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
-        with self.explained():
-            return _Rows(self.raw.execute(sql, parameters), self)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Rows:
-        with self.explained():
-            return _Rows(self.raw.executemany(sql, rows), self)
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-class _Rows:
-    """A cursor's rows: reading them, where SQLite may come upon a damaged page, is explained
-    too."""
-
-    def __init__(self, cursor: sqlite3.Cursor, conn: _Connection) -> None:
-        self._cursor, self._conn = cursor, conn
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        with self._conn.explained():
-            return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        with self._conn.explained():
-            return self._cursor.fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-def _refuse_unmerged_wal(path: Path, error: StoreError) -> None:
-    """Raise if the store's ``-wal`` file holds changes, which an immutable reader would miss."""
-    wal = path.with_name(f"{path.name}-wal")
-    if wal.exists() and wal.stat().st_size:
-        raise StoreError(
-            f"{path}: cannot read the store: {error.cause}; its folder is read-only, and"
-            f" {wal.name} holds changes not yet in the store file",
-            path=path,
-            cause=error.cause,
-            hint="let a digest command that writes (collect, say) open it once where its folder"
-            " is writable: closing, it moves those changes into the store file",
-        ) from error
 
 
 class Store:
@@ -237,12 +96,11 @@ class Store:
         is_read_only: bool = False,
         busy_timeout: float = 30.0,
     ) -> None:
-        self._conn = _Connection(
-            conn, functools.partial(_storage_error, path, busy_timeout=busy_timeout)
+        self._conn = Connection(
+            conn, functools.partial(storage_error, path, busy_timeout=busy_timeout)
         )
         self.path = path
         self.is_read_only = is_read_only
-        self._depth = 0
 
     @classmethod
     def open(cls, path: Path, *, busy_timeout: float = 30.0) -> Store:
@@ -258,7 +116,7 @@ class Store:
                 path=path,
                 hint="check [store].path in the settings and that its folder can be created",
             ) from exc
-        conn = _connect(path, busy_timeout)
+        conn = connect(path, busy_timeout)
         store = cls(conn, path, busy_timeout=busy_timeout)
         try:
             for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = FULL"):
@@ -283,7 +141,7 @@ class Store:
         except StoreError as exc:
             if os.access(path.parent, os.W_OK):
                 raise
-            _refuse_unmerged_wal(path, exc)
+            refuse_unmerged_wal(path, exc)
             logger.debug(
                 "%s: its folder is not writable (%s): reading it as immutable, which assumes"
                 " nothing writes it, as on a read-only filesystem",
@@ -294,7 +152,7 @@ class Store:
 
     @classmethod
     def _open_read_only(cls, path: Path, flags: str, busy_timeout: float) -> Store:
-        conn = _connect(path, busy_timeout, read_only_flags=flags)
+        conn = connect(path, busy_timeout, read_only_flags=flags)
         store = cls(conn, path, is_read_only=True, busy_timeout=busy_timeout)
         try:
             store._conn.execute("SELECT count(*) FROM migrations").fetchone()
@@ -317,38 +175,9 @@ class Store:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
         """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
-        name = f"sp{self._depth}"
-        self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield
-        except BaseException as exc:
-            self._depth -= 1
-            self._undo(name)
-            if isinstance(exc, sqlite3.Error):  # from a migration, on the raw connection
-                raise self._conn.explain(exc) from exc
-            raise
-        self._depth -= 1
-        try:
-            self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
-        except StoreError:
-            self._undo(name)  # a COMMIT that failed (a full disk) can leave it open
-            raise
-
-    def _undo(self, name: str) -> None:
-        """Roll back the transaction or savepoint being left, unless SQLite already did."""
-        if not self._conn.raw.in_transaction:
-            return
-        # The failure that brought us here is the one to report, not one while undoing it.
-        with contextlib.suppress(sqlite3.Error):
-            if self._depth == 0:
-                self._conn.raw.execute("ROLLBACK")
-            else:
-                self._conn.raw.execute(f"ROLLBACK TO {name}")
-                self._conn.raw.execute(f"RELEASE {name}")
+        return self._conn.atomic()
 
     def _migrate(self) -> None:
         self._conn.execute(
@@ -361,7 +190,7 @@ class Store:
             with self.atomic():
                 migration(self._conn.raw)
                 self._conn.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (name, _to_text(datetime.now(UTC)))
+                    "INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC)))
                 )
 
     def applied_migrations(self) -> tuple[str, ...]:
@@ -391,8 +220,8 @@ class Store:
             url=row[0],
             etag=row[1],
             last_modified=row[2],
-            last_success_at=_to_datetime(row[3]),
-            last_error_at=_to_datetime(row[4]),
+            last_success_at=to_datetime(row[3]),
+            last_error_at=to_datetime(row[4]),
             last_error=row[5],
             fetch_url=row[6],
             is_gone=bool(row[7]),
@@ -405,7 +234,7 @@ class Store:
         row = self._conn.execute(
             "SELECT ttl_minutes, not_before, hold_reason FROM feeds WHERE url = ?", (url,)
         ).fetchone()
-        return row[0], _to_datetime(row[1]), row[2]
+        return row[0], to_datetime(row[1]), row[2]
 
     def hold_feed(
         self, url: str, not_before: datetime | None, reason: str | None, ttl_minutes: int | None
@@ -414,7 +243,7 @@ class Store:
         with self.atomic():
             self._conn.execute(
                 "UPDATE feeds SET not_before = ?, hold_reason = ?, ttl_minutes = ? WHERE url = ?",
-                (_to_text(not_before), reason, ttl_minutes, url),
+                (to_text(not_before), reason, ttl_minutes, url),
             )
 
     def held_feeds(self, now: datetime) -> tuple[FeedState, ...]:
@@ -422,7 +251,7 @@ class Store:
         if not self.has_schedule_tables:
             return ()
         rows = self._conn.execute(
-            "SELECT url FROM feeds WHERE not_before > ? ORDER BY not_before, url", (_to_text(now),)
+            "SELECT url FROM feeds WHERE not_before > ? ORDER BY not_before, url", (to_text(now),)
         )
         return tuple(state for (url,) in rows.fetchall() if (state := self.feed_state(url)))
 
@@ -438,7 +267,7 @@ class Store:
                 " SET name = excluded.name",
                 (source.url, source.name),
             )
-            when = _to_text(result.fetched_at)
+            when = to_text(result.fetched_at)
             if result.moved_to:
                 self._conn.execute(
                     "UPDATE feeds SET fetch_url = ? WHERE url = ?", (result.moved_to, source.url)
@@ -484,8 +313,8 @@ class Store:
             return FeedHealth(source=source)
         return FeedHealth(
             source=source,
-            last_success_at=_to_datetime(row[0]),
-            last_error_at=_to_datetime(row[1]),
+            last_success_at=to_datetime(row[0]),
+            last_error_at=to_datetime(row[1]),
             last_error=row[2],
             last_error_kind=row[3],
             fetch_url=row[4],
@@ -502,7 +331,7 @@ class Store:
             (url, limit),
         )
         return tuple(
-            FetchFailure(feed_url=url, failed_at=_from_text(r[0]), kind=r[1], message=r[2])
+            FetchFailure(feed_url=url, failed_at=from_text(r[0]), kind=r[1], message=r[2])
             for r in rows
         )
 
@@ -528,7 +357,7 @@ class Store:
         with self.atomic():
             self._conn.executemany(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                [(model_id, key, text, _to_text(now)) for key, text in summaries.items()],
+                [(model_id, key, text, to_text(now)) for key, text in summaries.items()],
             )
 
     # Embeddings
@@ -560,7 +389,7 @@ class Store:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
                 [
-                    (e.model_key, e.text_hash, e.dimensions, e.vector, _to_text(now))
+                    (e.model_key, e.text_hash, e.dimensions, e.vector, to_text(now))
                     for e in embeddings
                 ],
             )
@@ -574,13 +403,13 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        return Article(url=url, fetched_at=_from_text(row[0]), text=row[1], error=row[2])
+        return Article(url=url, fetched_at=from_text(row[0]), text=row[1], error=row[2])
 
     def save_articles(self, articles: Iterable[Article]) -> None:
         with self.atomic():
             self._conn.executemany(
                 "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)",
-                [(a.url, _to_text(a.fetched_at), a.text, a.error) for a in articles],
+                [(a.url, to_text(a.fetched_at), a.text, a.error) for a in articles],
             )
 
     def failing_feeds(self) -> tuple[FeedFailure, ...]:
@@ -611,11 +440,11 @@ class Store:
                         story.category,
                         story.url,
                         story.title,
-                        _to_text(story.published_at),
+                        to_text(story.published_at),
                         story.author,
                         story.text,
                         story.html,
-                        _to_text(seen_at),
+                        to_text(seen_at),
                         json.dumps(story.categories, ensure_ascii=False),
                         story.text_source,
                         int(story.is_deduped),
@@ -649,7 +478,7 @@ class Store:
                 category=r[3],
                 url=r[4],
                 title=r[5],
-                published_at=_to_datetime(r[6]),
+                published_at=to_datetime(r[6]),
                 author=r[7],
                 text=r[8],
                 html=r[9],
@@ -686,7 +515,7 @@ class Store:
         with self.atomic():
             self._conn.execute(
                 "INSERT INTO editions VALUES (?, ?, ?, ?, ?)",
-                (day, rendered.subject, rendered.html, rendered.text, _to_text(created_at)),
+                (day, rendered.subject, rendered.html, rendered.text, to_text(created_at)),
             )
             self._conn.executemany(
                 "UPDATE stories SET edition_on = ? WHERE story_id = ?",
@@ -706,7 +535,7 @@ class Store:
                         d.recipient,
                         d.message_id,
                         d.state,
-                        _to_text(now),
+                        to_text(now),
                     )
                     for d in deliveries
                 ],
@@ -726,7 +555,7 @@ class Store:
                 "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?,"
                 " attempts = attempts + 1"
                 f" WHERE edition_on = ? AND address = ? AND state IN ({states})",
-                (_to_text(now), delivery.edition_on.isoformat(), delivery.address),
+                (to_text(now), delivery.edition_on.isoformat(), delivery.address),
             ).rowcount
         if not claimed:
             return None
@@ -740,7 +569,7 @@ class Store:
                 "UPDATE deliveries SET state = 'pending', detail = 'resend forced',"
                 " sent_at = NULL, updated_at = ? WHERE edition_on = ? AND address = ?"
                 " AND state IN ('sent', 'sending')",
-                [(_to_text(now), edition_on.isoformat(), address) for address in addresses],
+                [(to_text(now), edition_on.isoformat(), address) for address in addresses],
             ).rowcount
 
     def latest_delivery_date(self) -> date | None:
@@ -846,8 +675,8 @@ class Store:
                 (
                     state,
                     detail,
-                    _to_text(sent_at),
-                    _to_text(now),
+                    to_text(sent_at),
+                    to_text(now),
                     delivery.edition_on.isoformat(),
                     delivery.address,
                 ),
@@ -865,7 +694,7 @@ class Store:
                 recipient=r[0],
                 message_id=r[1],
                 state=DeliveryState(r[2]),
-                sent_at=_to_datetime(r[3]),
+                sent_at=to_datetime(r[3]),
                 detail=r[4],
                 attempts=r[5],
             )
@@ -881,7 +710,7 @@ class Store:
         row = self._conn.execute(
             "SELECT created_at FROM editions WHERE edition_on = ?", (edition_on.isoformat(),)
         ).fetchone()
-        return _to_datetime(row[0]) if row else None
+        return to_datetime(row[0]) if row else None
 
     def undelivered(self, since: date) -> tuple[Delivery, ...]:
         """Deliveries of editions since ``since`` that are not (known to be) sent."""
@@ -914,13 +743,13 @@ class Store:
             f"{verb} INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.job,
-                _to_text(run.started_at),
-                _to_text(run.finished_at),
+                to_text(run.started_at),
+                to_text(run.finished_at),
                 run.outcome,
                 run.summary,
                 json.dumps(run.failures, ensure_ascii=False),
                 run.edition_on.isoformat() if run.edition_on else None,
-                _to_text(run.scheduled_at),
+                to_text(run.scheduled_at),
             ),
         ).rowcount
 
@@ -939,13 +768,13 @@ class Store:
         return tuple(
             JobRun(
                 job=r[0],
-                started_at=_from_text(r[1]),
-                finished_at=_from_text(r[2]),
+                started_at=from_text(r[1]),
+                finished_at=from_text(r[2]),
                 outcome=r[3],
                 summary=r[4],
                 failures=tuple(json.loads(r[5])),
                 edition_on=date.fromisoformat(r[6]) if r[6] else None,
-                scheduled_at=_to_datetime(r[7]),
+                scheduled_at=to_datetime(r[7]),
             )
             for r in rows
         )
@@ -955,5 +784,5 @@ class Store:
         times = [self._conn.execute("SELECT max(created_at) FROM editions").fetchone()[0]]
         if self.has_schedule_tables:
             times.append(self._conn.execute("SELECT max(started_at) FROM job_runs").fetchone()[0])
-        known = [_from_text(t) for t in times if t]
+        known = [from_text(t) for t in times if t]
         return max(known) if known else None
