@@ -9,25 +9,19 @@ filesystem it reads the file as immutable.
 
 Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
-connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3`` error out.
+connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3``
+error out. The delivery ledger and the send lock are ``digest.sqlite_ledger``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import logging
 import os
-import shlex
 import sqlite3
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +29,6 @@ from types import TracebackType
 from digest.errors import StoreError
 from digest.models import (
     Article,
-    Delivery,
-    DeliveryState,
     Embedding,
     FeedFailure,
     FeedHealth,
@@ -46,7 +38,6 @@ from digest.models import (
     FetchResult,
     JobRun,
     RenderedDigest,
-    SendLockHolder,
     Story,
 )
 from digest.sqlite_connection import (
@@ -58,34 +49,13 @@ from digest.sqlite_connection import (
     to_datetime,
     to_text,
 )
+from digest.sqlite_ledger import SQLiteLedger
 from digest.sqlite_migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
 
 
-def _holder_line() -> str:
-    command = shlex.join(["digest", *sys.argv[1:]])
-    since = to_text(datetime.now(UTC))
-    return json.dumps({"pid": os.getpid(), "command": command, "since_at": since}) + "\n"
-
-
-def read_lock_holder(path: Path) -> SendLockHolder:
-    """Who holds the send lock whose file is ``path`` (an older digest wrote its pid only)."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return SendLockHolder()
-    if text.isdigit():
-        return SendLockHolder(pid=int(text))
-    try:
-        fields = json.loads(text)
-        pid, command, since = fields["pid"], fields["command"], fields["since_at"]
-        return SendLockHolder(pid=int(pid), command=str(command), since_at=from_text(since))
-    except (ValueError, KeyError, TypeError):
-        return SendLockHolder()  # empty (being written, or released) or not ours
-
-
-class Store:
+class Store(SQLiteLedger):
     """A connection to the store file. Build with ``open`` or ``open_read_only``."""
 
     def __init__(
@@ -489,7 +459,7 @@ class Store:
             for r in rows
         )
 
-    # Editions and the delivery ledger
+    # Editions (their delivery ledger: digest.sqlite_ledger)
 
     def edition(self, edition_on: date) -> RenderedDigest | None:
         row = self._conn.execute(
@@ -522,185 +492,6 @@ class Store:
                 [(day, story_id) for story_id in story_ids],
             )
 
-    def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
-        """Record pending deliveries; a recipient already in the ledger keeps its row."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (edition_on, address, recipient, message_id,"
-                " state, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        d.edition_on.isoformat(),
-                        d.address,
-                        d.recipient,
-                        d.message_id,
-                        d.state,
-                        to_text(now),
-                    )
-                    for d in deliveries
-                ],
-            )
-
-    def claim_delivery(
-        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
-    ) -> Delivery | None:
-        """Mark a pending or failed delivery ``sending`` in its own commit; None if another
-        sender got to it first (two senders at once never hand over the same message).
-
-        ``is_uncertain_ok`` also claims a row left ``sending`` (``--resend-uncertain``).
-        """
-        states = "'pending', 'failed', 'sending'" if is_uncertain_ok else "'pending', 'failed'"
-        with self.atomic():
-            claimed = self._conn.execute(
-                "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?,"
-                " attempts = attempts + 1"
-                f" WHERE edition_on = ? AND address = ? AND state IN ({states})",
-                (to_text(now), delivery.edition_on.isoformat(), delivery.address),
-            ).rowcount
-        if not claimed:
-            return None
-        attempts = delivery.attempts + 1
-        return replace(delivery, state=DeliveryState.SENDING, detail=None, attempts=attempts)
-
-    def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
-        """Put sent and uncertain rows back to ``pending`` (``send --force``); how many."""
-        with self.atomic():
-            return self._conn.executemany(
-                "UPDATE deliveries SET state = 'pending', detail = 'resend forced',"
-                " sent_at = NULL, updated_at = ? WHERE edition_on = ? AND address = ?"
-                " AND state IN ('sent', 'sending')",
-                [(to_text(now), edition_on.isoformat(), address) for address in addresses],
-            ).rowcount
-
-    def latest_delivery_date(self) -> date | None:
-        """The most recent edition with a delivery ledger."""
-        row = self._conn.execute("SELECT max(edition_on) FROM deliveries").fetchone()
-        return date.fromisoformat(row[0]) if row and row[0] else None
-
-    @contextmanager
-    def send_lock(
-        self,
-        *,
-        wait_seconds: float,
-        stop: threading.Event | None = None,
-        on_wait: Callable[[SendLockHolder], None] | None = None,
-    ) -> Iterator[bool]:
-        """Hold the store's sender lock (an OS file lock, so a killed sender never keeps it);
-        wait for another sender up to ``wait_seconds``, calling ``on_wait`` with who it is
-        once the wait begins. Yields False if ``stop`` was set."""
-        path = self.path.with_name(self.path.name + ".send-lock")
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        is_locked = False
-        try:
-            is_locked = self._lock(handle, path, wait_seconds, stop, on_wait)
-            if not is_locked:
-                yield False
-                return
-            os.ftruncate(handle, 0)
-            os.write(handle, _holder_line().encode())
-            yield True
-        finally:
-            if is_locked:  # a waiter must never read a finished sender's line as its holder
-                os.ftruncate(handle, 0)
-            os.close(handle)  # releases the lock
-
-    def _lock(
-        self,
-        handle: int,
-        path: Path,
-        wait_seconds: float,
-        stop: threading.Event | None,
-        on_wait: Callable[[SendLockHolder], None] | None,
-    ) -> bool:
-        started = time.monotonic()
-        is_told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                holder = read_lock_holder(path)
-                # The holder writes its line just after taking the lock: give it a moment.
-                is_known = holder.pid is not None or time.monotonic() - started > 1
-                if on_wait is not None and not is_told and is_known:
-                    on_wait(holder)
-                    is_told = True
-                if time.monotonic() > started + wait_seconds:
-                    raise StoreError(
-                        f"{self.path}: another digest send (pid {holder.pid or '?'}) is still"
-                        f" sending after {wait_seconds:.0f} s of waiting",
-                        hint="let it finish; `digest deliveries` shows how far it got",
-                    ) from None
-            if stop is not None and stop.wait(0.2):
-                return False
-            if stop is None:
-                time.sleep(0.2)
-
-    def set_delivery_state(
-        self,
-        delivery: Delivery,
-        state: DeliveryState,
-        now: datetime,
-        detail: str | None = None,
-        *,
-        is_synced: bool = True,
-    ) -> Delivery:
-        """Move one delivery to a new state in its own commit; return the updated record.
-
-        ``is_synced=False`` commits without waiting for the disk (the next synced commit
-        carries it): a power cut may then lose this commit, never one before it.
-        """
-        sent_at = now if state is DeliveryState.SENT else None
-        if not is_synced:
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            self._set_state(delivery, state, now, sent_at, detail)
-        finally:
-            if not is_synced:
-                self._conn.execute("PRAGMA synchronous = FULL")
-        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
-
-    def _set_state(
-        self,
-        delivery: Delivery,
-        state: DeliveryState,
-        now: datetime,
-        sent_at: datetime | None,
-        detail: str | None,
-    ) -> None:
-        with self.atomic():
-            self._conn.execute(
-                "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
-                " WHERE edition_on = ? AND address = ?",
-                (
-                    state,
-                    detail,
-                    to_text(sent_at),
-                    to_text(now),
-                    delivery.edition_on.isoformat(),
-                    delivery.address,
-                ),
-            )
-
-    def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
-        rows = self._conn.execute(
-            "SELECT recipient, message_id, state, sent_at, detail, attempts FROM deliveries"
-            " WHERE edition_on = ? ORDER BY rowid",
-            (edition_on.isoformat(),),
-        )
-        return tuple(
-            Delivery(
-                edition_on=edition_on,
-                recipient=r[0],
-                message_id=r[1],
-                state=DeliveryState(r[2]),
-                sent_at=to_datetime(r[3]),
-                detail=r[4],
-                attempts=r[5],
-            )
-            for r in rows
-        )
-
     def latest_edition_on(self) -> date | None:
         """The day of the most recent edition archived."""
         row = self._conn.execute("SELECT max(edition_on) FROM editions").fetchone()
@@ -711,20 +502,6 @@ class Store:
             "SELECT created_at FROM editions WHERE edition_on = ?", (edition_on.isoformat(),)
         ).fetchone()
         return to_datetime(row[0]) if row else None
-
-    def undelivered(self, since: date) -> tuple[Delivery, ...]:
-        """Deliveries of editions since ``since`` that are not (known to be) sent."""
-        rows = self._conn.execute(
-            "SELECT edition_on FROM deliveries WHERE edition_on >= ? AND state != 'sent'"
-            " GROUP BY edition_on ORDER BY edition_on",
-            (since.isoformat(),),
-        ).fetchall()
-        return tuple(
-            d
-            for (day,) in rows
-            for d in self.deliveries(date.fromisoformat(day))
-            if d.state is not DeliveryState.SENT
-        )
 
     # The daemon's job runs
 

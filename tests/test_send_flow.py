@@ -23,7 +23,8 @@ import pytest
 
 from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
-from digest.store import Store, read_lock_holder
+from digest.sqlite_ledger import read_lock_holder
+from digest.store import Store
 from tests.conftest import FEEDS, REPO, FeedServer, write_settings
 from tests.deliver_sink import Sink, running, smtp_settings
 
