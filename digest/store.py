@@ -1,34 +1,39 @@
-"""The local store: one SQLite file holding feeds' HTTP state, stories, editions and the
-delivery ledger.
+"""The store: what digest keeps between runs, as a protocol the use cases are written against.
 
-WAL mode, named migrations applied in order (each in the same transaction as its record),
-``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
-never rows. ``Store.open_read_only`` is what ``digest preview`` and the read-only commands
-use: SQLite itself refuses any write, so a preview cannot mark anything sent; on a read-only
-filesystem it reads the file as immutable.
+It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
+delivery ledger, the daemon's job runs, and caches (summaries, sentence vectors, article
+texts). Records go in and come out, never rows or dicts. ``digest.sqlite_store.SQLiteStore``
+(one SQLite file) is the implementation; the only places that build one are
+``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything else says ``Store``.
 
-Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
-in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
-connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3``
-error out. The delivery ledger and the send lock are ``digest.sqlite_ledger``.
+Every implementation:
+
+- raises ``StoreError`` (naming what it could not read or write, and why) for any failure of
+  its storage, never its driver's own exceptions;
+- runs each write method in its own transaction, and ``atomic()`` groups several into one
+  (nested blocks roll back alone); a block whose transaction the engine rolled back commits
+  nothing of it;
+- once opened read-only (``is_read_only``), refuses every write with ``StoreError``;
+- passes tests/test_store.py, the conformance suite, run against every implementation.
+
+The delivery ledger (``Ledger``) is the part that makes delivery exactly-once, and the part
+several sender processes will share: its rows are claimed ``sending`` in their own commit
+before the hand-over, and only one sender holds the send lock at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
-import logging
-import os
-import sqlite3
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
-from pathlib import Path
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
 from types import TracebackType
+from typing import Protocol, Self
 
-from digest.errors import StoreError
 from digest.models import (
     Article,
+    Delivery,
+    DeliveryState,
     Embedding,
     FeedFailure,
     FeedHealth,
@@ -38,528 +43,205 @@ from digest.models import (
     FetchResult,
     JobRun,
     RenderedDigest,
+    SendLockHolder,
     Story,
 )
-from digest.sqlite_connection import (
-    Connection,
-    connect,
-    from_text,
-    refuse_unmerged_wal,
-    storage_error,
-    to_datetime,
-    to_text,
-)
-from digest.sqlite_ledger import SQLiteLedger
-from digest.sqlite_migrations import MIGRATIONS
-
-logger = logging.getLogger(__name__)
 
 
-class Store(SQLiteLedger):
-    """A connection to the store file. Build with ``open`` or ``open_read_only``."""
+class Ledger(Protocol):
+    """The delivery ledger: one row per edition and recipient (keyed by ``Delivery.address``),
+    and the lock that lets one sender at a time work through it."""
 
-    def __init__(
+    def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
+        """Record pending deliveries; a recipient already in the ledger keeps its row."""
+        ...
+
+    def claim_delivery(
+        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
+    ) -> Delivery | None:
+        """Mark a pending or failed row ``sending`` in its own commit, one attempt more; None
+        if another sender claimed it first. ``is_uncertain_ok`` also claims a ``sending`` row."""
+        ...
+
+    def set_delivery_state(
         self,
-        conn: sqlite3.Connection,
-        path: Path,
+        delivery: Delivery,
+        state: DeliveryState,
+        now: datetime,
+        detail: str | None = None,
         *,
-        is_read_only: bool = False,
-        busy_timeout: float = 30.0,
-    ) -> None:
-        self._conn = Connection(
-            conn, functools.partial(storage_error, path, busy_timeout=busy_timeout)
-        )
-        self.path = path
-        self.is_read_only = is_read_only
+        is_synced: bool = True,
+    ) -> Delivery:
+        """Move a row to ``state`` in its own commit (``sent_at`` set when sent); return it.
+        ``is_synced=False`` may lose this commit on a power cut, never an earlier one."""
+        ...
 
-    @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 30.0) -> Store:
-        """Open (creating if needed) the store for reading and writing, migrated to the latest.
+    def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
+        """Put sent and uncertain rows of these addresses back to ``pending``; how many."""
+        ...
 
-        A writer waits up to ``busy_timeout`` seconds for another process's transaction.
-        """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"{path}: cannot create its folder: {exc.strerror or exc}",
-                path=path,
-                hint="check [store].path in the settings and that its folder can be created",
-            ) from exc
-        conn = connect(path, busy_timeout)
-        store = cls(conn, path, busy_timeout=busy_timeout)
-        try:
-            for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = FULL"):
-                store._conn.execute(f"PRAGMA {pragma}")
-            store._migrate()
-        except BaseException:
-            store.close()
-            raise
-        return store
+    def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
+        """An edition's rows, in the order they were added."""
+        ...
 
-    @classmethod
-    def open_read_only(cls, path: Path, *, busy_timeout: float = 30.0) -> Store | None:
-        """Open an existing store so that no write is possible; None if there is none yet.
+    def undelivered(self, since: date) -> tuple[Delivery, ...]:
+        """Rows of editions since ``since`` that are not (known to be) sent, oldest first."""
+        ...
 
-        Where its folder cannot be written (a read-only filesystem), SQLite cannot make the
-        ``-shm`` index that reading a WAL store needs, so the file is read as immutable.
-        """
-        if not path.exists():
-            return None
-        try:
-            return cls._open_read_only(path, "mode=ro", busy_timeout)
-        except StoreError as exc:
-            if os.access(path.parent, os.W_OK):
-                raise
-            refuse_unmerged_wal(path, exc)
-            logger.debug(
-                "%s: its folder is not writable (%s): reading it as immutable, which assumes"
-                " nothing writes it, as on a read-only filesystem",
-                path,
-                exc.cause,
-            )
-        return cls._open_read_only(path, "mode=ro&immutable=1", busy_timeout)
+    def latest_delivery_date(self) -> date | None:
+        """The most recent edition with any row."""
+        ...
 
-    @classmethod
-    def _open_read_only(cls, path: Path, flags: str, busy_timeout: float) -> Store:
-        conn = connect(path, busy_timeout, read_only_flags=flags)
-        store = cls(conn, path, is_read_only=True, busy_timeout=busy_timeout)
-        try:
-            store._conn.execute("SELECT count(*) FROM migrations").fetchone()
-        except BaseException:
-            store.close()
-            raise
-        return store
+    def send_lock(
+        self,
+        *,
+        wait_seconds: float,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[SendLockHolder], None] | None = None,
+    ) -> AbstractContextManager[bool]:
+        """Hold the one sender's lock, released however the holder ends (killed included);
+        wait up to ``wait_seconds`` (then ``StoreError``), telling ``on_wait`` who holds it.
+        Yields False if ``stop`` was set while waiting."""
+        ...
 
-    def close(self) -> None:
-        self._conn.close()
 
-    def __enter__(self) -> Store:
-        return self
+class Store(Ledger, Protocol):
+    """What digest keeps between runs. Close it (or use it as a context manager) when done."""
+
+    @property
+    def is_read_only(self) -> bool:
+        """Opened so that every write is refused (``digest preview``, the read-only commands)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    ) -> None: ...
 
-    def atomic(self) -> contextlib.AbstractContextManager[None]:
-        """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
-        return self._conn.atomic()
-
-    def _migrate(self) -> None:
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {row[0] for row in self._conn.execute("SELECT name FROM migrations")}
-        for name, migration in MIGRATIONS:
-            if name in done:
-                continue
-            with self.atomic():
-                migration(self._conn.raw)
-                self._conn.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC)))
-                )
-
-    def applied_migrations(self) -> tuple[str, ...]:
-        rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
-        return tuple(row[0] for row in rows)
-
-    @functools.cached_property
-    def has_schedule_tables(self) -> bool:
-        """Is m006 applied? (A read-only look at an older store finds it is not.)"""
-        return "m006_schedule" in self.applied_migrations()
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction around the block, committed at its end and rolled back if it raises;
+        a nested block is rolled back alone."""
+        ...
 
     # Feeds
 
-    def feed_state(self, url: str) -> FeedState | None:
-        row = self._conn.execute(
-            "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error,"
-            " fetch_url, is_gone, body_hash FROM feeds WHERE url = ?",
-            (url,),
-        ).fetchone()
-        if row is None:
-            return None
-        ttl_minutes, not_before, hold_reason = self._feed_hold(url)
-        return FeedState(
-            ttl_minutes=ttl_minutes,
-            not_before=not_before,
-            hold_reason=hold_reason,
-            url=row[0],
-            etag=row[1],
-            last_modified=row[2],
-            last_success_at=to_datetime(row[3]),
-            last_error_at=to_datetime(row[4]),
-            last_error=row[5],
-            fetch_url=row[6],
-            is_gone=bool(row[7]),
-            body_hash=row[8],
-        )
+    def record_fetch(self, result: FetchResult) -> None:
+        """Keep a fetch's validators and new address (success) or its error (failure, also
+        added to the feed's failures)."""
+        ...
 
-    def _feed_hold(self, url: str) -> tuple[int | None, datetime | None, str | None]:
-        if not self.has_schedule_tables:
-            return None, None, None
-        row = self._conn.execute(
-            "SELECT ttl_minutes, not_before, hold_reason FROM feeds WHERE url = ?", (url,)
-        ).fetchone()
-        return row[0], to_datetime(row[1]), row[2]
+    def feed_state(self, url: str) -> FeedState | None:
+        """What is remembered of a feed between fetches; None if it was never fetched."""
+        ...
 
     def hold_feed(
         self, url: str, not_before: datetime | None, reason: str | None, ttl_minutes: int | None
     ) -> None:
         """Remember when a feed may be fetched again, why, and its own RSS ``<ttl>``."""
-        with self.atomic():
-            self._conn.execute(
-                "UPDATE feeds SET not_before = ?, hold_reason = ?, ttl_minutes = ? WHERE url = ?",
-                (to_text(not_before), reason, ttl_minutes, url),
-            )
+        ...
 
     def held_feeds(self, now: datetime) -> tuple[FeedState, ...]:
-        """Feeds that politeness keeps from being fetched before some time after ``now``."""
-        if not self.has_schedule_tables:
-            return ()
-        rows = self._conn.execute(
-            "SELECT url FROM feeds WHERE not_before > ? ORDER BY not_before, url", (to_text(now),)
-        )
-        return tuple(state for (url,) in rows.fetchall() if (state := self.feed_state(url)))
-
-    def record_fetch(self, result: FetchResult) -> None:
-        """Remember a fetch's validators and new address (on success) or its error (on failure).
-
-        Every failure is also kept in ``feed_errors`` (time, kind, message) for ``digest feeds``.
-        """
-        source = result.source
-        with self.atomic():
-            self._conn.execute(
-                "INSERT INTO feeds (url, name) VALUES (?, ?) ON CONFLICT (url) DO UPDATE"
-                " SET name = excluded.name",
-                (source.url, source.name),
-            )
-            when = to_text(result.fetched_at)
-            if result.moved_to:
-                self._conn.execute(
-                    "UPDATE feeds SET fetch_url = ? WHERE url = ?", (result.moved_to, source.url)
-                )
-            if result.is_ok:
-                self._conn.execute(
-                    "UPDATE feeds SET last_success_at = ?, last_error = NULL,"
-                    " last_error_at = NULL, last_error_kind = NULL,"
-                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),"
-                    " body_hash = coalesce(?, body_hash) WHERE url = ?",
-                    (when, result.etag, result.last_modified, result.body_hash, source.url),
-                )
-                return
-            kind = result.error_kind or "error"
-            self._conn.execute(
-                "UPDATE feeds SET last_error_at = ?, last_error = ?, last_error_kind = ?,"
-                " is_gone = ?, body_hash = NULL WHERE url = ?",
-                (when, result.error, kind, int(result.is_gone), source.url),
-            )
-            self._conn.execute(
-                "INSERT INTO feed_errors VALUES (?, ?, ?, ?)",
-                (source.url, when, kind, result.error or ""),
-            )
+        """Feeds held back from fetching until some time after ``now``."""
+        ...
 
     def revive_feed(self, url: str) -> None:
-        """Fetch a feed again that answered 410 Gone (the user re-added it)."""
-        with self.atomic():
-            self._conn.execute("UPDATE feeds SET is_gone = 0 WHERE url = ?", (url,))
+        """Fetch again a feed that answered 410 Gone."""
+        ...
 
     def feed_health(self, sources: Sequence[FeedSource]) -> tuple[FeedHealth, ...]:
-        """How each configured feed is doing, in the order given (never fetched: empty)."""
-        return tuple(self._health(source) for source in sources)
-
-    def _health(self, source: FeedSource) -> FeedHealth:
-        row = self._conn.execute(
-            "SELECT last_success_at, last_error_at, last_error, last_error_kind, fetch_url,"
-            " is_gone, (SELECT count(*) FROM stories WHERE feed_url = feeds.url),"
-            " (SELECT count(*) FROM feed_errors WHERE feed_url = feeds.url)"
-            " FROM feeds WHERE url = ?",
-            (source.url,),
-        ).fetchone()
-        if row is None:
-            return FeedHealth(source=source)
-        return FeedHealth(
-            source=source,
-            last_success_at=to_datetime(row[0]),
-            last_error_at=to_datetime(row[1]),
-            last_error=row[2],
-            last_error_kind=row[3],
-            fetch_url=row[4],
-            is_gone=bool(row[5]),
-            stories=row[6],
-            failures=row[7],
-        )
+        """How each feed is doing, in the order given (never fetched: a bare record)."""
+        ...
 
     def feed_failures(self, url: str, limit: int = 20) -> tuple[FetchFailure, ...]:
         """A feed's most recent failures, newest first."""
-        rows = self._conn.execute(
-            "SELECT failed_at, kind, message FROM feed_errors WHERE feed_url = ?"
-            " ORDER BY failed_at DESC, rowid DESC LIMIT ?",
-            (url, limit),
-        )
-        return tuple(
-            FetchFailure(feed_url=url, failed_at=from_text(r[0]), kind=r[1], message=r[2])
-            for r in rows
-        )
-
-    # Summaries
-
-    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
-        """The stored summaries by this model of these texts, by text hash."""
-        if "m004_summary_cache" not in self.applied_migrations():
-            return {}  # a read-only look at a store from before the cache
-        found: dict[str, str] = {}
-        for start in range(0, len(text_hashes), 500):
-            chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, summary FROM summaries WHERE model_id = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_id, *chunk),
-            )
-            found.update(rows.fetchall())
-        return found
-
-    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
-        """Keep summaries by text hash, so no run computes the same summary twice."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                [(model_id, key, text, to_text(now)) for key, text in summaries.items()],
-            )
-
-    # Embeddings
-
-    def cached_embeddings(
-        self, model_key: str, text_hashes: Sequence[str]
-    ) -> tuple[Embedding, ...]:
-        """The stored, intact vectors of these texts by this model (one whose length does
-        not match its dimensions is left out, so it is computed again)."""
-        if "m007_embedding_cache" not in self.applied_migrations():
-            return ()  # a read-only look at a store from before the cache
-        found: list[Embedding] = []
-        for start in range(0, len(text_hashes), 500):
-            chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, dimensions, vector FROM embeddings WHERE model_key = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_key, *chunk),
-            )
-            found += (
-                Embedding(model_key=model_key, text_hash=r[0], dimensions=r[1], vector=bytes(r[2]))
-                for r in rows
-            )
-        return tuple(e for e in found if e.is_whole)
-
-    def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
-        """Keep vectors by model and text hash, so no run embeds the same text twice."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
-                [
-                    (e.model_key, e.text_hash, e.dimensions, e.vector, to_text(now))
-                    for e in embeddings
-                ],
-            )
-
-    # Full-text articles
-
-    def article(self, url: str) -> Article | None:
-        """The cached extraction of an article page, if it was fetched before."""
-        row = self._conn.execute(
-            "SELECT fetched_at, text, error FROM articles WHERE url = ?", (url,)
-        ).fetchone()
-        if row is None:
-            return None
-        return Article(url=url, fetched_at=from_text(row[0]), text=row[1], error=row[2])
-
-    def save_articles(self, articles: Iterable[Article]) -> None:
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)",
-                [(a.url, to_text(a.fetched_at), a.text, a.error) for a in articles],
-            )
+        ...
 
     def failing_feeds(self) -> tuple[FeedFailure, ...]:
-        """Feeds whose most recent fetch failed."""
-        rows = self._conn.execute(
-            "SELECT url, coalesce(name, url), last_error FROM feeds"
-            " WHERE last_error IS NOT NULL ORDER BY url"
-        )
-        return tuple(FeedFailure(feed_url=r[0], name=r[1], error=r[2]) for r in rows)
+        """Feeds whose most recent fetch failed, by URL."""
+        ...
 
-    # Stories
+    # Stories and editions
 
     def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
-        """Store stories not seen before (same id or same link); return how many were new."""
-        added = 0
-        with self.atomic():
-            for story in stories:
-                if self.has_story(story):
-                    continue
-                self._conn.execute(
-                    "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
-                    " published_at, author, text, html, first_seen_at, categories, text_source,"
-                    " is_deduped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        story.story_id,
-                        story.feed_url,
-                        story.source_name,
-                        story.category,
-                        story.url,
-                        story.title,
-                        to_text(story.published_at),
-                        story.author,
-                        story.text,
-                        story.html,
-                        to_text(seen_at),
-                        json.dumps(story.categories, ensure_ascii=False),
-                        story.text_source,
-                        int(story.is_deduped),
-                    ),
-                )
-                added += 1
-        return added
+        """Keep the stories not seen before (same id or same link); how many were new."""
+        ...
 
     def has_story(self, story: Story) -> bool:
-        """Is this story (same id or same link) stored already?"""
-        row = self._conn.execute(
-            "SELECT 1 FROM stories WHERE story_id = ? OR url = ? LIMIT 1",
-            (story.story_id, story.url),
-        ).fetchone()
-        return row is not None
+        """Is this story (same id or same link) kept already?"""
+        ...
 
     def stories_for_edition(self, edition_on: date) -> tuple[Story, ...]:
-        """Stories not yet in any sent edition, plus those already assigned to this one."""
-        rows = self._conn.execute(
-            "SELECT story_id, feed_url, source_name, category, url, title, published_at,"
-            " author, text, html, categories, text_source, is_deduped FROM stories"
-            " WHERE edition_on IS NULL OR edition_on = ?"
-            " ORDER BY first_seen_at, story_id",
-            (edition_on.isoformat(),),
-        )
-        return tuple(
-            Story(
-                story_id=r[0],
-                feed_url=r[1],
-                source_name=r[2],
-                category=r[3],
-                url=r[4],
-                title=r[5],
-                published_at=to_datetime(r[6]),
-                author=r[7],
-                text=r[8],
-                html=r[9],
-                categories=tuple(json.loads(r[10])),
-                text_source=r[11],
-                is_deduped=bool(r[12]),
-            )
-            for r in rows
-        )
-
-    # Editions (their delivery ledger: digest.sqlite_ledger)
-
-    def edition(self, edition_on: date) -> RenderedDigest | None:
-        row = self._conn.execute(
-            "SELECT subject, html, text FROM editions WHERE edition_on = ?",
-            (edition_on.isoformat(),),
-        ).fetchone()
-        if row is None:
-            return None
-        return RenderedDigest(edition_on=edition_on, subject=row[0], html=row[1], text=row[2])
-
-    def edition_subjects(self) -> tuple[tuple[date, str], ...]:
-        """Every archived edition's date and subject line, newest first."""
-        rows = self._conn.execute(
-            "SELECT edition_on, subject FROM editions ORDER BY edition_on DESC"
-        ).fetchall()
-        return tuple((date.fromisoformat(day), subject) for day, subject in rows)
+        """Stories in no edition yet, and those of this one, in the order first seen."""
+        ...
 
     def create_edition(
         self, rendered: RenderedDigest, story_ids: Sequence[str], created_at: datetime
     ) -> None:
-        """Archive the edition as rendered and assign its stories to it, in one transaction."""
-        day = rendered.edition_on.isoformat()
-        with self.atomic():
-            self._conn.execute(
-                "INSERT INTO editions VALUES (?, ?, ?, ?, ?)",
-                (day, rendered.subject, rendered.html, rendered.text, to_text(created_at)),
-            )
-            self._conn.executemany(
-                "UPDATE stories SET edition_on = ? WHERE story_id = ?",
-                [(day, story_id) for story_id in story_ids],
-            )
+        """Archive an edition as rendered and give it its stories, in one transaction."""
+        ...
+
+    def edition(self, edition_on: date) -> RenderedDigest | None:
+        """An archived edition, exactly as sent."""
+        ...
+
+    def edition_subjects(self) -> tuple[tuple[date, str], ...]:
+        """Every archived edition's day and subject line, newest first."""
+        ...
 
     def latest_edition_on(self) -> date | None:
-        """The day of the most recent edition archived."""
-        row = self._conn.execute("SELECT max(edition_on) FROM editions").fetchone()
-        return date.fromisoformat(row[0]) if row[0] else None
+        """The day of the most recent archived edition."""
+        ...
 
-    def edition_created_at(self, edition_on: date) -> datetime | None:
-        row = self._conn.execute(
-            "SELECT created_at FROM editions WHERE edition_on = ?", (edition_on.isoformat(),)
-        ).fetchone()
-        return to_datetime(row[0]) if row else None
+    # Caches: computed once, kept by what they depend on
+
+    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
+        """The kept summaries by this model of these texts (those it has), by text hash."""
+        ...
+
+    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
+        """Keep summaries (a second one of the same model and text replaces the first)."""
+        ...
+
+    def cached_embeddings(
+        self, model_key: str, text_hashes: Sequence[str]
+    ) -> tuple[Embedding, ...]:
+        """The kept, whole vectors of these texts by this model (those it has)."""
+        ...
+
+    def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
+        """Keep vectors (a second one of the same model and text replaces the first)."""
+        ...
+
+    def article(self, url: str) -> Article | None:
+        """The kept extraction of an article page (its text, or why there is none)."""
+        ...
+
+    def save_articles(self, articles: Iterable[Article]) -> None:
+        """Keep article extractions by URL."""
+        ...
 
     # The daemon's job runs
 
     def add_job_run(self, run: JobRun) -> None:
-        """Record one job run (one commit)."""
-        with self.atomic():
-            self._insert_job_run("INSERT", run)
+        """Keep one job run."""
+        ...
 
     def add_missed_edition(self, run: JobRun) -> bool:
-        """Record an edition skipped after the grace; False if that day's miss is recorded."""
-        with self.atomic():
-            return self._insert_job_run("INSERT OR IGNORE", run) == 1
-
-    def _insert_job_run(self, verb: str, run: JobRun) -> int:
-        return self._conn.execute(
-            f"{verb} INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.job,
-                to_text(run.started_at),
-                to_text(run.finished_at),
-                run.outcome,
-                run.summary,
-                json.dumps(run.failures, ensure_ascii=False),
-                run.edition_on.isoformat() if run.edition_on else None,
-                to_text(run.scheduled_at),
-            ),
-        ).rowcount
+        """Keep an edition skipped after the grace; False if that day's miss is kept already."""
+        ...
 
     def job_runs(
         self, job: str, *, limit: int = 1, outcome: str | None = None
     ) -> tuple[JobRun, ...]:
-        """The most recent runs of a job (of one outcome, if given), newest first."""
-        if not self.has_schedule_tables:
-            return ()
-        rows = self._conn.execute(
-            "SELECT job, started_at, finished_at, outcome, summary, failures, edition_on,"
-            " scheduled_at FROM job_runs WHERE job = ? AND (? IS NULL OR outcome = ?)"
-            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
-            (job, outcome, outcome, limit),
-        )
-        return tuple(
-            JobRun(
-                job=r[0],
-                started_at=from_text(r[1]),
-                finished_at=from_text(r[2]),
-                outcome=r[3],
-                summary=r[4],
-                failures=tuple(json.loads(r[5])),
-                edition_on=date.fromisoformat(r[6]) if r[6] else None,
-                scheduled_at=to_datetime(r[7]),
-            )
-            for r in rows
-        )
+        """A job's most recent runs (of one outcome, if given), newest first."""
+        ...
 
     def last_activity(self) -> datetime | None:
-        """When a job last ran or an edition was last archived: where the daemon left off."""
-        times = [self._conn.execute("SELECT max(created_at) FROM editions").fetchone()[0]]
-        if self.has_schedule_tables:
-            times.append(self._conn.execute("SELECT max(started_at) FROM job_runs").fetchone()[0])
-        known = [from_text(t) for t in times if t]
-        return max(known) if known else None
+        """When a job last ran or an edition was last archived."""
+        ...

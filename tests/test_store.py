@@ -18,7 +18,7 @@ from digest.models import (
     Story,
 )
 from digest.sqlite_migrations import MIGRATIONS
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
 
@@ -39,9 +39,9 @@ def _story(n: int, url: str | None = None) -> Story:
 
 def test_migrations_run_once_and_the_file_is_wal(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "digest.db"
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -49,7 +49,7 @@ def test_migrations_run_once_and_the_file_is_wal(tmp_path: Path) -> None:
 
 
 def test_stories_are_deduplicated_by_id_and_by_link(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         assert store.add_stories([_story(1), _story(2)], NOW) == 2
         assert store.add_stories([_story(1), _story(3, url="https://example.org/2")], NOW) == 0
         assert [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))] == [
@@ -64,7 +64,7 @@ def test_stories_are_deduplicated_by_id_and_by_link(tmp_path: Path) -> None:
 
 def test_a_story_belongs_to_the_first_edition_that_takes_it(tmp_path: Path) -> None:
     day = date(2024, 3, 1)
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         store.add_stories([_story(1), _story(2)], NOW)
         rendered = RenderedDigest(edition_on=day, subject="S", html="<p>h</p>", text="t")
         store.create_edition(rendered, ["sha256:1", "sha256:2"], NOW)
@@ -81,7 +81,7 @@ def test_a_story_belongs_to_the_first_edition_that_takes_it(tmp_path: Path) -> N
 
 def test_feed_state_keeps_validators_and_the_last_error(tmp_path: Path) -> None:
     source = FeedSource(url="https://example.org/feed", name="Example")
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200, etag='"1"'))
         store.record_fetch(FetchResult(source=source, fetched_at=NOW, error="HTTP 500"))
         state = store.feed_state(source.url)
@@ -96,7 +96,7 @@ def test_delivery_ledger_is_unique_per_edition_and_recipient(tmp_path: Path) -> 
     pending = Delivery(
         edition_on=day, recipient="a@example.org", message_id="<1@x>", state=DeliveryState.PENDING
     )
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         store.create_edition(
             RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
         )
@@ -108,7 +108,7 @@ def test_delivery_ledger_is_unique_per_edition_and_recipient(tmp_path: Path) -> 
 
 
 def test_atomic_rolls_back_and_nests_with_savepoints(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         with store.atomic():
             store.add_stories([_story(1)], NOW)
             with pytest.raises(RuntimeError), store.atomic():
@@ -123,9 +123,9 @@ def test_atomic_rolls_back_and_nests_with_savepoints(tmp_path: Path) -> None:
 
 def test_read_only_store_cannot_write(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    Store.open(path).close()
-    assert Store.open_read_only(tmp_path / "missing.db") is None
-    store = Store.open_read_only(path)
+    SQLiteStore.open(path).close()
+    assert SQLiteStore.open_read_only(tmp_path / "missing.db") is None
+    store = SQLiteStore.open_read_only(path)
     assert store is not None
     with store, pytest.raises(StoreError, match="readonly"):
         store.add_stories([_story(1)], NOW)
@@ -139,7 +139,10 @@ def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
         message_id="<1@x>",
         state=DeliveryState.PENDING,
     )
-    with Store.open(tmp_path / "d.db") as first, Store.open(tmp_path / "d.db") as second:
+    with (
+        SQLiteStore.open(tmp_path / "d.db") as first,
+        SQLiteStore.open(tmp_path / "d.db") as second,
+    ):
         first.create_edition(
             RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
         )
@@ -162,11 +165,11 @@ def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
 
 def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    Store.open(path).close()
+    SQLiteStore.open(path).close()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        with Store.open(path, busy_timeout=0.1) as store, pytest.raises(StoreError) as caught:
+        with SQLiteStore.open(path, busy_timeout=0.1) as store, pytest.raises(StoreError) as caught:
             store.add_stories([_story(1)], NOW)
         assert "database is locked" in str(caught.value)
         assert "another digest process" in str(caught.value)
@@ -184,9 +187,9 @@ def test_embeddings_round_trip_by_model_and_text_and_a_damaged_one_is_left_out(
         Embedding(model_key="m/fp32", text_hash="sha256:b", dimensions=3, vector=vector[:8]),
         Embedding(model_key="m/bf16", text_hash="sha256:c", dimensions=3, vector=vector),
     ]
-    with Store.open(tmp_path / "d.db") as store:
+    with SQLiteStore.open(tmp_path / "d.db") as store:
         store.save_embeddings(kept, NOW)
-    store = Store.open_read_only(tmp_path / "d.db")
+    store = SQLiteStore.open_read_only(tmp_path / "d.db")
     assert store is not None
     with store:
         found = store.cached_embeddings("m/fp32", ["sha256:a", "sha256:b", "sha256:c"])
@@ -199,14 +202,14 @@ def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "d.db"
-    with Store.open(path):
+    with SQLiteStore.open(path):
         pass
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE embeddings")
     conn.execute("DELETE FROM migrations WHERE name = 'm007_embedding_cache'")
     conn.commit()
     conn.close()
-    store = Store.open_read_only(path)
+    store = SQLiteStore.open_read_only(path)
     assert store is not None
     with store:
         assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
