@@ -58,6 +58,7 @@ from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
 from digest.models import (
     Article,
+    CachedSummary,
     Delivery,
     DeliveryState,
     Digest,
@@ -700,12 +701,16 @@ class CachedSummarizer:
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         keys = [summary_key(request) for request in requests]
-        done = self.store.cached_summaries(self.model_id, keys) if self.store else {}
+        cached = self.store.cached_summaries(self.model_id, keys) if self.store else ()
+        done = {summary.text_hash: summary.text for summary in cached}
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
         summaries = summarize_with_progress(self.inner, list(todo.values()))
         fresh = dict(zip(todo, summaries, strict=True))
         if fresh and self.store is not None and not self.store.is_read_only:
-            self.store.save_summaries(self.model_id, fresh, self.clock())
+            kept = [
+                CachedSummary(model_id=self.model_id, text_hash=k, text=t) for k, t in fresh.items()
+            ]
+            self.store.save_summaries(kept, self.clock())
         return [done[key] if key in done else fresh[key] for key in keys]
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from digest.errors import StoreError
 from digest.models import (
     Article,
+    CachedSummary,
     Embedding,
     JobRun,
     RenderedDigest,
@@ -173,11 +174,13 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
 
     # Summaries
 
-    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
-        """The stored summaries by this model of these texts, by text hash."""
+    def cached_summaries(
+        self, model_id: str, text_hashes: Sequence[str]
+    ) -> tuple[CachedSummary, ...]:
+        """The stored summaries by this model of these texts."""
         if "m004_summary_cache" not in self.applied_migrations():
-            return {}  # a read-only look at a store from before the cache
-        found: dict[str, str] = {}
+            return ()  # a read-only look at a store from before the cache
+        found: list[CachedSummary] = []
         for start in range(0, len(text_hashes), 500):
             chunk = text_hashes[start : start + 500]
             rows = self._conn.execute(
@@ -185,15 +188,15 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
                 f" AND text_hash IN ({', '.join('?' * len(chunk))})",
                 (model_id, *chunk),
             )
-            found.update(rows.fetchall())
-        return found
+            found += (CachedSummary(model_id=model_id, text_hash=r[0], text=r[1]) for r in rows)
+        return tuple(found)
 
-    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
-        """Keep summaries by text hash, so no run computes the same summary twice."""
+    def save_summaries(self, summaries: Iterable[CachedSummary], now: datetime) -> None:
+        """Keep summaries by model and text hash, so no run computes the same summary twice."""
         with self.atomic():
             self._conn.executemany(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                [(model_id, key, text, to_text(now)) for key, text in summaries.items()],
+                [(s.model_id, s.text_hash, s.text, to_text(now)) for s in summaries],
             )
 
     # Embeddings

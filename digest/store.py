@@ -32,6 +32,7 @@ from typing import Protocol, Self
 
 from digest.models import (
     Article,
+    CachedSummary,
     Delivery,
     DeliveryState,
     Embedding,
@@ -200,11 +201,13 @@ class Store(Ledger, Protocol):
 
     # Caches: computed once, kept by what they depend on
 
-    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
-        """The kept summaries by this model of these texts (those it has), by text hash."""
+    def cached_summaries(
+        self, model_id: str, text_hashes: Sequence[str]
+    ) -> tuple[CachedSummary, ...]:
+        """The kept summaries by this model of these texts (those it has)."""
         ...
 
-    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
+    def save_summaries(self, summaries: Iterable[CachedSummary], now: datetime) -> None:
         """Keep summaries (a second one of the same model and text replaces the first)."""
         ...
 
