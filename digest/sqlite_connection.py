@@ -13,7 +13,7 @@ import contextlib
 import shlex
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,16 +105,17 @@ def connect(
 
 
 class Connection:
-    """The store's SQLite connection, through which every failure comes out explained (as
-    ``explain`` makes it): the one place where storage faults get their words, and where
-    transactions begin and end."""
+    """The store's SQLite connection, through which every failure comes out explained: the
+    one place where storage faults get their words, and where transactions begin and end."""
 
-    def __init__(
-        self, raw: sqlite3.Connection, explain: Callable[[sqlite3.Error], StoreError]
-    ) -> None:
+    def __init__(self, raw: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
         self.raw = raw
-        self.explain = explain
-        self._depth = 0
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._depth = 0  # atomic() blocks open: 1 is the transaction, more are savepoints
+
+    def explain(self, exc: sqlite3.Error) -> StoreError:
+        return storage_error(self.path, exc, self.busy_timeout)
 
     @contextmanager
     def explained(self) -> Iterator[None]:
@@ -134,38 +135,67 @@ class Connection:
     def close(self) -> None:
         self.raw.close()
 
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock.
+
+        SQLite may roll a whole transaction back itself (a full disk, an I/O error): a block
+        that goes on after that writes nothing more, its next atomic() and its end raise.
+        """
+        return self._savepoint() if self._depth else self._transaction()
+
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
-        name = f"sp{self._depth}"
-        self.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
-        self._depth += 1
+    def _transaction(self) -> Iterator[None]:
+        self.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield
+            self._require_transaction()
+            self.execute("COMMIT")
         except BaseException as exc:
-            self._depth -= 1
-            self._undo(name)
+            self._undo("ROLLBACK")  # also after a failed COMMIT, which can leave it open
             if isinstance(exc, sqlite3.Error):  # from a migration, on the raw connection
                 raise self.explain(exc) from exc
             raise
-        self._depth -= 1
-        try:
-            self.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
-        except StoreError:
-            self._undo(name)  # a COMMIT that failed (a full disk) can leave it open
-            raise
+        finally:
+            self._depth = 0
 
-    def _undo(self, name: str) -> None:
-        """Roll back the transaction or savepoint being left, unless SQLite already did."""
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self._require_transaction()
+        name = f"sp{self._depth}"
+        self.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._undo(f"ROLLBACK TO {name}", f"RELEASE {name}")
+            raise
+        finally:
+            self._depth -= 1
+        self._require_transaction()
+        self.execute(f"RELEASE {name}")
+
+    def _require_transaction(self) -> None:
+        """Raise if SQLite has rolled back the transaction an atomic() block is in."""
+        if self.raw.in_transaction:
+            return
+        cause = "the transaction was rolled back after an earlier failure in it"
+        raise StoreError(
+            f"{self.path}: {cause}; nothing of it was recorded",
+            path=self.path,
+            cause=cause,
+            hint="run the command again; if it fails again, the first error says what to fix",
+        )
+
+    def _undo(self, *statements: str) -> None:
+        """Roll back the transaction or savepoint being left, unless SQLite has rolled back
+        the whole transaction already: then no savepoint of it is left to roll back to."""
         if not self.raw.in_transaction:
             return
         # The failure that brought us here is the one to report, not one while undoing it.
         with contextlib.suppress(sqlite3.Error):
-            if self._depth == 0:
-                self.raw.execute("ROLLBACK")
-            else:
-                self.raw.execute(f"ROLLBACK TO {name}")
-                self.raw.execute(f"RELEASE {name}")
+            for statement in statements:
+                self.raw.execute(statement)
 
 
 class Rows:

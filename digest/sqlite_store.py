@@ -41,7 +41,6 @@ from digest.sqlite_connection import (
     connect,
     from_text,
     refuse_unmerged_wal,
-    storage_error,
     to_datetime,
     to_text,
 )
@@ -66,9 +65,7 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         is_read_only: bool = False,
         busy_timeout: float = 30.0,
     ) -> None:
-        self._conn = Connection(
-            conn, functools.partial(storage_error, path, busy_timeout=busy_timeout)
-        )
+        self._conn = Connection(conn, path, busy_timeout)
         self.path = path
         self.is_read_only = is_read_only
 

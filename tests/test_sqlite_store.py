@@ -4,18 +4,21 @@ What every store does is tests/test_store.py."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from digest.errors import StoreError
-from digest.models import Story
+from digest.models import Delivery, DeliveryState, Story
 from digest.sqlite_migrations import MIGRATIONS
 from digest.sqlite_store import SQLiteStore
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
+DAY = date(2024, 3, 1)
 
 
 def _story(n: int, url: str | None = None) -> Story:
@@ -86,3 +89,70 @@ def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
     assert store is not None
     with store:
         assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
+
+
+# Transactions and SQLite's own rollbacks
+
+
+def _roll_back_on_boom(path: Path) -> None:
+    """Make SQLite roll back the whole transaction that adds a story titled "Boom" (as a full
+    disk or an I/O error can), savepoints and all."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TRIGGER roll_back BEFORE INSERT ON stories WHEN NEW.title = 'Boom'"
+            " BEGIN SELECT RAISE(ROLLBACK, 'rolled back by a trigger'); END"
+        )
+
+
+def test_a_block_that_goes_on_after_sqlite_rolled_its_transaction_back_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Before: the rest of the block ran outside any transaction, each write committed on its
+    own, and the block's end failed with "cannot commit - no transaction is active"."""
+    path = tmp_path / "d.db"
+    SQLiteStore.open(path).close()
+    _roll_back_on_boom(path)
+    boom = replace(_story(2), title="Boom")
+    with SQLiteStore.open(path) as store:
+        with pytest.raises(StoreError, match="rolled back") as caught, store.atomic():
+            store.add_stories([_story(1)], NOW)
+            with contextlib.suppress(StoreError):
+                store.add_stories([boom], NOW)
+            store.add_stories([_story(3)], NOW)
+        assert "no transaction is active" not in str(caught.value)
+        assert store.stories_for_edition(DAY) == ()
+        store.add_stories([_story(4)], NOW)  # the next transaction is a new one
+        assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:4"]
+
+
+def test_sqlite_rolling_back_inside_a_nested_block_is_the_error_reported(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.db"
+    SQLiteStore.open(path).close()
+    _roll_back_on_boom(path)
+    with SQLiteStore.open(path) as store:
+        with pytest.raises(StoreError, match="rolled back by a trigger"), store.atomic():
+            store.add_stories([_story(1)], NOW)
+            with store.atomic():
+                store.add_stories([replace(_story(2), title="Boom")], NOW)
+        assert store.stories_for_edition(DAY) == ()
+        store.add_stories([_story(3)], NOW)
+        assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:3"]
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a foreign key checked at the end; a full disk in
+    tests/test_store_faults.py) is rolled back: the next write is not refused with "cannot
+    start a transaction within a transaction"."""
+    pending = Delivery(
+        edition_on=DAY, recipient="a@example.org", message_id="<1@x>", state=DeliveryState.PENDING
+    )
+    with SQLiteStore.open(tmp_path / "d.db") as store:
+        with pytest.raises(StoreError, match="FOREIGN KEY"), store.atomic():
+            store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+            store.add_stories([_story(1)], NOW)
+            store.add_deliveries([pending], NOW)  # of an edition never archived
+        assert store.deliveries(DAY) == () and store.stories_for_edition(DAY) == ()
+        store.add_stories([_story(2)], NOW)
+        assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:2"]
