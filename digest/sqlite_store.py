@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from digest.errors import StoreError
 from digest.models import (
@@ -55,7 +55,12 @@ logger = logging.getLogger(__name__)
 
 
 class SQLiteStore(SQLiteFeeds, SQLiteLedger):
-    """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``."""
+    """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``
+    (or ``open_empty`` where there is no file yet)."""
+
+    # How many stores this process has opened, of every kind: a test can count the opens of
+    # one command (once per command or daemon job, so no SQLite connection crosses threads).
+    opened: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -92,6 +97,7 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         except BaseException:
             store.close()
             raise
+        SQLiteStore.opened += 1
         return store
 
     @classmethod
@@ -126,6 +132,18 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         except BaseException:
             store.close()
             raise
+        SQLiteStore.opened += 1
+        return store
+
+    @classmethod
+    def open_empty(cls, path: Path) -> SQLiteStore:
+        """A read-only store with nothing in it, standing for the one at ``path`` that does not
+        exist yet (a read-only command before the first collect). It is in memory only: no
+        file is made, and every write is refused as in ``open_read_only``."""
+        store = cls(sqlite3.connect(":memory:", isolation_level=None), path, is_read_only=True)
+        store._migrate()
+        store._conn.execute("PRAGMA query_only = ON")
+        SQLiteStore.opened += 1
         return store
 
     def close(self) -> None:

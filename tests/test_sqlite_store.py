@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import StoreError
-from digest.models import Delivery, DeliveryState, Story
+from digest.models import Delivery, DeliveryState, FeedHealth, FeedSource, Story
 from digest.sqlite_migrations import MIGRATIONS
 from digest.sqlite_store import SQLiteStore
 
@@ -156,3 +156,40 @@ def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
         assert store.deliveries(DAY) == () and store.stories_for_edition(DAY) == ()
         store.add_stories([_story(2)], NOW)
         assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:2"]
+
+
+# Opening
+
+
+def test_each_store_opened_is_counted_once(tmp_path: Path) -> None:
+    """``SQLiteStore.opened`` counts the stores a process opened: how a test sees that a
+    command opens its store once."""
+    path = tmp_path / "d.db"
+    before = SQLiteStore.opened
+    SQLiteStore.open(path).close()
+    assert SQLiteStore.opened == before + 1
+    assert SQLiteStore.open_read_only(tmp_path / "missing.db") is None
+    (tmp_path / "other.db").write_bytes(b"not a database at all, " * 512)
+    with pytest.raises(StoreError):
+        SQLiteStore.open_read_only(tmp_path / "other.db")
+    assert SQLiteStore.opened == before + 1  # neither opened anything
+    for store in (SQLiteStore.open_read_only(path), SQLiteStore.open_empty(tmp_path / "new.db")):
+        assert store is not None
+        store.close()
+    assert SQLiteStore.opened == before + 3
+
+
+def test_an_empty_store_reads_as_a_store_never_written_and_makes_no_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new.db"
+    source = FeedSource(url="https://example.org/feed", name="Example")
+    with SQLiteStore.open_empty(path) as store:
+        assert store.is_read_only
+        assert store.feed_health([source]) == (FeedHealth(source=source),)
+        assert store.deliveries(DAY) == () and store.latest_delivery_date() is None
+        assert store.job_runs("collect") == () and store.last_activity() is None
+        assert store.stories_for_edition(DAY) == () and store.edition(DAY) is None
+        with pytest.raises(StoreError, match=f"{path}: the store cannot be written"):
+            store.add_stories([_story(1)], NOW)
+    assert list(tmp_path.iterdir()) == []
