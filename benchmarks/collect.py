@@ -243,7 +243,7 @@ def digest_child(spec: ChildSpec) -> dict[str, Any]:
     """Run digest's collect_all once on a store in the workdir; time only the collect."""
     from digest.config import validate_settings
     from digest.pipeline import collect_all
-    from digest.store import Store
+    from digest.sqlite_store import SQLiteStore
 
     workdir = Path(spec.workdir)
     settings = validate_settings(_digest_settings(spec.urls), workdir / "settings.toml")
@@ -251,7 +251,7 @@ def digest_child(spec: ChildSpec) -> dict[str, Any]:
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    with Store.open(settings.store.path) as store:
+    with SQLiteStore.open(settings.store.path) as store:
         report = collect_all(settings, store, lambda: datetime.now(UTC))
     wall = time.perf_counter() - start
     if profiler and spec.profile:

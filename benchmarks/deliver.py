@@ -32,7 +32,7 @@ from digest import pipeline
 from digest.config import Settings, validate_settings
 from digest.deliver import EditionMessages
 from digest.models import RenderedDigest
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 
 EVAL_FILE = Path("/work/shared/data/eval/news_summ_dev.jsonl")
 NOW = datetime(2025, 3, 1, 5, 0, tzinfo=UTC)
@@ -162,7 +162,7 @@ def _run_case(
     with tempfile.TemporaryDirectory(prefix="digest-bench-", dir=store_dir) as tmp:
         folder = Path(tmp)
         settings = _settings(folder, port, security, 1 if per_message else n, n, ca)
-        with Store.open(settings.store.path) as store:
+        with SQLiteStore.open(settings.store.path) as store:
             store.create_edition(rendered, [], NOW)
         started = time.perf_counter()
         report = pipeline.send_edition(settings, lambda: NOW, collect=False)

@@ -6,6 +6,7 @@ model, and mails one edition a day rendered from Jinja templates.
 
 from digest.models import (
     Article,
+    CachedSummary,
     Cluster,
     Delivery,
     DeliveryState,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Article",
+    "CachedSummary",
     "Cluster",
     "Delivery",
     "DeliveryState",

@@ -6,13 +6,13 @@ from __future__ import annotations
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import FeedHealth, FeedSource, FetchFailure
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from digest.urls import feed_url_key
 
 
 def feed_health(settings: Settings) -> tuple[FeedHealth, ...]:
     """How each configured feed is doing, read from the store without changing it."""
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -30,7 +30,7 @@ def feed_failures(
         raise DigestError(
             f"{url} is not one of the configured feeds", hint="`digest feeds list` shows them"
         )
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:

@@ -8,7 +8,7 @@ from email.utils import parseaddr
 
 from digest.config import Settings
 from digest.models import Delivery, DeliveryState
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 
 
 def edition_date(settings: Settings, now: datetime) -> date:
@@ -18,7 +18,7 @@ def edition_date(settings: Settings, now: datetime) -> date:
 
 def is_edition_outstanding(settings: Settings, day: date) -> bool:
     """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -50,7 +50,7 @@ def delivery_ledger(
     settings: Settings, edition_on: date | None = None
 ) -> tuple[date | None, tuple[Delivery, ...]]:
     """An edition's delivery rows, read-only (default: the latest edition with any)."""
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:

@@ -178,6 +178,16 @@ class Embedding:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CachedSummary:
+    """One summary as the store's cache keeps it, by the model that wrote it and what it
+    summarised (the hash of a headline and text), so that no run writes it twice."""
+
+    model_id: str
+    text_hash: str  # "sha256:..." of what was summarised
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
     """One real-world story: the lead story and the same story from other outlets."""
 

@@ -58,6 +58,7 @@ from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
 from digest.models import (
     Article,
+    CachedSummary,
     Delivery,
     DeliveryState,
     Digest,
@@ -80,6 +81,7 @@ from digest.rank import SectionRules, arrange_clusters
 from digest.render import make_environment, render_digest, template_files
 from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
+from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
 from digest.urls import is_http_url
@@ -213,7 +215,9 @@ def collect_once(
     """Open the store, collect every feed once, and (unless told not to) summarise the
     stories today's edition would lead with, so that a preview or the send finds them done.
     A stop request ends either step at once; the report says where (``stopped_while``)."""
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
+    with SQLiteStore.open(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    ) as store:
         report = collect_all(settings, store, clock, stop=stop)
         is_whole = report.stopped_while is None and report.store_error is None
         if summarize and report.new_stories and is_whole:
@@ -694,12 +698,16 @@ class CachedSummarizer:
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         keys = [summary_key(request) for request in requests]
-        done = self.store.cached_summaries(self.model_id, keys) if self.store else {}
+        cached = self.store.cached_summaries(self.model_id, keys) if self.store else ()
+        done = {summary.text_hash: summary.text for summary in cached}
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
         summaries = summarize_with_progress(self.inner, list(todo.values()))
         fresh = dict(zip(todo, summaries, strict=True))
         if fresh and self.store is not None and not self.store.is_read_only:
-            self.store.save_summaries(self.model_id, fresh, self.clock())
+            kept = [
+                CachedSummary(model_id=self.model_id, text_hash=k, text=t) for k, t in fresh.items()
+            ]
+            self.store.save_summaries(kept, self.clock())
         return [done[key] if key in done else fresh[key] for key in keys]
 
 
@@ -808,7 +816,7 @@ def _latest_edition(
     """Today's edition as archived if it was sent, else as built now (not yet rendered)."""
     now = clock()
     day = edition_date(settings, now)
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     with contextlib.closing(store) if store else contextlib.nullcontext():
@@ -839,7 +847,7 @@ def archived_edition(settings: Settings, day: date) -> RenderedDigest:
 def _read_archive(
     settings: Settings, day: date | None
 ) -> tuple[RenderedDigest | None, tuple[tuple[date, str], ...]]:
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -930,7 +938,7 @@ def plan_edition(settings: Settings, clock: Clock) -> SendReport:
     now = clock()
     day = edition_date(settings, now)
     planned = _planned(settings, day)
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -976,7 +984,9 @@ def send_edition(
     """
     require_usable_mailer(settings)  # before any work: a missing password fails in a moment
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
+    with SQLiteStore.open(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    ) as store:
         # Locked before the final collect: a second sender waits, then finds the edition sent,
         # instead of collecting (and building) for nothing.
         lock = store.send_lock(
@@ -1429,7 +1439,7 @@ def _feed_location(url: str) -> str:
 
 
 def _stored_states(settings: Settings, urls: Sequence[str]) -> dict[str, FeedState]:
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -1442,7 +1452,9 @@ def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
     """Mark feeds that had answered 410 Gone as fetchable again; return those revived."""
     gone = [u for u, state in _stored_states(settings, urls).items() if state.is_gone]
     if gone:
-        store = Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds)
+        store = SQLiteStore.open(
+            settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+        )
         with store, store.atomic():
             for url in gone:
                 store.revive_feed(url)

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from digest.config import Settings
 from digest.ledger import edition_date, is_edition_outstanding
 from digest.models import Delivery, FeedHealth, FeedState, JobRun
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from digest.triggers import OncePerDay, edition_triggers
 
 
@@ -46,19 +46,23 @@ STATUS_WINDOW = timedelta(days=7)
 
 def record_job_run(settings: Settings, run: JobRun) -> None:
     """Keep one job run in the store (what ``digest status`` reports)."""
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
+    with SQLiteStore.open(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    ) as store:
         store.add_job_run(run)
 
 
 def record_missed_edition(settings: Settings, run: JobRun) -> bool:
     """Record an edition skipped after the grace; False if that day's miss was recorded."""
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
+    with SQLiteStore.open(
+        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    ) as store:
         return store.add_missed_edition(run)
 
 
 def last_activity(settings: Settings) -> datetime | None:
     """When a daemon job last ran, or an edition was last archived (None: never)."""
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:
@@ -69,7 +73,7 @@ def last_activity(settings: Settings) -> datetime | None:
 
 def daemon_status(settings: Settings, now: datetime) -> DaemonStatus:
     """The daemon's state from the store, read-only: last runs, misses, feeds, deliveries."""
-    store = Store.open_read_only(
+    store = SQLiteStore.open_read_only(
         settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
     )
     if store is None:

@@ -1,42 +1,38 @@
-"""The local store: one SQLite file holding feeds' HTTP state, stories, editions and the
-delivery ledger.
+"""The store: what digest keeps between runs, as a protocol the use cases are written against.
 
-WAL mode, named migrations applied in order (each in the same transaction as its record),
-``atomic()`` for transactions (nested calls use savepoints). Every query returns records,
-never rows. ``Store.open_read_only`` is what ``digest preview`` and the read-only commands
-use: SQLite itself refuses any write, so a preview cannot mark anything sent; on a read-only
-filesystem it reads the file as immutable.
+It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
+delivery ledger, the daemon's job runs, and caches (summaries, sentence vectors, article
+texts). Records go in and come out, never rows or dicts. ``digest.sqlite_store.SQLiteStore``
+(one SQLite file) is the implementation; the only places that build one are
+``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything else says ``Store``.
 
-Every SQLite failure leaves the store as a ``StoreError`` that names the file, says the cause
-in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
-connection is wrapped (``_Connection``), so no query can let a raw ``sqlite3`` error out.
+Every implementation:
+
+- raises ``StoreError`` (naming what it could not read or write, and why) for any failure of
+  its storage, never its driver's own exceptions;
+- runs each write method in its own transaction, and ``atomic()`` groups several into one
+  (nested blocks roll back alone); a block whose transaction the engine rolled back commits
+  nothing of it;
+- once opened read-only (``is_read_only``), refuses every write with ``StoreError``;
+- passes tests/test_store.py, the conformance suite, run against every implementation.
+
+The delivery ledger (``Ledger``) is the part that makes delivery exactly-once, and the part
+several sender processes will share: its rows are claimed ``sending`` in their own commit
+before the hand-over, and only one sender holds the send lock at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import functools
-import json
-import logging
-import os
-import shlex
-import shutil
-import sqlite3
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, date, datetime
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
 from types import TracebackType
-from typing import Any
+from typing import Protocol, Self
 
-from digest.errors import StoreError
 from digest.models import (
     Article,
+    CachedSummary,
     Delivery,
     DeliveryState,
     Embedding,
@@ -52,904 +48,21 @@ from digest.models import (
     Story,
 )
 
-logger = logging.getLogger(__name__)
 
-
-def _run_each(conn: sqlite3.Connection, script: str) -> None:
-    # Not executescript(): it commits first, which would split a migration from its record.
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _m001_initial(conn: sqlite3.Connection) -> None:
-    _run_each(
-        conn,
-        """
-        CREATE TABLE feeds (
-            url TEXT PRIMARY KEY,
-            name TEXT,
-            etag TEXT,
-            last_modified TEXT,
-            last_success_at TEXT,
-            last_error_at TEXT,
-            last_error TEXT
-        );
-        CREATE TABLE stories (
-            story_id TEXT PRIMARY KEY,
-            feed_url TEXT NOT NULL,
-            source_name TEXT NOT NULL,
-            category TEXT,
-            url TEXT NOT NULL,
-            title TEXT NOT NULL,
-            published_at TEXT,
-            author TEXT,
-            text TEXT NOT NULL,
-            html TEXT NOT NULL,
-            first_seen_at TEXT NOT NULL,
-            edition_on TEXT
-        );
-        CREATE INDEX stories_by_edition ON stories (edition_on, first_seen_at);
-        CREATE INDEX stories_by_url ON stories (url);
-        CREATE TABLE editions (
-            edition_on TEXT PRIMARY KEY,
-            subject TEXT NOT NULL,
-            html TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE deliveries (
-            edition_on TEXT NOT NULL REFERENCES editions (edition_on),
-            address TEXT NOT NULL,
-            recipient TEXT NOT NULL,
-            message_id TEXT NOT NULL,
-            state TEXT NOT NULL
-                CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
-            sent_at TEXT,
-            detail TEXT,
-            updated_at TEXT NOT NULL,
-            PRIMARY KEY (edition_on, address)
-        );
-        """,
-    )
-
-
-def _m002_feed_health_and_articles(conn: sqlite3.Connection) -> None:
-    _run_each(
-        conn,
-        """
-        ALTER TABLE feeds ADD COLUMN fetch_url TEXT;
-        ALTER TABLE feeds ADD COLUMN is_gone INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE feeds ADD COLUMN last_error_kind TEXT;
-        CREATE TABLE feed_errors (
-            feed_url TEXT NOT NULL,
-            failed_at TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            message TEXT NOT NULL
-        );
-        CREATE INDEX feed_errors_by_feed ON feed_errors (feed_url, failed_at);
-        ALTER TABLE stories ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
-        ALTER TABLE stories ADD COLUMN text_source TEXT NOT NULL DEFAULT 'feed';
-        ALTER TABLE stories ADD COLUMN is_deduped INTEGER NOT NULL DEFAULT 1;
-        CREATE INDEX stories_by_feed ON stories (feed_url);
-        CREATE TABLE articles (
-            url TEXT PRIMARY KEY,
-            fetched_at TEXT NOT NULL,
-            text TEXT,
-            error TEXT
-        );
-        """,
-    )
-
-
-def _m003_feed_body_hash(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
-
-
-def _m004_summary_cache(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE summaries (model_id TEXT NOT NULL, text_hash TEXT NOT NULL,"
-        " summary TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (model_id, text_hash))"
-    )
-
-
-def _m005_delivery_attempts(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
-
-
-def _m006_schedule(conn: sqlite3.Connection) -> None:
-    _run_each(
-        conn,
-        """
-        ALTER TABLE feeds ADD COLUMN ttl_minutes INTEGER;
-        ALTER TABLE feeds ADD COLUMN not_before TEXT;
-        ALTER TABLE feeds ADD COLUMN hold_reason TEXT;
-        CREATE TABLE job_runs (
-            job TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            finished_at TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            summary TEXT NOT NULL,
-            failures TEXT NOT NULL,
-            edition_on TEXT,
-            scheduled_at TEXT
-        );
-        CREATE INDEX job_runs_by_job ON job_runs (job, started_at);
-        CREATE UNIQUE INDEX one_missed_edition_a_day ON job_runs (edition_on)
-            WHERE outcome = 'missed'
-        """,
-    )
-
-
-def _m007_embedding_cache(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE embeddings (model_key TEXT NOT NULL, text_hash TEXT NOT NULL,"
-        " dimensions INTEGER NOT NULL, vector BLOB NOT NULL, created_at TEXT NOT NULL,"
-        " PRIMARY KEY (model_key, text_hash))"
-    )
-
-
-MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("m001_initial", _m001_initial),
-    ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
-    ("m003_feed_body_hash", _m003_feed_body_hash),
-    ("m004_summary_cache", _m004_summary_cache),
-    ("m005_delivery_attempts", _m005_delivery_attempts),
-    ("m006_schedule", _m006_schedule),
-    ("m007_embedding_cache", _m007_embedding_cache),
-)
-
-
-def _to_text(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _to_datetime(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _from_text(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _holder_line() -> str:
-    command = shlex.join(["digest", *sys.argv[1:]])
-    since = _to_text(datetime.now(UTC))
-    return json.dumps({"pid": os.getpid(), "command": command, "since_at": since}) + "\n"
-
-
-def read_lock_holder(path: Path) -> SendLockHolder:
-    """Who holds the send lock whose file is ``path`` (an older digest wrote its pid only)."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return SendLockHolder()
-    if text.isdigit():
-        return SendLockHolder(pid=int(text))
-    try:
-        fields = json.loads(text)
-        pid, command, since = fields["pid"], fields["command"], fields["since_at"]
-        return SendLockHolder(pid=int(pid), command=str(command), since_at=_from_text(since))
-    except (ValueError, KeyError, TypeError):
-        return SendLockHolder()  # empty (being written, or released) or not ours
-
-
-def _storage_error(path: Path, exc: sqlite3.Error, busy_timeout: float) -> StoreError:
-    """A failed SQLite call on the store at ``path`` as one message: the file, the cause in
-    words, and what to do."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None  # e.g. SQLITE_IOERR_WRITE: IOERR
-    if primary == sqlite3.SQLITE_IOERR and _is_disk_full(path):
-        primary = sqlite3.SQLITE_FULL  # a write cut short by a full disk can be an "I/O error"
-    cause, hint = _explanation(primary, path, busy_timeout) or (str(exc), None)
-    return StoreError(f"{path}: {cause} (SQLite: {exc})", path=path, cause=cause, hint=hint)
-
-
-def _explanation(code: int | None, path: Path, busy_timeout: float) -> tuple[str, str] | None:
-    file, folder = shlex.quote(str(path)), shlex.quote(str(path.parent))
-    recover = (
-        f"keep a copy of the file, then rebuild what can be read: `sqlite3 {file} .recover"
-        f" | sqlite3 {file}.recovered`, and set [store].path to the new file"
-    )
-    match code:
-        case sqlite3.SQLITE_FULL:
-            return "the disk is full", (
-                f"free space on the disk that holds {folder} (`df -h {folder}` shows it), then"
-                " run the command again; what was recorded before the failure is kept"
-            )
-        case sqlite3.SQLITE_BUSY | sqlite3.SQLITE_LOCKED:
-            return f"the store is locked: another process held it for over {busy_timeout:g} s", (
-                f"another digest process, or a program with the file open (`fuser {file}`"
-                " names it), is writing to it: run the command again once it has finished;"
-                " [store].busy_timeout_seconds sets how long digest waits"
-            )
-        case sqlite3.SQLITE_CORRUPT:
-            return "the store file is damaged", recover
-        case sqlite3.SQLITE_NOTADB:
-            return "the file is not a SQLite database", (
-                f"check [store].path; if this is digest's store, it is damaged: {recover}"
-            )
-        case sqlite3.SQLITE_READONLY:
-            return "the store cannot be written (read-only)", (
-                f"check that this user can write {file}, its folder and its -wal and -shm"
-                " files, and that the disk is not mounted read-only"
-            )
-        case sqlite3.SQLITE_CANTOPEN | sqlite3.SQLITE_PERM:
-            return "the store file cannot be opened", (
-                f"check [store].path, and that this user can read and write {file} and its folder"
-            )
-        case sqlite3.SQLITE_IOERR:
-            return "the disk failed to read or write the file (I/O error)", (
-                f"check the disk (`dmesg` shows its errors) and keep a copy of {file}; then run"
-                " the command again"
-            )
-    return None
-
-
-def _is_disk_full(path: Path) -> bool:
-    try:
-        return shutil.disk_usage(path.parent).free < 1024 * 1024
-    except OSError:
-        return False
-
-
-def _connect(
-    path: Path, busy_timeout: float, *, read_only_flags: str | None = None
-) -> sqlite3.Connection:
-    is_uri = read_only_flags is not None
-    target = f"{path.resolve().as_uri()}?{read_only_flags}" if is_uri else str(path)
-    try:
-        return sqlite3.connect(target, isolation_level=None, timeout=busy_timeout, uri=is_uri)
-    except sqlite3.Error as exc:
-        raise _storage_error(path, exc, busy_timeout) from exc
-
-
-class _Connection:
-    """The store's SQLite connection, through which every failure comes out explained (as
-    ``explain`` makes it): the one place where storage faults get their words."""
-
-    def __init__(
-        self, raw: sqlite3.Connection, explain: Callable[[sqlite3.Error], StoreError]
-    ) -> None:
-        self.raw = raw
-        self.explain = explain
-
-    @contextmanager
-    def explained(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise self.explain(exc) from exc
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
-        with self.explained():
-            return _Rows(self.raw.execute(sql, parameters), self)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Rows:
-        with self.explained():
-            return _Rows(self.raw.executemany(sql, rows), self)
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-class _Rows:
-    """A cursor's rows: reading them, where SQLite may come upon a damaged page, is explained
-    too."""
-
-    def __init__(self, cursor: sqlite3.Cursor, conn: _Connection) -> None:
-        self._cursor, self._conn = cursor, conn
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        with self._conn.explained():
-            return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        with self._conn.explained():
-            return self._cursor.fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-def _refuse_unmerged_wal(path: Path, error: StoreError) -> None:
-    """Raise if the store's ``-wal`` file holds changes, which an immutable reader would miss."""
-    wal = path.with_name(f"{path.name}-wal")
-    if wal.exists() and wal.stat().st_size:
-        raise StoreError(
-            f"{path}: cannot read the store: {error.cause}; its folder is read-only, and"
-            f" {wal.name} holds changes not yet in the store file",
-            path=path,
-            cause=error.cause,
-            hint="let a digest command that writes (collect, say) open it once where its folder"
-            " is writable: closing, it moves those changes into the store file",
-        ) from error
-
-
-class Store:
-    """A connection to the store file. Build with ``open`` or ``open_read_only``."""
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        path: Path,
-        *,
-        is_read_only: bool = False,
-        busy_timeout: float = 30.0,
-    ) -> None:
-        self._conn = _Connection(
-            conn, functools.partial(_storage_error, path, busy_timeout=busy_timeout)
-        )
-        self.path = path
-        self.is_read_only = is_read_only
-        self._depth = 0
-
-    @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 30.0) -> Store:
-        """Open (creating if needed) the store for reading and writing, migrated to the latest.
-
-        A writer waits up to ``busy_timeout`` seconds for another process's transaction.
-        """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"{path}: cannot create its folder: {exc.strerror or exc}",
-                path=path,
-                hint="check [store].path in the settings and that its folder can be created",
-            ) from exc
-        conn = _connect(path, busy_timeout)
-        store = cls(conn, path, busy_timeout=busy_timeout)
-        try:
-            for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = FULL"):
-                store._conn.execute(f"PRAGMA {pragma}")
-            store._migrate()
-        except BaseException:
-            store.close()
-            raise
-        return store
-
-    @classmethod
-    def open_read_only(cls, path: Path, *, busy_timeout: float = 30.0) -> Store | None:
-        """Open an existing store so that no write is possible; None if there is none yet.
-
-        Where its folder cannot be written (a read-only filesystem), SQLite cannot make the
-        ``-shm`` index that reading a WAL store needs, so the file is read as immutable.
-        """
-        if not path.exists():
-            return None
-        try:
-            return cls._open_read_only(path, "mode=ro", busy_timeout)
-        except StoreError as exc:
-            if os.access(path.parent, os.W_OK):
-                raise
-            _refuse_unmerged_wal(path, exc)
-            logger.debug(
-                "%s: its folder is not writable (%s): reading it as immutable, which assumes"
-                " nothing writes it, as on a read-only filesystem",
-                path,
-                exc.cause,
-            )
-        return cls._open_read_only(path, "mode=ro&immutable=1", busy_timeout)
-
-    @classmethod
-    def _open_read_only(cls, path: Path, flags: str, busy_timeout: float) -> Store:
-        conn = _connect(path, busy_timeout, read_only_flags=flags)
-        store = cls(conn, path, is_read_only=True, busy_timeout=busy_timeout)
-        try:
-            store._conn.execute("SELECT count(*) FROM migrations").fetchone()
-        except BaseException:
-            store.close()
-            raise
-        return store
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """A transaction; nested calls become savepoints. BEGIN IMMEDIATE takes the write lock."""
-        name = f"sp{self._depth}"
-        self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield
-        except BaseException as exc:
-            self._depth -= 1
-            self._undo(name)
-            if isinstance(exc, sqlite3.Error):  # from a migration, on the raw connection
-                raise self._conn.explain(exc) from exc
-            raise
-        self._depth -= 1
-        try:
-            self._conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
-        except StoreError:
-            self._undo(name)  # a COMMIT that failed (a full disk) can leave it open
-            raise
-
-    def _undo(self, name: str) -> None:
-        """Roll back the transaction or savepoint being left, unless SQLite already did."""
-        if not self._conn.raw.in_transaction:
-            return
-        # The failure that brought us here is the one to report, not one while undoing it.
-        with contextlib.suppress(sqlite3.Error):
-            if self._depth == 0:
-                self._conn.raw.execute("ROLLBACK")
-            else:
-                self._conn.raw.execute(f"ROLLBACK TO {name}")
-                self._conn.raw.execute(f"RELEASE {name}")
-
-    def _migrate(self) -> None:
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {row[0] for row in self._conn.execute("SELECT name FROM migrations")}
-        for name, migration in MIGRATIONS:
-            if name in done:
-                continue
-            with self.atomic():
-                migration(self._conn.raw)
-                self._conn.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (name, _to_text(datetime.now(UTC)))
-                )
-
-    def applied_migrations(self) -> tuple[str, ...]:
-        rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
-        return tuple(row[0] for row in rows)
-
-    @functools.cached_property
-    def has_schedule_tables(self) -> bool:
-        """Is m006 applied? (A read-only look at an older store finds it is not.)"""
-        return "m006_schedule" in self.applied_migrations()
-
-    # Feeds
-
-    def feed_state(self, url: str) -> FeedState | None:
-        row = self._conn.execute(
-            "SELECT url, etag, last_modified, last_success_at, last_error_at, last_error,"
-            " fetch_url, is_gone, body_hash FROM feeds WHERE url = ?",
-            (url,),
-        ).fetchone()
-        if row is None:
-            return None
-        ttl_minutes, not_before, hold_reason = self._feed_hold(url)
-        return FeedState(
-            ttl_minutes=ttl_minutes,
-            not_before=not_before,
-            hold_reason=hold_reason,
-            url=row[0],
-            etag=row[1],
-            last_modified=row[2],
-            last_success_at=_to_datetime(row[3]),
-            last_error_at=_to_datetime(row[4]),
-            last_error=row[5],
-            fetch_url=row[6],
-            is_gone=bool(row[7]),
-            body_hash=row[8],
-        )
-
-    def _feed_hold(self, url: str) -> tuple[int | None, datetime | None, str | None]:
-        if not self.has_schedule_tables:
-            return None, None, None
-        row = self._conn.execute(
-            "SELECT ttl_minutes, not_before, hold_reason FROM feeds WHERE url = ?", (url,)
-        ).fetchone()
-        return row[0], _to_datetime(row[1]), row[2]
-
-    def hold_feed(
-        self, url: str, not_before: datetime | None, reason: str | None, ttl_minutes: int | None
-    ) -> None:
-        """Remember when a feed may be fetched again, why, and its own RSS ``<ttl>``."""
-        with self.atomic():
-            self._conn.execute(
-                "UPDATE feeds SET not_before = ?, hold_reason = ?, ttl_minutes = ? WHERE url = ?",
-                (_to_text(not_before), reason, ttl_minutes, url),
-            )
-
-    def held_feeds(self, now: datetime) -> tuple[FeedState, ...]:
-        """Feeds that politeness keeps from being fetched before some time after ``now``."""
-        if not self.has_schedule_tables:
-            return ()
-        rows = self._conn.execute(
-            "SELECT url FROM feeds WHERE not_before > ? ORDER BY not_before, url", (_to_text(now),)
-        )
-        return tuple(state for (url,) in rows.fetchall() if (state := self.feed_state(url)))
-
-    def record_fetch(self, result: FetchResult) -> None:
-        """Remember a fetch's validators and new address (on success) or its error (on failure).
-
-        Every failure is also kept in ``feed_errors`` (time, kind, message) for ``digest feeds``.
-        """
-        source = result.source
-        with self.atomic():
-            self._conn.execute(
-                "INSERT INTO feeds (url, name) VALUES (?, ?) ON CONFLICT (url) DO UPDATE"
-                " SET name = excluded.name",
-                (source.url, source.name),
-            )
-            when = _to_text(result.fetched_at)
-            if result.moved_to:
-                self._conn.execute(
-                    "UPDATE feeds SET fetch_url = ? WHERE url = ?", (result.moved_to, source.url)
-                )
-            if result.is_ok:
-                self._conn.execute(
-                    "UPDATE feeds SET last_success_at = ?, last_error = NULL,"
-                    " last_error_at = NULL, last_error_kind = NULL,"
-                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),"
-                    " body_hash = coalesce(?, body_hash) WHERE url = ?",
-                    (when, result.etag, result.last_modified, result.body_hash, source.url),
-                )
-                return
-            kind = result.error_kind or "error"
-            self._conn.execute(
-                "UPDATE feeds SET last_error_at = ?, last_error = ?, last_error_kind = ?,"
-                " is_gone = ?, body_hash = NULL WHERE url = ?",
-                (when, result.error, kind, int(result.is_gone), source.url),
-            )
-            self._conn.execute(
-                "INSERT INTO feed_errors VALUES (?, ?, ?, ?)",
-                (source.url, when, kind, result.error or ""),
-            )
-
-    def revive_feed(self, url: str) -> None:
-        """Fetch a feed again that answered 410 Gone (the user re-added it)."""
-        with self.atomic():
-            self._conn.execute("UPDATE feeds SET is_gone = 0 WHERE url = ?", (url,))
-
-    def feed_health(self, sources: Sequence[FeedSource]) -> tuple[FeedHealth, ...]:
-        """How each configured feed is doing, in the order given (never fetched: empty)."""
-        return tuple(self._health(source) for source in sources)
-
-    def _health(self, source: FeedSource) -> FeedHealth:
-        row = self._conn.execute(
-            "SELECT last_success_at, last_error_at, last_error, last_error_kind, fetch_url,"
-            " is_gone, (SELECT count(*) FROM stories WHERE feed_url = feeds.url),"
-            " (SELECT count(*) FROM feed_errors WHERE feed_url = feeds.url)"
-            " FROM feeds WHERE url = ?",
-            (source.url,),
-        ).fetchone()
-        if row is None:
-            return FeedHealth(source=source)
-        return FeedHealth(
-            source=source,
-            last_success_at=_to_datetime(row[0]),
-            last_error_at=_to_datetime(row[1]),
-            last_error=row[2],
-            last_error_kind=row[3],
-            fetch_url=row[4],
-            is_gone=bool(row[5]),
-            stories=row[6],
-            failures=row[7],
-        )
-
-    def feed_failures(self, url: str, limit: int = 20) -> tuple[FetchFailure, ...]:
-        """A feed's most recent failures, newest first."""
-        rows = self._conn.execute(
-            "SELECT failed_at, kind, message FROM feed_errors WHERE feed_url = ?"
-            " ORDER BY failed_at DESC, rowid DESC LIMIT ?",
-            (url, limit),
-        )
-        return tuple(
-            FetchFailure(feed_url=url, failed_at=_from_text(r[0]), kind=r[1], message=r[2])
-            for r in rows
-        )
-
-    # Summaries
-
-    def cached_summaries(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, str]:
-        """The stored summaries by this model of these texts, by text hash."""
-        if "m004_summary_cache" not in self.applied_migrations():
-            return {}  # a read-only look at a store from before the cache
-        found: dict[str, str] = {}
-        for start in range(0, len(text_hashes), 500):
-            chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, summary FROM summaries WHERE model_id = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_id, *chunk),
-            )
-            found.update(rows.fetchall())
-        return found
-
-    def save_summaries(self, model_id: str, summaries: dict[str, str], now: datetime) -> None:
-        """Keep summaries by text hash, so no run computes the same summary twice."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                [(model_id, key, text, _to_text(now)) for key, text in summaries.items()],
-            )
-
-    # Embeddings
-
-    def cached_embeddings(
-        self, model_key: str, text_hashes: Sequence[str]
-    ) -> tuple[Embedding, ...]:
-        """The stored, intact vectors of these texts by this model (one whose length does
-        not match its dimensions is left out, so it is computed again)."""
-        if "m007_embedding_cache" not in self.applied_migrations():
-            return ()  # a read-only look at a store from before the cache
-        found: list[Embedding] = []
-        for start in range(0, len(text_hashes), 500):
-            chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, dimensions, vector FROM embeddings WHERE model_key = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_key, *chunk),
-            )
-            found += (
-                Embedding(model_key=model_key, text_hash=r[0], dimensions=r[1], vector=bytes(r[2]))
-                for r in rows
-            )
-        return tuple(e for e in found if e.is_whole)
-
-    def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
-        """Keep vectors by model and text hash, so no run embeds the same text twice."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
-                [
-                    (e.model_key, e.text_hash, e.dimensions, e.vector, _to_text(now))
-                    for e in embeddings
-                ],
-            )
-
-    # Full-text articles
-
-    def article(self, url: str) -> Article | None:
-        """The cached extraction of an article page, if it was fetched before."""
-        row = self._conn.execute(
-            "SELECT fetched_at, text, error FROM articles WHERE url = ?", (url,)
-        ).fetchone()
-        if row is None:
-            return None
-        return Article(url=url, fetched_at=_from_text(row[0]), text=row[1], error=row[2])
-
-    def save_articles(self, articles: Iterable[Article]) -> None:
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)",
-                [(a.url, _to_text(a.fetched_at), a.text, a.error) for a in articles],
-            )
-
-    def failing_feeds(self) -> tuple[FeedFailure, ...]:
-        """Feeds whose most recent fetch failed."""
-        rows = self._conn.execute(
-            "SELECT url, coalesce(name, url), last_error FROM feeds"
-            " WHERE last_error IS NOT NULL ORDER BY url"
-        )
-        return tuple(FeedFailure(feed_url=r[0], name=r[1], error=r[2]) for r in rows)
-
-    # Stories
-
-    def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
-        """Store stories not seen before (same id or same link); return how many were new."""
-        added = 0
-        with self.atomic():
-            for story in stories:
-                if self.has_story(story):
-                    continue
-                self._conn.execute(
-                    "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
-                    " published_at, author, text, html, first_seen_at, categories, text_source,"
-                    " is_deduped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        story.story_id,
-                        story.feed_url,
-                        story.source_name,
-                        story.category,
-                        story.url,
-                        story.title,
-                        _to_text(story.published_at),
-                        story.author,
-                        story.text,
-                        story.html,
-                        _to_text(seen_at),
-                        json.dumps(story.categories, ensure_ascii=False),
-                        story.text_source,
-                        int(story.is_deduped),
-                    ),
-                )
-                added += 1
-        return added
-
-    def has_story(self, story: Story) -> bool:
-        """Is this story (same id or same link) stored already?"""
-        row = self._conn.execute(
-            "SELECT 1 FROM stories WHERE story_id = ? OR url = ? LIMIT 1",
-            (story.story_id, story.url),
-        ).fetchone()
-        return row is not None
-
-    def stories_for_edition(self, edition_on: date) -> tuple[Story, ...]:
-        """Stories not yet in any sent edition, plus those already assigned to this one."""
-        rows = self._conn.execute(
-            "SELECT story_id, feed_url, source_name, category, url, title, published_at,"
-            " author, text, html, categories, text_source, is_deduped FROM stories"
-            " WHERE edition_on IS NULL OR edition_on = ?"
-            " ORDER BY first_seen_at, story_id",
-            (edition_on.isoformat(),),
-        )
-        return tuple(
-            Story(
-                story_id=r[0],
-                feed_url=r[1],
-                source_name=r[2],
-                category=r[3],
-                url=r[4],
-                title=r[5],
-                published_at=_to_datetime(r[6]),
-                author=r[7],
-                text=r[8],
-                html=r[9],
-                categories=tuple(json.loads(r[10])),
-                text_source=r[11],
-                is_deduped=bool(r[12]),
-            )
-            for r in rows
-        )
-
-    # Editions and the delivery ledger
-
-    def edition(self, edition_on: date) -> RenderedDigest | None:
-        row = self._conn.execute(
-            "SELECT subject, html, text FROM editions WHERE edition_on = ?",
-            (edition_on.isoformat(),),
-        ).fetchone()
-        if row is None:
-            return None
-        return RenderedDigest(edition_on=edition_on, subject=row[0], html=row[1], text=row[2])
-
-    def edition_subjects(self) -> tuple[tuple[date, str], ...]:
-        """Every archived edition's date and subject line, newest first."""
-        rows = self._conn.execute(
-            "SELECT edition_on, subject FROM editions ORDER BY edition_on DESC"
-        ).fetchall()
-        return tuple((date.fromisoformat(day), subject) for day, subject in rows)
-
-    def create_edition(
-        self, rendered: RenderedDigest, story_ids: Sequence[str], created_at: datetime
-    ) -> None:
-        """Archive the edition as rendered and assign its stories to it, in one transaction."""
-        day = rendered.edition_on.isoformat()
-        with self.atomic():
-            self._conn.execute(
-                "INSERT INTO editions VALUES (?, ?, ?, ?, ?)",
-                (day, rendered.subject, rendered.html, rendered.text, _to_text(created_at)),
-            )
-            self._conn.executemany(
-                "UPDATE stories SET edition_on = ? WHERE story_id = ?",
-                [(day, story_id) for story_id in story_ids],
-            )
+class Ledger(Protocol):
+    """The delivery ledger: one row per edition and recipient (keyed by ``Delivery.address``),
+    and the lock that lets one sender at a time work through it."""
 
     def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
         """Record pending deliveries; a recipient already in the ledger keeps its row."""
-        with self.atomic():
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (edition_on, address, recipient, message_id,"
-                " state, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        d.edition_on.isoformat(),
-                        d.address,
-                        d.recipient,
-                        d.message_id,
-                        d.state,
-                        _to_text(now),
-                    )
-                    for d in deliveries
-                ],
-            )
+        ...
 
     def claim_delivery(
         self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
     ) -> Delivery | None:
-        """Mark a pending or failed delivery ``sending`` in its own commit; None if another
-        sender got to it first (two senders at once never hand over the same message).
-
-        ``is_uncertain_ok`` also claims a row left ``sending`` (``--resend-uncertain``).
-        """
-        states = "'pending', 'failed', 'sending'" if is_uncertain_ok else "'pending', 'failed'"
-        with self.atomic():
-            claimed = self._conn.execute(
-                "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?,"
-                " attempts = attempts + 1"
-                f" WHERE edition_on = ? AND address = ? AND state IN ({states})",
-                (_to_text(now), delivery.edition_on.isoformat(), delivery.address),
-            ).rowcount
-        if not claimed:
-            return None
-        attempts = delivery.attempts + 1
-        return replace(delivery, state=DeliveryState.SENDING, detail=None, attempts=attempts)
-
-    def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
-        """Put sent and uncertain rows back to ``pending`` (``send --force``); how many."""
-        with self.atomic():
-            return self._conn.executemany(
-                "UPDATE deliveries SET state = 'pending', detail = 'resend forced',"
-                " sent_at = NULL, updated_at = ? WHERE edition_on = ? AND address = ?"
-                " AND state IN ('sent', 'sending')",
-                [(_to_text(now), edition_on.isoformat(), address) for address in addresses],
-            ).rowcount
-
-    def latest_delivery_date(self) -> date | None:
-        """The most recent edition with a delivery ledger."""
-        row = self._conn.execute("SELECT max(edition_on) FROM deliveries").fetchone()
-        return date.fromisoformat(row[0]) if row and row[0] else None
-
-    @contextmanager
-    def send_lock(
-        self,
-        *,
-        wait_seconds: float,
-        stop: threading.Event | None = None,
-        on_wait: Callable[[SendLockHolder], None] | None = None,
-    ) -> Iterator[bool]:
-        """Hold the store's sender lock (an OS file lock, so a killed sender never keeps it);
-        wait for another sender up to ``wait_seconds``, calling ``on_wait`` with who it is
-        once the wait begins. Yields False if ``stop`` was set."""
-        path = self.path.with_name(self.path.name + ".send-lock")
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        is_locked = False
-        try:
-            is_locked = self._lock(handle, path, wait_seconds, stop, on_wait)
-            if not is_locked:
-                yield False
-                return
-            os.ftruncate(handle, 0)
-            os.write(handle, _holder_line().encode())
-            yield True
-        finally:
-            if is_locked:  # a waiter must never read a finished sender's line as its holder
-                os.ftruncate(handle, 0)
-            os.close(handle)  # releases the lock
-
-    def _lock(
-        self,
-        handle: int,
-        path: Path,
-        wait_seconds: float,
-        stop: threading.Event | None,
-        on_wait: Callable[[SendLockHolder], None] | None,
-    ) -> bool:
-        started = time.monotonic()
-        is_told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                holder = read_lock_holder(path)
-                # The holder writes its line just after taking the lock: give it a moment.
-                is_known = holder.pid is not None or time.monotonic() - started > 1
-                if on_wait is not None and not is_told and is_known:
-                    on_wait(holder)
-                    is_told = True
-                if time.monotonic() > started + wait_seconds:
-                    raise StoreError(
-                        f"{self.path}: another digest send (pid {holder.pid or '?'}) is still"
-                        f" sending after {wait_seconds:.0f} s of waiting",
-                        hint="let it finish; `digest deliveries` shows how far it got",
-                    ) from None
-            if stop is not None and stop.wait(0.2):
-                return False
-            if stop is None:
-                time.sleep(0.2)
+        """Mark a pending or failed row ``sending`` in its own commit, one attempt more; None
+        if another sender claimed it first. ``is_uncertain_ok`` also claims a ``sending`` row."""
+        ...
 
     def set_delivery_state(
         self,
@@ -960,144 +73,178 @@ class Store:
         *,
         is_synced: bool = True,
     ) -> Delivery:
-        """Move one delivery to a new state in its own commit; return the updated record.
+        """Move a row to ``state`` in its own commit (``sent_at`` set when sent); return it.
+        ``is_synced=False`` may lose this commit on a power cut, never an earlier one."""
+        ...
 
-        ``is_synced=False`` commits without waiting for the disk (the next synced commit
-        carries it): a power cut may then lose this commit, never one before it.
-        """
-        sent_at = now if state is DeliveryState.SENT else None
-        if not is_synced:
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            self._set_state(delivery, state, now, sent_at, detail)
-        finally:
-            if not is_synced:
-                self._conn.execute("PRAGMA synchronous = FULL")
-        return replace(delivery, state=state, sent_at=sent_at, detail=detail)
-
-    def _set_state(
-        self,
-        delivery: Delivery,
-        state: DeliveryState,
-        now: datetime,
-        sent_at: datetime | None,
-        detail: str | None,
-    ) -> None:
-        with self.atomic():
-            self._conn.execute(
-                "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
-                " WHERE edition_on = ? AND address = ?",
-                (
-                    state,
-                    detail,
-                    _to_text(sent_at),
-                    _to_text(now),
-                    delivery.edition_on.isoformat(),
-                    delivery.address,
-                ),
-            )
+    def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
+        """Put sent and uncertain rows of these addresses back to ``pending``; how many."""
+        ...
 
     def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
-        rows = self._conn.execute(
-            "SELECT recipient, message_id, state, sent_at, detail, attempts FROM deliveries"
-            " WHERE edition_on = ? ORDER BY rowid",
-            (edition_on.isoformat(),),
-        )
-        return tuple(
-            Delivery(
-                edition_on=edition_on,
-                recipient=r[0],
-                message_id=r[1],
-                state=DeliveryState(r[2]),
-                sent_at=_to_datetime(r[3]),
-                detail=r[4],
-                attempts=r[5],
-            )
-            for r in rows
-        )
-
-    def latest_edition_on(self) -> date | None:
-        """The day of the most recent edition archived."""
-        row = self._conn.execute("SELECT max(edition_on) FROM editions").fetchone()
-        return date.fromisoformat(row[0]) if row[0] else None
-
-    def edition_created_at(self, edition_on: date) -> datetime | None:
-        row = self._conn.execute(
-            "SELECT created_at FROM editions WHERE edition_on = ?", (edition_on.isoformat(),)
-        ).fetchone()
-        return _to_datetime(row[0]) if row else None
+        """An edition's rows, in the order they were added."""
+        ...
 
     def undelivered(self, since: date) -> tuple[Delivery, ...]:
-        """Deliveries of editions since ``since`` that are not (known to be) sent."""
-        rows = self._conn.execute(
-            "SELECT edition_on FROM deliveries WHERE edition_on >= ? AND state != 'sent'"
-            " GROUP BY edition_on ORDER BY edition_on",
-            (since.isoformat(),),
-        ).fetchall()
-        return tuple(
-            d
-            for (day,) in rows
-            for d in self.deliveries(date.fromisoformat(day))
-            if d.state is not DeliveryState.SENT
-        )
+        """Rows of editions since ``since`` that are not (known to be) sent, oldest first."""
+        ...
+
+    def latest_delivery_date(self) -> date | None:
+        """The most recent edition with any row."""
+        ...
+
+    def send_lock(
+        self,
+        *,
+        wait_seconds: float,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[SendLockHolder], None] | None = None,
+    ) -> AbstractContextManager[bool]:
+        """Hold the one sender's lock, released however the holder ends (killed included);
+        wait up to ``wait_seconds`` (then ``StoreError``), telling ``on_wait`` who holds it.
+        Yields False if ``stop`` was set while waiting."""
+        ...
+
+
+class Store(Ledger, Protocol):
+    """What digest keeps between runs. Close it (or use it as a context manager) when done."""
+
+    @property
+    def is_read_only(self) -> bool:
+        """Opened so that every write is refused (``digest preview``, the read-only commands)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction around the block, committed at its end and rolled back if it raises;
+        a nested block is rolled back alone."""
+        ...
+
+    # Feeds
+
+    def record_fetch(self, result: FetchResult) -> None:
+        """Keep a fetch's validators and new address (success) or its error (failure, also
+        added to the feed's failures)."""
+        ...
+
+    def feed_state(self, url: str) -> FeedState | None:
+        """What is remembered of a feed between fetches; None if it was never fetched."""
+        ...
+
+    def hold_feed(
+        self, url: str, not_before: datetime | None, reason: str | None, ttl_minutes: int | None
+    ) -> None:
+        """Remember when a feed may be fetched again, why, and its own RSS ``<ttl>``."""
+        ...
+
+    def held_feeds(self, now: datetime) -> tuple[FeedState, ...]:
+        """Feeds held back from fetching until some time after ``now``."""
+        ...
+
+    def revive_feed(self, url: str) -> None:
+        """Fetch again a feed that answered 410 Gone."""
+        ...
+
+    def feed_health(self, sources: Sequence[FeedSource]) -> tuple[FeedHealth, ...]:
+        """How each feed is doing, in the order given (never fetched: a bare record)."""
+        ...
+
+    def feed_failures(self, url: str, limit: int = 20) -> tuple[FetchFailure, ...]:
+        """A feed's most recent failures, newest first."""
+        ...
+
+    def failing_feeds(self) -> tuple[FeedFailure, ...]:
+        """Feeds whose most recent fetch failed, by URL."""
+        ...
+
+    # Stories and editions
+
+    def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
+        """Keep the stories not seen before (same id or same link); how many were new."""
+        ...
+
+    def has_story(self, story: Story) -> bool:
+        """Is this story (same id or same link) kept already?"""
+        ...
+
+    def stories_for_edition(self, edition_on: date) -> tuple[Story, ...]:
+        """Stories in no edition yet, and those of this one, in the order first seen."""
+        ...
+
+    def create_edition(
+        self, rendered: RenderedDigest, story_ids: Sequence[str], created_at: datetime
+    ) -> None:
+        """Archive an edition as rendered and give it its stories, in one transaction."""
+        ...
+
+    def edition(self, edition_on: date) -> RenderedDigest | None:
+        """An archived edition, exactly as sent."""
+        ...
+
+    def edition_subjects(self) -> tuple[tuple[date, str], ...]:
+        """Every archived edition's day and subject line, newest first."""
+        ...
+
+    def latest_edition_on(self) -> date | None:
+        """The day of the most recent archived edition."""
+        ...
+
+    # Caches: computed once, kept by what they depend on
+
+    def cached_summaries(
+        self, model_id: str, text_hashes: Sequence[str]
+    ) -> tuple[CachedSummary, ...]:
+        """The kept summaries by this model of these texts (those it has)."""
+        ...
+
+    def save_summaries(self, summaries: Iterable[CachedSummary], now: datetime) -> None:
+        """Keep summaries (a second one of the same model and text replaces the first)."""
+        ...
+
+    def cached_embeddings(
+        self, model_key: str, text_hashes: Sequence[str]
+    ) -> tuple[Embedding, ...]:
+        """The kept, whole vectors of these texts by this model (those it has)."""
+        ...
+
+    def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
+        """Keep vectors (a second one of the same model and text replaces the first)."""
+        ...
+
+    def article(self, url: str) -> Article | None:
+        """The kept extraction of an article page (its text, or why there is none)."""
+        ...
+
+    def save_articles(self, articles: Iterable[Article]) -> None:
+        """Keep article extractions by URL."""
+        ...
 
     # The daemon's job runs
 
     def add_job_run(self, run: JobRun) -> None:
-        """Record one job run (one commit)."""
-        with self.atomic():
-            self._insert_job_run("INSERT", run)
+        """Keep one job run."""
+        ...
 
     def add_missed_edition(self, run: JobRun) -> bool:
-        """Record an edition skipped after the grace; False if that day's miss is recorded."""
-        with self.atomic():
-            return self._insert_job_run("INSERT OR IGNORE", run) == 1
-
-    def _insert_job_run(self, verb: str, run: JobRun) -> int:
-        return self._conn.execute(
-            f"{verb} INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.job,
-                _to_text(run.started_at),
-                _to_text(run.finished_at),
-                run.outcome,
-                run.summary,
-                json.dumps(run.failures, ensure_ascii=False),
-                run.edition_on.isoformat() if run.edition_on else None,
-                _to_text(run.scheduled_at),
-            ),
-        ).rowcount
+        """Keep an edition skipped after the grace; False if that day's miss is kept already."""
+        ...
 
     def job_runs(
         self, job: str, *, limit: int = 1, outcome: str | None = None
     ) -> tuple[JobRun, ...]:
-        """The most recent runs of a job (of one outcome, if given), newest first."""
-        if not self.has_schedule_tables:
-            return ()
-        rows = self._conn.execute(
-            "SELECT job, started_at, finished_at, outcome, summary, failures, edition_on,"
-            " scheduled_at FROM job_runs WHERE job = ? AND (? IS NULL OR outcome = ?)"
-            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
-            (job, outcome, outcome, limit),
-        )
-        return tuple(
-            JobRun(
-                job=r[0],
-                started_at=_from_text(r[1]),
-                finished_at=_from_text(r[2]),
-                outcome=r[3],
-                summary=r[4],
-                failures=tuple(json.loads(r[5])),
-                edition_on=date.fromisoformat(r[6]) if r[6] else None,
-                scheduled_at=_to_datetime(r[7]),
-            )
-            for r in rows
-        )
+        """A job's most recent runs (of one outcome, if given), newest first."""
+        ...
 
     def last_activity(self) -> datetime | None:
-        """When a job last ran or an edition was last archived: where the daemon left off."""
-        times = [self._conn.execute("SELECT max(created_at) FROM editions").fetchone()[0]]
-        if self.has_schedule_tables:
-            times.append(self._conn.execute("SELECT max(started_at) FROM job_runs").fetchone()[0])
-        known = [_from_text(t) for t in times if t]
-        return max(known) if known else None
+        """When a job last ran or an edition was last archived."""
+        ...

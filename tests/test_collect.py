@@ -11,7 +11,7 @@ from digest.config import load_settings
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
 from digest.pipeline import collect_all
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import FeedServer, write_settings
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -94,7 +94,7 @@ def _teaser_feed(server: FeedServer) -> bytes:
 def _collect(tmp_path: Path, server: FeedServer, feeds: list[dict[str, Any]], **collect: Any):  # type: ignore[no-untyped-def]
     path = write_settings(tmp_path, feeds, sections={"collect": collect})
     settings = load_settings(path)
-    with Store.open(settings.store.path) as store:
+    with SQLiteStore.open(settings.store.path) as store:
         report = collect_all(settings, store, lambda: NOW)
         stories = store.stories_for_edition(NOW.date())
         states = {f.url: store.feed_state(f.url) for f in settings.feed_sources}
@@ -173,7 +173,7 @@ def test_every_failure_is_kept_with_its_time_and_kind(
     feeds = [{"url": feed_server.url("status/404")}]
     _collect(tmp_path, feed_server, feeds, retries=0)
     _collect(tmp_path, feed_server, feeds, retries=0)
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         failures = store.feed_failures(feed_server.url("status/404"))
     assert [(f.kind, f.message) for f in failures] == [("http", "HTTP 404 Not Found")] * 2
     assert failures[0].failed_at == NOW

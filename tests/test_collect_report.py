@@ -23,7 +23,7 @@ from digest.collect import FetchLimits, fetch_all, fetch_pages
 from digest.config import load_settings
 from digest.models import FeedSource, FetchResult
 from digest.pipeline import collect_once
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import REPO, FeedServer, write_settings
 from tests.silent_host import SilentHost
 
@@ -223,7 +223,7 @@ def test_collect_reports_pages_fetched_failed_and_skipped(
         " teaser for those"
     ) in done.stdout
     assert len(silent_server.requests) == 3
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         assert store.article(silent[0]) is not None  # a failure, kept: not fetched again
         assert store.article(silent[4]) is None  # skipped: never tried, so nothing to keep
         by_url = {s.url: s for s in store.stories_for_edition(NOW.date())}
@@ -280,6 +280,6 @@ def test_a_feed_with_more_entries_than_the_cap_keeps_the_newest_and_says_so(
     row = " ".join(done.stdout.split())
     assert "Big new 23 kept the newest 23 of its 32 recent entries" in row
     assert "[collect].max_entries_per_feed" in row
-    with Store.open(load_settings(config).store.path) as store:
+    with SQLiteStore.open(load_settings(config).store.path) as store:
         kept = {story.title for story in store.stories_for_edition(now.date())}
     assert kept == {f"Entry number {n}" for n in [*range(9, 30), 30, 31]}

@@ -26,6 +26,7 @@ from digest.encoder import SentenceEncoder, has_native_bf16, load_encoder, model
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
 from digest.pipeline import collect_once, send_edition
+from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from digest.summarize import LeadSummarizer
 from tests.conftest import FEEDS, write_settings
@@ -75,7 +76,7 @@ def _cached(store: Store | None, loader: Loader, *, bf16: bool = False) -> Cache
 
 def test_vectors_are_computed_once_and_read_back_exactly_as_computed(tmp_path: Path) -> None:
     texts = ["Florida airport shooting", "Nishikori beats Wawrinka", "JSON Feed is announced"]
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         first_loader, again_loader = Loader(), Loader()
         first = _cached(store, first_loader).encode(texts)
         again = _cached(store, again_loader).encode([texts[2], texts[0], texts[2]])
@@ -87,7 +88,7 @@ def test_vectors_are_computed_once_and_read_back_exactly_as_computed(tmp_path: P
 
 def test_a_second_build_with_nothing_new_loads_no_model(tmp_path: Path) -> None:
     stories = _stories()
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         first_loader, again_loader = Loader(), Loader()
         first = cluster_stories(stories, encoder=_cached(store, first_loader))
         again = cluster_stories(stories, encoder=_cached(store, again_loader))
@@ -97,7 +98,7 @@ def test_a_second_build_with_nothing_new_loads_no_model(tmp_path: Path) -> None:
     assert again == first
 
 
-def _all(store: Store) -> list[str]:
+def _all(store: SQLiteStore) -> list[str]:
     with sqlite3.connect(store.path) as conn:
         hashes = [row[0] for row in conn.execute("SELECT text_hash FROM embeddings")]
     conn.close()
@@ -107,7 +108,7 @@ def _all(store: Store) -> list[str]:
 def test_a_changed_headline_is_embedded_again_and_only_it(tmp_path: Path) -> None:
     stories = _stories()
     changed = [replace(stories[0], title=stories[0].title + " (updated)"), *stories[1:]]
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         cluster_stories(stories, encoder=_cached(store, Loader()))
         loader = Loader()
         cluster_stories(changed, encoder=_cached(store, loader))
@@ -116,7 +117,7 @@ def test_a_changed_headline_is_embedded_again_and_only_it(tmp_path: Path) -> Non
 
 def test_another_precision_or_token_limit_does_not_share_vectors(tmp_path: Path) -> None:
     texts = ["Florida airport shooting", "Nishikori beats Wawrinka"]
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         _cached(store, Loader()).encode(texts)
         bf16 = Loader(bf16=True)
         _cached(store, bf16, bf16=True).encode(texts)
@@ -131,7 +132,7 @@ def test_another_precision_or_token_limit_does_not_share_vectors(tmp_path: Path)
 def test_a_damaged_stored_vector_is_computed_again_not_a_crash(tmp_path: Path) -> None:
     texts = ["Florida airport shooting", "Nishikori beats Wawrinka"]
     path = tmp_path / "digest.db"
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         first = _cached(store, Loader()).encode(texts)
     conn = sqlite3.connect(path)
     with conn:
@@ -140,7 +141,7 @@ def test_a_damaged_stored_vector_is_computed_again_not_a_crash(tmp_path: Path) -
             (text_hash(texts[1]),),
         )
     conn.close()
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         loader = Loader()
         again = _cached(store, loader).encode(texts)
         repaired = Loader()
@@ -153,10 +154,10 @@ def test_a_read_only_store_gives_its_vectors_and_keeps_the_rest_in_memory(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "digest.db"
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         _cached(store, Loader()).encode(["Florida airport shooting"])
     before = path.read_bytes()
-    store = Store.open_read_only(path)
+    store = SQLiteStore.open_read_only(path)
     assert store is not None
     with store:
         loader = Loader()

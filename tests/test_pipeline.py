@@ -22,7 +22,7 @@ from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
 from digest.pipeline import CachedSummarizer, build_digest, collect_once, preview_edition
 from digest.plugins import make_plugin_manager, summarizer_factories
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from digest.summarize import LeadSummarizer, SummaryRequest, load_summarizer, split_sentences
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, FeedServer, in_corpus, write_settings
 
@@ -53,25 +53,25 @@ def _requests(n: int) -> list[SummaryRequest]:
 
 def test_a_text_is_summarised_once_per_model(tmp_path: Path) -> None:
     counting = CountingSummarizer()
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         first = CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(3))
         again = CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(4))
     assert counting.calls == 4  # three, then only the new fourth
     assert again[:3] == first
     other = CountingSummarizer()
     other.model_id = "lead/words=99"
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         CachedSummarizer(other, store, lambda: NOW).summarize(_requests(3))
     assert other.calls == 3  # another model (or setting) is another cache
 
 
 def test_a_read_only_store_is_read_but_never_written(tmp_path: Path) -> None:
     path = tmp_path / "digest.db"
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         CachedSummarizer(CountingSummarizer(), store, lambda: NOW).summarize(_requests(2))
     before = path.read_bytes()
     counting = CountingSummarizer()
-    store = Store.open_read_only(path)
+    store = SQLiteStore.open_read_only(path)
     assert store is not None
     with store:
         CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(3))

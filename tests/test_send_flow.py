@@ -23,7 +23,8 @@ import pytest
 
 from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
-from digest.store import Store, read_lock_holder
+from digest.sqlite_ledger import read_lock_holder
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import FEEDS, REPO, FeedServer, write_settings
 from tests.deliver_sink import Sink, running, smtp_settings
 
@@ -341,7 +342,7 @@ def test_the_lock_file_names_its_holder_and_an_old_bare_pid_is_still_read(
     assert read_lock_holder(lock) == SendLockHolder(pid=4242)
     lock.write_text("")  # released, or being written
     assert read_lock_holder(lock) == SendLockHolder()
-    with Store.open(tmp_path / "digest.db") as store:
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
         with store.send_lock(wait_seconds=1) as is_locked:
             assert is_locked
             holder = read_lock_holder(lock)

@@ -23,7 +23,7 @@ import pytest
 from digest.collect import FetchLimits, fetch_pages
 from digest.config import load_settings
 from digest.pipeline import collect_all
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import REPO, FeedServer, write_settings
 from tests.netns import Namespace
 
@@ -256,7 +256,7 @@ def test_a_feed_of_your_own_on_loopback_gets_its_own_pages_and_no_others(
                 sections={"collect": {"full_text": True, "retries": 0}},
             )
         )
-        with Store.open(settings.store.path) as store:
+        with SQLiteStore.open(settings.store.path) as store:
             report = collect_all(settings, store, lambda: NOW)
             stories = {s.url: s for s in store.stories_for_edition(NOW.date())}
     finally:

@@ -1,25 +1,82 @@
+"""The store's conformance suite: what every ``Store`` implementation does, run against each.
+
+A new implementation joins by one line in ``IMPLEMENTATIONS``: a callable that takes the
+test's temporary folder and gives ``Stores``, which opens one store as many times as a test
+needs (two senders are two connections). What is particular to SQLite (its file, WAL, locks,
+an older schema) is tested in tests/test_sqlite_store.py.
+"""
+
 from __future__ import annotations
 
-import sqlite3
+import os
 import struct
-from datetime import UTC, date, datetime
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from digest.errors import StoreError
 from digest.models import (
+    Article,
+    CachedSummary,
     Delivery,
     DeliveryState,
     Embedding,
+    FeedHealth,
     FeedSource,
     FetchResult,
+    JobRun,
     RenderedDigest,
+    SendLockHolder,
     Story,
 )
-from digest.store import MIGRATIONS, Store
+from digest.sqlite_store import SQLiteStore
+from digest.store import Store
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
+DAY = date(2024, 3, 1)
+
+
+class Stores(Protocol):
+    """One store, opened anew on each call: for reading and writing, or read-only."""
+
+    def open(self) -> Store: ...
+
+    def open_read_only(self) -> Store: ...
+
+
+@dataclass(frozen=True)
+class SQLiteStores:
+    folder: Path
+
+    def open(self) -> Store:
+        return SQLiteStore.open(self.folder / "digest.db")
+
+    def open_read_only(self) -> Store:
+        store = SQLiteStore.open_read_only(self.folder / "digest.db")
+        assert store is not None
+        return store
+
+
+IMPLEMENTATIONS: list[object] = [
+    pytest.param(SQLiteStores, id="sqlite"),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    make: Callable[[Path], Stores] = request.param
+    return make(tmp_path)
+
+
+@pytest.fixture
+def store(stores: Stores) -> Iterator[Store]:
+    with stores.open() as store:
+        yield store
 
 
 def _story(n: int, url: str | None = None) -> Story:
@@ -36,101 +93,236 @@ def _story(n: int, url: str | None = None) -> Story:
     )
 
 
-def test_migrations_run_once_and_the_file_is_wal(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "digest.db"
-    with Store.open(path) as store:
-        assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
-    with Store.open(path) as store:
-        assert store.applied_migrations() == tuple(name for name, _ in MIGRATIONS)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+def _edition(day: date = DAY, subject: str = "S") -> RenderedDigest:
+    return RenderedDigest(edition_on=day, subject=subject, html="<p>h</p>", text="t")
 
 
-def test_stories_are_deduplicated_by_id_and_by_link(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
-        assert store.add_stories([_story(1), _story(2)], NOW) == 2
-        assert store.add_stories([_story(1), _story(3, url="https://example.org/2")], NOW) == 0
-        assert [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))] == [
-            "sha256:1",
-            "sha256:2",
-        ]
-        assert store.has_story(_story(1)) and store.has_story(
-            _story(9, url="https://example.org/2")
-        )
-        assert not store.has_story(_story(9))
+def _pending(recipient: str, day: date = DAY) -> Delivery:
+    return Delivery(
+        edition_on=day,
+        recipient=recipient,
+        message_id=f"<{recipient}>",
+        state=DeliveryState.PENDING,
+    )
 
 
-def test_a_story_belongs_to_the_first_edition_that_takes_it(tmp_path: Path) -> None:
+# Stories and editions
+
+
+def test_stories_are_deduplicated_by_id_and_by_link(store: Store) -> None:
+    assert store.add_stories([_story(1), _story(2)], NOW) == 2
+    assert store.add_stories([_story(1), _story(3, url="https://example.org/2")], NOW) == 0
+    assert [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))] == [
+        "sha256:1",
+        "sha256:2",
+    ]
+    assert store.has_story(_story(1)) and store.has_story(_story(9, url="https://example.org/2"))
+    assert not store.has_story(_story(9))
+
+
+def test_a_story_comes_back_as_it_went_in(store: Store) -> None:
+    story = Story(
+        story_id="sha256:x",
+        feed_url="https://example.org/feed",
+        source_name="Example",
+        category=None,
+        url="https://example.org/x",
+        title="Ünïcode “title”",
+        published_at=None,
+        author="A. Writer",
+        text="Text.",
+        html="<p>Text.</p>",
+        categories=("Science", "Space"),
+        text_source="article",
+        is_deduped=False,
+    )
+    store.add_stories([story], NOW)
+    assert store.stories_for_edition(DAY) == (story,)
+
+
+def test_a_story_belongs_to_the_first_edition_that_takes_it(store: Store) -> None:
     day = date(2024, 3, 1)
-    with Store.open(tmp_path / "d.db") as store:
-        store.add_stories([_story(1), _story(2)], NOW)
-        rendered = RenderedDigest(edition_on=day, subject="S", html="<p>h</p>", text="t")
-        store.create_edition(rendered, ["sha256:1", "sha256:2"], NOW)
-        store.add_stories([_story(3)], NOW)
-        assert [s.story_id for s in store.stories_for_edition(day)] == [
-            "sha256:1",
-            "sha256:2",
-            "sha256:3",
-        ]
-        next_day = [s.story_id for s in store.stories_for_edition(date(2024, 3, 2))]
-        assert next_day == ["sha256:3"]
-        assert store.edition(day) == rendered
+    store.add_stories([_story(1), _story(2)], NOW)
+    rendered = RenderedDigest(edition_on=day, subject="S", html="<p>h</p>", text="t")
+    store.create_edition(rendered, ["sha256:1", "sha256:2"], NOW)
+    store.add_stories([_story(3)], NOW)
+    assert [s.story_id for s in store.stories_for_edition(day)] == [
+        "sha256:1",
+        "sha256:2",
+        "sha256:3",
+    ]
+    next_day = [s.story_id for s in store.stories_for_edition(date(2024, 3, 2))]
+    assert next_day == ["sha256:3"]
+    assert store.edition(day) == rendered
 
 
-def test_feed_state_keeps_validators_and_the_last_error(tmp_path: Path) -> None:
+def test_the_archive_lists_editions_newest_first(store: Store) -> None:
+    assert store.latest_edition_on() is None and store.edition_subjects() == ()
+    assert store.edition(DAY) is None
+    for day, subject in ((DAY, "First"), (DAY + timedelta(days=1), "Second")):
+        store.create_edition(_edition(day, subject), [], NOW)
+    assert store.edition_subjects() == ((DAY + timedelta(days=1), "Second"), (DAY, "First"))
+    assert store.latest_edition_on() == DAY + timedelta(days=1)
+
+
+def test_an_edition_is_archived_once(store: Store) -> None:
+    store.create_edition(_edition(subject="First"), [], NOW)
+    with pytest.raises(StoreError):
+        store.create_edition(_edition(subject="Again"), [], NOW)
+    assert store.edition(DAY) == _edition(subject="First")
+
+
+# Feeds
+
+
+def test_feed_state_keeps_validators_and_the_last_error(store: Store) -> None:
     source = FeedSource(url="https://example.org/feed", name="Example")
-    with Store.open(tmp_path / "d.db") as store:
-        store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200, etag='"1"'))
-        store.record_fetch(FetchResult(source=source, fetched_at=NOW, error="HTTP 500"))
-        state = store.feed_state(source.url)
-        assert state is not None and state.etag == '"1"' and state.last_error == "HTTP 500"
-        assert [f.error for f in store.failing_feeds()] == ["HTTP 500"]
-        store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=304))
-        assert store.failing_feeds() == ()
+    store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200, etag='"1"'))
+    store.record_fetch(FetchResult(source=source, fetched_at=NOW, error="HTTP 500"))
+    state = store.feed_state(source.url)
+    assert state is not None and state.etag == '"1"' and state.last_error == "HTTP 500"
+    assert [f.error for f in store.failing_feeds()] == ["HTTP 500"]
+    store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=304))
+    assert store.failing_feeds() == ()
 
 
-def test_delivery_ledger_is_unique_per_edition_and_recipient(tmp_path: Path) -> None:
+def test_a_feed_is_held_until_its_time(store: Store) -> None:
+    source = FeedSource(url="https://example.org/feed", name="Example")
+    assert store.feed_state(source.url) is None
+    store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200))
+    store.hold_feed(source.url, NOW + timedelta(hours=1), "TTL 60 minutes", 60)
+    [held] = store.held_feeds(NOW)
+    assert (held.url, held.not_before, held.hold_reason, held.ttl_minutes) == (
+        source.url,
+        NOW + timedelta(hours=1),
+        "TTL 60 minutes",
+        60,
+    )
+    assert store.held_feeds(NOW + timedelta(hours=1)) == ()
+
+
+def test_feed_health_failures_and_a_gone_feed_revived(store: Store) -> None:
+    ok, gone, new = (FeedSource(url=f"https://example.org/{n}", name=n) for n in "ogn")
+    store.record_fetch(FetchResult(source=ok, fetched_at=NOW, status=200))
+    store.add_stories([_story(1)], NOW)  # of https://example.org/feed, no configured feed
+    for minutes, error in ((0, "HTTP 500"), (5, "HTTP 410")):
+        store.record_fetch(
+            FetchResult(
+                source=gone,
+                fetched_at=NOW + timedelta(minutes=minutes),
+                status=410 if minutes else 500,
+                error=error,
+                error_kind="http",
+            )
+        )
+    health = store.feed_health([new, gone, ok])
+    assert [h.status for h in health] == ["new", "gone", "ok"]
+    assert health[0] == FeedHealth(source=new)
+    assert (health[1].failures, health[1].last_error_kind) == (2, "http")
+    failures = store.feed_failures(gone.url)
+    assert [(f.message, f.failed_at) for f in failures] == [
+        ("HTTP 410", NOW + timedelta(minutes=5)),
+        ("HTTP 500", NOW),
+    ]
+    assert len(store.feed_failures(gone.url, limit=1)) == 1
+    state = store.feed_state(gone.url)
+    assert state is not None and state.is_gone
+    store.revive_feed(gone.url)
+    state = store.feed_state(gone.url)
+    assert state is not None and not state.is_gone
+
+
+# Caches
+
+
+def test_summaries_round_trip_by_model_and_text(store: Store) -> None:
+    kept = [
+        CachedSummary(model_id="m1", text_hash="sha256:a", text="A in short."),
+        CachedSummary(model_id="m1", text_hash="sha256:b", text="B in short."),
+        CachedSummary(model_id="m2", text_hash="sha256:a", text="A by another model."),
+    ]
+    store.save_summaries(kept, NOW)
+    found = store.cached_summaries("m1", ["sha256:a", "sha256:b", "sha256:c"])
+    assert sorted(found, key=lambda s: s.text_hash) == kept[:2]
+    assert store.cached_summaries("m3", ["sha256:a"]) == ()
+    store.save_summaries([CachedSummary(model_id="m1", text_hash="sha256:a", text="New.")], NOW)
+    assert [s.text for s in store.cached_summaries("m1", ["sha256:a"])] == ["New."]
+
+
+def test_embeddings_round_trip_by_model_and_text_and_a_damaged_one_is_left_out(
+    stores: Stores,
+) -> None:
+    vector = struct.pack("<3f", 0.5, -0.25, 1.0)
+    kept = [
+        Embedding(model_key="m/fp32", text_hash="sha256:a", dimensions=3, vector=vector),
+        Embedding(model_key="m/fp32", text_hash="sha256:b", dimensions=3, vector=vector[:8]),
+        Embedding(model_key="m/bf16", text_hash="sha256:c", dimensions=3, vector=vector),
+    ]
+    with stores.open() as store:
+        store.save_embeddings(kept, NOW)
+    with stores.open_read_only() as store:
+        found = store.cached_embeddings("m/fp32", ["sha256:a", "sha256:b", "sha256:c"])
+        assert store.cached_embeddings("m/bf16", ["sha256:a"]) == ()
+    assert found == (kept[0],)  # b is 8 bytes for 3 floats: ignored; c is another model's
+    assert struct.unpack("<3f", found[0].vector) == (0.5, -0.25, 1.0)
+
+
+def test_articles_are_kept_with_their_text_or_their_error(store: Store) -> None:
+    read = Article(url="https://example.org/a", fetched_at=NOW, text="The whole text.")
+    failed = Article(url="https://example.org/b", fetched_at=NOW, error="HTTP 404")
+    store.save_articles([read, failed])
+    assert store.article(read.url) == read and store.article(failed.url) == failed
+    assert store.article("https://example.org/c") is None
+
+
+# The daemon's job runs
+
+
+def _run(job: str, hours: int, outcome: str = "ok", day: date | None = None) -> JobRun:
+    started = NOW + timedelta(hours=hours)
+    return JobRun(
+        job=job,
+        started_at=started,
+        finished_at=started + timedelta(minutes=1),
+        outcome=outcome,
+        summary=f"{job} at {hours}",
+        failures=("feed A",) if outcome == "failed" else (),
+        edition_on=day,
+    )
+
+
+def test_job_runs_come_back_newest_first_and_a_miss_is_kept_once(store: Store) -> None:
+    assert store.job_runs("collect") == () and store.last_activity() is None
+    runs = [_run("collect", 0), _run("collect", 2, "failed"), _run("edition", 1, "ok", DAY)]
+    for run in runs:
+        store.add_job_run(run)
+    assert store.job_runs("collect") == (runs[1],)
+    assert store.job_runs("collect", limit=5) == (runs[1], runs[0])
+    assert store.job_runs("collect", limit=5, outcome="ok") == (runs[0],)
+    missed = _run("edition", 3, "missed", DAY + timedelta(days=1))
+    assert store.add_missed_edition(missed)
+    assert not store.add_missed_edition(_run("edition", 4, "missed", missed.edition_on))
+    assert store.job_runs("edition", limit=5, outcome="missed") == (missed,)
+    assert store.last_activity() == missed.started_at
+
+
+# The delivery ledger
+
+
+def test_delivery_ledger_is_unique_per_edition_and_recipient(store: Store) -> None:
     day = date(2024, 3, 1)
     pending = Delivery(
         edition_on=day, recipient="a@example.org", message_id="<1@x>", state=DeliveryState.PENDING
     )
-    with Store.open(tmp_path / "d.db") as store:
-        store.create_edition(
-            RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
-        )
-        store.add_deliveries([pending], NOW)
-        sent = store.set_delivery_state(pending, DeliveryState.SENT, NOW, "250 OK")
-        store.add_deliveries([pending], NOW)  # a second plan keeps the row as it is
-        assert store.deliveries(day) == (sent,)
-        assert sent.sent_at == NOW
+    store.create_edition(RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW)
+    store.add_deliveries([pending], NOW)
+    sent = store.set_delivery_state(pending, DeliveryState.SENT, NOW, "250 OK")
+    store.add_deliveries([pending], NOW)  # a second plan keeps the row as it is
+    assert store.deliveries(day) == (sent,)
+    assert sent.sent_at == NOW
 
 
-def test_atomic_rolls_back_and_nests_with_savepoints(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
-        with store.atomic():
-            store.add_stories([_story(1)], NOW)
-            with pytest.raises(RuntimeError), store.atomic():
-                store.add_stories([_story(2)], NOW)
-                raise RuntimeError("inner")
-        with pytest.raises(RuntimeError), store.atomic():
-            store.add_stories([_story(3)], NOW)
-            raise RuntimeError("outer")
-        ids = [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))]
-        assert ids == ["sha256:1"]
-
-
-def test_read_only_store_cannot_write(tmp_path: Path) -> None:
-    path = tmp_path / "d.db"
-    Store.open(path).close()
-    assert Store.open_read_only(tmp_path / "missing.db") is None
-    store = Store.open_read_only(path)
-    assert store is not None
-    with store, pytest.raises(StoreError, match="readonly"):
-        store.add_stories([_story(1)], NOW)
-
-
-def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
+def test_two_senders_cannot_claim_the_same_delivery(stores: Stores) -> None:
     day = date(2024, 3, 1)
     pending = Delivery(
         edition_on=day,
@@ -138,7 +330,7 @@ def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
         message_id="<1@x>",
         state=DeliveryState.PENDING,
     )
-    with Store.open(tmp_path / "d.db") as first, Store.open(tmp_path / "d.db") as second:
+    with stores.open() as first, stores.open() as second:
         first.create_edition(
             RenderedDigest(edition_on=day, subject="S", html="h", text="t"), [], NOW
         )
@@ -159,53 +351,90 @@ def test_two_senders_cannot_claim_the_same_delivery(tmp_path: Path) -> None:
         assert second.claim_delivery(failed, NOW) is not None  # a failed delivery is retried
 
 
-def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "d.db"
-    Store.open(path).close()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        with Store.open(path, busy_timeout=0.1) as store, pytest.raises(StoreError) as caught:
+def test_an_uncertain_row_is_claimed_only_when_asked_and_counts_its_attempts(
+    store: Store,
+) -> None:
+    store.create_edition(_edition(), [], NOW)
+    store.add_deliveries([_pending("a@example.org")], NOW)
+    [row] = store.deliveries(DAY)
+    claimed = store.claim_delivery(row, NOW)
+    assert claimed is not None and claimed.attempts == 1
+    assert store.claim_delivery(claimed, NOW) is None  # left "sending": uncertain
+    again = store.claim_delivery(claimed, NOW, is_uncertain_ok=True)
+    assert again is not None and again.attempts == 2
+    assert store.deliveries(DAY) == (again,)
+
+
+def test_undelivered_rows_and_a_forced_resend(store: Store) -> None:
+    yesterday = DAY - timedelta(days=1)
+    for day in (yesterday, DAY):
+        store.create_edition(_edition(day), [], NOW)
+        store.add_deliveries([_pending("a@example.org", day), _pending("b@example.org", day)], NOW)
+    assert store.latest_delivery_date() == DAY
+    for row in store.deliveries(yesterday):
+        store.set_delivery_state(row, DeliveryState.SENT, NOW, "250 OK")
+    sent_a = store.set_delivery_state(
+        store.deliveries(DAY)[0], DeliveryState.SENT, NOW, "250 OK", is_synced=False
+    )
+    assert store.undelivered(yesterday) == (store.deliveries(DAY)[1],)
+    assert store.reopen_deliveries(DAY, ["a@example.org", "b@example.org"], NOW) == 1
+    reopened = store.deliveries(DAY)[0]
+    assert reopened.address == sent_a.address and reopened.state is DeliveryState.PENDING
+    assert reopened.sent_at is None and reopened.detail == "resend forced"
+
+
+def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
+    told: list[SendLockHolder] = []
+    stop = threading.Event()
+    stop.set()
+    with stores.open() as first, stores.open() as second:
+        with first.send_lock(wait_seconds=60) as is_locked:
+            assert is_locked
+            with second.send_lock(wait_seconds=60, stop=stop, on_wait=told.append) as is_second:
+                assert not is_second  # stopped while waiting
+            with pytest.raises(StoreError, match="still sending"), second.send_lock(wait_seconds=0):
+                pass
+        assert [holder.pid for holder in told] == [os.getpid()]
+        with second.send_lock(wait_seconds=0) as is_locked:
+            assert is_locked
+
+
+# Transactions and read-only stores
+
+
+def test_atomic_rolls_back_and_nests_with_savepoints(store: Store) -> None:
+    with store.atomic():
+        store.add_stories([_story(1)], NOW)
+        with pytest.raises(RuntimeError), store.atomic():
+            store.add_stories([_story(2)], NOW)
+            raise RuntimeError("inner")
+    with pytest.raises(RuntimeError), store.atomic():
+        store.add_stories([_story(3)], NOW)
+        raise RuntimeError("outer")
+    ids = [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))]
+    assert ids == ["sha256:1"]
+
+
+def test_a_failed_write_in_a_transaction_rolls_back_all_of_it(store: Store) -> None:
+    store.create_edition(_edition(subject="First"), [], NOW)
+    with pytest.raises(StoreError), store.atomic():
+        store.add_stories([_story(1)], NOW)
+        store.create_edition(_edition(subject="Again"), ["sha256:1"], NOW)
+    assert store.stories_for_edition(DAY) == ()
+    store.add_stories([_story(2)], NOW)  # and the store goes on
+    assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:2"]
+
+
+def test_read_only_store_cannot_write(stores: Stores) -> None:
+    stores.open().close()
+    with stores.open_read_only() as store:
+        assert store.is_read_only
+        with pytest.raises(StoreError):
             store.add_stories([_story(1)], NOW)
-        assert "database is locked" in str(caught.value)
-        assert "another digest process" in str(caught.value)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-
-
-def test_embeddings_round_trip_by_model_and_text_and_a_damaged_one_is_left_out(
-    tmp_path: Path,
-) -> None:
-    vector = struct.pack("<3f", 0.5, -0.25, 1.0)
-    kept = [
-        Embedding(model_key="m/fp32", text_hash="sha256:a", dimensions=3, vector=vector),
-        Embedding(model_key="m/fp32", text_hash="sha256:b", dimensions=3, vector=vector[:8]),
-        Embedding(model_key="m/bf16", text_hash="sha256:c", dimensions=3, vector=vector),
-    ]
-    with Store.open(tmp_path / "d.db") as store:
-        store.save_embeddings(kept, NOW)
-    store = Store.open_read_only(tmp_path / "d.db")
-    assert store is not None
-    with store:
-        found = store.cached_embeddings("m/fp32", ["sha256:a", "sha256:b", "sha256:c"])
-        assert store.cached_embeddings("m/bf16", ["sha256:a"]) == ()
-    assert found == (kept[0],)  # b is 8 bytes for 3 floats: ignored; c is another model's
-    assert struct.unpack("<3f", found[0].vector) == (0.5, -0.25, 1.0)
-
-
-def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "d.db"
-    with Store.open(path):
-        pass
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE embeddings")
-    conn.execute("DELETE FROM migrations WHERE name = 'm007_embedding_cache'")
-    conn.commit()
-    conn.close()
-    store = Store.open_read_only(path)
-    assert store is not None
-    with store:
-        assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
+        with pytest.raises(StoreError):
+            store.record_fetch(
+                FetchResult(source=FeedSource(url="https://example.org/f"), fetched_at=NOW)
+            )
+        assert store.stories_for_edition(DAY) == ()
+    with stores.open() as store:
+        assert not store.is_read_only

@@ -25,7 +25,7 @@ import pytest
 
 from digest.errors import StoreError
 from digest.models import Story
-from digest.store import Store
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import FEEDS, REPO, write_settings
 from tests.deliver_sink import RECIPIENTS, Sink, running, smtp_settings
 
@@ -279,7 +279,7 @@ def test_after_a_full_disk_the_store_writes_again_once_there_is_room(disk: Path)
     from datetime import UTC, datetime
 
     now = datetime(2024, 3, 1, tzinfo=UTC)
-    with Store.open(disk / "d.db") as store:
+    with SQLiteStore.open(disk / "d.db") as store:
         store.add_stories([_story(0)], now)
         _fill(disk)
         with pytest.raises(StoreError, match="the disk is full") as caught:
