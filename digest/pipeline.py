@@ -38,7 +38,7 @@ from digest.clean import (
     split_headline,
 )
 from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
-from digest.config import Settings, SummarizeSettings, append_feeds
+from digest.config import Settings, SummarizeSettings
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
     PASSWORD_ENV_VAR,
@@ -84,6 +84,7 @@ from digest.render import (
 )
 from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
+from digest.settings_file import append_feeds
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
 from digest.workers import process_pool
