@@ -44,15 +44,21 @@ from digest.deliver import (
     PASSWORD_ENV_VAR,
     EditionMessages,
     Mailer,
-    MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
-    UncertainDeliveryError,
     make_message_id,
 )
 from digest.embeddings import CachedEncoder
-from digest.errors import DeliveryError, DigestError, FeedError, InputError, StoreError
+from digest.errors import (
+    DeliveryError,
+    DigestError,
+    FeedError,
+    InputError,
+    MailerUnavailableError,
+    StoreError,
+    UncertainDeliveryError,
+)
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
