@@ -3,8 +3,10 @@
 The file is found from ``--config``, then ``$DIGEST_CONFIG``, then ``./settings.toml``.
 Validation is strict (unknown keys are errors) and every problem is reported at once,
 each naming the file, the ``[section].key``, the bad value and what would be valid.
-Relative paths are relative to the config file. Secrets never live here: the SMTP
-password comes from ``$DIGEST_SMTP_PASSWORD``.
+Relative paths are relative to the config file: they are resolved while validating (the
+folder reaches the validators as pydantic's validation context, ``SettingsSource``), and the
+``[delivery].recipients_file`` is read before, so ``Settings`` is built once, frozen and
+complete. Secrets never live here: the SMTP password comes from ``$DIGEST_SMTP_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import time
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
@@ -31,6 +34,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -47,6 +51,29 @@ _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")  # seconds: for 
 _SEND_AT_HINT = 'a quoted 24-hour time in the timezone, like send_at = "07:00"'
 _MAX_URL_SHOWN = 80  # a feed named by its url in a message: long ones are shortened
 _CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSource:
+    """What validating a settings file needs besides its text: the folder its relative paths
+    start from, and the addresses read from its ``[delivery].recipients_file``."""
+
+    folder: Path
+    file_recipients: tuple[str, ...] = ()
+
+
+def _source(info: ValidationInfo) -> SettingsSource | None:
+    """None for sections built in code rather than read from a file: their paths stay as given."""
+    return info.context if isinstance(info.context, SettingsSource) else None
+
+
+def _beside_settings(path: Path, info: ValidationInfo) -> Path:
+    source = _source(info)
+    return source.folder / path.expanduser() if source else path
+
+
+# A path as written in the settings file: relative to the file's folder, ~ expanded.
+SettingsPath = Annotated[Path, AfterValidator(_beside_settings)]
 
 
 class _Section(BaseModel):
@@ -96,7 +123,7 @@ InternalNetwork = Annotated[
 
 
 class StoreSettings(_Section):
-    path: Path = Path("digest.db")
+    path: SettingsPath = Field(default=Path("digest.db"), validate_default=True)
     busy_timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
 
 
@@ -128,21 +155,22 @@ class FeedSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _url_or_path(cls, value: str) -> str:
+    def _url_or_path(cls, value: str, info: ValidationInfo) -> str:
         scheme = urlsplit(value).scheme.lower()
         if scheme in ("http", "https"):
             if not urlsplit(value).hostname:
                 raise ValueError("is an http(s) URL without a host")
         elif scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
             raise ValueError("must be an http:// or https:// URL, or a local file path")
-        return value
+        source = _source(info)
+        return _resolve_feed_url(value, source.folder) if source else value
 
 
 class SummarizeSettings(_Section):
     summarizer: str = "extractive"
     words: StrictInt = Field(default=60, ge=10, le=400)
     # The abstractive summarizer's model and generation; None: derived (see settings.toml).
-    model: str = Field(default="sshleifer/distilbart-cnn-12-6", min_length=1)
+    model: str = Field(default="sshleifer/distilbart-cnn-12-6", min_length=1, validate_default=True)
     allow_download: StrictBool = False
     fallback: Literal["error", "extractive"] = "error"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -152,6 +180,12 @@ class SummarizeSettings(_Section):
     no_repeat_ngram_size: StrictInt = Field(default=3, ge=0, le=10)
     length_penalty: StrictFloat = Field(default=1.0, ge=-10, le=10)
     max_input_tokens: StrictInt | None = Field(default=None, ge=16, le=16384)
+
+    @field_validator("model")
+    @classmethod
+    def _folder_beside_settings(cls, value: str, info: ValidationInfo) -> str:
+        source = _source(info)
+        return _resolve_model(value, source.folder) if source else value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> SummarizeSettings:
@@ -164,7 +198,7 @@ class SummarizeSettings(_Section):
 class RenderSettings(_Section):
     title: str = "Daily Digest"
     max_stories: StrictInt = Field(default=40, ge=1, le=500)
-    template_dir: Path | None = None
+    template_dir: SettingsPath | None = None
     subject: str = Field(default="{{ title }}, {{ date }}: {{ top_headline }}", min_length=1)
     sections: tuple[str, ...] = ()  # section order; sections not listed follow by importance
     max_per_section: StrictInt = Field(default=10, ge=1, le=500)
@@ -182,14 +216,15 @@ class RenderSettings(_Section):
 
 class DeliverySettings(_Section):
     backend: Literal["outbox", "smtp", "sendmail"] = "outbox"
-    outbox: Path = Path("outbox")
+    outbox: SettingsPath = Field(default=Path("outbox"), validate_default=True)
     from_: EmailAddress = Field(alias="from")
-    recipients: tuple[EmailAddress, ...] = ()
+    # After validation, with the recipients_file's addresses added.
+    recipients: tuple[EmailAddress, ...] = Field(default=(), validate_default=True)
     sendmail_command: tuple[str, ...] = Field(
         default=("/usr/sbin/sendmail", "-oi", "-t"), min_length=1
     )
     # One address per line, # comments; read at load and added to `recipients`.
-    recipients_file: Path | None = None
+    recipients_file: SettingsPath | None = None
     unsubscribe_url: str | None = None
     unsubscribe_mailto: EmailAddress | None = None
     list_id: str | None = None
@@ -221,6 +256,12 @@ class DeliverySettings(_Section):
             seen.add(address)
         return value
 
+    @field_validator("recipients")
+    @classmethod
+    def _with_file_recipients(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        source = _source(info)
+        return (*value, *source.file_recipients) if source else value
+
 
 class SmtpSettings(_Section):
     host: str = "localhost"
@@ -229,7 +270,7 @@ class SmtpSettings(_Section):
     username: str | None = None
     timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
     # A PEM file of the CA(s) to trust instead of the system's (a private or test CA).
-    ca_file: Path | None = None
+    ca_file: SettingsPath | None = None
     max_messages_per_connection: StrictInt = Field(default=100, ge=1, le=100_000)
     retries: StrictInt = Field(default=3, ge=0, le=10)
     retry_backoff_seconds: StrictFloat = Field(default=2.0, ge=0, le=300)
@@ -241,7 +282,7 @@ class ScheduleSettings(_Section):
     cron: tuple[str, ...] = ()
     collect_every_minutes: StrictInt = Field(default=30, ge=1, le=1440)
     misfire_grace_hours: StrictFloat = Field(default=6.0, gt=0, le=24)
-    log_file: Path | None = None
+    log_file: SettingsPath | None = None
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -353,41 +394,17 @@ class Settings(_Section):
             raise ValueError("needs at least one [[feeds]] table with a url")
         return value
 
-    @model_validator(mode="after")
-    def _resolve_paths(self) -> Settings:
-        base = self.config_path.parent
-        feeds = tuple(
-            feed.model_copy(update={"url": _resolve_feed_url(feed.url, base)})
-            for feed in self.feeds
-        )
-        template_dir = self.render.template_dir
-        object.__setattr__(self, "feeds", feeds)
-        object.__setattr__(
-            self,
-            "store",
-            self.store.model_copy(update={"path": base / self.store.path.expanduser()}),
-        )
-        object.__setattr__(
-            self,
-            "delivery",
-            self.delivery.model_copy(update={"outbox": base / self.delivery.outbox.expanduser()}),
-        )
-        if self.schedule.log_file is not None:
-            log_file = base / self.schedule.log_file.expanduser()
-            schedule = self.schedule.model_copy(update={"log_file": log_file})
-            object.__setattr__(self, "schedule", schedule)
-        object.__setattr__(self, "delivery", _resolve_recipients_file(self.delivery, base))
-        if self.smtp.ca_file is not None:
-            ca_file = base / self.smtp.ca_file.expanduser()
-            object.__setattr__(self, "smtp", self.smtp.model_copy(update={"ca_file": ca_file}))
-        if template_dir is not None:
-            render = self.render.model_copy(
-                update={"template_dir": base / template_dir.expanduser()}
-            )
-            object.__setattr__(self, "render", render)
-        model = _resolve_model(self.summarize.model, base)
-        object.__setattr__(self, "summarize", self.summarize.model_copy(update={"model": model}))
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_tables_as_empty(cls, data: Any) -> Any:
+        # pydantic does not validate a default section, so one whose table is absent would
+        # keep its default paths unresolved: validate it as an empty table instead.
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields.items()
+        optional = [n for n, f in fields if _is_section(f.annotation) and not f.is_required()]
+        empty: dict[str, Any] = {name: {} for name in optional}
+        return empty | data
 
     @property
     def tz(self) -> ZoneInfo:
@@ -418,35 +435,26 @@ def _is_web_url(value: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
-def _resolve_recipients_file(delivery: DeliverySettings, base: Path) -> DeliverySettings:
-    if delivery.recipients_file is None:
-        return delivery
-    path = base / delivery.recipients_file.expanduser()
-    return delivery.model_copy(update={"recipients_file": path})
+@dataclass(frozen=True, slots=True)
+class _RecipientsFile:
+    path: Path
+    addresses: tuple[str, ...]
+    problems: tuple[str, ...]  # "line 3: ...": reported once the settings themselves are valid
 
 
-def _with_file_recipients(settings: Settings) -> Settings:
-    """Add ``[delivery].recipients_file``'s addresses to the list, each line validated."""
-    delivery = settings.delivery
-    path = delivery.recipients_file
-    listed = {parseaddr(r)[1].lower() for r in delivery.recipients}
-    added, problems = _read_recipients(path, listed) if path else ([], [])
-    if problems:
-        raise ConfigError(
-            f"{path}: {len(problems)} problem(s) in [delivery].recipients_file",
-            path=str(path),
-            problems=tuple(problems),
-            hint="one address per line; lines starting with # are comments",
-        )
-    if not delivery.recipients and not added:
-        raise ConfigError(
-            f"{settings.config_path}: [delivery]: no recipients",
-            path=str(settings.config_path),
-            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
-        )
-    recipients = (*delivery.recipients, *added)
-    object.__setattr__(settings, "delivery", delivery.model_copy(update={"recipients": recipients}))
-    return settings
+def _read_recipients_file(raw: dict[str, Any], folder: Path) -> _RecipientsFile | None:
+    """``[delivery].recipients_file``'s addresses, each line checked, before validation: the
+    validated list gets them from the ``SettingsSource``. None if no file is named (or the
+    name is not text, which validation reports)."""
+    delivery = raw.get("delivery")
+    if not isinstance(delivery, dict) or not isinstance(delivery.get("recipients_file"), str):
+        return None
+    listed = delivery.get("recipients")
+    listed = listed if isinstance(listed, list) else []
+    seen = {parseaddr(r)[1].lower() for r in listed if isinstance(r, str)}
+    path = folder / Path(delivery["recipients_file"]).expanduser()
+    addresses, problems = _read_recipients(path, seen)
+    return _RecipientsFile(path=path, addresses=tuple(addresses), problems=tuple(problems))
 
 
 def _read_recipients(path: Path, seen: set[str]) -> tuple[list[str], list[str]]:
@@ -529,8 +537,14 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document that came from ``path``."""
     if "config_path" in raw:
         raise ConfigError(f"{path}: invalid settings", problems=("config_path: unknown key",))
+    config_path = path.resolve()
+    recipients_file = _read_recipients_file(raw, config_path.parent)
+    source = SettingsSource(
+        folder=config_path.parent,
+        file_recipients=recipients_file.addresses if recipients_file else (),
+    )
     try:
-        settings = Settings.model_validate({**raw, "config_path": path.resolve()})
+        settings = Settings.model_validate({**raw, "config_path": config_path}, context=source)
     except ValidationError as exc:
         problems = tuple(_describe(error, raw) for error in exc.errors())
         raise ConfigError(
@@ -538,7 +552,26 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
             path=str(path),
             problems=problems,
         ) from None
-    return _with_file_recipients(settings)
+    _check_recipients(settings, recipients_file)
+    return settings
+
+
+def _check_recipients(settings: Settings, recipients_file: _RecipientsFile | None) -> None:
+    """Raise ConfigError if the recipients file has a bad line or nobody is left to send to."""
+    if recipients_file and recipients_file.problems:
+        raise ConfigError(
+            f"{recipients_file.path}: {len(recipients_file.problems)} problem(s) in "
+            "[delivery].recipients_file",
+            path=str(recipients_file.path),
+            problems=recipients_file.problems,
+            hint="one address per line; lines starting with # are comments",
+        )
+    if not settings.delivery.recipients:
+        raise ConfigError(
+            f"{settings.config_path}: [delivery]: no recipients",
+            path=str(settings.config_path),
+            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
+        )
 
 
 def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
