@@ -1,490 +1,63 @@
-"""Settings: ``settings.toml`` -> a frozen, validated ``Settings``.
+"""Settings: ``settings.toml`` -> a frozen, validated ``Settings`` (file I/O at the edge).
 
 The file is found from ``--config``, then ``$DIGEST_CONFIG``, then ``./settings.toml``.
 Validation is strict (unknown keys are errors) and every problem is reported at once,
 each naming the file, the ``[section].key``, the bad value and what would be valid.
-Relative paths are relative to the config file. Secrets never live here: the SMTP
-password comes from ``$DIGEST_SMTP_PASSWORD``.
+Relative paths are relative to the config file. The ``[delivery].recipients_file`` is read
+before validation, and the models (``digest.settings_models``) resolve their paths while
+validating, so ``Settings`` is built once, frozen and complete. Secrets never live here:
+the SMTP password comes from ``$DIGEST_SMTP_PASSWORD``.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
-import re
 import tomllib
-from datetime import time
-from email.utils import getaddresses, parseaddr
+from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from digest.errors import ConfigError
-from digest.models import FeedSource
-from digest.urls import feed_url_key, is_web_url
+from digest.settings_models import (
+    DEFAULT_CONFIG_NAME,
+    CollectSettings,
+    DeliverySettings,
+    FeedSettings,
+    RenderSettings,
+    ScheduleSettings,
+    Settings,
+    SettingsSource,
+    SmtpSettings,
+    StoreSettings,
+    SummarizeSettings,
+    check_address,
+    is_section,
+)
 
-CONFIG_ENV_VAR = "DIGEST_CONFIG"
-DEFAULT_CONFIG_NAME = "settings.toml"
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")  # seconds: for tests
-_SEND_AT_HINT = 'a quoted 24-hour time in the timezone, like send_at = "07:00"'
-_MAX_URL_SHOWN = 80  # a feed named by its url in a message: long ones are shortened
-_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_ADDR_SPEC = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@[^\s@<>(),;:\"\[\]\\]+\.[^\s@<>(),;:\"\[\]\\.]+$")
-
-
-def _check_address(value: str) -> str:
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("must be a single line: it contains a line break or NUL")
-    if len(getaddresses([value])) != 1:
-        raise ValueError("must be one address, not a list")
-    _, address = parseaddr(value)
-    if not _ADDR_SPEC.match(address):
-        raise ValueError("is not an email address like 'reader@example.org'")
-    if not address.isascii():
-        # SMTP without SMTPUTF8 cannot carry it, and a refused one would stall the session.
-        raise ValueError(
-            f"{address!r} has non-ASCII characters, which digest cannot send to: write the "
-            "domain in its ASCII (xn--) form, and ask the reader for an ASCII address"
-        )
-    return value
-
-
-EmailAddress = Annotated[str, AfterValidator(_check_address)]
-
-
-def _network(value: object) -> object:
-    """An address or network (``192.168.1.0/24``; host bits are ignored) as a network."""
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} must be a quoted address or network, like '192.168.1.0/24'")
-    try:
-        return ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not an address or network like '192.168.1.0/24' or 'fd00:1::/64'"
-        ) from None
-
-
-InternalNetwork = Annotated[
-    ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_NAME",
+    "CollectSettings",
+    "DeliverySettings",
+    "FeedSettings",
+    "RenderSettings",
+    "ScheduleSettings",
+    "Settings",
+    "SmtpSettings",
+    "StoreSettings",
+    "SummarizeSettings",
+    "find_config_path",
+    "load_settings",
+    "validate_settings",
 ]
 
-
-class StoreSettings(_Section):
-    path: Path = Path("digest.db")
-    busy_timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
-
-
-class CollectSettings(_Section):
-    max_age_days: StrictInt = Field(default=2, ge=0, le=3650)
-    max_entries_per_feed: StrictInt = Field(default=300, ge=1, le=100_000)
-    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
-    max_bytes: StrictInt = Field(default=10_000_000, gt=0, le=1_000_000_000)
-    concurrency: StrictInt = Field(default=16, ge=1, le=256)
-    per_host: StrictInt = Field(default=4, ge=1, le=256)
-    retries: StrictInt = Field(default=2, ge=0, le=10)
-    full_text: StrictBool = True
-    full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
-    page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0, le=600)
-    dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
-    min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
-    # Internal addresses any feed, redirect or article page may lead to (a LAN of yours).
-    allowed_internal_networks: tuple[InternalNetwork, ...] = ()
-
-
-class FeedSettings(_Section):
-    url: str = Field(min_length=1)
-    name: str | None = None
-    category: str | None = None
-    priority: StrictInt = Field(default=0, ge=-100, le=100)  # ranks equal stories in a section
-    dedupe: StrictBool = True
-    full_text: StrictBool | None = None  # None: as [collect].full_text
-    min_interval_minutes: StrictInt | None = Field(default=None, ge=0, le=1440)
-
-    @field_validator("url")
-    @classmethod
-    def _url_or_path(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme.lower()
-        if scheme in ("http", "https"):
-            if not is_web_url(value):
-                raise ValueError("is an http(s) URL without a host")
-        elif scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
-            raise ValueError("must be an http:// or https:// URL, or a local file path")
-        return value
-
-
-class SummarizeSettings(_Section):
-    summarizer: str = "extractive"
-    words: StrictInt = Field(default=60, ge=10, le=400)
-    # The abstractive summarizer's model and generation; None: derived (see settings.toml).
-    model: str = Field(default="sshleifer/distilbart-cnn-12-6", min_length=1)
-    allow_download: StrictBool = False
-    fallback: Literal["error", "extractive"] = "error"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_beams: StrictInt = Field(default=4, ge=1, le=16)
-    max_new_tokens: StrictInt | None = Field(default=None, ge=8, le=1024)
-    min_new_tokens: StrictInt | None = Field(default=None, ge=0, le=1024)
-    no_repeat_ngram_size: StrictInt = Field(default=3, ge=0, le=10)
-    length_penalty: StrictFloat = Field(default=1.0, ge=-10, le=10)
-    max_input_tokens: StrictInt | None = Field(default=None, ge=16, le=16384)
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> SummarizeSettings:
-        low, high = self.min_new_tokens, self.max_new_tokens
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"min_new_tokens ({low}) is larger than max_new_tokens ({high})")
-        return self
-
-
-class RenderSettings(_Section):
-    title: str = "Daily Digest"
-    max_stories: StrictInt = Field(default=40, ge=1, le=500)
-    template_dir: Path | None = None
-    subject: str = Field(default="{{ title }}, {{ date }}: {{ top_headline }}", min_length=1)
-    sections: tuple[str, ...] = ()  # section order; sections not listed follow by importance
-    max_per_section: StrictInt = Field(default=10, ge=1, le=500)
-    empty_edition: Literal["send", "skip"] = "skip"
-    max_html_bytes: StrictInt = Field(default=100_000, ge=10_000, le=10_000_000)
-    archive_url: str | None = None  # "view in browser"; {date} becomes the edition's date
-
-    @field_validator("archive_url")
-    @classmethod
-    def _web_url(cls, value: str | None) -> str | None:
-        if value is not None and not is_web_url(value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
-
-class DeliverySettings(_Section):
-    backend: Literal["outbox", "smtp", "sendmail"] = "outbox"
-    outbox: Path = Path("outbox")
-    from_: EmailAddress = Field(alias="from")
-    recipients: tuple[EmailAddress, ...] = ()
-    sendmail_command: tuple[str, ...] = Field(
-        default=("/usr/sbin/sendmail", "-oi", "-t"), min_length=1
-    )
-    # One address per line, # comments; read at load and added to `recipients`.
-    recipients_file: Path | None = None
-    unsubscribe_url: str | None = None
-    unsubscribe_mailto: EmailAddress | None = None
-    list_id: str | None = None
-
-    @field_validator("unsubscribe_url", "list_id")
-    @classmethod
-    def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and (_CONTROL.search(value) or not value.strip()):
-            raise ValueError("must be one non-empty line without control characters")
-        return value
-
-    @field_validator("unsubscribe_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not is_web_url(value):
-            raise ValueError("must be an http(s) URL (RFC 8058 one-click wants https)")
-        return value
-
-    @field_validator("recipients")
-    @classmethod
-    def _no_duplicates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        seen: set[str] = set()
-        for recipient in value:
-            address = parseaddr(recipient)[1].lower()
-            if address in seen:
-                raise ValueError(f"lists {address!r} twice")
-            seen.add(address)
-        return value
-
-
-class SmtpSettings(_Section):
-    host: str = "localhost"
-    port: StrictInt = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
-    # A PEM file of the CA(s) to trust instead of the system's (a private or test CA).
-    ca_file: Path | None = None
-    max_messages_per_connection: StrictInt = Field(default=100, ge=1, le=100_000)
-    retries: StrictInt = Field(default=3, ge=0, le=10)
-    retry_backoff_seconds: StrictFloat = Field(default=2.0, ge=0, le=300)
-
-
-class ScheduleSettings(_Section):
-    send_at: str = "07:00"
-    days: str = "*"
-    cron: tuple[str, ...] = ()
-    collect_every_minutes: StrictInt = Field(default=30, ge=1, le=1440)
-    misfire_grace_hours: StrictFloat = Field(default=6.0, gt=0, le=24)
-    log_file: Path | None = None
-
-    @field_validator("send_at", mode="before")
-    @classmethod
-    def _hh_mm(cls, value: object) -> str:
-        if isinstance(value, time):  # TOML's unquoted local time, send_at = 07:00:00
-            value = value.isoformat()
-        if not isinstance(value, str):
-            raise ValueError(f"must be {_SEND_AT_HINT}")
-        match = _HH_MM.match(value)
-        if not match:
-            raise ValueError(f"must be {_SEND_AT_HINT} (H:MM and HH:MM:SS work too)")
-        hour, minute, seconds = match.groups()
-        return f"{int(hour):02d}:{minute}{seconds or ''}"
-
-    @field_validator("days")
-    @classmethod
-    def _day_names(cls, value: str) -> str:
-        return _check_days(value)
-
-    @field_validator("cron", mode="before")
-    @classmethod
-    def _one_or_more(cls, value: object) -> object:
-        return (value,) if isinstance(value, str) else value
-
-    @field_validator("cron")
-    @classmethod
-    def _crontab_lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for line in value:
-            fields = line.split()
-            if len(fields) != 5:
-                raise ValueError(f"{line!r} needs 5 fields (minute hour day month weekday)")
-            _check_days(fields[4])
-            try:
-                _cron_trigger().from_crontab(line, timezone="UTC")
-            except ValueError as exc:
-                raise ValueError(f"{line!r}: {exc}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _cron_or_send_at(self) -> ScheduleSettings:
-        if self.cron and self.model_fields_set & {"send_at", "days"}:
-            raise ValueError("set either cron, or send_at (and days), not both")
-        return self
-
-    @property
-    def editions(self) -> tuple[dict[str, str], ...]:
-        """Each edition schedule as CronTrigger fields (send_at and days make one)."""
-        if self.cron:
-            return tuple(dict(zip(_CRON_FIELDS, line.split(), strict=True)) for line in self.cron)
-        hour, minute, second = (int(part) for part in f"{self.send_at}:00".split(":")[:3])
-        return (
-            {
-                "hour": str(hour),
-                "minute": str(minute),
-                "second": str(second),
-                "day_of_week": self.days,
-            },
-        )
-
-
-def _cron_trigger() -> Any:
-    # APScheduler (~40 ms) only when a schedule is set: every command loads the settings.
-    from apscheduler.triggers.cron import CronTrigger
-
-    return CronTrigger
-
-
-def _check_days(value: str) -> str:
-    # APScheduler 3 counts weekday numbers from Monday, cron from Sunday: only names are
-    # unambiguous.
-    if any(char.isdigit() for char in value):
-        raise ValueError(f"{value!r}: name the weekdays (mon-fri, sat,sun), not numbers")
-    try:
-        _cron_trigger()(day_of_week=value, timezone="UTC")
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a list of weekdays like 'mon-fri' ({exc})") from None
-    return value
-
-
-class Settings(_Section):
-    """Everything digest needs to run, validated. Built by ``load_settings``."""
-
-    config_path: Path = Path(DEFAULT_CONFIG_NAME)
-    timezone: str = "UTC"
-    store: StoreSettings = StoreSettings()
-    collect: CollectSettings = CollectSettings()
-    feeds: tuple[FeedSettings, ...]
-    summarize: SummarizeSettings = SummarizeSettings()
-    render: RenderSettings = RenderSettings()
-    delivery: DeliverySettings
-    smtp: SmtpSettings = SmtpSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                "is not an IANA time zone name like 'Europe/Istanbul' or 'UTC'"
-            ) from None
-        return value
-
-    @field_validator("feeds")
-    @classmethod
-    def _some_feeds(cls, value: tuple[FeedSettings, ...]) -> tuple[FeedSettings, ...]:
-        if not value:
-            raise ValueError("needs at least one [[feeds]] table with a url")
-        return value
-
-    @model_validator(mode="after")
-    def _resolve_paths(self) -> Settings:
-        base = self.config_path.parent
-        feeds = tuple(
-            feed.model_copy(update={"url": _resolve_feed_url(feed.url, base)})
-            for feed in self.feeds
-        )
-        template_dir = self.render.template_dir
-        object.__setattr__(self, "feeds", feeds)
-        object.__setattr__(
-            self,
-            "store",
-            self.store.model_copy(update={"path": base / self.store.path.expanduser()}),
-        )
-        object.__setattr__(
-            self,
-            "delivery",
-            self.delivery.model_copy(update={"outbox": base / self.delivery.outbox.expanduser()}),
-        )
-        if self.schedule.log_file is not None:
-            log_file = base / self.schedule.log_file.expanduser()
-            schedule = self.schedule.model_copy(update={"log_file": log_file})
-            object.__setattr__(self, "schedule", schedule)
-        object.__setattr__(self, "delivery", _resolve_recipients_file(self.delivery, base))
-        if self.smtp.ca_file is not None:
-            ca_file = base / self.smtp.ca_file.expanduser()
-            object.__setattr__(self, "smtp", self.smtp.model_copy(update={"ca_file": ca_file}))
-        if template_dir is not None:
-            render = self.render.model_copy(
-                update={"template_dir": base / template_dir.expanduser()}
-            )
-            object.__setattr__(self, "render", render)
-        model = _resolve_model(self.summarize.model, base)
-        object.__setattr__(self, "summarize", self.summarize.model_copy(update={"model": model}))
-        return self
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
-    def feed_sources(self) -> tuple[FeedSource, ...]:
-        return tuple(
-            FeedSource(
-                url=f.url,
-                name=f.name,
-                category=f.category,
-                is_deduped=f.dedupe,
-                full_text=self.collect.full_text if f.full_text is None else f.full_text,
-                priority=f.priority,
-                min_interval_minutes=(
-                    self.collect.min_interval_minutes
-                    if f.min_interval_minutes is None
-                    else f.min_interval_minutes
-                ),
-            )
-            for f in self.feeds
-        )
-
-
-def _resolve_recipients_file(delivery: DeliverySettings, base: Path) -> DeliverySettings:
-    if delivery.recipients_file is None:
-        return delivery
-    path = base / delivery.recipients_file.expanduser()
-    return delivery.model_copy(update={"recipients_file": path})
-
-
-def _with_file_recipients(settings: Settings) -> Settings:
-    """Add ``[delivery].recipients_file``'s addresses to the list, each line validated."""
-    delivery = settings.delivery
-    path = delivery.recipients_file
-    listed = {parseaddr(r)[1].lower() for r in delivery.recipients}
-    added, problems = _read_recipients(path, listed) if path else ([], [])
-    if problems:
-        raise ConfigError(
-            f"{path}: {len(problems)} problem(s) in [delivery].recipients_file",
-            path=str(path),
-            problems=tuple(problems),
-            hint="one address per line; lines starting with # are comments",
-        )
-    if not delivery.recipients and not added:
-        raise ConfigError(
-            f"{settings.config_path}: [delivery]: no recipients",
-            path=str(settings.config_path),
-            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
-        )
-    recipients = (*delivery.recipients, *added)
-    object.__setattr__(settings, "delivery", delivery.model_copy(update={"recipients": recipients}))
-    return settings
-
-
-def _read_recipients(path: Path, seen: set[str]) -> tuple[list[str], list[str]]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [f"cannot read it: {exc}"]
-    added: list[str] = []
-    problems: list[str] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        value = line.strip(" \t")
-        if not value or value.startswith("#"):
-            continue
-        try:
-            if "\r" in value:
-                raise ValueError("has a carriage return (CRLF line ends?): save it with LF ends")
-            _check_address(value)
-        except ValueError as exc:
-            problems.append(f"line {number}: {value!r}: {exc}")
-            continue
-        address = parseaddr(value)[1].lower()
-        if address in seen:
-            problems.append(f"line {number}: {address!r} is listed twice")
-        seen.add(address)
-        added.append(value)
-    return added, problems
-
-
-def _resolve_feed_url(url: str, base: Path) -> str:
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("http", "https"):
-        return url
-    path = Path(parts.path) if parts.scheme.lower() == "file" else Path(url).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _resolve_model(model: str, base: Path) -> str:
-    """A folder (relative to the config file) as an absolute path; a hub id such as
-    'org/name' as it is, unless a folder of that name exists next to the config file."""
-    path = Path(model).expanduser()
-    is_path = path.is_absolute() or model.startswith((".", "~")) or "\\" in model
-    if is_path or model.count("/") > 1 or (base / path).is_dir():
-        return str((base / path).resolve())
-    return model
+CONFIG_ENV_VAR = "DIGEST_CONFIG"
+_MAX_URL_SHOWN = 80  # a feed named by its url in a message: long ones are shortened
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -523,8 +96,14 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document that came from ``path``."""
     if "config_path" in raw:
         raise ConfigError(f"{path}: invalid settings", problems=("config_path: unknown key",))
+    config_path = path.resolve()
+    recipients_file = _read_recipients_file(raw, config_path.parent)
+    source = SettingsSource(
+        folder=config_path.parent,
+        file_recipients=recipients_file.addresses if recipients_file else (),
+    )
     try:
-        settings = Settings.model_validate({**raw, "config_path": path.resolve()})
+        settings = Settings.model_validate({**raw, "config_path": config_path}, context=source)
     except ValidationError as exc:
         problems = tuple(_describe(error, raw) for error in exc.errors())
         raise ConfigError(
@@ -532,7 +111,74 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
             path=str(path),
             problems=problems,
         ) from None
-    return _with_file_recipients(settings)
+    _check_recipients(settings, recipients_file)
+    return settings
+
+
+def _check_recipients(settings: Settings, recipients_file: _RecipientsFile | None) -> None:
+    """Raise ConfigError if the recipients file has a bad line or nobody is left to send to."""
+    if recipients_file and recipients_file.problems:
+        raise ConfigError(
+            f"{recipients_file.path}: {len(recipients_file.problems)} problem(s) in "
+            "[delivery].recipients_file",
+            path=str(recipients_file.path),
+            problems=recipients_file.problems,
+            hint="one address per line; lines starting with # are comments",
+        )
+    if not settings.delivery.recipients:
+        raise ConfigError(
+            f"{settings.config_path}: [delivery]: no recipients",
+            path=str(settings.config_path),
+            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _RecipientsFile:
+    path: Path
+    addresses: tuple[str, ...]
+    problems: tuple[str, ...]  # "line 3: ...": reported once the settings themselves are valid
+
+
+def _read_recipients_file(raw: dict[str, Any], folder: Path) -> _RecipientsFile | None:
+    """``[delivery].recipients_file``'s addresses, each line checked, before validation: the
+    validated list gets them from the ``SettingsSource``. None if no file is named (or the
+    name is not text, which validation reports)."""
+    delivery = raw.get("delivery")
+    if not isinstance(delivery, dict) or not isinstance(delivery.get("recipients_file"), str):
+        return None
+    listed = delivery.get("recipients")
+    listed = listed if isinstance(listed, list) else []
+    seen = {parseaddr(r)[1].lower() for r in listed if isinstance(r, str)}
+    path = folder / Path(delivery["recipients_file"]).expanduser()
+    addresses, problems = _read_recipients(path, seen)
+    return _RecipientsFile(path=path, addresses=tuple(addresses), problems=tuple(problems))
+
+
+def _read_recipients(path: Path, seen: set[str]) -> tuple[list[str], list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"cannot read it: {exc}"]
+    added: list[str] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        value = line.strip(" \t")
+        if not value or value.startswith("#"):
+            continue
+        try:
+            if "\r" in value:
+                raise ValueError("has a carriage return (CRLF line ends?): save it with LF ends")
+            check_address(value)
+        except ValueError as exc:
+            problems.append(f"line {number}: {value!r}: {exc}")
+            continue
+        address = parseaddr(value)[1].lower()
+        if address in seen:
+            problems.append(f"line {number}: {address!r} is listed twice")
+        seen.add(address)
+        added.append(value)
+    return added, problems
 
 
 def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
@@ -565,8 +211,8 @@ def _key_name(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
         return "(top level)"
     head, *rest = ["from" if part == "from_" else part for part in loc]
     if not rest:
-        is_section = _is_section(getattr(Settings.model_fields.get(str(head)), "annotation", None))
-        return f"[{head}]" if is_section else str(head)
+        is_table = is_section(getattr(Settings.model_fields.get(str(head)), "annotation", None))
+        return f"[{head}]" if is_table else str(head)
     if head == "feeds" and isinstance(rest[0], int):
         section, rest = _feed_name(rest[0], raw, rest[1:]), rest[1:]
     else:
@@ -596,7 +242,7 @@ def _suggest(loc: tuple[int | str, ...]) -> str:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
         args = getattr(annotation, "__args__", ())
-        nested = next((a for a in (annotation, *args) if _is_section(a)), None)
+        nested = next((a for a in (annotation, *args) if is_section(a)), None)
         if nested is None:
             return ""
         model = nested
@@ -608,82 +254,4 @@ def _suggest(loc: tuple[int | str, ...]) -> str:
     return f"{did_you_mean} (valid keys: {', '.join(valid)})"
 
 
-def _is_section(candidate: object) -> bool:
-    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
-
-
-# Editing the feed list
-
-
-def append_feeds(
-    config_path: Path, feeds: tuple[FeedSource, ...], *, dry_run: bool = False
-) -> tuple[FeedSource, ...]:
-    """Append a ``[[feeds]]`` table for each feed not configured yet; return those appended.
-
-    The text goes at the end, so the user's comments and layout stay as they were. The whole
-    file is validated before it is written and again after; a failure leaves it unchanged.
-    """
-    settings = load_settings(config_path)
-    known = {feed_url_key(feed.url) for feed in settings.feeds}
-    new = []
-    for feed in feeds:
-        if feed_url_key(feed.url) not in known:
-            known.add(feed_url_key(feed.url))
-            new.append(feed)
-    if not new or dry_run:
-        _check_appended(config_path, new)
-        return tuple(new)
-    original = config_path.read_bytes()
-    addition = _check_appended(config_path, new)
-    with config_path.open("a", encoding="utf-8", newline="") as file:
-        file.write(addition)
-    try:
-        load_settings(config_path)
-    except ConfigError:
-        with config_path.open("r+b") as file:
-            file.truncate(len(original))
-        raise
-    return tuple(new)
-
-
-def _check_appended(config_path: Path, feeds: list[FeedSource]) -> str:
-    """The text to append for ``feeds``; raise ConfigError if the file would not be valid."""
-    text = config_path.read_text(encoding="utf-8")
-    addition = "".join(_feed_table(feed) for feed in feeds)
-    if addition and text and not text.endswith("\n"):
-        addition = "\n" + addition
-    try:
-        raw = tomllib.loads(text + addition)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{config_path}: adding [[feeds]] tables at the end would not be valid TOML: {exc}",
-            path=str(config_path),
-            hint="are the feeds an inline array (feeds = [...])? write them as [[feeds]] tables",
-        ) from exc
-    validate_settings(raw, config_path)
-    return addition
-
-
-def _feed_table(feed: FeedSource) -> str:
-    lines = ["", "[[feeds]]", f"url = {_toml_string(feed.url)}"]
-    if feed.name:
-        lines.append(f"name = {_toml_string(feed.name)}")
-    if feed.category:
-        lines.append(f"category = {_toml_string(feed.category)}")
-    return "\n".join(lines) + "\n"
-
-
-_TOML_ESCAPES = {code: f"\\u{code:04X}" for code in (*range(0x20), 0x7F)} | {
-    ord('"'): '\\"',
-    ord("\\"): "\\\\",
-    ord("\b"): "\\b",
-    ord("\t"): "\\t",
-    ord("\n"): "\\n",
-    ord("\f"): "\\f",
-    ord("\r"): "\\r",
-}
-
-
-def _toml_string(value: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    return '"' + value.translate(_TOML_ESCAPES) + '"'
+# A feed's identity among the configured ones

@@ -9,13 +9,8 @@ lives in the store and is driven by the pipeline; this module only builds and ha
 A backend's ``send`` calls ``before_data()`` just before the message itself goes out (for
 SMTP: after the server accepted MAIL FROM and RCPT TO), so the pipeline can commit the row
 as ``sending`` there. What a failure means for the row is told by the exception:
-
-DeliveryError                 the recipient failed: the server refused it (5xx, or 4xx after
- │                             every retry); nothing was delivered
- ├── UncertainDeliveryError    the connection broke after the whole message was sent and
- │                             before the server's answer: it may have been delivered
- └── MailerUnavailableError    the backend cannot be used at all (connection refused, TLS,
-                               login): the run stops, the rows stay as they were
+``DeliveryError``, ``UncertainDeliveryError`` or ``MailerUnavailableError`` (see
+``digest.errors``).
 """
 
 from __future__ import annotations
@@ -48,21 +43,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
 from digest.models import OutgoingMessage, RenderedDigest
 
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV_VAR = "DIGEST_SMTP_PASSWORD"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-
-
-class UncertainDeliveryError(DeliveryError):
-    """The message may have reached the server: the row must stay ``sending``."""
-
-
-class MailerUnavailableError(DeliveryError):
-    """The mail backend cannot be used at all; the run stops and no row changes."""
 
 
 def make_message_id(edition_on: date, recipient: str, sender: str, newsletter: str = "") -> str:

@@ -7,7 +7,13 @@ DigestError
  ├── FeedError          one feed could not be fetched or parsed (carries feed_url)
  ├── SummarizerError    a summarization model is missing or failed to load
  ├── TemplateError      a template is missing or broken (carries the folders searched)
- ├── DeliveryError      a message could not be handed to the mail system
+ ├── DeliveryError      a message could not be handed over: the server refused it (5xx, or
+ │   │                  4xx after every retry) or the outbox file could not be written;
+ │   │                  nothing was delivered
+ │   ├── UncertainDeliveryError   the connection broke after the whole message was sent and
+ │   │                            before the server's answer: it may have been delivered
+ │   └── MailerUnavailableError   the mail backend cannot be used at all (connection
+ │                                refused, TLS, login): the run stops, no row changes
  └── InputError         a line of a batch input file is not what it should be (path, line)
 """
 
@@ -81,6 +87,14 @@ class TemplateError(DigestError):
 
 class DeliveryError(DigestError):
     pass
+
+
+class UncertainDeliveryError(DeliveryError):
+    """The message may have reached the server: the row must stay ``sending``."""
+
+
+class MailerUnavailableError(DeliveryError):
+    """The mail backend cannot be used at all; the run stops and no row changes."""
 
 
 class InputError(DigestError):

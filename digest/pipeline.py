@@ -38,21 +38,27 @@ from digest.clean import (
     split_headline,
 )
 from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
-from digest.config import Settings, SummarizeSettings, append_feeds
+from digest.config import Settings, SummarizeSettings
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories
 from digest.deliver import (
     PASSWORD_ENV_VAR,
     EditionMessages,
     Mailer,
-    MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
-    UncertainDeliveryError,
     make_message_id,
 )
 from digest.embeddings import CachedEncoder
-from digest.errors import DeliveryError, DigestError, FeedError, InputError, StoreError
+from digest.errors import (
+    DeliveryError,
+    DigestError,
+    FeedError,
+    InputError,
+    MailerUnavailableError,
+    StoreError,
+    UncertainDeliveryError,
+)
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
@@ -81,6 +87,7 @@ from digest.rank import SectionRules, arrange_clusters
 from digest.render import make_environment, render_digest, template_files
 from digest.render_settings import render_options, section_rules
 from digest.serve import PreviewPages, PreviewServer
+from digest.settings_file import append_feeds
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count

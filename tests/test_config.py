@@ -210,6 +210,23 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert settings.store.path == folder / "digest.db"
 
 
+def test_default_paths_are_beside_the_config_file_when_their_table_is_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "conf"
+    (folder / "sshleifer" / "distilbart-cnn-12-6").mkdir(parents=True)  # the default model's
+    path = folder / "settings.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://example.org/rss"\n'
+        '[delivery]\nfrom = "d@example.org"\nrecipients = ["r@example.org"]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(Path("conf/settings.toml"))
+    assert settings.store.path == folder / "digest.db"
+    assert settings.delivery.outbox == folder / "outbox"
+    assert settings.summarize.model == str(folder / "sshleifer" / "distilbart-cnn-12-6")
+
+
 def test_config_is_found_from_option_then_environment_then_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,11 +15,9 @@ from aiosmtpd.controller import Controller
 
 from digest.deliver import (
     EditionMessages,
-    MailerUnavailableError,
     OutboxMailer,
     SendmailMailer,
     SmtpMailer,
-    UncertainDeliveryError,
     build_message,
     header_safe,
     list_headers,
@@ -27,7 +25,7 @@ from digest.deliver import (
     outgoing,
     wire_bytes,
 )
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
 from digest.models import RenderedDigest
 
 DAY = date(2024, 3, 1)

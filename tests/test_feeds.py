@@ -9,9 +9,10 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from digest.config import append_feeds, load_settings
+from digest.config import load_settings
 from digest.models import FeedSource
 from digest.opml import read_opml
+from digest.settings_file import append_feeds
 from tests.conftest import FEEDS, SAMPLE, FeedServer, write_settings
 
 OPML = SAMPLE / "opml"  # copies of real exports from the corpus
