@@ -10,7 +10,6 @@ send_edition:   the same Digest, archived with the ledger's pending rows in one 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import html
 import json
@@ -41,13 +40,9 @@ from digest.collect import FeedStream, FetchLimits, fetch_all, fetch_pages
 from digest.config import Settings, SummarizeSettings, append_feeds
 from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories, rank_clusters
 from digest.deliver import (
-    PASSWORD_ENV_VAR,
     EditionMessages,
     Mailer,
     MailerUnavailableError,
-    OutboxMailer,
-    SendmailMailer,
-    SmtpMailer,
     UncertainDeliveryError,
     make_message_id,
 )
@@ -73,7 +68,6 @@ from digest.models import (
 )
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
-from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.preflight import require_usable_mailer
 from digest.render import (
     SectionRules,
@@ -83,9 +77,10 @@ from digest.render import (
     template_files,
 )
 from digest.render_settings import render_options, section_rules
+from digest.runtime import MailerFactory, configured_summarizer, read_smtp_password
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
-from digest.summarize import Summarizer, SummaryRequest, load_summarizer, word_count
+from digest.summarize import Summarizer, SummaryRequest, word_count
 from digest.workers import process_pool
 
 logger = logging.getLogger(__name__)
@@ -728,14 +723,7 @@ def summarize_with_progress(
 
 def load_configured_summarizer(settings: Settings) -> Summarizer:
     """The summarizer named in the settings, built once for this process."""
-    return _summarizer_for(settings.summarize)
-
-
-# Keyed by the (frozen) settings: the daemon's jobs share one loaded model, and a changed
-# setting gets its own.
-@functools.cache
-def _summarizer_for(settings: SummarizeSettings) -> Summarizer:
-    return load_summarizer(settings, summarizer_factories(make_plugin_manager()))
+    return configured_summarizer(settings.summarize)
 
 
 def _render(
@@ -977,7 +965,8 @@ def send_edition(
     in the readers' zone) is the daemon's scheduled date: an edition sent late, past
     midnight, is still its day's.
     """
-    require_usable_mailer(settings)  # before any work: a missing password fails in a moment
+    # Before any work: a missing password fails in a moment.
+    require_usable_mailer(settings, read_smtp_password())
     summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
     with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
         # Locked before the final collect: a second sender waits, then finds the edition sent,
@@ -1138,7 +1127,7 @@ def _deliver(
     if not due:
         return None
     messages = _edition_messages(settings, rendered)
-    with contextlib.closing(make_mailer(settings)) as mailer:
+    with contextlib.closing(MailerFactory(settings, read_smtp_password())()) as mailer:
         for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
                 logger.warning("stopped: %d recipients left pending", len(due) - done)
@@ -1270,34 +1259,6 @@ def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMe
         unsubscribe_mailto=options.unsubscribe_mailto,
         list_id=options.list_id,
     )
-
-
-def make_mailer(settings: Settings) -> Mailer:
-    """The backend chosen by ``[delivery].backend``."""
-    delivery = settings.delivery
-    if delivery.backend == "smtp":
-        smtp = settings.smtp
-        password = os.environ.get(PASSWORD_ENV_VAR)
-        if smtp.username and not password:
-            raise DeliveryError(
-                f"[smtp].username is set to {smtp.username!r} but ${PASSWORD_ENV_VAR} is not",
-                hint=f"export {PASSWORD_ENV_VAR}=... in the environment digest runs in",
-            )
-        return SmtpMailer(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            username=smtp.username,
-            password=password,
-            timeout=smtp.timeout_seconds,
-            ca_file=smtp.ca_file,
-            per_connection=smtp.max_messages_per_connection,
-            retries=smtp.retries,
-            backoff_seconds=smtp.retry_backoff_seconds,
-        )
-    if delivery.backend == "sendmail":
-        return SendmailMailer(delivery.sendmail_command)
-    return OutboxMailer(delivery.outbox)
 
 
 # The daemon's record
@@ -1459,7 +1420,7 @@ def summarize_file(settings: SummarizeSettings, source: Path, target: Path) -> i
     """Summarise each ``{"id", "title", "text"}`` line of a JSONL file into ``{"id",
     "summary"}`` lines, with the digest's own cleaning and summarizer; return the count."""
     ids, requests = _read_batch(source)
-    summarizer = _summarizer_for(settings)
+    summarizer = configured_summarizer(settings)
     summaries = summarize_with_progress(summarizer, requests)
     partial = target.with_name(f".{target.name}.partial")
     with partial.open("w", encoding="utf-8") as out:
