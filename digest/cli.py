@@ -18,7 +18,7 @@ import tempfile
 import textwrap
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -32,8 +32,11 @@ from digest.logs import ZonedFormatter, log_in_zone
 from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from digest import pipeline
     from digest.config import Settings, SummarizeSettings
+    from digest.runtime import Runtime, StoreAccess
     from digest.status import DaemonStatus
 
 # Each command imports its use case (and the settings, pydantic) in its own body, so that it
@@ -78,6 +81,13 @@ def _settings() -> Settings:
     settings = load_settings(find_config_path(_config_option()))
     log_in_zone(settings.tz)
     return settings
+
+
+def _runtime(settings: Settings, access: StoreAccess = "write") -> AbstractContextManager[Runtime]:
+    """The command's runtime: its store opened once, as ``access`` says."""
+    from digest.runtime import Runtime
+
+    return Runtime.open(settings, access=access)
 
 
 # The global options, given before the subcommand or after it: both set the context's meta
@@ -168,8 +178,8 @@ def collect(summarize: bool) -> None:
     from digest import schedule  # heavy: see the note at the top
 
     settings = _settings()
-    with _stop_on_signals() as stop:
-        report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
+    with _stop_on_signals() as stop, _runtime(settings) as runtime:
+        report = schedule.collect_now(runtime, summarize=summarize, stop=stop)
     _print_collect(report, settings.tz)
     if report.store_error:
         raise click.ClickException(report.store_error)
@@ -307,13 +317,13 @@ def preview(
     collect: bool,
 ) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import pipeline  # heavy: see the note at the top
 
     settings = _settings()
     if serve:
         return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
-    day = on.date() if on else None
-    rendered = pipeline.preview_edition(settings, schedule.utc_now, collect=collect, on=day)
+    with _runtime(settings, "read") as runtime:
+        rendered = pipeline.preview_edition(runtime, collect=collect, on=on.date() if on else None)
     if as_text:
         click.echo(rendered.text, nl=False)
         return
@@ -331,9 +341,10 @@ def preview(
 
 
 def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import pipeline  # heavy: see the note at the top
 
-    server = pipeline.preview_server(settings, schedule.utc_now, collect=collect, port=port)
+    with _runtime(settings, "read") as runtime:
+        server = pipeline.preview_server(runtime, collect=collect, port=port)
     click.echo(f"serving the preview at {server.url} (Ctrl-C to stop)")
     if open_browser:
         _open_in_browser(server.url)
@@ -381,12 +392,12 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
 
     settings = _settings()
     if dry_run:
-        _print_plan(pipeline.plan_edition(settings, schedule.utc_now))
+        with _runtime(settings, "read") as runtime:
+            _print_plan(pipeline.plan_edition(runtime))
         return
-    with _stop_on_signals() as stop:
+    with _stop_on_signals() as stop, _runtime(settings) as runtime:
         report = schedule.send_now(
-            settings,
-            schedule.utc_now,
+            runtime,
             collect=collect,
             resend_uncertain=resend_uncertain,
             force=force,
@@ -522,7 +533,8 @@ def deliveries(day: datetime | None) -> None:
     from digest.ledger import delivery_detail, delivery_ledger
 
     settings = _settings()
-    edition_on, rows = delivery_ledger(settings, day.date() if day else None)
+    with _runtime(settings, "read") as runtime:
+        edition_on, rows = delivery_ledger(runtime, day.date() if day else None)
     if not rows:
         click.echo(f"no deliveries recorded{f' for {edition_on}' if edition_on else ''}")
         return
@@ -582,7 +594,8 @@ def status(as_json: bool) -> None:
     from digest.status import current_status
 
     settings = _settings()
-    found = current_status(settings, datetime.now(UTC))
+    with _runtime(settings, "read") as runtime:
+        found = current_status(runtime)
     if as_json:
         click.echo(_status_json(found))
     else:
@@ -704,7 +717,8 @@ def feeds_list(as_json: bool) -> None:
     from digest.feed_health import feed_health
 
     settings = _settings()
-    health = feed_health(settings)
+    with _runtime(settings, "read") as runtime:
+        health = feed_health(runtime)
     if as_json:
         click.echo(json.dumps([_health_json(h) for h in health], indent=2, ensure_ascii=False))
         return
@@ -784,7 +798,8 @@ def feeds_failures(url: str, limit: int) -> None:
     from digest.feed_health import feed_failures
 
     settings = _settings()
-    source, failures = feed_failures(settings, url, limit)
+    with _runtime(settings, "read") as runtime:
+        source, failures = feed_failures(runtime, url, limit)
     if not failures:
         click.echo(f"{source.title}: no failures recorded")
         return
@@ -802,12 +817,11 @@ def feeds_failures(url: str, limit: int) -> None:
 @_translate_errors
 def feeds_add(url: str, name: str | None, category: str | None, no_check: bool) -> None:
     """Add a feed to the settings file, once fetching and reading it has worked."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import pipeline  # heavy: see the note at the top
 
     settings = _settings()
-    report = pipeline.add_feed(
-        settings, url, schedule.utc_now, name=name, category=category, check=not no_check
-    )
+    with _runtime(settings, "update") as runtime:
+        report = pipeline.add_feed(runtime, url, name=name, category=category, check=not no_check)
     source = report.source
     if report.is_added:
         click.echo(f"added {source.title} ({source.url}) to {settings.config_path}")
@@ -833,7 +847,8 @@ def feeds_import(file: str, category: str | None, dry_run: bool) -> None:
     from digest import pipeline  # heavy: see the note at the top
 
     settings = _settings()
-    report = pipeline.import_opml(settings, file, category=category, dry_run=dry_run)
+    with _runtime(settings, "read" if dry_run else "update") as runtime:
+        report = pipeline.import_opml(runtime, file, category=category, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
     _print_sources(f"{verb} {len(report.added)} to {settings.config_path}:", "+", report.added)
     _print_sources(f"skipped {len(report.skipped)} already configured:", "=", report.skipped)

@@ -10,6 +10,7 @@ send_edition:   the same Digest, archived with the ledger's pending rows in one 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import json
@@ -46,7 +47,6 @@ from digest.deliver import (
     UncertainDeliveryError,
     make_message_id,
 )
-from digest.embeddings import CachedEncoder
 from digest.errors import DeliveryError, DigestError, FeedError, InputError, StoreError
 from digest.feed_health import configured_feed
 from digest.interrupt import Interrupted, abandonable, noting
@@ -68,7 +68,6 @@ from digest.models import (
 )
 from digest.opml import OpmlImport, read_opml, write_opml
 from digest.parse import ParseOutcome, html_to_text, is_http_url, parse_feed, parse_fetched
-from digest.preflight import require_usable_mailer
 from digest.render import (
     SectionRules,
     arrange_clusters,
@@ -77,15 +76,13 @@ from digest.render import (
     template_files,
 )
 from digest.render_settings import render_options, section_rules
-from digest.runtime import MailerFactory, configured_summarizer, read_smtp_password
+from digest.runtime import Clock, MailerFactory, Runtime, configured_summarizer
 from digest.serve import PreviewPages, PreviewServer
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest, word_count
 from digest.workers import process_pool
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,40 +199,33 @@ class SendReport:
 
 
 def collect_once(
-    settings: Settings,
-    clock: Clock,
-    *,
-    summarize: bool = True,
-    stop: threading.Event | None = None,
+    runtime: Runtime, *, summarize: bool = True, stop: threading.Event | None = None
 ) -> CollectReport:
-    """Open the store, collect every feed once, and (unless told not to) summarise the
-    stories today's edition would lead with, so that a preview or the send finds them done.
-    A stop request ends either step at once; the report says where (``stopped_while``)."""
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
-        report = collect_all(settings, store, clock, stop=stop)
-        is_whole = report.stopped_while is None and report.store_error is None
-        if summarize and report.new_stories and is_whole:
-            try:
-                with abandonable(stop):
-                    summarize_edition(settings, store, clock)
-            except Interrupted:
-                return replace(report, stopped_while="summarising")
-        return report
+    """Collect every feed once, and (unless told not to) summarise the stories today's
+    edition would lead with, so that a preview or the send finds them done. A stop request
+    ends either step at once; the report says where (``stopped_while``)."""
+    report = collect_all(runtime, stop=stop)
+    is_whole = report.stopped_while is None and report.store_error is None
+    if summarize and report.new_stories and is_whole:
+        try:
+            with abandonable(stop):
+                summarize_edition(runtime)
+        except Interrupted:
+            return replace(report, stopped_while="summarising")
+    return report
 
 
-def summarize_edition(settings: Settings, store: Store, clock: Clock) -> None:
+def summarize_edition(runtime: Runtime) -> None:
     """Build today's edition as it stands and keep its summaries in the store's cache."""
-    now = clock()
-    day = edition_date(settings, now)
-    stories = store.stories_for_edition(day)
+    now = runtime.clock()
+    day = edition_date(runtime.settings, now)
+    stories = runtime.store.stories_for_edition(day)
     if stories:
         logger.debug("summarising the %s edition as it stands: %d stories", day, len(stories))
-        _build(settings, stories, (), load_configured_summarizer(settings), now, store)
+        build_edition(runtime, stories, (), now)
 
 
-def collect_all(
-    settings: Settings, store: Store, clock: Clock, *, stop: threading.Event | None = None
-) -> CollectReport:
+def collect_all(runtime: Runtime, *, stop: threading.Event | None = None) -> CollectReport:
     """Fetch every feed once and store the new stories; one feed's failure stops nothing.
 
     Each feed is stored as soon as it is parsed (teasers once their article pages are in), in
@@ -249,18 +239,19 @@ def collect_all(
     pages: list[PageFetch] = []
     stopped_while = store_error = None
     try:
-        fetched = _fetch_new_stories(settings, store, clock, save_articles=True)
+        fetched = fetch_new_stories(runtime, save_articles=True)
         with abandonable(stop):
             for feed in fetched.feeds:
-                reports.append(_store_feed(store, feed, fetched.states))
+                reports.append(_store_feed(runtime.store, feed, fetched.states))
                 pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
     except StoreError as exc:  # nothing more can be stored: stop, and report what was
         store_error = str(exc)
     stored = len(reports)
-    reports += _unfetched_reports(settings, fetched, reports, is_store_failed=bool(store_error))
-    order = {source.url: i for i, source in enumerate(settings.feed_sources)}
+    sources = runtime.settings.feed_sources
+    reports += _unfetched_reports(sources, fetched, reports, is_store_failed=bool(store_error))
+    order = {source.url: i for i, source in enumerate(sources)}
     return CollectReport(
         feeds=tuple(sorted(reports, key=lambda r: order[r.url])),
         pages=tuple(pages),
@@ -271,12 +262,16 @@ def collect_all(
 
 
 def _unfetched_reports(
-    settings: Settings, fetched: _Fetched, stored: list[FeedReport], *, is_store_failed: bool
+    sources: Sequence[FeedSource],
+    fetched: _Fetched,
+    stored: list[FeedReport],
+    *,
+    is_store_failed: bool,
 ) -> list[FeedReport]:
     """The reports of the feeds this run did not store: gone, held, not read or not saved."""
     done = {r.url for r in stored} | {s.url for s in (*fetched.gone, *fetched.held)}
     left = _not_saved_report if is_store_failed else _not_read_report
-    reports = [left(s) for s in settings.feed_sources if s.url not in done]
+    reports = [left(s) for s in sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
     return reports
@@ -363,30 +358,26 @@ class _Fetched:
     states: dict[str, FeedState] = dataclass_field(default_factory=dict)  # as before the fetch
 
 
-def _fetch_new_stories(
-    settings: Settings, store: Store | None, clock: Clock, *, save_articles: bool
-) -> _Fetched:
+def fetch_new_stories(runtime: Runtime, *, save_articles: bool) -> _Fetched:
     """Fetch and parse every active feed; keep the stories the store does not have yet."""
+    settings, store = runtime.settings, runtime.store
     sources = settings.feed_sources
-    states = {}
-    if store is not None:
-        states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
+    states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
     gone = [s for s in sources if s.url in states and states[s.url].is_gone]
-    now = clock()
+    now = runtime.clock()
     held = [s for s in sources if s not in gone and _is_held(s, states.get(s.url), now)]
     active = [s for s in sources if s not in gone and s not in held]
 
     def new_stories() -> Iterator[_FeedOutcome]:
         waiting_for_pages = []
-        for feed in _fetch_and_parse(settings, active, states, clock):
-            if store is not None:
-                feed = replace(feed, stories=[s for s in feed.stories if not store.has_story(s)])
+        for feed in _fetch_and_parse(settings, active, states, runtime.clock):
+            feed = replace(feed, stories=[s for s in feed.stories if not store.has_story(s)])
             if _teasers(settings, feed):
                 waiting_for_pages.append(feed)
             else:
                 yield feed
         if waiting_for_pages:
-            yield from _add_full_text(settings, store, waiting_for_pages, clock, save=save_articles)
+            yield from _add_full_text(runtime, waiting_for_pages, save=save_articles)
 
     return _Fetched(feeds=new_stories(), gone=gone, held=held, states=states)
 
@@ -417,12 +408,7 @@ PAGE_HOST_GIVE_UP_AFTER = 3
 
 
 def _add_full_text(
-    settings: Settings,
-    store: Store | None,
-    feeds: Sequence[_FeedOutcome],
-    clock: Clock,
-    *,
-    save: bool,
+    runtime: Runtime, feeds: Sequence[_FeedOutcome], *, save: bool
 ) -> list[_FeedOutcome]:
     """Replace each teaser's text with its article page's main text, where one is found.
 
@@ -432,21 +418,20 @@ def _add_full_text(
     teasers: dict[str, str] = {}
     linked_from: defaultdict[str, list[str]] = defaultdict(list)  # page -> configured feeds
     for feed in feeds:
-        for url, title in _teasers(settings, feed).items():
+        for url, title in _teasers(runtime.settings, feed).items():
             teasers[url] = title
             linked_from[url].append(feed.result.source.url)
-    articles = {}
-    if store is not None:
-        articles = {url: a for url in teasers if (a := store.article(url)) is not None}
+    store = runtime.store
+    articles = {url: a for url in teasers if (a := store.article(url)) is not None}
     missing = sorted(teasers - articles.keys())
     asked: dict[str, PageFetch] = {}
     if missing:
         fetched = [
             _to_article(page, teasers[page.source.url])
-            for page in _fetch_pages(settings, missing, linked_from, clock)
+            for page in _fetch_pages(runtime.settings, missing, linked_from, runtime.clock)
         ]
         tried = [article for article, _ in fetched if article is not None]
-        if save and store is not None:
+        if save:
             store.save_articles(tried)
         articles.update((a.url, a) for a in tried)
         asked = {page.url: page for _, page in fetched}
@@ -684,7 +669,7 @@ class CachedSummarizer:
     """A summarizer behind the store's summary cache: a text it summarised before (same model,
     same settings) is never summarised again; a read-only store is read, never written."""
 
-    def __init__(self, summarizer: Summarizer, store: Store | None, clock: Clock) -> None:
+    def __init__(self, summarizer: Summarizer, store: Store, clock: Clock) -> None:
         self.inner = summarizer
         self.model_id = summarizer.model_id
         self.store = store
@@ -692,11 +677,11 @@ class CachedSummarizer:
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         keys = [summary_key(request) for request in requests]
-        done = self.store.cached_summaries(self.model_id, keys) if self.store else {}
+        done = self.store.cached_summaries(self.model_id, keys)
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
         summaries = summarize_with_progress(self.inner, list(todo.values()))
         fresh = dict(zip(todo, summaries, strict=True))
-        if fresh and self.store is not None and not self.store.is_read_only:
+        if fresh and not self.store.is_read_only:
             self.store.save_summaries(self.model_id, fresh, self.clock())
         return [done[key] if key in done else fresh[key] for key in keys]
 
@@ -721,24 +706,6 @@ def summarize_with_progress(
     return summaries
 
 
-def load_configured_summarizer(settings: Settings) -> Summarizer:
-    """The summarizer named in the settings, built once for this process."""
-    return configured_summarizer(settings.summarize)
-
-
-def _render(
-    settings: Settings,
-    stories: Sequence[Story],
-    failures: Sequence[FeedFailure],
-    summarizer: Summarizer,
-    now: datetime,
-    store: Store | None,
-    edition_on: date | None = None,
-) -> RenderedDigest:
-    digest = _build(settings, stories, failures, summarizer, now, store, edition_on)
-    return render_edition(settings, digest)
-
-
 def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
     """Render a built edition with the settings' templates; log any stories left out."""
     env = make_environment(settings.render.template_dir)
@@ -754,110 +721,90 @@ def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
     return rendered
 
 
-def _build(
-    settings: Settings,
+def build_edition(
+    runtime: Runtime,
     stories: Sequence[Story],
     failures: Sequence[FeedFailure],
-    summarizer: Summarizer,
     now: datetime,
-    store: Store | None,
     edition_on: date | None = None,
 ) -> Digest:
+    """``build_digest`` with the runtime's summarizer and encoder, behind the store's caches
+    of summaries and vectors; the edition of ``edition_on`` (default: ``now``'s day)."""
+    settings = runtime.settings
     return build_digest(
         stories,
         failures,
-        CachedSummarizer(summarizer, store, lambda: now),
+        CachedSummarizer(runtime.summarizer, runtime.store, lambda: now),
         edition_on=edition_on or edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,
-        # Vectors kept in the store: the model loads only for a story not embedded before.
-        encoder=CachedEncoder(store, lambda: now) if len(stories) > 1 else None,
+        encoder=runtime.encoder if len(stories) > 1 else None,
         similarity=settings.collect.dedupe_similarity,
         sections=section_rules(settings),
     )
 
 
-def preview_edition(
-    settings: Settings,
-    clock: Clock,
-    *,
-    collect: bool,
-    summarizer: Summarizer | None = None,
-    on: date | None = None,
-) -> RenderedDigest:
+def preview_edition(runtime: Runtime, *, collect: bool, on: date | None = None) -> RenderedDigest:
     """Today's edition exactly as ``send`` would build it now, or (``on``) a past edition
     exactly as readers got it, from the archive; writes nothing anywhere."""
     if on is not None:
-        return archived_edition(settings, on)
-    edition = _latest_edition(settings, clock, collect=collect, summarizer=summarizer)
-    return edition if isinstance(edition, RenderedDigest) else render_edition(settings, edition)
+        return archived_edition(runtime, on)
+    edition = _latest_edition(runtime, collect=collect)
+    if isinstance(edition, RenderedDigest):
+        return edition
+    return render_edition(runtime.settings, edition)
 
 
-def _latest_edition(
-    settings: Settings, clock: Clock, *, collect: bool, summarizer: Summarizer | None
-) -> RenderedDigest | Digest:
+def _latest_edition(runtime: Runtime, *, collect: bool) -> RenderedDigest | Digest:
     """Today's edition as archived if it was sent, else as built now (not yet rendered)."""
-    now = clock()
-    day = edition_date(settings, now)
-    store = Store.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    with contextlib.closing(store) if store else contextlib.nullcontext():
-        archived = store.edition(day) if store else None
-        if archived is not None:
-            return archived
-        stories = list(store.stories_for_edition(day)) if store else []
-        failures = store.failing_feeds() if store else ()
-        if collect:
-            fresh, failures = _fetch_unstored(settings, store, clock)
-            stories = _merge(stories, fresh)
-        summarizer = summarizer or load_configured_summarizer(settings)
-        return _build(settings, stories, failures, summarizer, now, store)
+    now = runtime.clock()
+    day = edition_date(runtime.settings, now)
+    store = runtime.store
+    archived = store.edition(day)
+    if archived is not None:
+        return archived
+    stories = list(store.stories_for_edition(day))
+    failures = store.failing_feeds()
+    if collect:
+        fresh, failures = _fetch_unstored(runtime)
+        stories = _merge(stories, fresh)
+    return build_edition(runtime, stories, failures, now)
 
 
-def archived_edition(settings: Settings, day: date) -> RenderedDigest:
-    """The edition of ``day`` as it was sent, from the archive (read-only)."""
-    found, archived = _read_archive(settings, day)
+def archived_edition(runtime: Runtime, day: date) -> RenderedDigest:
+    """The edition of ``day`` as it was sent, from the archive."""
+    found = runtime.store.edition(day)
     if found is not None:
         return found
-    dates = ", ".join(d.isoformat() for d, _ in archived[:10])
+    dates = ", ".join(d.isoformat() for d, _ in runtime.store.edition_subjects()[:10])
     raise DigestError(
-        f"no edition of {day.isoformat()} in the archive ({settings.store.path})",
+        f"no edition of {day.isoformat()} in the archive ({runtime.settings.store.path})",
         hint=f"archived editions, newest first: {dates}" if dates else "none was sent yet",
     )
 
 
-def _read_archive(
-    settings: Settings, day: date | None
-) -> tuple[RenderedDigest | None, tuple[tuple[date, str], ...]]:
-    store = Store.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return None, ()
-    with store:
-        return (store.edition(day) if day else None), store.edition_subjects()
-
-
-def preview_server(
-    settings: Settings,
-    clock: Clock,
-    *,
-    collect: bool,
-    port: int = 0,
-    summarizer: Summarizer | None = None,
-) -> PreviewServer:
+def preview_server(runtime: Runtime, *, collect: bool, port: int = 0) -> PreviewServer:
     """A server on 127.0.0.1 showing today's edition (rendered again whenever a template
-    changes) and the archive; built once from a read-only store, it writes nothing."""
-    edition = _latest_edition(settings, clock, collect=collect, summarizer=summarizer)
-    live = _LiveEdition(settings, edition)
+    changes) and the archive. Built from a read-only runtime, it writes nothing; each request
+    for the archive reads it on the request's own thread, with its own connection."""
+    live = _LiveEdition(runtime.settings, _latest_edition(runtime, collect=collect))
     pages = PreviewPages(
         latest=live.rendered,
-        archived=lambda day: _read_archive(settings, day)[0],
-        archive=lambda: _read_archive(settings, None)[1],
+        archived=functools.partial(_archived, runtime),
+        archive=functools.partial(_archive, runtime),
         version=live.version,
     )
     return PreviewServer(pages, port)
+
+
+def _archived(runtime: Runtime, day: date) -> RenderedDigest | None:
+    with runtime.reopen() as own:  # on the server's request thread
+        return own.store.edition(day)
+
+
+def _archive(runtime: Runtime) -> tuple[tuple[date, str], ...]:
+    with runtime.reopen() as own:
+        return own.store.edition_subjects()
 
 
 class _LiveEdition:
@@ -887,11 +834,9 @@ class _LiveEdition:
             return self._cache[1]
 
 
-def _fetch_unstored(
-    settings: Settings, store: Store | None, clock: Clock
-) -> tuple[list[Story], tuple[FeedFailure, ...]]:
+def _fetch_unstored(runtime: Runtime) -> tuple[list[Story], tuple[FeedFailure, ...]]:
     """Fetch feeds as collect would, keeping the stories in memory only."""
-    fetched = _fetch_new_stories(settings, store, clock, save_articles=False)
+    fetched = fetch_new_stories(runtime, save_articles=False)
     feeds = list(fetched.feeds)
     stories = [story for feed in feeds for story in feed.stories]
     failures = tuple(
@@ -916,24 +861,18 @@ def _merge(stored: Iterable[Story], fresh: Iterable[Story]) -> list[Story]:
 # Send
 
 
-def plan_edition(settings: Settings, clock: Clock) -> SendReport:
+def plan_edition(runtime: Runtime) -> SendReport:
     """What ``send --no-collect`` would do now, read-only: the edition and each recipient."""
-    now = clock()
+    settings, store = runtime.settings, runtime.store
+    now = runtime.clock()
     day = edition_date(settings, now)
-    planned = _planned(settings, day)
-    store = Store.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return SendReport(edition_on=day, rendered=None)
-    with store:
-        rendered = store.edition(day)
-        stories = store.stories_for_edition(day) if rendered is None else ()
-        if rendered is None and (stories or settings.render.empty_edition == "send"):
-            summarizer = load_configured_summarizer(settings)
-            rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store)
-        ledger = {d.address: d for d in store.deliveries(day)}
-    deliveries = tuple(ledger.get(d.address, d) for d in planned)
+    rendered = store.edition(day)
+    stories = store.stories_for_edition(day) if rendered is None else ()
+    if rendered is None and (stories or settings.render.empty_edition == "send"):
+        digest = build_edition(runtime, stories, store.failing_feeds(), now)
+        rendered = render_edition(settings, digest)
+    ledger = {d.address: d for d in store.deliveries(day)}
+    deliveries = tuple(ledger.get(d.address, d) for d in _planned(settings, day))
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
 
@@ -941,11 +880,9 @@ SEND_LOCK_WAIT_SECONDS = 900.0  # a second sender waits this long for the first 
 
 
 def send_edition(
-    settings: Settings,
-    clock: Clock,
+    runtime: Runtime,
     *,
     collect: bool,
-    summarizer: Summarizer | None = None,
     resend_uncertain: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
@@ -965,46 +902,42 @@ def send_edition(
     in the readers' zone) is the daemon's scheduled date: an edition sent late, past
     midnight, is still its day's.
     """
-    # Before any work: a missing password fails in a moment.
-    require_usable_mailer(settings, read_smtp_password())
-    summarizer = summarizer or load_configured_summarizer(settings)  # a bad name fails first
-    with Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds) as store:
-        # Locked before the final collect: a second sender waits, then finds the edition sent,
-        # instead of collecting (and building) for nothing.
-        lock = store.send_lock(
-            wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop, on_wait=on_wait or _log_waiting
-        )
-        with contextlib.ExitStack() as held:
-            with noting(stop, "no longer waiting for the other sender; nothing is sent"):
-                is_locked = held.enter_context(lock)
-            if not is_locked:
-                return _stopped_before_sending(settings, clock, edition_on, "waiting")
-            collect_report = collect_all(settings, store, clock, stop=stop) if collect else None
-            if collect_report is not None and collect_report.stopped_while:
-                stopped = _stopped_before_sending(settings, clock, edition_on, "collecting")
-                return replace(stopped, collect=collect_report)
-            day = edition_on or edition_date(settings, clock())
-            if collect_report is not None and collect_report.store_error:
-                error = collect_report.store_error  # nothing is built on a failing store
-                report = SendReport(edition_on=day, rendered=None, store_error=error)
-            else:
-                report = _send_locked(
-                    settings,
-                    store,
-                    clock,
-                    summarizer,
-                    day,
-                    force=force,
-                    stop=stop,
-                    resend_uncertain=resend_uncertain,
-                )
+    mailers = _mailers(runtime)
+    mailers.require_usable()  # before any work: a missing password fails in a moment
+    _ = runtime.summarizer  # and so does a summarizer's bad name
+    # Locked before the final collect: a second sender waits, then finds the edition sent,
+    # instead of collecting (and building) for nothing.
+    lock = runtime.store.send_lock(
+        wait_seconds=SEND_LOCK_WAIT_SECONDS, stop=stop, on_wait=on_wait or _log_waiting
+    )
+    with contextlib.ExitStack() as held:
+        with noting(stop, "no longer waiting for the other sender; nothing is sent"):
+            is_locked = held.enter_context(lock)
+        if not is_locked:
+            return _stopped_before_sending(runtime, edition_on, "waiting")
+        collect_report = collect_all(runtime, stop=stop) if collect else None
+        if collect_report is not None and collect_report.stopped_while:
+            stopped = _stopped_before_sending(runtime, edition_on, "collecting")
+            return replace(stopped, collect=collect_report)
+        day = edition_on or edition_date(runtime.settings, runtime.clock())
+        if collect_report is not None and collect_report.store_error:
+            error = collect_report.store_error  # nothing is built on a failing store
+            report = SendReport(edition_on=day, rendered=None, store_error=error)
+        else:
+            report = _send_locked(
+                runtime, mailers, day, force=force, stop=stop, resend_uncertain=resend_uncertain
+            )
     return replace(report, collect=collect_report)
 
 
-def _stopped_before_sending(
-    settings: Settings, clock: Clock, edition_on: date | None, stage: str
-) -> SendReport:
-    day = edition_on or edition_date(settings, clock())
+def _mailers(runtime: Runtime) -> MailerFactory:
+    if runtime.mailers is None:
+        raise DigestError("cannot send from a read-only runtime (a preview, a dry run)")
+    return runtime.mailers
+
+
+def _stopped_before_sending(runtime: Runtime, edition_on: date | None, stage: str) -> SendReport:
+    day = edition_on or edition_date(runtime.settings, runtime.clock())
     return SendReport(edition_on=day, rendered=None, stopped=True, stopped_while=stage)
 
 
@@ -1013,25 +946,23 @@ def _log_waiting(holder: SendLockHolder) -> None:
 
 
 def _send_locked(
-    settings: Settings,
-    store: Store,
-    clock: Clock,
-    summarizer: Summarizer,
+    runtime: Runtime,
+    mailers: MailerFactory,
     day: date,
     *,
     resend_uncertain: bool,
     force: bool,
     stop: threading.Event | None,
 ) -> SendReport:
-    now = clock()
+    store, now = runtime.store, runtime.clock()
     try:
         with abandonable(stop):  # until it is archived, an interrupt leaves no trace
-            rendered = _archived_edition(settings, store, summarizer, now, day)
+            rendered = _archived_edition(runtime, now, day)
     except Interrupted:
         return SendReport(edition_on=day, rendered=None, stopped=True, stopped_while="building")
     if rendered is None:
         return SendReport(edition_on=day, rendered=None)
-    planned = _planned(settings, day)
+    planned = _planned(runtime.settings, day)
     wanted = {d.address for d in planned}
     with store.atomic():
         store.add_deliveries(planned, now)
@@ -1040,7 +971,8 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     with noting(stop, "finishing the message in flight, then stopping"):
-        halt = _deliver(settings, store, rendered, ledger, clock, resend_uncertain, stop)
+        messages = _edition_messages(runtime.settings, rendered)
+        halt = _deliver(store, mailers, messages, ledger, runtime.clock, resend_uncertain, stop)
     is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
@@ -1068,17 +1000,17 @@ def _ledger_after(
     return tuple(known.get(d.address, d) for d in rows if d.address in wanted)
 
 
-def _archived_edition(
-    settings: Settings, store: Store, summarizer: Summarizer, now: datetime, day: date
-) -> RenderedDigest | None:
+def _archived_edition(runtime: Runtime, now: datetime, day: date) -> RenderedDigest | None:
     """``day``'s edition as archived, built and archived now if it is not yet; None if there
     is nothing to send."""
+    settings, store = runtime.settings, runtime.store
     if (archived := store.edition(day)) is not None:
         return archived
     stories = store.stories_for_edition(day)
     if not stories and settings.render.empty_edition == "skip":
         return None
-    rendered = _render(settings, stories, store.failing_feeds(), summarizer, now, store, day)
+    digest = build_edition(runtime, stories, store.failing_feeds(), now, day)
+    rendered = render_edition(settings, digest)
     with store.atomic():
         # Re-checked under the write lock: an older digest may have archived it meanwhile.
         if store.edition(day) is None:
@@ -1109,9 +1041,9 @@ class _Halt:
 
 
 def _deliver(
-    settings: Settings,
     store: Store,
-    rendered: RenderedDigest,
+    mailers: MailerFactory,
+    messages: EditionMessages,
     ledger: Sequence[Delivery],
     clock: Clock,
     resend_uncertain: bool,
@@ -1126,8 +1058,7 @@ def _deliver(
     due = [d for d in ledger if d.state in due_states]
     if not due:
         return None
-    messages = _edition_messages(settings, rendered)
-    with contextlib.closing(MailerFactory(settings, read_smtp_password())()) as mailer:
+    with contextlib.closing(mailers()) as mailer:
         for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
                 logger.warning("stopped: %d recipients left pending", len(due) - done)
@@ -1288,9 +1219,8 @@ class ImportReport:
 
 
 def add_feed(
-    settings: Settings,
+    runtime: Runtime,
     url: str,
-    clock: Clock,
     *,
     name: str | None = None,
     category: str | None = None,
@@ -1300,30 +1230,31 @@ def add_feed(
 
     Re-adding a configured feed that answered 410 Gone revives it instead.
     """
+    settings, clock = runtime.settings, runtime.clock
     source = FeedSource(url=_feed_location(url), name=name, category=category)
     existing = configured_feed(settings, source.url)
     if existing is not None:
-        return _readd(settings, existing, clock, check=check)
+        return _readd(runtime, existing, check=check)
     checked, stories = _check_feed(settings, source, clock) if check else (source, None)
     if not append_feeds(settings.config_path, (checked,)):
         raise DigestError(f"{checked.url} (where {url} moved to) is already configured")
     return AddReport(
         source=checked,
-        is_revived=bool(_revive_gone(settings, [checked.url])),
+        is_revived=bool(_revive_gone(runtime.store, [checked.url])),
         moved_from=source.url if checked.url != source.url else None,
         stories=stories,
     )
 
 
-def _readd(settings: Settings, existing: FeedSource, clock: Clock, *, check: bool) -> AddReport:
-    state = _stored_states(settings, [existing.url]).get(existing.url)
+def _readd(runtime: Runtime, existing: FeedSource, *, check: bool) -> AddReport:
+    state = runtime.store.feed_state(existing.url)
     if state is None or not state.is_gone:
         raise DigestError(
             f"{existing.url} is already configured (as {existing.title!r}); nothing added",
             hint="`digest feeds list` shows how it is doing",
         )
-    stories = _check_feed(settings, existing, clock)[1] if check else None
-    _revive_gone(settings, [existing.url])
+    stories = _check_feed(runtime.settings, existing, runtime.clock)[1] if check else None
+    _revive_gone(runtime.store, [existing.url])
     return AddReport(source=existing, is_added=False, is_revived=True, stories=stories)
 
 
@@ -1358,7 +1289,7 @@ def _check_feed(settings: Settings, source: FeedSource, clock: Clock) -> tuple[F
 
 
 def import_opml(
-    settings: Settings,
+    runtime: Runtime,
     path: str | os.PathLike[str],
     *,
     category: str | None = None,
@@ -1372,9 +1303,9 @@ def import_opml(
         raise DigestError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
     found = read_opml(data, os.fspath(path))
     feeds = tuple(replace(f, category=category) if category else f for f in found.feeds)
-    added = append_feeds(settings.config_path, feeds, dry_run=dry_run)
+    added = append_feeds(runtime.settings.config_path, feeds, dry_run=dry_run)
     if added and not dry_run:
-        _revive_gone(settings, [f.url for f in added])
+        _revive_gone(runtime.store, [f.url for f in added])
     skipped = tuple(f for f in feeds if f not in added)
     return ImportReport(opml=found, added=added, skipped=skipped)
 
@@ -1392,22 +1323,11 @@ def _feed_location(url: str) -> str:
     return os.path.abspath(os.path.expanduser(url))
 
 
-def _stored_states(settings: Settings, urls: Sequence[str]) -> dict[str, FeedState]:
-    store = Store.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return {}
-    with store:
-        return {url: state for url in urls if (state := store.feed_state(url))}
-
-
-def _revive_gone(settings: Settings, urls: Sequence[str]) -> list[str]:
+def _revive_gone(store: Store, urls: Sequence[str]) -> list[str]:
     """Mark feeds that had answered 410 Gone as fetchable again; return those revived."""
-    gone = [u for u, state in _stored_states(settings, urls).items() if state.is_gone]
+    gone = [url for url in urls if (state := store.feed_state(url)) and state.is_gone]
     if gone:
-        store = Store.open(settings.store.path, busy_timeout=settings.store.busy_timeout_seconds)
-        with store, store.atomic():
+        with store.atomic():
             for url in gone:
                 store.revive_feed(url)
     return gone

@@ -11,6 +11,7 @@ from digest.config import load_settings
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
 from digest.pipeline import collect_all
+from digest.runtime import Runtime
 from digest.store import Store
 from tests.conftest import FeedServer, write_settings
 
@@ -95,7 +96,7 @@ def _collect(tmp_path: Path, server: FeedServer, feeds: list[dict[str, Any]], **
     path = write_settings(tmp_path, feeds, sections={"collect": collect})
     settings = load_settings(path)
     with Store.open(settings.store.path) as store:
-        report = collect_all(settings, store, lambda: NOW)
+        report = collect_all(Runtime(settings, store, clock=lambda: NOW))
         stories = store.stories_for_edition(NOW.date())
         states = {f.url: store.feed_state(f.url) for f in settings.feed_sources}
     return report, stories, states

@@ -26,6 +26,7 @@ from digest.encoder import SentenceEncoder, has_native_bf16, load_encoder, model
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
 from digest.pipeline import collect_once, send_edition
+from digest.runtime import Runtime
 from digest.store import Store
 from digest.summarize import LeadSummarizer
 from tests.conftest import FEEDS, write_settings
@@ -69,7 +70,7 @@ def _stories() -> list[Story]:
     return stories
 
 
-def _cached(store: Store | None, loader: Loader, *, bf16: bool = False) -> CachedEncoder:
+def _cached(store: Store, loader: Loader, *, bf16: bool = False) -> CachedEncoder:
     return CachedEncoder(store, lambda: NOW, bf16=bf16, load=loader)
 
 
@@ -170,9 +171,11 @@ def test_a_read_only_store_gives_its_vectors_and_keeps_the_rest_in_memory(
 def test_send_keeps_the_vectors_it_computed(tmp_path: Path) -> None:
     feeds = [{"url": str(FEEDS / name)} for name in FIXTURE_FEEDS]
     settings = load_settings(write_settings(tmp_path, feeds))
-    collect_once(settings, lambda: NOW, summarize=False)
+    with Runtime.open(settings, clock=lambda: NOW) as runtime:
+        collect_once(runtime, summarize=False)
     assert _count(tmp_path / "digest.db") == 0
-    send_edition(settings, lambda: NOW, collect=False, summarizer=LeadSummarizer(40))
+    with Runtime.open(settings, clock=lambda: NOW, summarizer=LeadSummarizer(40)) as runtime:
+        send_edition(runtime, collect=False)
     assert _count(tmp_path / "digest.db") == len(_stories())
 
 
