@@ -239,10 +239,22 @@ class ChildSpec:
     digest_src: str | None = None  # a folder holding another digest/ package to measure
 
 
+def _collect_all(settings: Any, store: Any) -> Any:
+    """collect_all as the measured tree has it: on a Runtime, or (a tree from before issue
+    14, given with --digest-src) on the settings, the store and a clock."""
+    try:
+        from digest.pipeline import collect_all
+        from digest.runtime import Runtime
+    except ImportError:
+        from digest.pipeline import collect_all as collect_with_clock
+
+        return collect_with_clock(settings, store, lambda: datetime.now(UTC))
+    return collect_all(Runtime(settings, store))
+
+
 def digest_child(spec: ChildSpec) -> dict[str, Any]:
     """Run digest's collect_all once on a store in the workdir; time only the collect."""
     from digest.config import validate_settings
-    from digest.pipeline import collect_all
     from digest.store import Store
 
     workdir = Path(spec.workdir)
@@ -252,7 +264,7 @@ def digest_child(spec: ChildSpec) -> dict[str, Any]:
     if profiler:
         profiler.enable()
     with Store.open(settings.store.path) as store:
-        report = collect_all(settings, store, lambda: datetime.now(UTC))
+        report = _collect_all(settings, store)
     wall = time.perf_counter() - start
     if profiler and spec.profile:
         profiler.disable()

@@ -31,7 +31,8 @@ from aiosmtpd.controller import Controller
 from digest import pipeline
 from digest.config import Settings, validate_settings
 from digest.deliver import EditionMessages
-from digest.models import RenderedDigest
+from digest.models import DeliveryState, RenderedDigest
+from digest.runtime import Runtime
 from digest.store import Store
 
 EVAL_FILE = Path("/work/shared/data/eval/news_summ_dev.jsonl")
@@ -165,9 +166,10 @@ def _run_case(
         with Store.open(settings.store.path) as store:
             store.create_edition(rendered, [], NOW)
         started = time.perf_counter()
-        report = pipeline.send_edition(settings, lambda: NOW, collect=False)
+        with Runtime.open(settings, clock=lambda: NOW) as runtime:
+            report = pipeline.send_edition(runtime, collect=False)
         seconds = time.perf_counter() - started
-        sent = len(report.in_state(pipeline.DeliveryState.SENT))
+        sent = len(report.in_state(DeliveryState.SENT))
     return seconds, sent
 
 
