@@ -243,7 +243,7 @@ def _collect_all(settings: Any, store: Any) -> Any:
     """collect_all as the measured tree has it: on a Runtime, or (a tree from before issue
     14, given with --digest-src) on the settings, the store and a clock."""
     try:
-        from digest.pipeline import collect_all
+        from digest.collecting import collect_all
         from digest.runtime import Runtime
     except ImportError:
         from digest.pipeline import collect_all as collect_with_clock

@@ -34,7 +34,7 @@ from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLoc
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from digest import pipeline
+    from digest import collecting, pipeline
     from digest.config import Settings, SummarizeSettings
     from digest.runtime import Runtime, StoreAccess
     from digest.status import DaemonStatus
@@ -189,7 +189,7 @@ def collect(summarize: bool) -> None:
         sys.exit(1)
 
 
-def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
+def _print_collect(report: collecting.CollectReport, tz: tzinfo) -> None:
     width = max([len(_clip(f.name, _NAME_WIDTH)) for f in report.feeds] + [4])
     click.echo(f"{'feed':<{width}}  {'status':<9}  {'new':>4}  detail")
     for feed in report.feeds:
@@ -216,7 +216,7 @@ def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
     _print_collect_stop(report)
 
 
-def _print_collect_stop(report: pipeline.CollectReport) -> None:
+def _print_collect_stop(report: collecting.CollectReport) -> None:
     if report.stopped_while == "collecting":
         stored = report.stored_feeds
         click.echo(
@@ -231,13 +231,13 @@ def _print_collect_stop(report: pipeline.CollectReport) -> None:
         )
 
 
-def _pages_line(report: pipeline.CollectReport) -> str:
+def _pages_line(report: collecting.CollectReport) -> str:
     """The article pages' outcome: e.g. `article pages: 12 fetched, 640 failed (timeout: 600
     at 3 hosts; ...), 27 skipped after repeated failures at news.example; ...`."""
     failed, skipped = report.pages_failed, report.pages_skipped
     line = f"article pages: {len(report.pages) - len(failed) - len(skipped)} fetched"
     if failed:
-        line += f", {len(failed)} failed ({_failure_kinds(failed)})"
+        line += f", {len(failed)} failed ({_failure_kinds(report)})"
     if skipped:
         hosts = sorted({p.host for p in skipped})
         named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
@@ -247,10 +247,11 @@ def _pages_line(report: pipeline.CollectReport) -> str:
     return line
 
 
-def _failure_kinds(pages: tuple[pipeline.PageFetch, ...]) -> str:
-    """`timeout: 600 at 3 hosts; connection-refused: 40 at 1 host`, the commonest first."""
+def _failure_kinds(report: collecting.CollectReport) -> str:
+    """The failed pages' `timeout: 600 at 3 hosts; connection-refused: 40 at 1 host`, the
+    commonest first."""
     by_kind: dict[str, list[str]] = {}
-    for page in pages:
+    for page in report.pages_failed:
         by_kind.setdefault(page.failure or "", []).append(page.host)
     parts = []
     for kind, hosts in sorted(by_kind.items(), key=lambda item: (-len(item[1]), item[0])):

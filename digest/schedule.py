@@ -54,7 +54,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import pipeline
+from digest import collecting, pipeline
 from digest.config import Settings
 from digest.errors import DigestError, StoreError
 from digest.interrupt import exit_on_further_signals
@@ -111,7 +111,7 @@ def plan_catch_up(
 # Jobs
 
 
-def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectReport | None:
+def collect_job(settings: Settings, stop: threading.Event) -> collecting.CollectReport | None:
     """Collect every feed that is due; record and log the run."""
     if stop.is_set():
         return None
@@ -119,9 +119,9 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
         return _collect(runtime)
 
 
-def _collect(runtime: Runtime) -> pipeline.CollectReport:
+def _collect(runtime: Runtime) -> collecting.CollectReport:
     started = utc_now()
-    report = pipeline.collect_once(runtime)
+    report = collecting.collect_once(runtime)
     skipped = [f"{f.url} until {_iso(f.not_before)}" for f in report.skipped]
     run = collect_run(report, started, utc_now())
     _finish(
@@ -139,7 +139,7 @@ def _collect(runtime: Runtime) -> pipeline.CollectReport:
     return report
 
 
-def collect_run(report: pipeline.CollectReport, started: datetime, finished: datetime) -> JobRun:
+def collect_run(report: collecting.CollectReport, started: datetime, finished: datetime) -> JobRun:
     """The job-run record of one collect (the daemon's or a manual one)."""
     failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
     if report.store_error:
@@ -165,10 +165,10 @@ def collect_run(report: pipeline.CollectReport, started: datetime, finished: dat
 
 def collect_now(
     runtime: Runtime, *, summarize: bool = True, stop: threading.Event | None = None
-) -> pipeline.CollectReport:
+) -> collecting.CollectReport:
     """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
     started = runtime.clock()
-    report = pipeline.collect_once(runtime, summarize=summarize, stop=stop)
+    report = collecting.collect_once(runtime, summarize=summarize, stop=stop)
     run = collect_run(report, started, runtime.clock())
     _record_run(runtime, run, has_error_to_report=report.store_error is not None)
     return report
@@ -539,7 +539,7 @@ def _log_to_file(settings: Settings) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport:
+def run_once(settings: Settings) -> pipeline.SendReport | collecting.CollectReport:
     """The due jobs, now: the edition if one is owed within its grace (missed ones are
     recorded), else a collect. For cron and CI: an edition that fails raises."""
     stop = threading.Event()

@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from digest import pipeline
+from digest import fetching
 from digest.collect import FetchLimits, fetch_all
+from digest.collecting import collect_all
 from digest.config import load_settings
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
-from digest.pipeline import collect_all
 from digest.runtime import Runtime
 from digest.store import Store
 from tests.conftest import FeedServer, write_settings
@@ -203,7 +203,7 @@ def test_a_large_run_parses_in_worker_processes_with_the_same_results(
     names = ["nasa.xml", "jsonfeed.json", "relative.atom", "japantoday.xml"]
     feeds = [{"url": feed_server.url(f"feeds/{name}?copy={n}")} for n in range(5) for name in names]
     feeds.append({"url": feed_server.url("garbage")})
-    assert len(feeds) >= pipeline._POOL_MIN_FEEDS
+    assert len(feeds) >= fetching._POOL_MIN_FEEDS
     report, stories, _ = _collect(tmp_path, feed_server, feeds)
     single = tmp_path / "single"
     single.mkdir()

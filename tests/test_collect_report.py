@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from digest.collect import FetchLimits, fetch_all, fetch_pages
+from digest.collecting import collect_once
 from digest.config import load_settings
 from digest.models import FeedSource, FetchResult
-from digest.pipeline import collect_once
 from digest.runtime import Runtime
 from digest.store import Store
 from tests.conftest import REPO, FeedServer, write_settings

@@ -19,13 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from digest.collecting import collect_once
 from digest.config import load_settings
 from digest.dedupe import cluster_stories
 from digest.embeddings import CachedEncoder, text_hash
 from digest.encoder import SentenceEncoder, has_native_bf16, load_encoder, model_key
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import collect_once, send_edition
+from digest.pipeline import send_edition
 from digest.runtime import Runtime
 from digest.store import Store
 from digest.summarize import LeadSummarizer

@@ -16,12 +16,13 @@ from click.testing import CliRunner
 
 from digest.clean import is_call_to_action
 from digest.cli import cli
+from digest.collecting import collect_once
 from digest.config import SummarizeSettings, load_settings
 from digest.editions import CachedSummarizer, build_digest
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import collect_once, preview_edition
+from digest.pipeline import preview_edition
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.runtime import Runtime
 from digest.store import Store

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.collecting import collect_once
 from digest.config import Settings, load_settings
 from digest.deliver import build_message, html_part_size, wire_bytes
 from digest.errors import DigestError, FeedError, TemplateError
@@ -38,12 +39,7 @@ from digest.models import (
     Summary,
 )
 from digest.parse import parse_feed
-from digest.pipeline import (
-    collect_once,
-    preview_edition,
-    preview_server,
-    send_edition,
-)
+from digest.pipeline import preview_edition, preview_server, send_edition
 from digest.render import (
     RenderOptions,
     SectionRules,

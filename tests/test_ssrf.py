@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from digest.collect import FetchLimits, fetch_pages
+from digest.collecting import collect_all
 from digest.config import load_settings
-from digest.pipeline import collect_all
 from digest.runtime import Runtime
 from digest.store import Store
 from tests.conftest import REPO, FeedServer, write_settings
