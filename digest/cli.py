@@ -318,13 +318,13 @@ def preview(
     collect: bool,
 ) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.preview import preview_edition  # heavy: see the note at the top
 
     settings = _settings()
     if serve:
         return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
     with _runtime(settings, "read") as runtime:
-        rendered = pipeline.preview_edition(runtime, collect=collect, on=on.date() if on else None)
+        rendered = preview_edition(runtime, collect=collect, on=on.date() if on else None)
     if as_text:
         click.echo(rendered.text, nl=False)
         return
@@ -342,10 +342,10 @@ def preview(
 
 
 def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.preview import preview_server  # heavy: see the note at the top
 
     with _runtime(settings, "read") as runtime:
-        server = pipeline.preview_server(runtime, collect=collect, port=port)
+        server = preview_server(runtime, collect=collect, port=port)
     click.echo(f"serving the preview at {server.url} (Ctrl-C to stop)")
     if open_browser:
         _open_in_browser(server.url)

@@ -29,7 +29,8 @@ import aiohttp
 import pytest
 
 from digest.config import load_settings
-from digest.pipeline import preview_server, send_edition
+from digest.pipeline import send_edition
+from digest.preview import preview_server
 from digest.render import RenderOptions, make_environment, render_digest
 from digest.runtime import Runtime
 from digest.serve import PreviewPages, PreviewServer

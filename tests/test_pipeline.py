@@ -22,8 +22,8 @@ from digest.editions import CachedSummarizer, build_digest
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import preview_edition
 from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.preview import preview_edition
 from digest.runtime import Runtime
 from digest.store import Store
 from digest.summarize import LeadSummarizer, SummaryRequest, load_summarizer, split_sentences

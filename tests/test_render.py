@@ -39,7 +39,8 @@ from digest.models import (
     Summary,
 )
 from digest.parse import parse_feed
-from digest.pipeline import preview_edition, preview_server, send_edition
+from digest.pipeline import send_edition
+from digest.preview import preview_edition, preview_server
 from digest.render import (
     RenderOptions,
     SectionRules,
