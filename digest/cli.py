@@ -34,7 +34,7 @@ from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLoc
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from digest import collecting, pipeline
+    from digest import collecting, sending
     from digest.config import Settings, SummarizeSettings
     from digest.runtime import Runtime, StoreAccess
     from digest.status import DaemonStatus
@@ -389,12 +389,12 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
     143 or 130 (a second one exits at once). Exits 1 if any recipient failed, is uncertain or
     was not reached.
     """
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import schedule, sending  # heavy: see the note at the top
 
     settings = _settings()
     if dry_run:
         with _runtime(settings, "read") as runtime:
-            _print_plan(pipeline.plan_edition(runtime))
+            _print_plan(sending.plan_edition(runtime))
         return
     with _stop_on_signals() as stop, _runtime(settings) as runtime:
         report = schedule.send_now(
@@ -472,7 +472,7 @@ _STATE_LABELS = {
 }
 
 
-def _print_plan(plan: pipeline.SendReport) -> None:
+def _print_plan(plan: sending.SendReport) -> None:
     if plan.rendered is None:
         click.echo(f"edition {plan.edition_on}: no new stories stored; nothing would be sent")
         return
@@ -484,7 +484,7 @@ def _print_plan(plan: pipeline.SendReport) -> None:
         click.echo(f"  {delivery.recipient}: {action}")
 
 
-def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
+def _print_send(report: sending.SendReport, tz: tzinfo) -> None:
     from digest.ledger import delivery_detail  # the caller has loaded the pipeline
 
     if report.collect is not None:
@@ -514,7 +514,7 @@ def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
     _print_send_notes(report, uncertain, pending)
 
 
-def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int) -> None:
+def _print_send_notes(report: sending.SendReport, uncertain: int, pending: int) -> None:
     if report.deliveries and len(report.already_sent) == len(report.deliveries):
         click.echo("this edition was already delivered to everyone; --force sends it again")
     if uncertain:
@@ -566,7 +566,7 @@ _COUNT_LABELS = {
 @_translate_errors
 def run(once: bool) -> None:
     """Run the daemon: collect through the day, send each edition at its [schedule] time."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import schedule, sending  # heavy: see the note at the top
 
     if not _is_debug():
         logging.getLogger().setLevel(logging.INFO)
@@ -575,7 +575,7 @@ def run(once: bool) -> None:
         schedule.run_daemon(settings)
         return
     report = schedule.run_once(settings)
-    if isinstance(report, pipeline.SendReport):
+    if isinstance(report, sending.SendReport):
         _print_send(report, settings.tz)
         failed = not report.ok
     else:

@@ -54,7 +54,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import collecting, pipeline
+from digest import collecting, sending
 from digest.config import Settings
 from digest.errors import DigestError, StoreError
 from digest.interrupt import exit_on_further_signals
@@ -182,11 +182,11 @@ def send_now(
     force: bool = False,
     stop: threading.Event | None = None,
     on_wait: Callable[[SendLockHolder], None] | None = None,
-) -> pipeline.SendReport:
+) -> sending.SendReport:
     """``digest send``: send today's edition now, and record the run (an error too)."""
     started = runtime.clock()
     try:
-        report = pipeline.send_edition(
+        report = sending.send_edition(
             runtime,
             collect=collect,
             resend_uncertain=resend_uncertain,
@@ -221,7 +221,7 @@ def edition_job(
     scheduled_at: datetime | None = None,
     *,
     is_reraised: bool = False,
-) -> pipeline.SendReport | None:
+) -> sending.SendReport | None:
     """Send the edition due at ``scheduled_at`` (default: the latest time due); record and
     log the run; an edition past its grace is recorded as missed, never sent. An error is
     recorded, then raised again only if ``is_reraised`` (``run --once``: its exit code)."""
@@ -237,7 +237,7 @@ def _edition(
     scheduled_at: datetime | None,
     *,
     is_reraised: bool,
-) -> pipeline.SendReport | None:
+) -> sending.SendReport | None:
     settings = runtime.settings
     started = utc_now()
     is_catch_up = scheduled_at is not None  # the trigger's own runs are not told their time
@@ -252,7 +252,7 @@ def _edition(
     # its own day's, and leaves the new day's edition to its own time.
     day = edition_date(settings, scheduled_at) if scheduled_at else None
     try:
-        report = pipeline.send_edition(runtime, collect=True, stop=stop, edition_on=day)
+        report = sending.send_edition(runtime, collect=True, stop=stop, edition_on=day)
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
@@ -274,7 +274,7 @@ def _latest_time(settings: Settings, now: datetime) -> datetime | None:
 
 def _finish_edition(
     runtime: Runtime,
-    report: pipeline.SendReport,
+    report: sending.SendReport,
     started: datetime,
     scheduled_at: datetime | None,
     late: timedelta,
@@ -299,12 +299,12 @@ def _finish_edition(
     )
 
 
-def _delivery_counts(report: pipeline.SendReport) -> dict[str, int]:
+def _delivery_counts(report: sending.SendReport) -> dict[str, int]:
     return {state.value: len(report.in_state(state)) for state in DeliveryState}
 
 
 def edition_run(
-    report: pipeline.SendReport,
+    report: sending.SendReport,
     started: datetime,
     *,
     scheduled_at: datetime | None = None,
@@ -539,7 +539,7 @@ def _log_to_file(settings: Settings) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def run_once(settings: Settings) -> pipeline.SendReport | collecting.CollectReport:
+def run_once(settings: Settings) -> sending.SendReport | collecting.CollectReport:
     """The due jobs, now: the edition if one is owed within its grace (missed ones are
     recorded), else a collect. For cron and CI: an edition that fails raises."""
     stop = threading.Event()

@@ -29,10 +29,10 @@ import aiohttp
 import pytest
 
 from digest.config import load_settings
-from digest.pipeline import send_edition
 from digest.preview import preview_server
 from digest.render import RenderOptions, make_environment, render_digest
 from digest.runtime import Runtime
+from digest.sending import send_edition
 from digest.serve import PreviewPages, PreviewServer
 from tests.conftest import FEEDS, REPO, write_settings
 from tests.test_xss import _hostile_digest

@@ -26,8 +26,8 @@ from digest.embeddings import CachedEncoder, text_hash
 from digest.encoder import SentenceEncoder, has_native_bf16, load_encoder, model_key
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import send_edition
 from digest.runtime import Runtime
+from digest.sending import send_edition
 from digest.store import Store
 from digest.summarize import LeadSummarizer
 from tests.conftest import FEEDS, write_settings

@@ -39,7 +39,6 @@ from digest.models import (
     Summary,
 )
 from digest.parse import parse_feed
-from digest.pipeline import send_edition
 from digest.preview import preview_edition, preview_server
 from digest.render import (
     RenderOptions,
@@ -52,6 +51,7 @@ from digest.render import (
 )
 from digest.render_settings import render_options
 from digest.runtime import Runtime, StoreAccess
+from digest.sending import send_edition
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
 from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings
