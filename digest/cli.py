@@ -715,7 +715,7 @@ def feeds() -> None:
 @_translate_errors
 def feeds_list(as_json: bool) -> None:
     """Show how each feed is doing: status, stories, last success, last error."""
-    from digest.feed_health import feed_health
+    from digest.feeds import feed_health
 
     settings = _settings()
     with _runtime(settings, "read") as runtime:
@@ -796,7 +796,7 @@ def _health_json(health: FeedHealth) -> dict[str, object]:
 @_translate_errors
 def feeds_failures(url: str, limit: int) -> None:
     """Show a feed's most recent failures: when, what kind, and the message."""
-    from digest.feed_health import feed_failures
+    from digest.feeds import feed_failures
 
     settings = _settings()
     with _runtime(settings, "read") as runtime:
@@ -818,11 +818,11 @@ def feeds_failures(url: str, limit: int) -> None:
 @_translate_errors
 def feeds_add(url: str, name: str | None, category: str | None, no_check: bool) -> None:
     """Add a feed to the settings file, once fetching and reading it has worked."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.feeds import add_feed
 
     settings = _settings()
     with _runtime(settings, "update") as runtime:
-        report = pipeline.add_feed(runtime, url, name=name, category=category, check=not no_check)
+        report = add_feed(runtime, url, name=name, category=category, check=not no_check)
     source = report.source
     if report.is_added:
         click.echo(f"added {source.title} ({source.url}) to {settings.config_path}")
@@ -845,11 +845,11 @@ def feeds_import(file: str, category: str | None, dry_run: bool) -> None:
 
     Exits 1 if the file yielded no feed at all.
     """
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.feeds import import_opml
 
     settings = _settings()
     with _runtime(settings, "read" if dry_run else "update") as runtime:
-        report = pipeline.import_opml(runtime, file, category=category, dry_run=dry_run)
+        report = import_opml(runtime, file, category=category, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
     _print_sources(f"{verb} {len(report.added)} to {settings.config_path}:", "+", report.added)
     _print_sources(f"skipped {len(report.skipped)} already configured:", "=", report.skipped)
@@ -885,9 +885,9 @@ def _print_sources(heading: str, mark: str, sources: Sequence[FeedSource]) -> No
 @_translate_errors
 def feeds_export(out: str | None) -> None:
     """Write every configured feed as an OPML 2.0 file, one folder per category."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.feeds import export_opml
 
-    data = pipeline.export_opml(_settings())
+    data = export_opml(_settings())
     if out is None:
         click.echo(data, nl=False)
         return
