@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from digest.status import DaemonStatus
 
 # Each command imports its use case (and the settings, pydantic) in its own body, so that it
-# pays only for what it uses: the pipeline's aiohttp, numpy and lxml (torch when a model
+# pays only for what it uses: the stages' aiohttp, numpy and lxml (torch when a model
 # loads) are for the commands that collect, build or send; `digest --version`, `status`,
 # `deliveries`, `feeds list` and `check` start without them.
 
@@ -485,7 +485,7 @@ def _print_plan(plan: sending.SendReport) -> None:
 
 
 def _print_send(report: sending.SendReport, tz: tzinfo) -> None:
-    from digest.ledger import delivery_detail  # the caller has loaded the pipeline
+    from digest.ledger import delivery_detail  # the caller has loaded digest.sending
 
     if report.collect is not None:
         _print_collect(report.collect, tz)
@@ -682,12 +682,12 @@ def check() -> None:
 def summarize(source: str, target: str, summarizer: str | None, words: int | None) -> None:
     """Summarise {"id", "title", "text"} JSONL lines into {"id", "summary"} lines, cleaning
     and summarising exactly as the digest does (a settings file is optional here)."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.batch import summarize_file  # heavy: see the note at the top
 
     settings = _summarize_settings()
     overrides = {"summarizer": summarizer, "words": words}
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    count = pipeline.summarize_file(settings, Path(source), Path(target))
+    count = summarize_file(settings, Path(source), Path(target))
     click.echo(
         f"wrote {count} summaries to {target} ({settings.summarizer}, {settings.words} words)"
     )

@@ -1,16 +1,10 @@
-"""The pipeline: the only place the stages meet.
-
-collect_all:    feeds -> FetchResults -> Stories, stored as they arrive.
-preview_edition: stored (and, by default, freshly fetched) stories -> Digest -> RenderedDigest,
-                 with the store opened read-only: a preview cannot change anything.
-send_edition:   the same Digest, archived with the ledger's pending rows in one commit, then
-                 handed to the mail backend one recipient at a time, each send committed.
+"""Batch: ``digest summarize``, JSONL stories -> JSONL summaries, cleaned and summarised
+exactly as an edition's stories are. Needs no settings file and no store.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -23,11 +17,6 @@ from digest.errors import InputError
 from digest.parse import html_to_text
 from digest.runtime import configured_summarizer
 from digest.summarize import SummaryRequest
-
-logger = logging.getLogger(__name__)
-
-
-# Batch summaries
 
 
 def summarize_file(settings: SummarizeSettings, source: Path, target: Path) -> int:
