@@ -178,8 +178,7 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     with noting(stop, "finishing the message in flight, then stopping"):
-        messages = _edition_messages(runtime.settings, rendered)
-        halt = _deliver(store, mailers, messages, ledger, runtime.clock, resend_uncertain, stop)
+        halt = _deliver(runtime, mailers, rendered, ledger, resend_uncertain, stop)
     is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
@@ -248,11 +247,10 @@ class _Halt:
 
 
 def _deliver(
-    store: Store,
+    runtime: Runtime,
     mailers: MailerFactory,
-    messages: EditionMessages,
+    rendered: RenderedDigest,
     ledger: Sequence[Delivery],
-    clock: Clock,
     resend_uncertain: bool,
     stop: threading.Event | None,
 ) -> _Halt | None:
@@ -265,6 +263,8 @@ def _deliver(
     due = [d for d in ledger if d.state in due_states]
     if not due:
         return None
+    store, clock = runtime.store, runtime.clock
+    messages = _edition_messages(runtime.settings, rendered)
     with contextlib.closing(mailers()) as mailer:
         for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
