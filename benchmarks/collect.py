@@ -239,11 +239,31 @@ class ChildSpec:
     digest_src: str | None = None  # a folder holding another digest/ package to measure
 
 
+def _collect_all(settings: Any, store: Any) -> Any:
+    """collect_all as the measured tree has it: on a Runtime, or (a tree from before issue
+    14, given with --digest-src) on the settings, the store and a clock."""
+    try:
+        from digest.collecting import collect_all
+        from digest.runtime import Runtime
+    except ImportError:
+        from digest.pipeline import collect_all as collect_with_clock
+
+        return collect_with_clock(settings, store, lambda: datetime.now(UTC))
+    return collect_all(Runtime(settings, store))
+
+
+def _open_store(path: Path) -> Any:
+    """The SQLite store at ``path``, in this tree's API or (--digest-src) an older one's."""
+    try:
+        from digest.sqlite_store import SQLiteStore
+    except ImportError:  # before the Store protocol: the class was the SQLite store
+        from digest.store import Store as SQLiteStore  # type: ignore[assignment]
+    return SQLiteStore.open(path)
+
+
 def digest_child(spec: ChildSpec) -> dict[str, Any]:
     """Run digest's collect_all once on a store in the workdir; time only the collect."""
     from digest.config import validate_settings
-    from digest.pipeline import collect_all
-    from digest.sqlite_store import SQLiteStore
 
     workdir = Path(spec.workdir)
     settings = validate_settings(_digest_settings(spec.urls), workdir / "settings.toml")
@@ -251,8 +271,8 @@ def digest_child(spec: ChildSpec) -> dict[str, Any]:
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    with SQLiteStore.open(settings.store.path) as store:
-        report = collect_all(settings, store, lambda: datetime.now(UTC))
+    with _open_store(settings.store.path) as store:
+        report = _collect_all(settings, store)
     wall = time.perf_counter() - start
     if profiler and spec.profile:
         profiler.disable()

@@ -1,6 +1,6 @@
 """Delivery speed: messages/s for a 40 KB digest to 1,000 recipients over loopback SMTP.
 
-digest's real send path (``pipeline.send_edition`` with the SQLite ledger: two commits per
+digest's real send path (``sending.send_edition`` with the SQLite ledger: two commits per
 message) against an aiosmtpd server in a child process, plain and STARTTLS, with one
 connection reused for the edition vs one connection per message (what rss2email does),
 all in one run, printed as one table. Target: >= 200 msgs/s reused over STARTTLS.
@@ -28,10 +28,11 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from digest import pipeline
+from digest import sending
 from digest.config import Settings, validate_settings
 from digest.deliver import EditionMessages
-from digest.models import RenderedDigest
+from digest.models import DeliveryState, RenderedDigest
+from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
 
 EVAL_FILE = Path("/work/shared/data/eval/news_summ_dev.jsonl")
@@ -165,9 +166,10 @@ def _run_case(
         with SQLiteStore.open(settings.store.path) as store:
             store.create_edition(rendered, [], NOW)
         started = time.perf_counter()
-        report = pipeline.send_edition(settings, lambda: NOW, collect=False)
+        with Runtime.open(settings, clock=lambda: NOW) as runtime:
+            report = sending.send_edition(runtime, collect=False)
         seconds = time.perf_counter() - started
-        sent = len(report.in_state(pipeline.DeliveryState.SENT))
+        sent = len(report.in_state(DeliveryState.SENT))
     return seconds, sent
 
 

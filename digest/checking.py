@@ -16,6 +16,7 @@ from digest.preflight import mailer_problems
 from digest.reader_links import reader_link_warnings
 from digest.render import check_templates, make_environment
 from digest.render_settings import render_options
+from digest.runtime import read_smtp_password
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def check_settings(settings: Settings) -> list[str]:
     encoder_missing = bundled_model_problem()
     if encoder_missing:
         problems.append(encoder_missing)
-    problems.extend(mailer_problems(settings))
+    problems.extend(mailer_problems(settings, read_smtp_password()))
     for warning in reader_link_warnings(settings):  # a warning: the check still passes
         logger.warning("%s", warning)
     return problems

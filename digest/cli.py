@@ -18,7 +18,7 @@ import tempfile
 import textwrap
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -32,12 +32,15 @@ from digest.logs import ZonedFormatter, log_in_zone
 from digest.models import DeliveryState, FeedHealth, FeedSource, JobRun, SendLockHolder
 
 if TYPE_CHECKING:
-    from digest import pipeline
+    from contextlib import AbstractContextManager
+
+    from digest import collecting, sending
     from digest.config import Settings, SummarizeSettings
+    from digest.runtime import Runtime, StoreAccess
     from digest.status import DaemonStatus
 
 # Each command imports its use case (and the settings, pydantic) in its own body, so that it
-# pays only for what it uses: the pipeline's aiohttp, numpy and lxml (torch when a model
+# pays only for what it uses: the stages' aiohttp, numpy and lxml (torch when a model
 # loads) are for the commands that collect, build or send; `digest --version`, `status`,
 # `deliveries`, `feeds list` and `check` start without them.
 
@@ -78,6 +81,13 @@ def _settings() -> Settings:
     settings = load_settings(find_config_path(_config_option()))
     log_in_zone(settings.tz)
     return settings
+
+
+def _runtime(settings: Settings, access: StoreAccess = "write") -> AbstractContextManager[Runtime]:
+    """The command's runtime: its store opened once, as ``access`` says."""
+    from digest.runtime import Runtime
+
+    return Runtime.open(settings, access=access)
 
 
 # The global options, given before the subcommand or after it: both set the context's meta
@@ -168,8 +178,8 @@ def collect(summarize: bool) -> None:
     from digest import schedule  # heavy: see the note at the top
 
     settings = _settings()
-    with _stop_on_signals() as stop:
-        report = schedule.collect_now(settings, schedule.utc_now, summarize=summarize, stop=stop)
+    with _stop_on_signals() as stop, _runtime(settings) as runtime:
+        report = schedule.collect_now(runtime, summarize=summarize, stop=stop)
     _print_collect(report, settings.tz)
     if report.store_error:
         raise click.ClickException(report.store_error)
@@ -179,7 +189,7 @@ def collect(summarize: bool) -> None:
         sys.exit(1)
 
 
-def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
+def _print_collect(report: collecting.CollectReport, tz: tzinfo) -> None:
     width = max([len(_clip(f.name, _NAME_WIDTH)) for f in report.feeds] + [4])
     click.echo(f"{'feed':<{width}}  {'status':<9}  {'new':>4}  detail")
     for feed in report.feeds:
@@ -206,7 +216,7 @@ def _print_collect(report: pipeline.CollectReport, tz: tzinfo) -> None:
     _print_collect_stop(report)
 
 
-def _print_collect_stop(report: pipeline.CollectReport) -> None:
+def _print_collect_stop(report: collecting.CollectReport) -> None:
     if report.stopped_while == "collecting":
         stored = report.stored_feeds
         click.echo(
@@ -221,13 +231,13 @@ def _print_collect_stop(report: pipeline.CollectReport) -> None:
         )
 
 
-def _pages_line(report: pipeline.CollectReport) -> str:
+def _pages_line(report: collecting.CollectReport) -> str:
     """The article pages' outcome: e.g. `article pages: 12 fetched, 640 failed (timeout: 600
     at 3 hosts; ...), 27 skipped after repeated failures at news.example; ...`."""
     failed, skipped = report.pages_failed, report.pages_skipped
     line = f"article pages: {len(report.pages) - len(failed) - len(skipped)} fetched"
     if failed:
-        line += f", {len(failed)} failed ({_failure_kinds(failed)})"
+        line += f", {len(failed)} failed ({_failure_kinds(report)})"
     if skipped:
         hosts = sorted({p.host for p in skipped})
         named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
@@ -237,10 +247,11 @@ def _pages_line(report: pipeline.CollectReport) -> str:
     return line
 
 
-def _failure_kinds(pages: tuple[pipeline.PageFetch, ...]) -> str:
-    """`timeout: 600 at 3 hosts; connection-refused: 40 at 1 host`, the commonest first."""
+def _failure_kinds(report: collecting.CollectReport) -> str:
+    """The failed pages' `timeout: 600 at 3 hosts; connection-refused: 40 at 1 host`, the
+    commonest first."""
     by_kind: dict[str, list[str]] = {}
-    for page in pages:
+    for page in report.pages_failed:
         by_kind.setdefault(page.failure or "", []).append(page.host)
     parts = []
     for kind, hosts in sorted(by_kind.items(), key=lambda item: (-len(item[1]), item[0])):
@@ -307,13 +318,13 @@ def preview(
     collect: bool,
 ) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest.preview import preview_edition  # heavy: see the note at the top
 
     settings = _settings()
     if serve:
         return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
-    day = on.date() if on else None
-    rendered = pipeline.preview_edition(settings, schedule.utc_now, collect=collect, on=day)
+    with _runtime(settings, "read") as runtime:
+        rendered = preview_edition(runtime, collect=collect, on=on.date() if on else None)
     if as_text:
         click.echo(rendered.text, nl=False)
         return
@@ -331,9 +342,10 @@ def preview(
 
 
 def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest.preview import preview_server  # heavy: see the note at the top
 
-    server = pipeline.preview_server(settings, schedule.utc_now, collect=collect, port=port)
+    with _runtime(settings, "read") as runtime:
+        server = preview_server(runtime, collect=collect, port=port)
     click.echo(f"serving the preview at {server.url} (Ctrl-C to stop)")
     if open_browser:
         _open_in_browser(server.url)
@@ -377,16 +389,16 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
     143 or 130 (a second one exits at once). Exits 1 if any recipient failed, is uncertain or
     was not reached.
     """
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import schedule, sending  # heavy: see the note at the top
 
     settings = _settings()
     if dry_run:
-        _print_plan(pipeline.plan_edition(settings, schedule.utc_now))
+        with _runtime(settings, "read") as runtime:
+            _print_plan(sending.plan_edition(runtime))
         return
-    with _stop_on_signals() as stop:
+    with _stop_on_signals() as stop, _runtime(settings) as runtime:
         report = schedule.send_now(
-            settings,
-            schedule.utc_now,
+            runtime,
             collect=collect,
             resend_uncertain=resend_uncertain,
             force=force,
@@ -460,7 +472,7 @@ _STATE_LABELS = {
 }
 
 
-def _print_plan(plan: pipeline.SendReport) -> None:
+def _print_plan(plan: sending.SendReport) -> None:
     if plan.rendered is None:
         click.echo(f"edition {plan.edition_on}: no new stories stored; nothing would be sent")
         return
@@ -472,8 +484,8 @@ def _print_plan(plan: pipeline.SendReport) -> None:
         click.echo(f"  {delivery.recipient}: {action}")
 
 
-def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
-    from digest.ledger import delivery_detail  # the caller has loaded the pipeline
+def _print_send(report: sending.SendReport, tz: tzinfo) -> None:
+    from digest.ledger import delivery_detail  # the caller has loaded digest.sending
 
     if report.collect is not None:
         _print_collect(report.collect, tz)
@@ -502,7 +514,7 @@ def _print_send(report: pipeline.SendReport, tz: tzinfo) -> None:
     _print_send_notes(report, uncertain, pending)
 
 
-def _print_send_notes(report: pipeline.SendReport, uncertain: int, pending: int) -> None:
+def _print_send_notes(report: sending.SendReport, uncertain: int, pending: int) -> None:
     if report.deliveries and len(report.already_sent) == len(report.deliveries):
         click.echo("this edition was already delivered to everyone; --force sends it again")
     if uncertain:
@@ -522,7 +534,8 @@ def deliveries(day: datetime | None) -> None:
     from digest.ledger import delivery_detail, delivery_ledger
 
     settings = _settings()
-    edition_on, rows = delivery_ledger(settings, day.date() if day else None)
+    with _runtime(settings, "read") as runtime:
+        edition_on, rows = delivery_ledger(runtime, day.date() if day else None)
     if not rows:
         click.echo(f"no deliveries recorded{f' for {edition_on}' if edition_on else ''}")
         return
@@ -553,7 +566,7 @@ _COUNT_LABELS = {
 @_translate_errors
 def run(once: bool) -> None:
     """Run the daemon: collect through the day, send each edition at its [schedule] time."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest import schedule, sending  # heavy: see the note at the top
 
     if not _is_debug():
         logging.getLogger().setLevel(logging.INFO)
@@ -562,7 +575,7 @@ def run(once: bool) -> None:
         schedule.run_daemon(settings)
         return
     report = schedule.run_once(settings)
-    if isinstance(report, pipeline.SendReport):
+    if isinstance(report, sending.SendReport):
         _print_send(report, settings.tz)
         failed = not report.ok
     else:
@@ -582,7 +595,8 @@ def status(as_json: bool) -> None:
     from digest.status import current_status
 
     settings = _settings()
-    found = current_status(settings, datetime.now(UTC))
+    with _runtime(settings, "read") as runtime:
+        found = current_status(runtime)
     if as_json:
         click.echo(_status_json(found))
     else:
@@ -668,12 +682,12 @@ def check() -> None:
 def summarize(source: str, target: str, summarizer: str | None, words: int | None) -> None:
     """Summarise {"id", "title", "text"} JSONL lines into {"id", "summary"} lines, cleaning
     and summarising exactly as the digest does (a settings file is optional here)."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.batch import summarize_file  # heavy: see the note at the top
 
     settings = _summarize_settings()
     overrides = {"summarizer": summarizer, "words": words}
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    count = pipeline.summarize_file(settings, Path(source), Path(target))
+    count = summarize_file(settings, Path(source), Path(target))
     click.echo(
         f"wrote {count} summaries to {target} ({settings.summarizer}, {settings.words} words)"
     )
@@ -701,10 +715,11 @@ def feeds() -> None:
 @_translate_errors
 def feeds_list(as_json: bool) -> None:
     """Show how each feed is doing: status, stories, last success, last error."""
-    from digest.feed_health import feed_health
+    from digest.feeds import feed_health
 
     settings = _settings()
-    health = feed_health(settings)
+    with _runtime(settings, "read") as runtime:
+        health = feed_health(runtime)
     if as_json:
         click.echo(json.dumps([_health_json(h) for h in health], indent=2, ensure_ascii=False))
         return
@@ -781,10 +796,11 @@ def _health_json(health: FeedHealth) -> dict[str, object]:
 @_translate_errors
 def feeds_failures(url: str, limit: int) -> None:
     """Show a feed's most recent failures: when, what kind, and the message."""
-    from digest.feed_health import feed_failures
+    from digest.feeds import feed_failures
 
     settings = _settings()
-    source, failures = feed_failures(settings, url, limit)
+    with _runtime(settings, "read") as runtime:
+        source, failures = feed_failures(runtime, url, limit)
     if not failures:
         click.echo(f"{source.title}: no failures recorded")
         return
@@ -802,12 +818,11 @@ def feeds_failures(url: str, limit: int) -> None:
 @_translate_errors
 def feeds_add(url: str, name: str | None, category: str | None, no_check: bool) -> None:
     """Add a feed to the settings file, once fetching and reading it has worked."""
-    from digest import pipeline, schedule  # heavy: see the note at the top
+    from digest.feeds import add_feed
 
     settings = _settings()
-    report = pipeline.add_feed(
-        settings, url, schedule.utc_now, name=name, category=category, check=not no_check
-    )
+    with _runtime(settings, "update") as runtime:
+        report = add_feed(runtime, url, name=name, category=category, check=not no_check)
     source = report.source
     if report.is_added:
         click.echo(f"added {source.title} ({source.url}) to {settings.config_path}")
@@ -830,10 +845,11 @@ def feeds_import(file: str, category: str | None, dry_run: bool) -> None:
 
     Exits 1 if the file yielded no feed at all.
     """
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.feeds import import_opml
 
     settings = _settings()
-    report = pipeline.import_opml(settings, file, category=category, dry_run=dry_run)
+    with _runtime(settings, "read" if dry_run else "update") as runtime:
+        report = import_opml(runtime, file, category=category, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
     _print_sources(f"{verb} {len(report.added)} to {settings.config_path}:", "+", report.added)
     _print_sources(f"skipped {len(report.skipped)} already configured:", "=", report.skipped)
@@ -869,9 +885,9 @@ def _print_sources(heading: str, mark: str, sources: Sequence[FeedSource]) -> No
 @_translate_errors
 def feeds_export(out: str | None) -> None:
     """Write every configured feed as an OPML 2.0 file, one folder per category."""
-    from digest import pipeline  # heavy: see the note at the top
+    from digest.feeds import export_opml
 
-    data = pipeline.export_opml(_settings())
+    data = export_opml(_settings())
     if out is None:
         click.echo(data, nl=False)
         return

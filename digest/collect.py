@@ -10,7 +10,7 @@ feed's new address. Every connection, a redirect hop's too, is held to ``digest.
 an internal address only for the configured feed URL's own host and port. Timeouts and
 5xx answers are retried with backoff; nothing else is, and not a 429 or 503 that says when
 to come back (``Retry-After``, carried in the result along with a success's
-``Cache-Control: max-age``, for the pipeline's per-feed politeness).
+``Cache-Control: max-age``, for digest.fetching's per-feed politeness).
 A ``FeedStream`` does the same, handing over each result as it comes. ``fetch_pages``
 fetches article pages with the same rules (an internal address only on the host and port
 of a configured feed that links to the page), and gives up on a host for the rest of the

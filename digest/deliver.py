@@ -4,10 +4,10 @@ backend (I/O).
 Backends: ``outbox`` writes ``.eml`` files into a folder (the offline default), ``smtp``
 talks to a server (STARTTLS or implicit TLS required when configured), ``sendmail`` pipes
 to a local sendmail-compatible command. The delivery ledger that makes sending exactly-once
-lives in the store and is driven by the pipeline; this module only builds and hands over.
+lives in the store and is driven by digest.sending; this module only builds and hands over.
 
 A backend's ``send`` calls ``before_data()`` just before the message itself goes out (for
-SMTP: after the server accepted MAIL FROM and RCPT TO), so the pipeline can commit the row
+SMTP: after the server accepted MAIL FROM and RCPT TO), so the sender can commit the row
 as ``sending`` there. What a failure means for the row is told by the exception:
 ``DeliveryError``, ``UncertainDeliveryError`` or ``MailerUnavailableError`` (see
 ``digest.errors``).

@@ -30,7 +30,7 @@ class CachedEncoder:
 
     def __init__(
         self,
-        store: Store | None,
+        store: Store,
         clock: Callable[[], datetime],
         *,
         bf16: bool | None = None,
@@ -58,8 +58,6 @@ class CachedEncoder:
         return vectors
 
     def _stored(self, key: str, hashes: Sequence[str]) -> dict[str, Vectors]:
-        if self.store is None:
-            return {}
         unique = list(dict.fromkeys(hashes))
         return {
             e.text_hash: np.frombuffer(e.vector, dtype="<f4")
@@ -73,7 +71,7 @@ class CachedEncoder:
         return self._encoder.encode(texts, max_length=max_length)
 
     def _save(self, key: str, vectors: dict[str, Vectors]) -> None:
-        if self.store is None or self.store.is_read_only:
+        if self.store.is_read_only:
             return
         embeddings = [
             Embedding(

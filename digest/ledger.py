@@ -1,5 +1,5 @@
 """Editions and their delivery ledger: which day an edition is, who is still owed it, who
-got it. Reads the store (read-only), never writes it."""
+got it. Reads the runtime's store, never writes it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from email.utils import parseaddr
 
 from digest.config import Settings
 from digest.models import Delivery, DeliveryState
-from digest.sqlite_store import SQLiteStore
+from digest.runtime import Runtime
 
 
 def edition_date(settings: Settings, now: datetime) -> date:
@@ -16,18 +16,12 @@ def edition_date(settings: Settings, now: datetime) -> date:
     return now.astimezone(settings.tz).date()
 
 
-def is_edition_outstanding(settings: Settings, day: date) -> bool:
+def is_edition_outstanding(runtime: Runtime, day: date) -> bool:
     """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
-    store = SQLiteStore.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return True
-    with store:
-        ledger = {d.address: d.state for d in store.deliveries(day)}
+    ledger = {d.address: d.state for d in runtime.store.deliveries(day)}
     owed = (DeliveryState.PENDING, DeliveryState.FAILED, None)
     # Bare and lower-cased, as Delivery.address keys the ledger.
-    addresses = (parseaddr(r)[1].lower() for r in settings.delivery.recipients)
+    addresses = (parseaddr(r)[1].lower() for r in runtime.settings.delivery.recipients)
     return any(ledger.get(address) in owed for address in addresses)
 
 
@@ -47,14 +41,8 @@ def delivery_detail(delivery: Delivery) -> str:
 
 
 def delivery_ledger(
-    settings: Settings, edition_on: date | None = None
+    runtime: Runtime, edition_on: date | None = None
 ) -> tuple[date | None, tuple[Delivery, ...]]:
-    """An edition's delivery rows, read-only (default: the latest edition with any)."""
-    store = SQLiteStore.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return edition_on, ()
-    with store:
-        day = edition_on or store.latest_delivery_date()
-        return day, store.deliveries(day) if day else ()
+    """An edition's delivery rows (default: the latest edition with any)."""
+    day = edition_on or runtime.store.latest_delivery_date()
+    return day, runtime.store.deliveries(day) if day else ()

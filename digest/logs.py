@@ -1,5 +1,5 @@
 """Log lines: stamped in the readers' time zone, with its offset, so that they agree with the
-tables the commands print (``2026-12-02 15:46:25+03:00 WARNING digest.pipeline: ...``)."""
+tables the commands print (``2026-12-02 15:46:25+03:00 WARNING digest.sending: ...``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Preflight: what the mail backend needs, checked before any work and without the network.
 
-``mailer_problems(settings)`` reads the environment and the file system only (the password
-variable, the CA file, the outbox folder, the sendmail command), so ``digest send`` can
+``mailer_problems(settings, password)`` reads the file system only (the CA file, the outbox
+folder, the sendmail command; the password is given, as read from the environment by
+``digest.runtime``), so ``digest send`` can
 refuse in a moment instead of after collecting and building, and ``digest check`` reports
 the same problems. Addresses and the recipients file are validated when the settings load.
 """
@@ -24,20 +25,21 @@ _IMPLICIT_TLS_PORTS = {465}
 _PLAIN_START_PORTS = {25, 587}
 
 
-def mailer_problems(settings: Settings) -> list[str]:
-    """Each reason the configured mail backend cannot work, naming the key and the fix."""
+def mailer_problems(settings: Settings, password: str | None) -> list[str]:
+    """Each reason the configured mail backend cannot work, naming the key and the fix
+    (``password``: the SMTP password, None if not set)."""
     backend = settings.delivery.backend
     if backend == "smtp":
-        return _smtp_problems(settings)
+        return _smtp_problems(settings, password)
     if backend == "sendmail":
         return _sendmail_problems(settings.delivery.sendmail_command)
     return _outbox_problems(settings.delivery.outbox)
 
 
-def _smtp_problems(settings: Settings) -> list[str]:
+def _smtp_problems(settings: Settings, password: str | None) -> list[str]:
     smtp = settings.smtp
     problems = []
-    if smtp.username and not os.environ.get(PASSWORD_ENV_VAR):
+    if smtp.username and not password:
         problems.append(
             f"[smtp].username = {smtp.username!r} is set but ${PASSWORD_ENV_VAR} is not: "
             f"export {PASSWORD_ENV_VAR}=... in the environment digest runs in, "
@@ -120,9 +122,9 @@ def _outbox_problems(folder: Path) -> list[str]:
     return []
 
 
-def require_usable_mailer(settings: Settings) -> None:
+def require_usable_mailer(settings: Settings, password: str | None) -> None:
     """Raise a ConfigError (exit 2) listing ``mailer_problems``, if there are any."""
-    problems = mailer_problems(settings)
+    problems = mailer_problems(settings, password)
     if problems:
         listed = "".join(f"\n  - {problem}" for problem in problems)
         raise ConfigError(

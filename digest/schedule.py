@@ -1,7 +1,9 @@
-"""Schedule: the ``digest run`` daemon. APScheduler wiring only; the jobs are pipeline calls.
+"""Schedule: the ``digest run`` daemon. APScheduler wiring only; the jobs are use-case calls,
+each with a runtime of its own (they run on the scheduler's thread; a store connection must
+not cross threads).
 
 Jobs: ``collect`` every ``[schedule].collect_every_minutes`` (each feed's politeness is the
-pipeline's: a feed not due is skipped and reported), and one ``edition-N`` job per edition
+collect's: a feed not due is skipped and reported), and one ``edition-N`` job per edition
 schedule (``send_at`` with ``days``, or each ``cron`` line), doing a final collect, then
 build, summarize, render and send. One worker thread: jobs never overlap.
 
@@ -52,13 +54,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import pipeline
+from digest import collecting, sending
 from digest.config import Settings
 from digest.errors import DigestError, StoreError
 from digest.interrupt import exit_on_further_signals
 from digest.ledger import delivery_detail, edition_date, is_edition_outstanding
 from digest.logs import ZonedFormatter
 from digest.models import DeliveryState, JobRun, SendLockHolder
+from digest.runtime import Runtime, utc_now
 from digest.status import last_activity, record_job_run, record_missed_edition
 from digest.triggers import edition_triggers, fire_times, next_edition_times
 
@@ -69,10 +72,6 @@ LOOKBACK = timedelta(days=7)
 # A scheduled run this much after its time (queued behind a collect, say) counts as late;
 # a catch-up after downtime always does.
 LATE_AFTER = timedelta(minutes=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def grace(settings: Settings) -> timedelta:
@@ -112,16 +111,21 @@ def plan_catch_up(
 # Jobs
 
 
-def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectReport | None:
+def collect_job(settings: Settings, stop: threading.Event) -> collecting.CollectReport | None:
     """Collect every feed that is due; record and log the run."""
     if stop.is_set():
         return None
+    with Runtime.open(settings) as runtime:
+        return _collect(runtime)
+
+
+def _collect(runtime: Runtime) -> collecting.CollectReport:
     started = utc_now()
-    report = pipeline.collect_once(settings, utc_now)
+    report = collecting.collect_once(runtime)
     skipped = [f"{f.url} until {_iso(f.not_before)}" for f in report.skipped]
     run = collect_run(report, started, utc_now())
     _finish(
-        settings,
+        runtime,
         run,
         has_error_to_report=report.store_error is not None,
         feeds=len(report.feeds),
@@ -135,7 +139,7 @@ def collect_job(settings: Settings, stop: threading.Event) -> pipeline.CollectRe
     return report
 
 
-def collect_run(report: pipeline.CollectReport, started: datetime, finished: datetime) -> JobRun:
+def collect_run(report: collecting.CollectReport, started: datetime, finished: datetime) -> JobRun:
     """The job-run record of one collect (the daemon's or a manual one)."""
     failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
     if report.store_error:
@@ -160,36 +164,30 @@ def collect_run(report: pipeline.CollectReport, started: datetime, finished: dat
 
 
 def collect_now(
-    settings: Settings,
-    clock: pipeline.Clock,
-    *,
-    summarize: bool = True,
-    stop: threading.Event | None = None,
-) -> pipeline.CollectReport:
+    runtime: Runtime, *, summarize: bool = True, stop: threading.Event | None = None
+) -> collecting.CollectReport:
     """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
-    started = clock()
-    report = pipeline.collect_once(settings, clock, summarize=summarize, stop=stop)
-    run = collect_run(report, started, clock())
-    _record_run(settings, run, has_error_to_report=report.store_error is not None)
+    started = runtime.clock()
+    report = collecting.collect_once(runtime, summarize=summarize, stop=stop)
+    run = collect_run(report, started, runtime.clock())
+    _record_run(runtime, run, has_error_to_report=report.store_error is not None)
     return report
 
 
 def send_now(
-    settings: Settings,
-    clock: pipeline.Clock,
+    runtime: Runtime,
     *,
     collect: bool,
     resend_uncertain: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
     on_wait: Callable[[SendLockHolder], None] | None = None,
-) -> pipeline.SendReport:
+) -> sending.SendReport:
     """``digest send``: send today's edition now, and record the run (an error too)."""
-    started = clock()
+    started = runtime.clock()
     try:
-        report = pipeline.send_edition(
-            settings,
-            clock,
+        report = sending.send_edition(
+            runtime,
             collect=collect,
             resend_uncertain=resend_uncertain,
             force=force,
@@ -198,19 +196,19 @@ def send_now(
         )
     except DigestError as exc:
         failed = _edition_run(started, None, "failed", f"error: {exc}", ())
-        _record_run(settings, failed, has_error_to_report=True)
+        _record_run(runtime, failed, has_error_to_report=True)
         raise
     is_stopping = stop is not None and stop.is_set()
     run = edition_run(report, started, is_stopping=is_stopping)
-    _record_run(settings, run, has_error_to_report=report.store_error is not None)
+    _record_run(runtime, run, has_error_to_report=report.store_error is not None)
     return report
 
 
-def _record_run(settings: Settings, run: JobRun, *, has_error_to_report: bool) -> None:
+def _record_run(runtime: Runtime, run: JobRun, *, has_error_to_report: bool) -> None:
     """Record a run. One that has an error to report already (its own, or its store's) still
     reports that one if the store cannot record the run either."""
     try:
-        record_job_run(settings, run)
+        record_job_run(runtime, run)
     except StoreError as exc:
         if not has_error_to_report:
             raise
@@ -223,12 +221,24 @@ def edition_job(
     scheduled_at: datetime | None = None,
     *,
     is_reraised: bool = False,
-) -> pipeline.SendReport | None:
+) -> sending.SendReport | None:
     """Send the edition due at ``scheduled_at`` (default: the latest time due); record and
     log the run; an edition past its grace is recorded as missed, never sent. An error is
     recorded, then raised again only if ``is_reraised`` (``run --once``: its exit code)."""
     if stop.is_set():
         return None
+    with Runtime.open(settings) as runtime:
+        return _edition(runtime, stop, scheduled_at, is_reraised=is_reraised)
+
+
+def _edition(
+    runtime: Runtime,
+    stop: threading.Event,
+    scheduled_at: datetime | None,
+    *,
+    is_reraised: bool,
+) -> sending.SendReport | None:
+    settings = runtime.settings
     started = utc_now()
     is_catch_up = scheduled_at is not None  # the trigger's own runs are not told their time
     scheduled_at = scheduled_at or _latest_time(settings, started)
@@ -236,22 +246,22 @@ def edition_job(
     if not is_catch_up and late <= LATE_AFTER:
         late = timedelta(0)
     if scheduled_at is not None and late > grace(settings):
-        _record_missed(settings, scheduled_at, started)
+        _record_missed(runtime, scheduled_at, started)
         return None
     # The scheduled time's date, not the clock's: a 23:30 edition sent at 00:30 is still
     # its own day's, and leaves the new day's edition to its own time.
     day = edition_date(settings, scheduled_at) if scheduled_at else None
     try:
-        report = pipeline.send_edition(settings, utc_now, collect=True, stop=stop, edition_on=day)
+        report = sending.send_edition(runtime, collect=True, stop=stop, edition_on=day)
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
         failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", ())
-        _finish(settings, failed, has_error_to_report=True, error=type(exc).__name__)
+        _finish(runtime, failed, has_error_to_report=True, error=type(exc).__name__)
         if is_reraised:
             raise
         return None
-    _finish_edition(settings, report, started, scheduled_at, late, stop)
+    _finish_edition(runtime, report, started, scheduled_at, late, stop)
     return report
 
 
@@ -263,8 +273,8 @@ def _latest_time(settings: Settings, now: datetime) -> datetime | None:
 
 
 def _finish_edition(
-    settings: Settings,
-    report: pipeline.SendReport,
+    runtime: Runtime,
+    report: sending.SendReport,
     started: datetime,
     scheduled_at: datetime | None,
     late: timedelta,
@@ -275,7 +285,7 @@ def _finish_edition(
     )
     counts = _delivery_counts(report)
     _finish(
-        settings,
+        runtime,
         run,
         has_error_to_report=report.store_error is not None,
         late_seconds=int(late.total_seconds()),
@@ -289,12 +299,12 @@ def _finish_edition(
     )
 
 
-def _delivery_counts(report: pipeline.SendReport) -> dict[str, int]:
+def _delivery_counts(report: sending.SendReport) -> dict[str, int]:
     return {state.value: len(report.in_state(state)) for state in DeliveryState}
 
 
 def edition_run(
-    report: pipeline.SendReport,
+    report: sending.SendReport,
     started: datetime,
     *,
     scheduled_at: datetime | None = None,
@@ -356,22 +366,23 @@ def _edition_run(
     )
 
 
-def _record_missed(settings: Settings, scheduled_at: datetime, now: datetime) -> None:
+def _record_missed(runtime: Runtime, scheduled_at: datetime, now: datetime) -> None:
     """Record (once per day) an edition whose time passed more than the grace ago."""
+    settings = runtime.settings
     day = edition_date(settings, scheduled_at)
     summary = (
         f"edition {day} missed: scheduled {_iso(scheduled_at)}, {_span(now - scheduled_at)} ago, "
         f"beyond the {_span(grace(settings))} grace; not sent"
     )
     run = _edition_run(now, scheduled_at, "missed", summary, (), day)
-    if record_missed_edition(settings, run):
+    if record_missed_edition(runtime, run):
         _log_run(run, edition_on=day, scheduled_at=_iso(scheduled_at))
 
 
 def _finish(
-    settings: Settings, run: JobRun, *, has_error_to_report: bool = False, **fields: object
+    runtime: Runtime, run: JobRun, *, has_error_to_report: bool = False, **fields: object
 ) -> None:
-    _record_run(settings, run, has_error_to_report=has_error_to_report)
+    _record_run(runtime, run, has_error_to_report=has_error_to_report)
     _log_run(run, **fields)
 
 
@@ -443,7 +454,8 @@ def build_scheduler(
             next_run_time=trigger.get_next_fire_time(None, now),
             **options,
         )
-    catch_up = _catch_up(settings, now)
+    with Runtime.open(settings) as runtime:
+        catch_up = _catch_up(runtime, now)
     if catch_up.late is not None:
         scheduler.add_job(
             edition_job,
@@ -456,16 +468,17 @@ def build_scheduler(
     return scheduler
 
 
-def _catch_up(settings: Settings, now: datetime) -> CatchUp:
+def _catch_up(runtime: Runtime, now: datetime) -> CatchUp:
     """Plan the catch-up since the daemon last ran, recording the editions missed."""
+    settings = runtime.settings
     plan = plan_catch_up(
         settings,
         now,
-        last_activity(settings),
-        lambda day: is_edition_outstanding(settings, day),
+        last_activity(runtime),
+        lambda day: is_edition_outstanding(runtime, day),
     )
     for scheduled_at in plan.missed:
-        _record_missed(settings, scheduled_at, now)
+        _record_missed(runtime, scheduled_at, now)
     if plan.late is not None:
         logger.warning(
             "edition of %s was due at %s while digest was not running: sending it now, late",
@@ -480,8 +493,9 @@ def _on_missed(settings: Settings) -> Callable[[JobExecutionEvent], None]:
         if not event.job_id.startswith("edition"):
             return
         scheduled_at = event.scheduled_run_time.astimezone(UTC)
-        if is_edition_outstanding(settings, edition_date(settings, scheduled_at)):
-            _record_missed(settings, scheduled_at, utc_now())
+        with Runtime.open(settings) as runtime:
+            if is_edition_outstanding(runtime, edition_date(settings, scheduled_at)):
+                _record_missed(runtime, scheduled_at, utc_now())
 
     return record
 
@@ -525,17 +539,17 @@ def _log_to_file(settings: Settings) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def run_once(settings: Settings) -> pipeline.SendReport | pipeline.CollectReport:
+def run_once(settings: Settings) -> sending.SendReport | collecting.CollectReport:
     """The due jobs, now: the edition if one is owed within its grace (missed ones are
     recorded), else a collect. For cron and CI: an edition that fails raises."""
     stop = threading.Event()
-    plan = _catch_up(settings, utc_now())
-    if plan.late is not None:
-        # A cron line at the edition's own minute is on time, not a catch-up.
-        on_time = utc_now() - plan.late <= LATE_AFTER
-        report = edition_job(settings, stop, None if on_time else plan.late, is_reraised=True)
-        if report is not None:
-            return report
-    collected = collect_job(settings, stop)
-    assert collected is not None  # stop is never set here
-    return collected
+    with Runtime.open(settings) as runtime:
+        plan = _catch_up(runtime, utc_now())
+        if plan.late is not None:
+            # A cron line at the edition's own minute is on time, not a catch-up.
+            on_time = utc_now() - plan.late <= LATE_AFTER
+            late = None if on_time else plan.late
+            report = _edition(runtime, stop, late, is_reraised=True)
+            if report is not None:
+                return report
+        return _collect(runtime)

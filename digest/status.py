@@ -1,8 +1,8 @@
 """Status: what ``digest status`` shows and the job-run record it is read from.
 
 The record (``job_runs`` in the store) is written by the daemon's jobs and by manual
-``digest collect`` and ``digest send``; the status reads it, read-only, with the schedule's
-next times.
+``digest collect`` and ``digest send``; the status reads it, from a read-only runtime, with
+the schedule's next times.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from digest.config import Settings
 from digest.ledger import edition_date, is_edition_outstanding
 from digest.models import Delivery, FeedHealth, FeedState, JobRun
-from digest.sqlite_store import SQLiteStore
+from digest.runtime import Runtime
 from digest.triggers import OncePerDay, edition_triggers
 
 
@@ -44,65 +43,49 @@ class DaemonStatus:
 STATUS_WINDOW = timedelta(days=7)
 
 
-def record_job_run(settings: Settings, run: JobRun) -> None:
+def record_job_run(runtime: Runtime, run: JobRun) -> None:
     """Keep one job run in the store (what ``digest status`` reports)."""
-    with SQLiteStore.open(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    ) as store:
-        store.add_job_run(run)
+    runtime.store.add_job_run(run)
 
 
-def record_missed_edition(settings: Settings, run: JobRun) -> bool:
+def record_missed_edition(runtime: Runtime, run: JobRun) -> bool:
     """Record an edition skipped after the grace; False if that day's miss was recorded."""
-    with SQLiteStore.open(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    ) as store:
-        return store.add_missed_edition(run)
+    return runtime.store.add_missed_edition(run)
 
 
-def last_activity(settings: Settings) -> datetime | None:
+def last_activity(runtime: Runtime) -> datetime | None:
     """When a daemon job last ran, or an edition was last archived (None: never)."""
-    store = SQLiteStore.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
+    return runtime.store.last_activity()
+
+
+def daemon_status(runtime: Runtime, now: datetime) -> DaemonStatus:
+    """The daemon's state from the store: last runs, misses, feeds, deliveries."""
+    settings, store = runtime.settings, runtime.store
+    last_on = store.latest_edition_on()
+    rendered = store.edition(last_on) if last_on else None
+    health = store.feed_health(settings.feed_sources)
+    return DaemonStatus(
+        now=now,
+        last_collect=next(iter(store.job_runs("collect")), None),
+        last_edition_run=next(iter(store.job_runs("edition")), None),
+        last_edition_on=last_on,
+        last_edition_subject=rendered.subject if rendered else None,
+        last_edition_deliveries=store.deliveries(last_on) if last_on else (),
+        missed=store.job_runs("edition", limit=7, outcome="missed"),
+        failing_feeds=tuple(h for h in health if h.status in ("failing", "gone")),
+        held_feeds=store.held_feeds(now),
+        undelivered=store.undelivered(edition_date(settings, now - STATUS_WINDOW)),
     )
-    if store is None:
-        return None
-    with store:
-        return store.last_activity()
 
 
-def daemon_status(settings: Settings, now: datetime) -> DaemonStatus:
-    """The daemon's state from the store, read-only: last runs, misses, feeds, deliveries."""
-    store = SQLiteStore.open_read_only(
-        settings.store.path, busy_timeout=settings.store.busy_timeout_seconds
-    )
-    if store is None:
-        return DaemonStatus(now=now)
-    with store:
-        last_on = store.latest_edition_on()
-        rendered = store.edition(last_on) if last_on else None
-        health = store.feed_health(settings.feed_sources)
-        return DaemonStatus(
-            now=now,
-            last_collect=next(iter(store.job_runs("collect")), None),
-            last_edition_run=next(iter(store.job_runs("edition")), None),
-            last_edition_on=last_on,
-            last_edition_subject=rendered.subject if rendered else None,
-            last_edition_deliveries=store.deliveries(last_on) if last_on else (),
-            missed=store.job_runs("edition", limit=7, outcome="missed"),
-            failing_feeds=tuple(h for h in health if h.status in ("failing", "gone")),
-            held_feeds=store.held_feeds(now),
-            undelivered=store.undelivered(edition_date(settings, now - STATUS_WINDOW)),
-        )
-
-
-def current_status(settings: Settings, now: datetime) -> DaemonStatus:
+def current_status(runtime: Runtime) -> DaemonStatus:
     """What ``digest status`` shows: the store's record plus the next run times."""
-    found = daemon_status(settings, now)
+    settings, now = runtime.settings, runtime.clock()
+    found = daemon_status(runtime, now)
     last = found.last_collect
     every = timedelta(minutes=settings.schedule.collect_every_minutes)
     triggers = edition_triggers(settings)
-    nexts = (_next_undelivered(settings, trigger, now) for trigger in triggers)
+    nexts = (_next_undelivered(runtime, trigger, now) for trigger in triggers)
     return replace(
         found,
         next_collect_at=last.started_at + every if last else None,
@@ -115,12 +98,12 @@ def current_status(settings: Settings, now: datetime) -> DaemonStatus:
 _LOOKAHEAD = 14
 
 
-def _next_undelivered(settings: Settings, trigger: OncePerDay, now: datetime) -> datetime | None:
+def _next_undelivered(runtime: Runtime, trigger: OncePerDay, now: datetime) -> datetime | None:
     """The trigger's next time whose edition someone is still owed (today's may have gone out
     already, by a manual ``digest send``)."""
     first = fire = trigger.get_next_fire_time(None, now)
     for _ in range(_LOOKAHEAD):
-        if fire is None or is_edition_outstanding(settings, edition_date(settings, fire)):
+        if fire is None or is_edition_outstanding(runtime, edition_date(runtime.settings, fire)):
             return fire
         fire = trigger.get_next_fire_time(fire, fire)
     return first

@@ -29,8 +29,10 @@ import aiohttp
 import pytest
 
 from digest.config import load_settings
-from digest.pipeline import preview_server, send_edition
+from digest.preview import preview_server
 from digest.render import RenderOptions, make_environment, render_digest
+from digest.runtime import Runtime
+from digest.sending import send_edition
 from digest.serve import PreviewPages, PreviewServer
 from tests.conftest import FEEDS, REPO, write_settings
 from tests.test_xss import _hostile_digest
@@ -251,8 +253,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreviewServer]:
     delivery = {"unsubscribe_mailto": "digest@example.org"}
     path = write_settings(folder, feeds, sections={"render": render, "delivery": delivery})
     settings = load_settings(path)
-    send_edition(settings, lambda: NOW, collect=True)
-    server = preview_server(settings, lambda: NOW, collect=False)
+    with Runtime.open(settings, clock=lambda: NOW) as runtime:
+        send_edition(runtime, collect=True)
+    with Runtime.open(settings, access="read", clock=lambda: NOW) as runtime:
+        server = preview_server(runtime, collect=False)
     server.serve_in_thread()
     yield server
     server.shutdown()

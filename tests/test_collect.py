@@ -5,12 +5,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from digest import pipeline
+from digest import fetching
 from digest.collect import FetchLimits, fetch_all
+from digest.collecting import collect_all
 from digest.config import load_settings
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
-from digest.pipeline import collect_all
+from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
 from tests.conftest import FeedServer, write_settings
 
@@ -95,7 +96,7 @@ def _collect(tmp_path: Path, server: FeedServer, feeds: list[dict[str, Any]], **
     path = write_settings(tmp_path, feeds, sections={"collect": collect})
     settings = load_settings(path)
     with SQLiteStore.open(settings.store.path) as store:
-        report = collect_all(settings, store, lambda: NOW)
+        report = collect_all(Runtime(settings, store, clock=lambda: NOW))
         stories = store.stories_for_edition(NOW.date())
         states = {f.url: store.feed_state(f.url) for f in settings.feed_sources}
     return report, stories, states
@@ -202,7 +203,7 @@ def test_a_large_run_parses_in_worker_processes_with_the_same_results(
     names = ["nasa.xml", "jsonfeed.json", "relative.atom", "japantoday.xml"]
     feeds = [{"url": feed_server.url(f"feeds/{name}?copy={n}")} for n in range(5) for name in names]
     feeds.append({"url": feed_server.url("garbage")})
-    assert len(feeds) >= pipeline._POOL_MIN_FEEDS
+    assert len(feeds) >= fetching._POOL_MIN_FEEDS
     report, stories, _ = _collect(tmp_path, feed_server, feeds)
     single = tmp_path / "single"
     single.mkdir()

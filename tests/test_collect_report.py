@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from digest.collect import FetchLimits, fetch_all, fetch_pages
+from digest.collecting import collect_once
 from digest.config import load_settings
 from digest.models import FeedSource, FetchResult
-from digest.pipeline import collect_once
+from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
 from tests.conftest import REPO, FeedServer, write_settings
 from tests.silent_host import SilentHost
@@ -73,8 +74,8 @@ def test_the_daemon_log_still_has_the_charset_warning(
 ) -> None:
     (tmp_path / "boerse.xml").write_bytes(_WRONG_CHARSET_FEED)
     settings = load_settings(write_settings(tmp_path, [{"url": "boerse.xml", "name": "B"}]))
-    with caplog.at_level(logging.INFO):
-        report = collect_once(settings, lambda: NOW, summarize=False)
+    with caplog.at_level(logging.INFO), Runtime.open(settings, clock=lambda: NOW) as runtime:
+        report = collect_once(runtime, summarize=False)
     assert report.feeds[0].warnings == (_CHARSET_WARNING,)
     logged = [r for r in caplog.records if _CHARSET_WARNING in r.getMessage()]
     assert [r.levelno for r in logged] == [logging.INFO]

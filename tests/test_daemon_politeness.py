@@ -12,9 +12,11 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.collect import max_age_seconds, retry_after_seconds
+from digest.collecting import CollectReport, collect_once
 from digest.config import load_settings
+from digest.fetching import feed_hold
 from digest.models import FeedSource, FetchResult
-from digest.pipeline import CollectReport, collect_once, feed_hold
+from digest.runtime import Runtime
 from tests.conftest import FEEDS, FeedServer, write_settings
 
 T0 = datetime(2024, 3, 1, 6, 0, tzinfo=UTC)
@@ -40,7 +42,8 @@ def _collect(tmp_path: Path, urls: list[str], at: datetime, **collect: Any) -> C
     config = write_settings(
         tmp_path, [{"url": url} for url in urls], sections={"collect": {"retries": 2, **collect}}
     )
-    return collect_once(load_settings(config), lambda: at, summarize=False)
+    with Runtime.open(load_settings(config), clock=lambda: at) as runtime:
+        return collect_once(runtime, summarize=False)
 
 
 def _hits(server: FeedServer, path: str) -> int:

@@ -19,13 +19,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from digest.collecting import collect_once
 from digest.config import load_settings
 from digest.dedupe import cluster_stories
 from digest.embeddings import CachedEncoder, text_hash
 from digest.encoder import SentenceEncoder, has_native_bf16, load_encoder, model_key
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import collect_once, send_edition
+from digest.runtime import Runtime
+from digest.sending import send_edition
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from digest.summarize import LeadSummarizer
@@ -70,7 +72,7 @@ def _stories() -> list[Story]:
     return stories
 
 
-def _cached(store: Store | None, loader: Loader, *, bf16: bool = False) -> CachedEncoder:
+def _cached(store: Store, loader: Loader, *, bf16: bool = False) -> CachedEncoder:
     return CachedEncoder(store, lambda: NOW, bf16=bf16, load=loader)
 
 
@@ -98,7 +100,7 @@ def test_a_second_build_with_nothing_new_loads_no_model(tmp_path: Path) -> None:
     assert again == first
 
 
-def _all(store: SQLiteStore) -> list[str]:
+def _all(store: Store) -> list[str]:
     with sqlite3.connect(store.path) as conn:
         hashes = [row[0] for row in conn.execute("SELECT text_hash FROM embeddings")]
     conn.close()
@@ -171,9 +173,11 @@ def test_a_read_only_store_gives_its_vectors_and_keeps_the_rest_in_memory(
 def test_send_keeps_the_vectors_it_computed(tmp_path: Path) -> None:
     feeds = [{"url": str(FEEDS / name)} for name in FIXTURE_FEEDS]
     settings = load_settings(write_settings(tmp_path, feeds))
-    collect_once(settings, lambda: NOW, summarize=False)
+    with Runtime.open(settings, clock=lambda: NOW) as runtime:
+        collect_once(runtime, summarize=False)
     assert _count(tmp_path / "digest.db") == 0
-    send_edition(settings, lambda: NOW, collect=False, summarizer=LeadSummarizer(40))
+    with Runtime.open(settings, clock=lambda: NOW, summarizer=LeadSummarizer(40)) as runtime:
+        send_edition(runtime, collect=False)
     assert _count(tmp_path / "digest.db") == len(_stories())
 
 

@@ -16,12 +16,15 @@ from click.testing import CliRunner
 
 from digest.clean import is_call_to_action
 from digest.cli import cli
+from digest.collecting import collect_once
 from digest.config import SummarizeSettings, load_settings
+from digest.editions import CachedSummarizer, build_digest
 from digest.errors import FeedError
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import CachedSummarizer, build_digest, collect_once, preview_edition
 from digest.plugins import make_plugin_manager, summarizer_factories
+from digest.preview import preview_edition
+from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
 from digest.summarize import LeadSummarizer, SummaryRequest, load_summarizer, split_sentences
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, FeedServer, in_corpus, write_settings
@@ -87,9 +90,11 @@ def test_collect_summarises_the_edition_so_preview_computes_nothing(
         {"url": feed_server.url("feeds/jsonfeed.json")},
     ]
     settings = load_settings(write_settings(tmp_path, feeds))
-    collect_once(settings, lambda: NOW)
+    with Runtime.open(settings, clock=lambda: NOW) as runtime:
+        collect_once(runtime)
     counting = CountingSummarizer()
-    rendered = preview_edition(settings, lambda: NOW, collect=False, summarizer=counting)
+    with Runtime.open(settings, access="read", clock=lambda: NOW, summarizer=counting) as runtime:
+        rendered = preview_edition(runtime, collect=False)
     assert counting.calls == 0
     assert "NASA" in rendered.html
 

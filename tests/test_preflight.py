@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import load_settings
 from digest.preflight import mailer_problems
+from digest.runtime import read_smtp_password
 from tests.conftest import REPO, write_settings
 from tests.deliver_sink import make_certificate
 
@@ -31,7 +32,7 @@ def _smtp(**smtp: Any) -> dict[str, dict[str, Any]]:
 
 
 def _problems(tmp_path: Path, sections: dict[str, dict[str, Any]]) -> list[str]:
-    return mailer_problems(load_settings(_config(tmp_path, **sections)))
+    return mailer_problems(load_settings(_config(tmp_path, **sections)), read_smtp_password())
 
 
 def _rows(tmp_path: Path, table: str) -> int:

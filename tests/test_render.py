@@ -11,7 +11,8 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.config import load_settings
+from digest.collecting import collect_once
+from digest.config import Settings, load_settings
 from digest.deliver import build_message, html_part_size, wire_bytes
 from digest.errors import DigestError, FeedError, TemplateError
 from digest.models import (
@@ -37,12 +39,7 @@ from digest.models import (
     Summary,
 )
 from digest.parse import parse_feed
-from digest.pipeline import (
-    collect_once,
-    preview_edition,
-    preview_server,
-    send_edition,
-)
+from digest.preview import preview_edition, preview_server
 from digest.render import (
     RenderOptions,
     bundled_template_dir,
@@ -51,6 +48,8 @@ from digest.render import (
     render_digest,
 )
 from digest.render_settings import render_options
+from digest.runtime import Runtime, StoreAccess
+from digest.sending import send_edition
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
 from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings
@@ -603,15 +602,26 @@ def _store_bytes(folder: Path) -> dict[str, bytes]:
     return {name: data for name, data in files.items() if data or name == "digest.db"}
 
 
+def _runtime(
+    settings: Settings, clock: Callable[[], datetime], access: StoreAccess = "write"
+) -> AbstractContextManager[Runtime]:
+    return Runtime.open(settings, access=access, clock=clock)
+
+
 def test_preview_date_shows_the_archived_edition_exactly(tmp_path: Path) -> None:
     settings = load_settings(_feed_settings(tmp_path))
-    sent = send_edition(settings, lambda: NOW, collect=True).rendered
+    with _runtime(settings, lambda: NOW) as runtime:
+        sent = send_edition(runtime, collect=True).rendered
     assert sent is not None
     (tmp_path / "templates" / "digest.html.j2").write_text("changed since")
-    again = preview_edition(settings, lambda: NOW + timedelta(days=3), collect=False, on=NOW.date())
+    with _runtime(settings, lambda: NOW + timedelta(days=3), "read") as runtime:
+        again = preview_edition(runtime, collect=False, on=NOW.date())
     assert (again.subject, again.html, again.text) == (sent.subject, sent.html, sent.text)
-    with pytest.raises(DigestError, match="no edition of 2024-02-01") as caught:
-        preview_edition(settings, lambda: NOW, collect=False, on=date(2024, 2, 1))
+    with (
+        _runtime(settings, lambda: NOW, "read") as runtime,
+        pytest.raises(DigestError, match="no edition of 2024-02-01") as caught,
+    ):
+        preview_edition(runtime, collect=False, on=date(2024, 2, 1))
     assert "2024-03-01" in str(caught.value)
     result = CliRunner().invoke(
         cli, ["--config", str(settings.config_path), "preview", "--date", "2024-03-01", "--text"]
@@ -621,11 +631,14 @@ def test_preview_date_shows_the_archived_edition_exactly(tmp_path: Path) -> None
 
 def test_empty_edition_is_sent_or_skipped_per_setting(tmp_path: Path) -> None:
     settings = load_settings(_feed_settings(tmp_path, empty_edition="skip"))
-    send_edition(settings, lambda: NOW, collect=True)
+    with _runtime(settings, lambda: NOW) as runtime:
+        send_edition(runtime, collect=True)
     tomorrow = NOW + timedelta(days=1)
-    assert send_edition(settings, lambda: tomorrow, collect=False).rendered is None
+    with _runtime(settings, lambda: tomorrow) as runtime:
+        assert send_edition(runtime, collect=False).rendered is None
     sending = load_settings(_feed_settings(tmp_path, empty_edition="send"))
-    report = send_edition(sending, lambda: tomorrow, collect=False)
+    with _runtime(sending, lambda: tomorrow) as runtime:
+        report = send_edition(runtime, collect=False)
     assert report.rendered is not None and "Nothing new today" in report.rendered.text
     assert report.ok and len(list((tmp_path / "outbox").glob("*.eml"))) == 4
 
@@ -633,13 +646,14 @@ def test_empty_edition_is_sent_or_skipped_per_setting(tmp_path: Path) -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[PreviewServer, Path]]:
     yesterday = NOW - timedelta(days=1)
-    send_edition(
-        load_settings(_feed_settings(tmp_path, nasa=False)), lambda: yesterday, collect=True
-    )
+    with _runtime(load_settings(_feed_settings(tmp_path, nasa=False)), lambda: yesterday) as rt:
+        send_edition(rt, collect=True)
     settings = load_settings(_feed_settings(tmp_path))
-    collect_once(settings, lambda: NOW)
+    with _runtime(settings, lambda: NOW) as runtime:
+        collect_once(runtime)
     before = _store_bytes(tmp_path)
-    server = preview_server(settings, lambda: NOW, collect=False)
+    with _runtime(settings, lambda: NOW, "read") as runtime:
+        server = preview_server(runtime, collect=False)
     server.serve_in_thread()
     yield server, tmp_path
     server.shutdown()
@@ -739,7 +753,9 @@ def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -
         REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("demo-output")
     )
     settings = load_settings(tmp_path / "examples" / "demo.toml")
-    rendered = preview_edition(settings, lambda: NOW, collect=True, summarizer=LeadSummarizer(60))
+    lead = LeadSummarizer(60)
+    with Runtime.open(settings, access="read", clock=lambda: NOW, summarizer=lead) as runtime:
+        rendered = preview_edition(runtime, collect=True)
     tree = lxml.html.document_fromstring(rendered.html)
     metas = _by_class(tree, "meta", "p")
     sources = {(p.text or "").split(" · ")[0].strip() for p in metas}  # each story's outlet

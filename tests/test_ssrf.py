@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from digest.collect import FetchLimits, fetch_pages
+from digest.collecting import collect_all
 from digest.config import load_settings
-from digest.pipeline import collect_all
+from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
 from tests.conftest import REPO, FeedServer, write_settings
 from tests.netns import Namespace
@@ -257,7 +258,7 @@ def test_a_feed_of_your_own_on_loopback_gets_its_own_pages_and_no_others(
             )
         )
         with SQLiteStore.open(settings.store.path) as store:
-            report = collect_all(settings, store, lambda: NOW)
+            report = collect_all(Runtime(settings, store, clock=lambda: NOW))
             stories = {s.url: s for s in store.stories_for_edition(NOW.date())}
     finally:
         other_host.close()

@@ -9,11 +9,11 @@ import pytest
 
 from digest.clean import clean_text, is_call_to_action, split_headline
 from digest.config import SummarizeSettings
+from digest.editions import build_digest
 from digest.encoder import bundled_model_dir, load_encoder
 from digest.errors import FeedError, SummarizerError
 from digest.models import FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from digest.pipeline import build_digest
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.summarize import (
     ExtractiveSummarizer,

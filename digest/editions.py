@@ -1,0 +1,176 @@
+"""Editions: stories -> Digest (clustered, ranked, capped, summarised) -> RenderedDigest.
+
+``build_edition`` runs ``build_digest`` with the runtime's summarizer and encoder behind the
+store's caches of summaries and vectors (a read-only store is read, never written);
+``render_edition`` renders with the settings' templates. Collecting (the edition summarised
+as it stands), the preview and sending all build their editions here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, datetime
+
+from tqdm import tqdm
+
+from digest.clean import split_headline
+from digest.config import Settings
+from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories
+from digest.ledger import edition_date
+from digest.models import (
+    CachedSummary,
+    Digest,
+    DigestItem,
+    FeedFailure,
+    RenderedDigest,
+    Story,
+    Summary,
+)
+from digest.rank import SectionRules, arrange_clusters
+from digest.render import make_environment, render_digest
+from digest.render_settings import render_options, section_rules
+from digest.runtime import Clock, Runtime
+from digest.store import Store
+from digest.summarize import Summarizer, SummaryRequest
+
+logger = logging.getLogger(__name__)
+
+
+def summarize_edition(runtime: Runtime) -> None:
+    """Build today's edition as it stands and keep its summaries in the store's cache."""
+    now = runtime.clock()
+    day = edition_date(runtime.settings, now)
+    stories = runtime.store.stories_for_edition(day)
+    if stories:
+        logger.debug("summarising the %s edition as it stands: %d stories", day, len(stories))
+        build_edition(runtime, stories, (), now)
+
+
+def build_digest(
+    stories: Sequence[Story],
+    failures: Sequence[FeedFailure],
+    summarizer: Summarizer,
+    *,
+    edition_on: date,
+    now: datetime,
+    max_stories: int,
+    encoder: Encoder | None = None,
+    similarity: float = DEFAULT_SIMILARITY,
+    sections: SectionRules | None = None,
+) -> Digest:
+    """Cluster (by meaning too, given an encoder), rank, cap per section and in all, and
+    summarise one edition's stories."""
+    clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
+    rules = replace(sections or SectionRules(), max_total=max_stories)
+    clusters, section_order = arrange_clusters(clusters, rules)
+    requests = [
+        SummaryRequest(title=c.lead.title, text=split_headline(c.lead.text, c.lead.title)[1])
+        for c in clusters
+    ]
+    texts = summarizer.summarize(requests) if requests else []
+    items = tuple(
+        DigestItem(
+            cluster=cluster,
+            summary=Summary(
+                cluster_id=cluster.cluster_id,
+                text=text,
+                model_id=summarizer.model_id,
+                is_from_full_text=cluster.lead.text_source == "article",
+            ),
+        )
+        for cluster, text in zip(clusters, texts, strict=True)
+    )
+    return Digest(
+        edition_on=edition_on,
+        generated_at=now,
+        items=items,
+        failed_feeds=tuple(failures),
+        section_order=section_order,
+    )
+
+
+class CachedSummarizer:
+    """A summarizer behind the store's summary cache: a text it summarised before (same model,
+    same settings) is never summarised again; a read-only store is read, never written."""
+
+    def __init__(self, summarizer: Summarizer, store: Store, clock: Clock) -> None:
+        self.inner = summarizer
+        self.model_id = summarizer.model_id
+        self.store = store
+        self.clock = clock
+
+    def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
+        keys = [summary_key(request) for request in requests]
+        cached = self.store.cached_summaries(self.model_id, keys)
+        done = {summary.text_hash: summary.text for summary in cached}
+        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
+        summaries = summarize_with_progress(self.inner, list(todo.values()))
+        fresh = dict(zip(todo, summaries, strict=True))
+        if fresh and not self.store.is_read_only:
+            kept = [
+                CachedSummary(model_id=self.model_id, text_hash=k, text=t) for k, t in fresh.items()
+            ]
+            self.store.save_summaries(kept, self.clock())
+        return [done[key] if key in done else fresh[key] for key in keys]
+
+
+def summary_key(request: SummaryRequest) -> str:
+    """What a summary depends on besides the model: the headline and the text."""
+    digest = hashlib.sha256(f"{request.title}\0{request.text}".encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def summarize_with_progress(
+    summarizer: Summarizer, requests: Sequence[SummaryRequest], *, batch: int = 16
+) -> list[str]:
+    """Summaries in batches, with a progress bar when stderr is a terminal and there is
+    something to summarise (every summary cached: no bar)."""
+    summaries: list[str] = []
+    is_shown = bool(requests) and sys.stderr.isatty()
+    with tqdm(total=len(requests), desc="summarising", unit="story", disable=not is_shown) as bar:
+        for start in range(0, len(requests), batch):
+            summaries += summarizer.summarize(requests[start : start + batch])
+            bar.update(min(batch, len(requests) - start))
+    return summaries
+
+
+def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
+    """Render a built edition with the settings' templates; log any stories left out."""
+    env = make_environment(settings.render.template_dir)
+    rendered = render_digest(digest, env, tz=settings.tz, options=render_options(settings))
+    if rendered.trimmed_stories:
+        logger.warning(
+            "edition %s: left out its %d least important stories to keep the HTML part under "
+            "%d bytes ([render].max_html_bytes)",
+            digest.edition_on,
+            rendered.trimmed_stories,
+            settings.render.max_html_bytes,
+        )
+    return rendered
+
+
+def build_edition(
+    runtime: Runtime,
+    stories: Sequence[Story],
+    failures: Sequence[FeedFailure],
+    now: datetime,
+    edition_on: date | None = None,
+) -> Digest:
+    """``build_digest`` with the runtime's summarizer and encoder, behind the store's caches
+    of summaries and vectors; the edition of ``edition_on`` (default: ``now``'s day)."""
+    settings = runtime.settings
+    return build_digest(
+        stories,
+        failures,
+        CachedSummarizer(runtime.summarizer, runtime.store, lambda: now),
+        edition_on=edition_on or edition_date(settings, now),
+        now=now,
+        max_stories=settings.render.max_stories,
+        encoder=runtime.encoder if len(stories) > 1 else None,
+        similarity=settings.collect.dedupe_similarity,
+        sections=section_rules(settings),
+    )

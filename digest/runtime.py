@@ -1,0 +1,205 @@
+"""Runtime: what one command or one daemon job works with, opened once and closed at its end.
+
+A ``Runtime`` holds the settings, the store (one connection; a SQLite connection must not
+cross threads, so each daemon job opens its own runtime), the clock, the summarizer and the
+encoder (built on first use; their models load once per process) and, for a runtime that may
+write, the mail backend's factory. The SMTP password is read here, once, from the environment.
+
+How the store is opened (``access``):
+
+- ``write``: opened for reading and writing, created and migrated if needed;
+- ``read``: read-only, so nothing can be written, and no mailer factory (``digest preview``,
+  ``status``, ``send --dry-run``). Where there is no store file yet, an empty read-only
+  store stands in: the use cases never branch on "no store";
+- ``update``: for commands that only change what is stored already (``digest feeds add``
+  reviving a feed): writable if the store file exists, else as ``read``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from digest.config import Settings, SummarizeSettings
+from digest.sqlite_store import SQLiteStore
+from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.dedupe import Encoder
+    from digest.deliver import Mailer
+    from digest.summarize import Summarizer
+
+Clock = Callable[[], datetime]
+StoreAccess = Literal["read", "write", "update"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runtime:
+    """One command's (or daemon job's) settings, store, clock, models and mail backend.
+
+    Build it with ``Runtime.open``; ``mailers`` is None for a read-only store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock = utc_now,
+        access: StoreAccess = "write",
+        mailers: MailerFactory | None = None,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.mailers = mailers
+        self._access = access
+        self._summarizer = summarizer
+        self._encoder: Encoder | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        access: StoreAccess = "write",
+        clock: Clock = utc_now,
+        summarizer: Summarizer | None = None,
+    ) -> Iterator[Runtime]:
+        """Open the store as ``access`` says, for the block; ``summarizer`` replaces the
+        configured one (tests)."""
+        with _opened_store(settings, access) as store:
+            mailers = None if store.is_read_only else MailerFactory(settings, read_smtp_password())
+            yield cls(
+                settings,
+                store,
+                clock=clock,
+                access=access,
+                mailers=mailers,
+                summarizer=summarizer,
+            )
+
+    def reopen(self) -> contextlib.AbstractContextManager[Runtime]:
+        """A runtime like this one with its own store connection, for another thread."""
+        return Runtime.open(
+            self.settings, access=self._access, clock=self.clock, summarizer=self._summarizer
+        )
+
+    @property
+    def summarizer(self) -> Summarizer:
+        """The configured summarizer, built on first use (its model once per process)."""
+        if self._summarizer is None:
+            self._summarizer = configured_summarizer(self.settings.summarize)
+        return self._summarizer
+
+    @property
+    def encoder(self) -> Encoder:
+        """The sentence encoder behind the store's embedding cache: its model loads only for
+        a text not embedded before (and then once per process)."""
+        if self._encoder is None:
+            from digest.embeddings import CachedEncoder  # numpy: not for the light commands
+
+            self._encoder = CachedEncoder(self.store, self.clock)
+        return self._encoder
+
+
+# Keyed by the (frozen) settings: the daemon's jobs share one loaded model, and a changed
+# setting gets its own.
+@functools.cache
+def configured_summarizer(settings: SummarizeSettings) -> Summarizer:
+    """The summarizer named in ``[summarize]``, built once per process."""
+    from digest.plugins import make_plugin_manager, summarizer_factories
+    from digest.summarize import load_summarizer
+
+    return load_summarizer(settings, summarizer_factories(make_plugin_manager()))
+
+
+def read_smtp_password() -> str | None:
+    """The SMTP password, from the environment: the one place digest reads a secret."""
+    from digest.deliver import PASSWORD_ENV_VAR
+
+    return os.environ.get(PASSWORD_ENV_VAR)
+
+
+class MailerFactory:
+    """Builds the mail backend ``[delivery].backend`` names, with the password read when the
+    runtime opened."""
+
+    def __init__(self, settings: Settings, password: str | None) -> None:
+        self._settings = settings
+        self._password = password
+
+    def require_usable(self) -> None:
+        """Raise a ConfigError (exit 2) if the mail settings cannot work, without the network."""
+        from digest.preflight import require_usable_mailer
+
+        require_usable_mailer(self._settings, self._password)
+
+    def __call__(self) -> Mailer:
+        """A new backend (the caller closes it)."""
+        from digest.deliver import OutboxMailer, SendmailMailer
+
+        delivery = self._settings.delivery
+        if delivery.backend == "smtp":
+            return self._smtp_mailer()
+        if delivery.backend == "sendmail":
+            return SendmailMailer(delivery.sendmail_command)
+        return OutboxMailer(delivery.outbox)
+
+    def _smtp_mailer(self) -> Mailer:
+        from digest.deliver import PASSWORD_ENV_VAR, SmtpMailer
+        from digest.errors import DeliveryError
+
+        smtp = self._settings.smtp
+        if smtp.username and not self._password:
+            raise DeliveryError(
+                f"[smtp].username is set to {smtp.username!r} but ${PASSWORD_ENV_VAR} is not",
+                hint=f"export {PASSWORD_ENV_VAR}=... in the environment digest runs in",
+            )
+        return SmtpMailer(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=self._password,
+            timeout=smtp.timeout_seconds,
+            ca_file=smtp.ca_file,
+            per_connection=smtp.max_messages_per_connection,
+            retries=smtp.retries,
+            backoff_seconds=smtp.retry_backoff_seconds,
+        )
+
+
+def _opened_store(
+    settings: Settings, access: StoreAccess
+) -> contextlib.AbstractContextManager[Store]:
+    """The store as ``access`` says (see the module docstring); closed at the block's end."""
+    path, timeout = settings.store.path, settings.store.busy_timeout_seconds
+    if access == "write" or (access == "update" and path.exists()):
+        return SQLiteStore.open(path, busy_timeout=timeout)
+    store = SQLiteStore.open_read_only(path, busy_timeout=timeout)
+    return store if store is not None else _empty_store(timeout)
+
+
+@contextlib.contextmanager
+def _empty_store(busy_timeout: float) -> Iterator[Store]:
+    """An empty read-only store, in a temporary folder: what a read-only command sees before
+    the first collect made the real one (which it must not create)."""
+    with tempfile.TemporaryDirectory(prefix="digest-empty-store-") as folder:
+        path = Path(folder) / "empty.db"
+        SQLiteStore.open(path, busy_timeout=busy_timeout).close()
+        store = SQLiteStore.open_read_only(path, busy_timeout=busy_timeout)
+        if store is None:  # just made: cannot happen
+            raise FileNotFoundError(path)
+        with store:
+            yield store
