@@ -10,7 +10,10 @@ feed's new address. Every connection, a redirect hop's too, is held to ``digest.
 an internal address only for the configured feed URL's own host and port. Timeouts and
 5xx answers are retried with backoff; nothing else is, and not a 429 or 503 that says when
 to come back (``Retry-After``, carried in the result along with a success's
-``Cache-Control: max-age``, for digest.fetching's per-feed politeness).
+``Cache-Control: max-age``, for digest.fetching's per-feed politeness). What the headers
+say is read in ``digest.http_headers``; how a fetch ends (a failure's kind, the result) is
+``digest.fetch_outcomes``; the address checks at each end of a connection are
+``digest.address_checks``.
 A ``FeedStream`` does the same, handing over each result as it comes. ``fetch_pages``
 fetches article pages with the same rules (an internal address only on the host and port
 of a configured feed that links to the page), and gives up on a host for the rest of the
@@ -22,35 +25,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import hashlib
-import ipaddress
 import queue
 import random
-import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from digest import __version__
-from digest.addresses import (
-    REFUSED_HINT,
-    AddressPolicy,
-    IpNetwork,
-    Origin,
-    PolicyResolver,
-    RefusedAddressError,
-    literal_address,
-    url_host,
-    url_origin,
+from digest.address_checks import refuse_literal, refuse_peer
+from digest.addresses import AddressPolicy, IpNetwork, Origin, PolicyResolver, url_origin
+from digest.fetch_outcomes import (
+    NO_ANSWER_KINDS,
+    FetchFailed,
+    Response,
+    body_hash,
+    client_failure,
+    failed,
+    raise_for_status,
+    response_of,
+    succeeded,
 )
+from digest.http_headers import conditional_headers
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.urls import is_http_url
 
@@ -63,8 +65,6 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MAX_REDIRECTS = 5
 _PERMANENT = frozenset({301, 308})
 _REDIRECT = frozenset({301, 302, 303, 307, 308})
-# Failures that say the host did not answer at all, as opposed to an answer we cannot use.
-NO_ANSWER_KINDS = frozenset({"timeout", "connection-refused", "dns", "network"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,35 +82,6 @@ class FetchLimits:
     give_up_after: int = 0
     # Internal addresses any fetch may connect to ([collect].allowed_internal_networks).
     allowed_internal_networks: tuple[IpNetwork, ...] = ()
-
-
-class _FetchFailed(Exception):
-    """One fetch failed for a reason worth reporting; ``kind`` classifies it."""
-
-    def __init__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Response:
-    status: int
-    body: bytes
-    content_type: str | None
-    etag: str | None
-    last_modified: str | None
-    moved_to: str | None
-    max_age: int | None = None
 
 
 # Feeds
@@ -325,7 +296,7 @@ class _Fetcher:
                 await self._settled(host)
             async with self._overall:
                 if host in self._given_up:
-                    return _failed(source, now(), _FetchFailed("skipped", self._given_up[host]))
+                    return failed(source, now(), FetchFailed("skipped", self._given_up[host]))
                 self._in_flight[host] += 1
                 try:
                     return await self._fetch(source, state, url, policy, now)
@@ -357,16 +328,16 @@ class _Fetcher:
                 self._with_retries(url, state, policy), self.limits.timeout_seconds
             )
         except TimeoutError:
-            failure = _FetchFailed("timeout", f"timed out after {self.limits.timeout_seconds:g} s")
-        except _FetchFailed as caught:
+            failure = FetchFailed("timeout", f"timed out after {self.limits.timeout_seconds:g} s")
+        except FetchFailed as caught:
             failure = caught
         else:
             self._no_answer_in_a_row[host] = 0
-            return _succeeded(source, now(), response)
+            return succeeded(source, now(), response)
         self._count_failure(host, failure)
-        return _failed(source, now(), failure)
+        return failed(source, now(), failure)
 
-    def _count_failure(self, host: str, failure: _FetchFailed) -> None:
+    def _count_failure(self, host: str, failure: FetchFailed) -> None:
         """Give up on a host after ``give_up_after`` fetches in a row it did not answer."""
         if failure.kind not in NO_ANSWER_KINDS:
             self._no_answer_in_a_row[host] = 0  # it answered, if not usefully
@@ -381,12 +352,12 @@ class _Fetcher:
 
     async def _with_retries(
         self, url: str, state: FeedState | None, policy: AddressPolicy
-    ) -> _Response:
+    ) -> Response:
         attempt = 0
         while True:
             try:
                 return await self._follow(url, state, policy)
-            except _FetchFailed as failure:
+            except FetchFailed as failure:
                 # A server that says when to come back is not asked again before then.
                 retryable = failure.kind == "timeout" or (failure.status or 0) >= 500
                 retryable = retryable and failure.retry_after is None
@@ -397,7 +368,7 @@ class _Fetcher:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             attempt += 1
 
-    async def _follow(self, url: str, state: FeedState | None, policy: AddressPolicy) -> _Response:
+    async def _follow(self, url: str, state: FeedState | None, policy: AddressPolicy) -> Response:
         """GET ``url``, following at most MAX_REDIRECTS redirects by hand, each hop held to
         the same address policy."""
         current, is_permanent = url, True
@@ -409,184 +380,48 @@ class _Fetcher:
             assert location is not None
             target = urljoin(current, location)
             if not is_http_url(target):
-                raise _FetchFailed("redirect", f"redirected to a non-HTTP address: {target}")
+                raise FetchFailed("redirect", f"redirected to a non-HTTP address: {target}")
             is_permanent = is_permanent and status in _PERMANENT
             current = target
-        raise _FetchFailed("redirect", f"more than {MAX_REDIRECTS} redirects")
+        raise FetchFailed("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     async def _get(
         self, url: str, state: FeedState | None, policy: AddressPolicy
-    ) -> tuple[int, str | None, _Response | None]:
+    ) -> tuple[int, str | None, Response | None]:
         """One request: (status, redirect location, None) or (status, None, response)."""
-        _refuse_literal(url, policy)
+        refuse_literal(url, policy)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.limits.connect_seconds, sock_read=self.limits.read_seconds
         )
         try:
             async with self._session(policy).get(
-                url, headers=_conditional_headers(state), timeout=timeout, allow_redirects=False
+                url, headers=conditional_headers(state), timeout=timeout, allow_redirects=False
             ) as http:
-                _refuse_peer(url, http, policy)
+                refuse_peer(url, http, policy)
                 if http.status in _REDIRECT and "Location" in http.headers:
                     return http.status, http.headers["Location"], None
-                _raise_for_status(http.status, http.reason, http.headers)
+                raise_for_status(http.status, http.reason, http.headers)
                 body = b"" if http.status == 304 else await self._read_body(http)
-                return http.status, None, _response(http, body)
+                return http.status, None, response_of(http, body)
         except TimeoutError as exc:
-            raise _FetchFailed("timeout", f"no answer within the read timeout ({url})") from exc
+            raise FetchFailed("timeout", f"no answer within the read timeout ({url})") from exc
         except aiohttp.ClientError as exc:
-            raise _client_failure(exc, url) from exc
+            raise client_failure(exc, url) from exc
 
     async def _read_body(self, http: aiohttp.ClientResponse) -> bytes:
         declared = http.content_length
         if declared is not None and declared > self.limits.max_bytes:
-            raise _FetchFailed("too-large", self._too_large(f"declares {declared:,} bytes"))
+            raise FetchFailed("too-large", self._too_large(f"declares {declared:,} bytes"))
         body = bytearray()
         # Decompressed chunks: a gzip bomb is stopped by the same cap as a huge body.
         async for chunk in http.content.iter_chunked(64 * 1024):
             body += chunk
             if len(body) > self.limits.max_bytes:
-                raise _FetchFailed("too-large", self._too_large("sent more"))
+                raise FetchFailed("too-large", self._too_large("sent more"))
         return bytes(body)
 
     def _too_large(self, what: str) -> str:
         return f"response larger than {self.limits.max_bytes:,} bytes (it {what})"
-
-
-def _refuse_literal(url: str, policy: AddressPolicy) -> None:
-    """Refuse a URL whose host is an address the policy refuses (aiohttp does not look an
-    address up, so the resolver never sees it)."""
-    host, origin = url_host(url), url_origin(url)
-    address = literal_address(host) if host else None
-    if host and origin and address and (reason := policy.refusal(*origin, address)):
-        is_usual_form = ":" in host or host == str(address)  # not 2130706433, say
-        written = host if is_usual_form else f"{host} ({address})"
-        raise _refused(url, f"{written} is {reason}")
-
-
-def _refuse_peer(url: str, http: aiohttp.ClientResponse, policy: AddressPolicy) -> None:
-    """Refuse an answer from a peer the policy refuses, however the connection was made."""
-    transport = http.connection.transport if http.connection else None
-    peer = transport.get_extra_info("peername") if transport else None
-    origin = url_origin(url)
-    if not peer or origin is None:
-        return
-    address = ipaddress.ip_address(peer[0])
-    if reason := policy.refusal(*origin, address):
-        raise _refused(url, f"it connected to {address}, {reason}")
-
-
-def _refused(url: str, why: str) -> _FetchFailed:
-    return _FetchFailed("refused", f"refused {url}: {why}; {REFUSED_HINT}")
-
-
-def _client_failure(exc: aiohttp.ClientError, url: str) -> _FetchFailed:
-    """A client error as a failure; a connection refused or a host not found said plainly."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        if isinstance(exc.os_error, RefusedAddressError):
-            return _refused(url, exc.os_error.description)
-        return _FetchFailed("dns", f"cannot resolve the host name {exc.host}: {exc.os_error}")
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, ConnectionRefusedError
-    ):
-        return _FetchFailed("connection-refused", f"{exc.host}:{exc.port} refused the connection")
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return _FetchFailed("network", message)
-
-
-def _conditional_headers(state: FeedState | None) -> dict[str, str]:
-    headers = {}
-    if state and state.etag:
-        headers["If-None-Match"] = state.etag
-    if state and state.last_modified:
-        headers["If-Modified-Since"] = state.last_modified
-    return headers
-
-
-def _raise_for_status(status: int, reason: str | None, headers: Mapping[str, str]) -> None:
-    if status < 400:
-        return
-    message = f"HTTP {status} {reason or ''}".rstrip()
-    if status == 410:
-        message += ": the feed is gone; digest stops fetching it until it is re-added"
-    retry_after = retry_after_seconds(headers) if status in (429, 503) else None
-    if retry_after is not None:
-        message += f" (Retry-After: {retry_after:g} s)"
-    kind = "gone" if status == 410 else "http"
-    raise _FetchFailed(kind, message, status=status, retry_after=retry_after)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """How long a ``Retry-After`` header (seconds, or an HTTP date) asks us to wait."""
-    value = headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        until = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if until.tzinfo is None:
-        return None
-    # Measured against the server's own clock when it sends one, so our clock's error
-    # does not count.
-    sent = headers.get("Date")
-    try:
-        base = email.utils.parsedate_to_datetime(sent) if sent else datetime.now(UTC)
-    except (TypeError, ValueError):
-        base = datetime.now(UTC)
-    if base.tzinfo is None:
-        base = base.replace(tzinfo=UTC)
-    return max(0.0, (until - base).total_seconds())
-
-
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-
-
-def max_age_seconds(headers: Mapping[str, str]) -> int | None:
-    """``Cache-Control: max-age`` of an answer, unless it also says no-cache or no-store."""
-    value = headers.get("Cache-Control", "")
-    if re.search(r"no-cache|no-store", value, re.IGNORECASE):
-        return None
-    match = _MAX_AGE.search(value)
-    return int(match[1]) if match else None
-
-
-def _response(http: aiohttp.ClientResponse, body: bytes) -> _Response:
-    return _Response(
-        status=http.status,
-        body=body,
-        content_type=http.headers.get("Content-Type"),
-        etag=http.headers.get("ETag"),
-        last_modified=http.headers.get("Last-Modified"),
-        moved_to=None,
-        max_age=max_age_seconds(http.headers),
-    )
-
-
-def _succeeded(source: FeedSource, fetched_at: datetime, response: _Response) -> FetchResult:
-    return FetchResult(
-        source=source,
-        fetched_at=fetched_at,
-        status=response.status,
-        body=response.body,
-        content_type=response.content_type,
-        etag=response.etag,
-        last_modified=response.last_modified,
-        moved_to=response.moved_to,
-        body_hash=body_hash(response.body) if response.body else None,
-        max_age_seconds=response.max_age,
-    )
-
-
-def _failed(source: FeedSource, fetched_at: datetime, failure: _FetchFailed) -> FetchResult:
-    return FetchResult(
-        source=source,
-        fetched_at=fetched_at,
-        status=failure.status,
-        error=failure.message,
-        error_kind=failure.kind,
-        retry_after_seconds=failure.retry_after,
-    )
 
 
 def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -> FetchResult:
@@ -594,14 +429,14 @@ def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            failure = _FetchFailed("too-large", f"file larger than {limits.max_bytes:,} bytes")
-            return _failed(source, fetched_at, failure)
+            failure = FetchFailed("too-large", f"file larger than {limits.max_bytes:,} bytes")
+            return failed(source, fetched_at, failure)
         body = path.read_bytes()
     except FileNotFoundError:
-        return _failed(source, fetched_at, _FetchFailed("file", f"no such file: {path}"))
+        return failed(source, fetched_at, FetchFailed("file", f"no such file: {path}"))
     except OSError as exc:
-        failure = _FetchFailed("file", f"cannot read {path}: {exc.strerror or exc}")
-        return _failed(source, fetched_at, failure)
+        failure = FetchFailed("file", f"cannot read {path}: {exc.strerror or exc}")
+        return failed(source, fetched_at, failure)
     content_type = "application/feed+json" if path.suffix.lower() == ".json" else None
     return FetchResult(
         source=source,
@@ -610,7 +445,3 @@ def _read_local(source: FeedSource, limits: FetchLimits, fetched_at: datetime) -
         content_type=content_type,
         body_hash=body_hash(body),
     )
-
-
-def body_hash(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()

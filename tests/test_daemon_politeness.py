@@ -11,10 +11,10 @@ from typing import Any
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.collect import max_age_seconds, retry_after_seconds
 from digest.collecting import CollectReport, collect_once
 from digest.config import load_settings
 from digest.fetching import feed_hold
+from digest.http_headers import max_age_seconds, retry_after_seconds
 from digest.models import FeedSource, FetchResult
 from digest.runtime import Runtime
 from tests.conftest import FEEDS, FeedServer, write_settings
