@@ -30,7 +30,7 @@ from aiosmtpd.controller import Controller
 
 from digest import sending
 from digest.config import Settings, validate_settings
-from digest.deliver import EditionMessages
+from digest.messages import EditionMessages
 from digest.models import DeliveryState, RenderedDigest
 from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore

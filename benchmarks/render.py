@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import dedupe as dedupe_benchmark  # noqa: E402  (benchmarks/ is this script's folder)
 
-from digest.deliver import html_part_size  # noqa: E402
+from digest.messages import html_part_size  # noqa: E402
 from digest.models import (  # noqa: E402
     Cluster,
     Digest,

@@ -15,8 +15,8 @@ import ssl
 from pathlib import Path
 
 from digest.config import Settings
-from digest.deliver import PASSWORD_ENV_VAR
 from digest.errors import ConfigError
+from digest.smtp_mailer import PASSWORD_ENV_VAR
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Ports whose protocol is fixed by convention: 465 speaks TLS from the first byte (RFC

@@ -5,7 +5,7 @@ Templates come from the user's ``[render].template_dir`` first, then the built-i
 template can extend a built-in one as ``default:digest.html.j2``. Autoescaping is on for
 HTML and undefined variables fail loudly. CSS is inlined after rendering, since most mail
 clients drop ``<style>``. The HTML part is kept under ``max_html_bytes`` as measured by
-``options.html_size`` (the pipeline hands in deliver's: the part as sent, quoted-printable
+``options.html_size`` (``digest.messages.html_part_size``: the part as sent, quoted-printable
 encoded; Gmail clips a message past 102 KB), by leaving out the least important stories,
 and the result says so. Which stories an edition holds, in which order and sections, is
 decided before anything is summarised (``digest.rank``).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digest.config import Settings
-from digest.deliver import html_part_size
+from digest.messages import html_part_size
 from digest.rank import SectionRules
 from digest.render import RenderOptions
 

@@ -32,7 +32,7 @@ from digest.store import Store
 
 if TYPE_CHECKING:
     from digest.dedupe import Encoder
-    from digest.deliver import Mailer
+    from digest.mailers import Mailer
     from digest.summarize import Summarizer
 
 Clock = Callable[[], datetime]
@@ -126,7 +126,7 @@ def configured_summarizer(settings: SummarizeSettings) -> Summarizer:
 
 def read_smtp_password() -> str | None:
     """The SMTP password, from the environment: the one place digest reads a secret."""
-    from digest.deliver import PASSWORD_ENV_VAR
+    from digest.smtp_mailer import PASSWORD_ENV_VAR
 
     return os.environ.get(PASSWORD_ENV_VAR)
 
@@ -147,7 +147,7 @@ class MailerFactory:
 
     def __call__(self) -> Mailer:
         """A new backend (the caller closes it)."""
-        from digest.deliver import OutboxMailer, SendmailMailer
+        from digest.mailers import OutboxMailer, SendmailMailer
 
         delivery = self._settings.delivery
         if delivery.backend == "smtp":
@@ -157,8 +157,8 @@ class MailerFactory:
         return OutboxMailer(delivery.outbox)
 
     def _smtp_mailer(self) -> Mailer:
-        from digest.deliver import PASSWORD_ENV_VAR, SmtpMailer
         from digest.errors import DeliveryError
+        from digest.smtp_mailer import PASSWORD_ENV_VAR, SmtpMailer
 
         smtp = self._settings.smtp
         if smtp.username and not self._password:

@@ -18,7 +18,6 @@ from datetime import date, datetime
 
 from digest.collecting import CollectReport, collect_all
 from digest.config import Settings
-from digest.deliver import EditionMessages, Mailer, make_message_id
 from digest.editions import build_edition, render_edition
 from digest.errors import (
     DeliveryError,
@@ -29,6 +28,8 @@ from digest.errors import (
 )
 from digest.interrupt import Interrupted, abandonable, noting
 from digest.ledger import edition_date
+from digest.mailers import Mailer
+from digest.messages import EditionMessages, make_message_id
 from digest.models import Delivery, DeliveryState, RenderedDigest, SendLockHolder
 from digest.runtime import Clock, MailerFactory, Runtime
 from digest.store import Store

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from digest.deliver import make_message_id
+from digest.messages import make_message_id
 from tests.conftest import REPO, FeedServer, write_settings
 
 GOOD_FEEDS = ["feeds/nasa.xml", "feeds/jsonfeed.json", "feeds/japantoday.xml"]

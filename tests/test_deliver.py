@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from digest.deliver import (
+from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
+from digest.mailers import OutboxMailer, SendmailMailer
+from digest.messages import (
     EditionMessages,
-    OutboxMailer,
-    SendmailMailer,
-    SmtpMailer,
     build_message,
     header_safe,
     list_headers,
@@ -25,8 +24,8 @@ from digest.deliver import (
     outgoing,
     wire_bytes,
 )
-from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
 from digest.models import RenderedDigest
+from digest.smtp_mailer import SmtpMailer
 
 DAY = date(2024, 3, 1)
 RENDERED = RenderedDigest(

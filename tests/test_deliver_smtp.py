@@ -411,8 +411,9 @@ def test_a_recipient_smtplib_cannot_encode_fails_alone_and_the_next_one_is_sent(
     # next recipient gets "503 nested MAIL command".
     from dataclasses import replace
 
-    from digest.deliver import SmtpMailer, outgoing
     from digest.errors import DeliveryError
+    from digest.messages import outgoing
+    from digest.smtp_mailer import SmtpMailer
     from tests.test_deliver import _message
 
     sink = Sink()

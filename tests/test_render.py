@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.collecting import collect_once
 from digest.config import Settings, load_settings
-from digest.deliver import build_message, html_part_size, wire_bytes
 from digest.errors import DigestError, FeedError, TemplateError
+from digest.messages import build_message, html_part_size, wire_bytes
 from digest.models import (
     Cluster,
     Digest,

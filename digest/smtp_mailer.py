@@ -1,39 +1,16 @@
-"""Deliver: RenderedDigest -> one RFC 5322 message per recipient (pure), handed to a mail
-backend (I/O).
-
-Backends: ``outbox`` writes ``.eml`` files into a folder (the offline default), ``smtp``
-talks to a server (STARTTLS or implicit TLS required when configured), ``sendmail`` pipes
-to a local sendmail-compatible command. The delivery ledger that makes sending exactly-once
-lives in the store and is driven by digest.sending; this module only builds and hands over.
-
-A backend's ``send`` calls ``before_data()`` just before the message itself goes out (for
-SMTP: after the server accepted MAIL FROM and RCPT TO), so the sender can commit the row
-as ``sending`` there. What a failure means for the row is told by the exception:
-``DeliveryError``, ``UncertainDeliveryError`` or ``MailerUnavailableError`` (see
-``digest.errors``).
-"""
+"""The SMTP mail backend: one connection per edition, TLS required when configured,
+temporary failures retried, and a failure told apart by what it means for the recipient's
+ledger row (see ``digest.mailers``)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 import smtplib
 import socket
 import ssl
-import subprocess
 from collections.abc import Callable
-from datetime import date, datetime
-from email import policy
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
-from email.message import EmailMessage
-from email.policy import Policy
-from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Protocol, cast
 
 from tenacity import (
     RetryCallState,
@@ -44,229 +21,12 @@ from tenacity import (
 )
 
 from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
-from digest.models import OutgoingMessage, RenderedDigest
+from digest.mailers import do_nothing
+from digest.models import OutgoingMessage
 
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV_VAR = "DIGEST_SMTP_PASSWORD"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-
-
-def make_message_id(edition_on: date, recipient: str, sender: str, newsletter: str = "") -> str:
-    """A Message-ID fixed by (newsletter, edition, recipient), so any resend keeps one identity.
-
-    ``newsletter`` (its List-ID, else its title) and the sender's address keep two digests
-    sent from one domain apart: the same ID on both, and a mail system drops the second.
-    """
-    address = parseaddr(recipient)[1].lower()
-    sender_address = parseaddr(sender)[1].lower()
-    key = f"{edition_on.isoformat()}\n{address}\n{sender_address}\n{newsletter}"
-    token = hashlib.sha256(key.encode()).hexdigest()[:24]
-    domain = sender_address.rpartition("@")[2] or "digest.invalid"
-    return f"<digest.{edition_on:%Y%m%d}.{token}@{domain}>"
-
-
-def header_safe(value: str) -> str:
-    """One line of header text: control characters and line breaks become spaces.
-
-    Encoded words are decoded first, as the email package will: on Python 3.11.7 a subject
-    holding ``=?UTF-8?Q?=0A?=Bcc: x`` otherwise serialises as a real ``Bcc:`` line.
-    """
-    for _ in range(3):
-        try:
-            decoded = str(make_header(decode_header(value)))
-        except (HeaderParseError, LookupError, UnicodeDecodeError):
-            decoded = value.replace("=?", "= ?")  # undecodable: disarm every encoded word
-        clean = " ".join(_CONTROL.sub(" ", decoded).split())
-        if clean == value:
-            return value
-        value = clean
-    # Still changing after three rounds (words encoded inside words): the email package
-    # would decode one more, which may be a line break; disarm what is left.
-    return value.replace("=?", "= ?")
-
-
-class _UriListHeader(UnstructuredHeader):
-    """A header of ``<URI>`` items folded only between items: the email package would
-    otherwise turn a long URL into encoded words, which no mail client follows."""
-
-    def fold(self, *, policy: Policy) -> str:
-        items = (f",{policy.linesep} ").join(str(self).split(", "))
-        name = cast(BaseHeader, self).name  # the registry mixes BaseHeader in
-        return f"{name}: {items}{policy.linesep}"
-
-
-def _message_policy() -> Policy:
-    registry = HeaderRegistry()
-    registry.map_to_type("list-unsubscribe", cast(type[BaseHeader], _UriListHeader))
-    return policy.SMTP.clone(header_factory=registry)
-
-
-_POLICY = _message_policy()
-
-
-def build_message(
-    rendered: RenderedDigest,
-    *,
-    sender: str,
-    recipient: str,
-    message_id: str,
-    sent_at: datetime,
-    unsubscribe_url: str | None = None,
-    unsubscribe_mailto: str | None = None,
-    list_id: str | None = None,
-) -> EmailMessage:
-    """A multipart/alternative message (text, then HTML) for one recipient, with the
-    RFC 2369/2919/8058 list headers for whichever of the list settings are given."""
-    message = EmailMessage(policy=_POLICY)
-    _set_headers(message, rendered.subject, sender, recipient, message_id, sent_at)
-    for name, value in list_headers(unsubscribe_url, unsubscribe_mailto, list_id).items():
-        message[name] = value
-    _set_body(message, rendered)
-    return message
-
-
-def _set_headers(
-    message: EmailMessage,
-    subject: str,
-    sender: str,
-    recipient: str,
-    message_id: str,
-    sent_at: datetime,
-) -> None:
-    message["From"] = header_safe(sender)
-    message["To"] = header_safe(recipient)
-    message["Subject"] = header_safe(subject)
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id
-
-
-_BODY_CTE = "quoted-printable"
-
-
-def _set_body(message: EmailMessage, rendered: RenderedDigest) -> None:
-    message.set_content(rendered.text, cte=_BODY_CTE)
-    message.add_alternative(rendered.html, subtype="html", cte=_BODY_CTE)
-
-
-def html_part_size(html: str) -> int:
-    """Bytes of the HTML part's body as sent: transfer-encoded as ``_set_body`` does, CRLF
-    line ends. In quoted-printable each "=" and each byte of a non-ASCII character is three."""
-    part = EmailMessage(policy=_POLICY)
-    part.set_content(html, subtype="html", cte=_BODY_CTE)
-    body = str(part.get_payload())  # a single part's body is one str
-    return len(body) + body.count("\n")  # ASCII only; each LF goes out as CRLF
-
-
-def outgoing(message: EmailMessage, recipient: str) -> OutgoingMessage:
-    """A built message as a backend takes it."""
-    return OutgoingMessage(
-        recipient=recipient,
-        sender=parseaddr(str(message["From"]))[1],
-        message_id=str(message["Message-ID"]),
-        data=wire_bytes(message),
-    )
-
-
-class EditionMessages:
-    """Each recipient's message of one edition, as ``build_message`` makes it, faster: the
-    MIME body (the same for everyone) is serialised once, only the headers per recipient."""
-
-    def __init__(
-        self,
-        rendered: RenderedDigest,
-        *,
-        sender: str,
-        unsubscribe_url: str | None = None,
-        unsubscribe_mailto: str | None = None,
-        list_id: str | None = None,
-    ) -> None:
-        self.rendered, self.sender = rendered, sender
-        self._list_headers = list_headers(unsubscribe_url, unsubscribe_mailto, list_id)
-        body = EmailMessage(policy=_POLICY)
-        _set_body(body, rendered)
-        self._body = wire_bytes(body)  # its own Content-Type and MIME-Version, then the parts
-
-    def for_recipient(self, recipient: str, message_id: str, sent_at: datetime) -> OutgoingMessage:
-        head = EmailMessage(policy=_POLICY)
-        _set_headers(head, self.rendered.subject, self.sender, recipient, message_id, sent_at)
-        for name, value in self._list_headers.items():
-            head[name] = value
-        data = wire_bytes(head).removesuffix(b"\r\n") + self._body  # no blank line between
-        return OutgoingMessage(
-            recipient=recipient,
-            sender=parseaddr(self.sender)[1],
-            message_id=message_id,
-            data=data,
-        )
-
-
-def list_headers(
-    unsubscribe_url: str | None, unsubscribe_mailto: str | None, list_id: str | None
-) -> dict[str, str]:
-    """List-ID, List-Unsubscribe and, with a URL, List-Unsubscribe-Post (one-click, RFC 8058)."""
-    headers: dict[str, str] = {}
-    if list_id:
-        value = header_safe(list_id)
-        headers["List-ID"] = value if "<" in value else f"<{value}>"
-    uris = []
-    if unsubscribe_mailto:
-        address = parseaddr(header_safe(unsubscribe_mailto))[1]
-        uris.append(f"<mailto:{address}?subject=unsubscribe>")
-    if unsubscribe_url:
-        uris.append(f"<{header_safe(unsubscribe_url).replace(' ', '%20')}>")
-    if uris:
-        headers["List-Unsubscribe"] = ", ".join(uris)
-    if unsubscribe_url:
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    return headers
-
-
-def _nothing() -> None:
-    pass
-
-
-class Mailer(Protocol):
-    """Hands one message to the mail system; returns what the system answered.
-
-    ``before_data`` is called once, as the message is about to go out (see the module
-    docstring); if it raises, the message is not sent and the exception passes through.
-    """
-
-    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] = ...) -> str: ...
-
-    def close(self) -> None: ...
-
-
-class OutboxMailer:
-    """Writes each message as ``<outbox>/<Message-ID>.eml``; a resend overwrites, never adds."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def send(
-        self,
-        message: OutgoingMessage,
-        *,
-        before_data: Callable[[], None] = _nothing,
-    ) -> str:
-        before_data()
-        token = re.sub(r"[^A-Za-z0-9.]+", "_", message.message_id.strip("<>"))
-        path = self.folder / f"{token}.eml"
-        partial = path.with_suffix(".eml.partial")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(message.data)
-            os.replace(partial, path)
-        except OSError as exc:
-            raise DeliveryError(
-                f"cannot write {path}: {exc.strerror or exc}",
-                hint="check [delivery].outbox in the settings",
-            ) from exc
-        return f"written to {path}"
-
-    def close(self) -> None:
-        pass
 
 
 class _RetryableError(DeliveryError):
@@ -324,7 +84,7 @@ class SmtpMailer:
         self,
         message: OutgoingMessage,
         *,
-        before_data: Callable[[], None] = _nothing,
+        before_data: Callable[[], None] = do_nothing,
     ) -> str:
         address, sender, payload = message.address, message.sender, message.data
         retrying = Retrying(
@@ -465,11 +225,6 @@ class SmtpMailer:
             self._smtp = None
 
 
-def wire_bytes(message: EmailMessage) -> bytes:
-    """The message as it goes over the wire: CRLF line ends throughout."""
-    return re.sub(rb"\r\n|\r|\n", b"\r\n", message.as_bytes(policy=_POLICY))
-
-
 def _transaction(
     smtp: smtplib.SMTP,
     sender: str,
@@ -577,46 +332,3 @@ def _answer(exc: BaseException) -> str:
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:
     if smtp is not None:
         smtp.close()
-
-
-class SendmailMailer:
-    """Pipes each message to a sendmail-compatible command."""
-
-    def __init__(self, command: tuple[str, ...], *, timeout: float = 120.0) -> None:
-        self.command, self.timeout = command, timeout
-
-    def send(
-        self,
-        message: OutgoingMessage,
-        *,
-        before_data: Callable[[], None] = _nothing,
-    ) -> str:
-        before_data()
-        try:
-            # Its own process group: a Ctrl-C at the terminal stops digest after this message,
-            # and must not kill the sendmail that is taking it.
-            done = subprocess.run(
-                [*self.command],
-                input=message.data,
-                capture_output=True,
-                timeout=self.timeout,
-                process_group=0,
-            )
-        except subprocess.TimeoutExpired as exc:
-            # Killed after it had the whole message: it may have queued it before it hung.
-            raise UncertainDeliveryError(
-                f"{self.command[0]} did not finish in {self.timeout:.0f} s after taking the"
-                " message: it may have been delivered"
-            ) from exc
-        except OSError as exc:
-            raise DeliveryError(
-                f"cannot run {self.command[0]}: {exc}",
-                hint="check [delivery].sendmail_command",
-            ) from exc
-        if done.returncode != 0:
-            error = done.stderr.decode(errors="replace").strip()
-            raise DeliveryError(f"{self.command[0]} exited {done.returncode}: {error}")
-        return f"handed to {self.command[0]}"
-
-    def close(self) -> None:
-        pass
