@@ -175,11 +175,11 @@ def collect(summarize: bool) -> None:
     """Fetch every feed once and store the new stories.
 
     SIGINT or SIGTERM stops at once, keeping the feeds stored so far (exit 130 or 143)."""
-    from digest import schedule  # heavy: see the note at the top
+    from digest.schedule_runs import collect_now  # heavy: see the note at the top
 
     settings = _settings()
     with _stop_on_signals() as stop, _runtime(settings) as runtime:
-        report = schedule.collect_now(runtime, summarize=summarize, stop=stop)
+        report = collect_now(runtime, summarize=summarize, stop=stop)
     _print_collect(report, settings.tz)
     if report.store_error:
         raise click.ClickException(report.store_error)
@@ -389,7 +389,7 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
     143 or 130 (a second one exits at once). Exits 1 if any recipient failed, is uncertain or
     was not reached.
     """
-    from digest import schedule, sending  # heavy: see the note at the top
+    from digest import schedule_runs, sending  # heavy: see the note at the top
 
     settings = _settings()
     if dry_run:
@@ -397,7 +397,7 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             _print_plan(sending.plan_edition(runtime))
         return
     with _stop_on_signals() as stop, _runtime(settings) as runtime:
-        report = schedule.send_now(
+        report = schedule_runs.send_now(
             runtime,
             collect=collect,
             resend_uncertain=resend_uncertain,
