@@ -231,12 +231,7 @@ def build_scheduler(
     scheduler = BackgroundScheduler(
         timezone=settings.tz, executors={"default": ThreadPoolExecutor(max_workers=1)}
     )
-    # APScheduler's default grace is 1 s: a daemon busy for a minute would skip the day.
-    options = {
-        "coalesce": True,
-        "max_instances": 1,
-        "misfire_grace_time": max(1, int(grace(settings).total_seconds())),
-    }
+    options = _job_options(settings)
     scheduler.add_job(
         collect_job,
         IntervalTrigger(minutes=settings.schedule.collect_every_minutes, timezone=settings.tz),
@@ -245,17 +240,7 @@ def build_scheduler(
         next_run_time=now,
         **options,
     )
-    for number, trigger in enumerate(edition_triggers(settings)):
-        scheduler.add_job(
-            edition_job,
-            trigger,
-            args=[settings, stop],
-            id=f"edition-{number}",
-            # From the catch-up's own ``now``, not the later start(): a time that passes in
-            # between is neither caught up nor next, and the day would be lost unnoticed.
-            next_run_time=trigger.get_next_fire_time(None, now),
-            **options,
-        )
+    _add_edition_jobs(scheduler, settings, stop, now)
     with Runtime.open(settings) as runtime:
         catch_up = _catch_up(runtime, now)
     if catch_up.late is not None:
@@ -268,6 +253,32 @@ def build_scheduler(
         )
     scheduler.add_listener(_on_missed(settings), EVENT_JOB_MISSED)
     return scheduler
+
+
+def _job_options(settings: Settings) -> dict[str, object]:
+    # APScheduler's default grace is 1 s: a daemon busy for a minute would skip the day.
+    return {
+        "coalesce": True,
+        "max_instances": 1,
+        "misfire_grace_time": max(1, int(grace(settings).total_seconds())),
+    }
+
+
+def _add_edition_jobs(
+    scheduler: BackgroundScheduler, settings: Settings, stop: threading.Event, now: datetime
+) -> None:
+    """One job per edition schedule."""
+    for number, trigger in enumerate(edition_triggers(settings)):
+        scheduler.add_job(
+            edition_job,
+            trigger,
+            args=[settings, stop],
+            id=f"edition-{number}",
+            # From the catch-up's own ``now``, not the later start(): a time that passes in
+            # between is neither caught up nor next, and the day would be lost unnoticed.
+            next_run_time=trigger.get_next_fire_time(None, now),
+            **_job_options(settings),
+        )
 
 
 def _catch_up(runtime: Runtime, now: datetime) -> CatchUp:
