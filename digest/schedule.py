@@ -34,6 +34,7 @@ Time rules:
   whole, and a message caught mid-hand-over stays ``sending`` (reported, never resent).
 - Logs: one ``key=value`` line per job run (job, outcome, seconds, counts, what failed) to
   stderr and, with ``[schedule].log_file``, to that file (reopened when logrotate moves it).
+  The run records and those lines are made in schedule_runs.py.
 """
 
 from __future__ import annotations
@@ -56,13 +57,20 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import collecting, sending
 from digest.config import Settings
-from digest.errors import DigestError, StoreError
 from digest.interrupt import exit_on_further_signals
-from digest.ledger import delivery_detail, edition_date, is_edition_outstanding
+from digest.ledger import edition_date, is_edition_outstanding
 from digest.logs import ZonedFormatter
-from digest.models import DeliveryState, JobRun, SendLockHolder
 from digest.runtime import Runtime, utc_now
-from digest.status import last_activity, record_job_run, record_missed_edition
+from digest.schedule_runs import (
+    collect_run,
+    edition_job_run,
+    finish_edition,
+    iso,
+    log_run,
+    record_and_log,
+    span,
+)
+from digest.status import last_activity, record_missed_edition
 from digest.triggers import edition_triggers, fire_times, next_edition_times
 
 logger = logging.getLogger(__name__)
@@ -122,9 +130,9 @@ def collect_job(settings: Settings, stop: threading.Event) -> collecting.Collect
 def _collect(runtime: Runtime) -> collecting.CollectReport:
     started = utc_now()
     report = collecting.collect_once(runtime)
-    skipped = [f"{f.url} until {_iso(f.not_before)}" for f in report.skipped]
+    skipped = [f"{f.url} until {iso(f.not_before)}" for f in report.skipped]
     run = collect_run(report, started, utc_now())
-    _finish(
+    record_and_log(
         runtime,
         run,
         has_error_to_report=report.store_error is not None,
@@ -137,82 +145,6 @@ def _collect(runtime: Runtime) -> collecting.CollectReport:
         pages_skipped=len(report.pages_skipped),
     )
     return report
-
-
-def collect_run(report: collecting.CollectReport, started: datetime, finished: datetime) -> JobRun:
-    """The job-run record of one collect (the daemon's or a manual one)."""
-    failures = tuple(f"{f.url}: {f.error_kind or 'error'}: {f.error}" for f in report.failed)
-    if report.store_error:
-        failures = (*failures, f"store failed: {report.store_error}")
-    is_failed = report.all_failed or report.store_error is not None
-    return JobRun(
-        job="collect",
-        started_at=started,
-        finished_at=finished,
-        outcome="stopped" if report.stopped_while else "failed" if is_failed else "ok",
-        summary=(
-            f"{len(report.feeds)} feeds: {len(report.failed)} failed, "
-            f"{len(report.skipped)} not due; {report.new_stories} new stories"
-            + (f"; stopped while {report.stopped_while}" if report.stopped_while else "")
-        ),
-        failures=failures,
-    )
-
-
-# Manual runs: `digest collect` and `digest send` are runs too, recorded as the daemon's jobs
-# are (not logged: the command prints its own report), so `digest status` shows them.
-
-
-def collect_now(
-    runtime: Runtime, *, summarize: bool = True, stop: threading.Event | None = None
-) -> collecting.CollectReport:
-    """``digest collect``: collect every feed once, and record the run (a stopped one too)."""
-    started = runtime.clock()
-    report = collecting.collect_once(runtime, summarize=summarize, stop=stop)
-    run = collect_run(report, started, runtime.clock())
-    _record_run(runtime, run, has_error_to_report=report.store_error is not None)
-    return report
-
-
-def send_now(
-    runtime: Runtime,
-    *,
-    collect: bool,
-    resend_uncertain: bool = False,
-    force: bool = False,
-    stop: threading.Event | None = None,
-    on_wait: Callable[[SendLockHolder], None] | None = None,
-) -> sending.SendReport:
-    """``digest send``: send today's edition now, and record the run (an error too)."""
-    started = runtime.clock()
-    try:
-        report = sending.send_edition(
-            runtime,
-            collect=collect,
-            resend_uncertain=resend_uncertain,
-            force=force,
-            stop=stop,
-            on_wait=on_wait,
-        )
-    except DigestError as exc:
-        failed = _edition_run(started, None, "failed", f"error: {exc}", ())
-        _record_run(runtime, failed, has_error_to_report=True)
-        raise
-    is_stopping = stop is not None and stop.is_set()
-    run = edition_run(report, started, is_stopping=is_stopping)
-    _record_run(runtime, run, has_error_to_report=report.store_error is not None)
-    return report
-
-
-def _record_run(runtime: Runtime, run: JobRun, *, has_error_to_report: bool) -> None:
-    """Record a run. One that has an error to report already (its own, or its store's) still
-    reports that one if the store cannot record the run either."""
-    try:
-        record_job_run(runtime, run)
-    except StoreError as exc:
-        if not has_error_to_report:
-            raise
-        logger.debug("the run could not be recorded either: %s", exc)
 
 
 def edition_job(
@@ -256,12 +188,12 @@ def _edition(
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
-        failed = _edition_run(started, scheduled_at, "failed", f"error: {exc}", ())
-        _finish(runtime, failed, has_error_to_report=True, error=type(exc).__name__)
+        failed = edition_job_run(started, scheduled_at, "failed", f"error: {exc}", ())
+        record_and_log(runtime, failed, has_error_to_report=True, error=type(exc).__name__)
         if is_reraised:
             raise
         return None
-    _finish_edition(runtime, report, started, scheduled_at, late, stop)
+    finish_edition(runtime, report, started, scheduled_at, late, stop)
     return report
 
 
@@ -272,147 +204,17 @@ def _latest_time(settings: Settings, now: datetime) -> datetime | None:
     return max(times, default=None)
 
 
-def _finish_edition(
-    runtime: Runtime,
-    report: sending.SendReport,
-    started: datetime,
-    scheduled_at: datetime | None,
-    late: timedelta,
-    stop: threading.Event,
-) -> None:
-    run = edition_run(
-        report, started, scheduled_at=scheduled_at, late=late, is_stopping=stop.is_set()
-    )
-    counts = _delivery_counts(report)
-    _finish(
-        runtime,
-        run,
-        has_error_to_report=report.store_error is not None,
-        late_seconds=int(late.total_seconds()),
-        sent=counts["sent"] - len(report.already_sent),
-        already_sent=len(report.already_sent),
-        failed=counts["failed"],
-        uncertain=counts["sending"],
-        pending=counts["pending"],
-        new=report.collect.new_stories if report.collect else 0,
-        failed_feeds=len(report.collect.failed) if report.collect else 0,
-    )
-
-
-def _delivery_counts(report: sending.SendReport) -> dict[str, int]:
-    return {state.value: len(report.in_state(state)) for state in DeliveryState}
-
-
-def edition_run(
-    report: sending.SendReport,
-    started: datetime,
-    *,
-    scheduled_at: datetime | None = None,
-    late: timedelta = timedelta(0),
-    is_stopping: bool = False,
-) -> JobRun:
-    """The job-run record of one send of an edition (the daemon's or a manual one)."""
-    counts = _delivery_counts(report)
-    already = len(report.already_sent)
-    failures = tuple(
-        f"{d.recipient}: {d.state.value}: {delivery_detail(d)}".rstrip(": ")
-        for d in report.deliveries
-        if d.state in (DeliveryState.FAILED, DeliveryState.SENDING)
-    )
-    if report.aborted:
-        failures = (*failures, f"mail backend unusable: {report.aborted}")
-    if report.store_error:
-        failures = (*failures, f"store failed: {report.store_error}")
-    outcome = "late" if late else "ok"
-    if report.store_error:
-        outcome = "failed"
-    elif report.stopped and report.rendered is None:
-        outcome = "stopped"  # asked to stop while another sender held the send lock
-    elif report.rendered is None:
-        outcome = "empty"
-    elif failures:
-        outcome = "failed"
-    elif counts["pending"] and is_stopping:
-        outcome = "stopped"
-    summary = (
-        f"edition {report.edition_on}: sent {counts['sent'] - already}, already sent {already}, "
-        f"failed {counts['failed']}, uncertain {counts['sending']}, pending {counts['pending']}"
-    )
-    if report.rendered is None:
-        why = "the store failed" if report.store_error else "no new stories"
-        summary = f"edition {report.edition_on}: {why}; nothing sent"
-    if late:
-        summary += f"; late by {_span(late)} (scheduled {_iso(scheduled_at)})"
-    return _edition_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
-
-
-def _edition_run(
-    started: datetime,
-    scheduled_at: datetime | None,
-    outcome: str,
-    summary: str,
-    failures: tuple[str, ...],
-    edition_on: date | None = None,
-) -> JobRun:
-    return JobRun(
-        job="edition",
-        started_at=started,
-        finished_at=utc_now(),
-        outcome=outcome,
-        summary=summary,
-        failures=failures,
-        edition_on=edition_on,
-        scheduled_at=scheduled_at,
-    )
-
-
 def _record_missed(runtime: Runtime, scheduled_at: datetime, now: datetime) -> None:
     """Record (once per day) an edition whose time passed more than the grace ago."""
     settings = runtime.settings
     day = edition_date(settings, scheduled_at)
     summary = (
-        f"edition {day} missed: scheduled {_iso(scheduled_at)}, {_span(now - scheduled_at)} ago, "
-        f"beyond the {_span(grace(settings))} grace; not sent"
+        f"edition {day} missed: scheduled {iso(scheduled_at)}, {span(now - scheduled_at)} ago, "
+        f"beyond the {span(grace(settings))} grace; not sent"
     )
-    run = _edition_run(now, scheduled_at, "missed", summary, (), day)
+    run = edition_job_run(now, scheduled_at, "missed", summary, (), day)
     if record_missed_edition(runtime, run):
-        _log_run(run, edition_on=day, scheduled_at=_iso(scheduled_at))
-
-
-def _finish(
-    runtime: Runtime, run: JobRun, *, has_error_to_report: bool = False, **fields: object
-) -> None:
-    _record_run(runtime, run, has_error_to_report=has_error_to_report)
-    _log_run(run, **fields)
-
-
-def _log_run(run: JobRun, **fields: object) -> None:
-    """The one structured line a job run leaves in the log."""
-    seconds = (run.finished_at - run.started_at).total_seconds()
-    line = {"job": run.job, "outcome": run.outcome, "seconds": f"{seconds:.2f}", **fields}
-    if run.failures:
-        line["failures"] = " | ".join(run.failures)
-    line["summary"] = run.summary
-    level = logging.WARNING if run.outcome in ("failed", "missed", "stopped") else logging.INFO
-    logger.log(level, " ".join(f"{key}={_logfmt(value)}" for key, value in line.items()))
-
-
-def _logfmt(value: object) -> str:
-    text = str(value)
-    if text and not any(c in text for c in ' "=\\'):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
-
-
-def _iso(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "-"
-
-
-def _span(span: timedelta) -> str:
-    minutes = int(span.total_seconds() // 60)
-    if minutes < 1:
-        return f"{int(span.total_seconds())}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+        log_run(run, edition_on=day, scheduled_at=iso(scheduled_at))
 
 
 # The daemon
@@ -429,12 +231,7 @@ def build_scheduler(
     scheduler = BackgroundScheduler(
         timezone=settings.tz, executors={"default": ThreadPoolExecutor(max_workers=1)}
     )
-    # APScheduler's default grace is 1 s: a daemon busy for a minute would skip the day.
-    options = {
-        "coalesce": True,
-        "max_instances": 1,
-        "misfire_grace_time": max(1, int(grace(settings).total_seconds())),
-    }
+    options = _job_options(settings)
     scheduler.add_job(
         collect_job,
         IntervalTrigger(minutes=settings.schedule.collect_every_minutes, timezone=settings.tz),
@@ -443,17 +240,7 @@ def build_scheduler(
         next_run_time=now,
         **options,
     )
-    for number, trigger in enumerate(edition_triggers(settings)):
-        scheduler.add_job(
-            edition_job,
-            trigger,
-            args=[settings, stop],
-            id=f"edition-{number}",
-            # From the catch-up's own ``now``, not the later start(): a time that passes in
-            # between is neither caught up nor next, and the day would be lost unnoticed.
-            next_run_time=trigger.get_next_fire_time(None, now),
-            **options,
-        )
+    _add_edition_jobs(scheduler, settings, stop, now)
     with Runtime.open(settings) as runtime:
         catch_up = _catch_up(runtime, now)
     if catch_up.late is not None:
@@ -466,6 +253,32 @@ def build_scheduler(
         )
     scheduler.add_listener(_on_missed(settings), EVENT_JOB_MISSED)
     return scheduler
+
+
+def _job_options(settings: Settings) -> dict[str, object]:
+    # APScheduler's default grace is 1 s: a daemon busy for a minute would skip the day.
+    return {
+        "coalesce": True,
+        "max_instances": 1,
+        "misfire_grace_time": max(1, int(grace(settings).total_seconds())),
+    }
+
+
+def _add_edition_jobs(
+    scheduler: BackgroundScheduler, settings: Settings, stop: threading.Event, now: datetime
+) -> None:
+    """One job per edition schedule."""
+    for number, trigger in enumerate(edition_triggers(settings)):
+        scheduler.add_job(
+            edition_job,
+            trigger,
+            args=[settings, stop],
+            id=f"edition-{number}",
+            # From the catch-up's own ``now``, not the later start(): a time that passes in
+            # between is neither caught up nor next, and the day would be lost unnoticed.
+            next_run_time=trigger.get_next_fire_time(None, now),
+            **_job_options(settings),
+        )
 
 
 def _catch_up(runtime: Runtime, now: datetime) -> CatchUp:
@@ -483,7 +296,7 @@ def _catch_up(runtime: Runtime, now: datetime) -> CatchUp:
         logger.warning(
             "edition of %s was due at %s while digest was not running: sending it now, late",
             edition_date(settings, plan.late),
-            _iso(plan.late),
+            iso(plan.late),
         )
     return plan
 
@@ -511,7 +324,7 @@ def run_daemon(settings: Settings) -> None:
     scheduler = build_scheduler(settings, stop)
     scheduler.start()
     now = utc_now()
-    nexts = ", ".join(_iso(t) for t in next_edition_times(settings, now)) or "none"
+    nexts = ", ".join(iso(t) for t in next_edition_times(settings, now)) or "none"
     logger.info("digest run: started (pid %d); next edition at %s", os.getpid(), nexts)
     while not stop.wait(1.0):
         pass
