@@ -90,16 +90,20 @@ class Sink:
         return "250 OK queued"
 
     def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(raw, policy=policy.default)  # type: ignore[misc]
-            for _, raw in self.accepted
-        ]
+        return [email.message_from_bytes(raw, policy=policy.default) for _, raw in self.accepted]
 
     def copies_by_message_id(self) -> Counter[str]:
         return Counter(str(m["Message-ID"]) for m in self.messages())
 
     def copies_by_recipient(self) -> Counter[str]:
         return Counter(address for address, _ in self.accepted)
+
+
+def body_text(message: EmailMessage, kind: str) -> str:
+    """The content of the message's ``kind`` ("plain" or "html") part; fails if it has none."""
+    part = message.get_body((kind,))
+    assert part is not None, f"the message has no text/{kind} part"
+    return str(part.get_content())
 
 
 @contextmanager

@@ -103,7 +103,7 @@ def _page_websocket(port: int) -> str:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
     with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
         targets = json.load(answer)
-    return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+    return str(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
 
 
 @dataclass

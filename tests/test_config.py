@@ -240,7 +240,7 @@ def test_config_is_found_from_option_then_environment_then_cwd(
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write_settings(tmp_path, [{"url": "https://example.org/rss"}]))
     with pytest.raises(ValueError, match="frozen"):
-        settings.timezone = "UTC"  # type: ignore[misc]
+        settings.timezone = "UTC"
 
 
 def test_numbers_are_not_guessed_from_other_types(tmp_path: Path) -> None:

@@ -286,8 +286,8 @@ def test_the_repositorys_sample_is_copied_byte_for_byte() -> None:
     for copy in copies:
         relative = copy.relative_to(SAMPLE)
         if copy.suffix == ".jsonl":
-            original = (SHARED_DATA / "eval" / "news_summ_dev.jsonl").read_bytes().splitlines()
-            lines = iter(original)
+            dev_set = (SHARED_DATA / "eval" / "news_summ_dev.jsonl").read_bytes().splitlines()
+            lines = iter(dev_set)
             assert all(line in lines for line in copy.read_bytes().splitlines()), relative
         else:
             assert copy.read_bytes() == (SHARED_DATA / relative).read_bytes(), relative

@@ -27,6 +27,7 @@ from digest.deliver import (
 )
 from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
 from digest.models import RenderedDigest
+from tests.deliver_sink import body_text
 
 DAY = date(2024, 3, 1)
 RENDERED = RenderedDigest(
@@ -75,8 +76,8 @@ def test_message_is_multipart_alternative_with_exact_headers() -> None:
     )
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"=?" not in raw.split(b"List-Unsubscribe:", 1)[1].split(b"\r\nList-Unsub", 1)[0]
-    assert parsed.get_body(("plain",)).get_content().splitlines() == ["Héllo world"]
-    assert parsed.get_body(("html",)).get_content().strip() == "<p>Héllo <b>world</b></p>"
+    assert body_text(parsed, "plain").splitlines() == ["Héllo world"]
+    assert body_text(parsed, "html").strip() == "<p>Héllo <b>world</b></p>"
 
 
 def test_message_id_is_fixed_by_edition_and_recipient() -> None:
@@ -262,7 +263,7 @@ def test_edition_messages_are_build_message_with_the_body_serialised_once() -> N
     ]
     assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
     for kind in ("plain", "html"):
-        assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
+        assert body_text(fast, kind) == body_text(slow, kind)
     assert b"\n" not in fast_message.data.replace(b"\r\n", b"")
 
 

@@ -594,7 +594,7 @@ def _feed_settings(tmp_path: Path, *, nasa: bool = True, **render: object) -> Pa
         feeds.append({"url": str(FEEDS / "nasa.xml"), "name": "NASA", "category": "Space"})
     sections = {"render": {"template_dir": "templates", **render}}
     (tmp_path / "templates").mkdir(exist_ok=True)
-    return write_settings(tmp_path, feeds, sections=sections)  # type: ignore[arg-type]
+    return write_settings(tmp_path, feeds, sections=sections)
 
 
 def _store_bytes(folder: Path) -> dict[str, bytes]:
