@@ -37,6 +37,8 @@ from digest.serve import PreviewPages, PreviewServer
 from tests.conftest import FEEDS, REPO, write_settings
 from tests.test_xss import _hostile_digest
 
+pytestmark = pytest.mark.slow
+
 ARTIFACTS = REPO / "tests" / "artifacts"
 NOW = datetime(2024, 3, 1, 5, tzinfo=UTC)
 WIDTHS = (600, 375)

@@ -122,6 +122,7 @@ def _dump(database: Path) -> str:
         return "\n".join(connection.iterdump())
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 def test_no_feed_gets_an_internal_page_into_the_digest(
     namespace: Namespace, tmp_path: Path
