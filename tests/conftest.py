@@ -19,18 +19,23 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from pydantic import BaseModel
+
+from digest.models import Story
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -170,6 +175,33 @@ def _mount_namespace_problem() -> str | None:
     return None
 
 
+STORY_AT = datetime(2024, 3, 1, 6, tzinfo=UTC)
+
+
+def make_story(n: int, **fields: Any) -> Story:
+    """Story ``n``: id sha256:n, "Story n" from the feed https://example.org/feed, linking to
+    https://example.org/n, with text "Text n."; any field can be given instead."""
+    story = Story(
+        story_id=f"sha256:{n}",
+        feed_url="https://example.org/feed",
+        source_name="Example",
+        category="World",
+        url=f"https://example.org/{n}",
+        title=f"Story {n}",
+        published_at=STORY_AT,
+        text=f"Text {n}.",
+        html=f"<p>Text {n}.</p>",
+    )
+    return replace(story, **fields)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DIGEST_* variable from the developer's shell leaks into a test."""
@@ -261,6 +293,26 @@ def feed_server() -> Iterator[FeedServer]:
     yield state
     httpd.shutdown()
     httpd.server_close()
+
+
+def settings_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every key a settings file can hold, dotted ("smtp.port"), from the pydantic models."""
+    keys = set()
+    for name, info in model.model_fields.items():
+        if name == "config_path":
+            continue
+        key = info.alias or name
+        annotation = info.annotation
+        nested = [
+            a
+            for a in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            keys |= settings_keys(nested[0], f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
 
 
 def toml_value(value: Any) -> str:

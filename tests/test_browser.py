@@ -35,7 +35,7 @@ from digest.runtime import Runtime
 from digest.sending import send_edition
 from digest.serve import PreviewPages, PreviewServer
 from tests.conftest import FEEDS, REPO, write_settings
-from tests.test_xss import _hostile_digest
+from tests.hostile import hostile_digest
 
 pytestmark = pytest.mark.slow
 
@@ -279,7 +279,7 @@ def test_the_viewer_and_archive_pages_load_cleanly(devtools: str, served: Previe
 def hostile_server() -> Iterator[PreviewServer]:
     options = RenderOptions(archive_url="https://news.example/{date}")
     rendered = render_digest(
-        _hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options
+        hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options
     )
     pages = PreviewPages(
         latest=lambda: rendered,

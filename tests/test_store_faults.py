@@ -26,7 +26,7 @@ import pytest
 from digest.errors import StoreError
 from digest.models import Story
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import FEEDS, REPO, write_settings
+from tests.conftest import FEEDS, REPO, make_story, write_settings
 from tests.deliver_sink import RECIPIENTS, Sink, running, smtp_settings
 
 FEED = str(FEEDS / "nasa.xml")
@@ -263,17 +263,7 @@ def test_a_full_disk_while_send_collects_sends_nothing(disk: Path) -> None:
 
 
 def _story(n: int) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
-        feed_url="https://example.org/feed",
-        source_name="Example",
-        category=None,
-        url=f"https://example.org/{n}",
-        title=f"Story {n}",
-        published_at=None,
-        text="x" * 20_000,
-        html="<p>x</p>",
-    )
+    return make_story(n, category=None, published_at=None, text="x" * 20_000, html="<p>x</p>")
 
 
 @pytest.mark.slow
