@@ -281,18 +281,39 @@ def _content_type(file: Path) -> str:
     return "application/rss+xml; charset=utf-8"
 
 
+def start_server(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``handler`` on ``host`` (never all interfaces) at a free port,
+    serving in a thread of its own until ``stop_server``."""
+    httpd = ThreadingHTTPServer((host, 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return httpd
+
+
+def stop_server(httpd: ThreadingHTTPServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 for the block; yield its base URL."""
+    httpd = start_server(handler)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        stop_server(httpd)
+
+
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
     """A threaded HTTP server on 127.0.0.1 (never all interfaces) serving tests/fixtures/feeds."""
     state = FeedServer(base_url="")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_handler_for(state)) as base_url:
+        state.base_url = base_url
+        yield state
 
 
 def settings_keys(model: type[BaseModel], prefix: str = "") -> set[str]:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
 from digest.sqlite_ledger import read_lock_holder
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import FEEDS, REPO, FeedServer, write_settings
+from tests.conftest import FEEDS, REPO, FeedServer, start_server, stop_server, write_settings
 from tests.deliver_sink import Sink, running, smtp_settings
 
 
@@ -138,10 +138,8 @@ class _HeldFeeds:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.arrived: queue.Queue[str] = queue.Queue()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = start_server(self._handler())
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         held = self
@@ -177,8 +175,7 @@ class _HeldFeeds:
 
     def close(self) -> None:
         self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_server(self.httpd)
 
 
 @pytest.fixture
