@@ -1,5 +1,8 @@
-"""Shared fixtures: a real feed server on 127.0.0.1, settings files under tmp_path, a clean
-environment. No test reaches any other address.
+"""Shared fixtures and helpers: a real feed server on 127.0.0.1 (``feed_server``; any other
+handler through ``serving`` / ``start_server``), ``free_port``, ``make_story``, settings files
+under tmp_path, a clean environment. No test reaches any other address. The SMTP sink and the
+edition message are in tests/deliver_sink.py, the hostile edition in tests/hostile.py; test
+modules import these, never each other.
 
 Tests that read the ../shared/data corpus beside the clone carry ``@pytest.mark.corpus``
 (parametrisations over its files come from ``corpus_files``): without the corpus they are
