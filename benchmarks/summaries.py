@@ -270,10 +270,10 @@ def print_report(
     )
     for source in sources:
         for name in results:
-            r = scores[name][source]
+            rouge = scores[name][source]
             print(
                 f"{source:<18} {counts[source]:>4} {limits[source]:>5}  {name:<10} "
-                f"{r['rouge1']:>6.2f} {r['rouge2']:>6.2f} {r['rougeLsum']:>6.2f}"
+                f"{rouge['rouge1']:>6.2f} {rouge['rouge2']:>6.2f} {rouge['rougeLsum']:>6.2f}"
             )
     print()
     header = f"{'system':<10} {'articles/s':>10} {'torch import s':>14} {'load s':>7}"

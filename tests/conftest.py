@@ -1,5 +1,8 @@
-"""Shared fixtures: a real feed server on 127.0.0.1, settings files under tmp_path, a clean
-environment. No test reaches any other address.
+"""Shared fixtures and helpers: a real feed server on 127.0.0.1 (``feed_server``; any other
+handler through ``serving`` / ``start_server``), ``free_port``, ``make_story``, settings files
+under tmp_path, a clean environment. No test reaches any other address. The SMTP sink and the
+edition message are in tests/deliver_sink.py, the hostile edition in tests/hostile.py; test
+modules import these, never each other.
 
 Tests that read the ../shared/data corpus beside the clone carry ``@pytest.mark.corpus``
 (parametrisations over its files come from ``corpus_files``): without the corpus they are
@@ -19,18 +22,23 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from pydantic import BaseModel
+
+from digest.models import Story
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -170,6 +178,33 @@ def _mount_namespace_problem() -> str | None:
     return None
 
 
+STORY_AT = datetime(2024, 3, 1, 6, tzinfo=UTC)
+
+
+def make_story(n: int, **fields: Any) -> Story:
+    """Story ``n``: id sha256:n, "Story n" from the feed https://example.org/feed, linking to
+    https://example.org/n, with text "Text n."; any field can be given instead."""
+    story = Story(
+        story_id=f"sha256:{n}",
+        feed_url="https://example.org/feed",
+        source_name="Example",
+        category="World",
+        url=f"https://example.org/{n}",
+        title=f"Story {n}",
+        published_at=STORY_AT,
+        text=f"Text {n}.",
+        html=f"<p>Text {n}.</p>",
+    )
+    return replace(story, **fields)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DIGEST_* variable from the developer's shell leaks into a test."""
@@ -249,18 +284,59 @@ def _content_type(file: Path) -> str:
     return "application/rss+xml; charset=utf-8"
 
 
+def start_server(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``handler`` on ``host`` (never all interfaces) at a free port,
+    serving in a thread of its own until ``stop_server``."""
+    httpd = ThreadingHTTPServer((host, 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return httpd
+
+
+def stop_server(httpd: ThreadingHTTPServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 for the block; yield its base URL."""
+    httpd = start_server(handler)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        stop_server(httpd)
+
+
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
     """A threaded HTTP server on 127.0.0.1 (never all interfaces) serving tests/fixtures/feeds."""
     state = FeedServer(base_url="")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_handler_for(state)) as base_url:
+        state.base_url = base_url
+        yield state
+
+
+def settings_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every key a settings file can hold, dotted ("smtp.port"), from the pydantic models."""
+    keys = set()
+    for name, info in model.model_fields.items():
+        if name == "config_path":
+            continue
+        key = info.alias or name
+        annotation = info.annotation
+        nested = [
+            a
+            for a in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            keys |= settings_keys(nested[0], f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
 
 
 def toml_value(value: Any) -> str:

@@ -1,15 +1,17 @@
 """A real SMTP server for the delivery tests: aiosmtpd on 127.0.0.1, with hooks that make
-it answer 4xx/5xx, drop the connection, or stop and kill the client at a given message."""
+it answer 4xx/5xx, drop the connection, or stop and kill the client at a given message, or
+answer each message slowly; and the edition message and settings those tests send."""
 
 from __future__ import annotations
 
+import asyncio
 import email
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,10 +19,44 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.conftest import write_settings
+from digest.messages import build_message, make_message_id
+from digest.models import RenderedDigest
+from tests.conftest import free_port, write_settings
 
 DROP = "drop"  # a hook's answer: close the connection without replying
 RECIPIENTS = tuple(f"reader{n:03d}@example.org" for n in range(200))
+
+DAY = date(2024, 3, 1)  # the edition the message tests build
+RENDERED = RenderedDigest(
+    edition_on=DAY,
+    subject="Digest, 1 March: Çanakkale köprüsü açıldı",
+    html="<p>Héllo <b>world</b></p>",
+    text="Héllo world\n",
+)
+
+
+LONG_URL = "https://example.org/unsubscribe/" + "x" * 90 + "?who=reader%40example.org"
+
+
+def edition_message(
+    recipient: str = "Reader <reader@example.org>", subject: str | None = None
+) -> EmailMessage:
+    """The RENDERED edition (or one with this subject) as the message for ``recipient``."""
+    rendered = (
+        RENDERED
+        if subject is None
+        else RenderedDigest(edition_on=DAY, subject=subject, html="<p>x</p>", text="x")
+    )
+    return build_message(
+        rendered,
+        sender="Digest <digest@example.org>",
+        recipient=recipient,
+        message_id=make_message_id(DAY, recipient, "digest@example.org"),
+        sent_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
+        unsubscribe_url=LONG_URL,
+        unsubscribe_mailto="unsubscribe@example.org",
+        list_id="daily.digest.example.org",
+    )
 
 
 def smtp_settings(folder: Path, port: int, feeds: list[dict[str, str]]) -> Path:
@@ -39,19 +75,16 @@ def smtp_settings(folder: Path, port: int, feeds: list[dict[str, str]]) -> Path:
     )  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Sink:
-    """Keeps what it accepted (answered 250 to) and counts what it was asked."""
+    """Keeps what it accepted (answered 250 to) and counts what it was asked; waits ``delay``
+    seconds before each 250 (a slow server: an edition takes a while)."""
 
+    delay: float = 0.0
     on_rcpt: Callable[[str, int], str | None] = lambda address, attempt: None
     on_data: Callable[[str, int], str | None] = lambda address, number: None
     accepted: list[tuple[str, bytes]] = field(default_factory=list)
+    envelopes: list[Any] = field(default_factory=list)
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     data_count: int = 0
     sessions: list[Any] = field(default_factory=list)
@@ -87,19 +120,30 @@ class Sink:
         if answer:
             return answer
         self.accepted.append((address, envelope.content))
+        self.envelopes.append(envelope)
+        await asyncio.sleep(self.delay)
         return "250 OK queued"
 
     def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(raw, policy=policy.default)  # type: ignore[misc]
-            for _, raw in self.accepted
-        ]
+        return [email.message_from_bytes(raw, policy=policy.default) for _, raw in self.accepted]
+
+    @property
+    def recipients(self) -> list[str]:
+        """Who got a message, once per message, in arrival order."""
+        return [address for address, _ in self.accepted]
 
     def copies_by_message_id(self) -> Counter[str]:
         return Counter(str(m["Message-ID"]) for m in self.messages())
 
     def copies_by_recipient(self) -> Counter[str]:
         return Counter(address for address, _ in self.accepted)
+
+
+def body_text(message: EmailMessage, kind: str) -> str:
+    """The content of the message's ``kind`` ("plain" or "html") part; fails if it has none."""
+    part = message.get_body((kind,))
+    assert part is not None, f"the message has no text/{kind} part"
+    return str(part.get_content())
 
 
 @contextmanager

@@ -56,10 +56,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_layers=2,
         num_decoder_layers=2,
         num_heads=2,
-        decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    config.decoder_start_token_id = tokenizer.pad_token_id  # not in T5Config's typed signature
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(config)
     # Random weights write random bytes; the model's own generation config keeps it to "a",

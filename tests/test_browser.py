@@ -35,7 +35,9 @@ from digest.runtime import Runtime
 from digest.sending import send_edition
 from digest.serve import PreviewPages, PreviewServer
 from tests.conftest import FEEDS, REPO, write_settings
-from tests.test_xss import _hostile_digest
+from tests.hostile import hostile_digest
+
+pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 NOW = datetime(2024, 3, 1, 5, tzinfo=UTC)
@@ -103,7 +105,7 @@ def _page_websocket(port: int) -> str:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
     with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
         targets = json.load(answer)
-    return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+    return str(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
 
 
 @dataclass
@@ -277,7 +279,7 @@ def test_the_viewer_and_archive_pages_load_cleanly(devtools: str, served: Previe
 def hostile_server() -> Iterator[PreviewServer]:
     options = RenderOptions(archive_url="https://news.example/{date}")
     rendered = render_digest(
-        _hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options
+        hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options
     )
     pages = PreviewPages(
         latest=lambda: rendered,

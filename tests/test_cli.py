@@ -6,6 +6,7 @@ import email
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from email import policy
 from pathlib import Path
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 from digest.cli import cli
 from digest.messages import make_message_id
 from tests.conftest import REPO, FeedServer, write_settings
+from tests.deliver_sink import body_text
 
 GOOD_FEEDS = ["feeds/nasa.xml", "feeds/jsonfeed.json", "feeds/japantoday.xml"]
 
@@ -25,7 +27,9 @@ def _run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def _settings(tmp_path: Path, server: FeedServer, extra: list[str] = (), **kwargs: object) -> Path:
+def _settings(
+    tmp_path: Path, server: FeedServer, extra: Sequence[str] = (), **kwargs: object
+) -> Path:
     feeds = [
         {"url": server.url(p), "name": p.split("/")[-1], "category": "World"}
         for p in [*GOOD_FEEDS, *extra]
@@ -101,7 +105,7 @@ def test_preview_on_a_fresh_machine_creates_no_store(
 
 def _outbox(tmp_path: Path) -> list[email.message.EmailMessage]:
     return [
-        email.message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
         for p in sorted((tmp_path / "outbox").glob("*.eml"))
     ]
 
@@ -122,8 +126,8 @@ def test_send_writes_one_message_per_recipient_once(
         assert message.get_content_type() == "multipart/alternative"
         assert message["Message-ID"].startswith("<digest.")
         assert message["Date"] and message["Subject"].startswith("Daily Digest, ")
-        assert "Announcing JSON Feed" in message.get_body(("html",)).get_content()
-        assert "HTTP 500" in message.get_body(("plain",)).get_content()
+        assert "Announcing JSON Feed" in body_text(message, "html")
+        assert "HTTP 500" in body_text(message, "plain")
     again = _run("--config", str(config), "send")
     assert again.exit_code == 0
     assert "sent 0, failed 0, already sent 2, uncertain 0" in again.output
@@ -135,12 +139,12 @@ def test_a_recipient_added_later_gets_the_same_edition(
 ) -> None:
     config = _settings(tmp_path, feed_server, recipients=("reader@example.org",))
     _run("--config", str(config), "send")
-    first_html = _outbox(tmp_path)[0].get_body(("html",)).get_content()
+    first_html = body_text(_outbox(tmp_path)[0], "html")
     config = _settings(tmp_path, feed_server, recipients=("reader@example.org", "new@example.org"))
     result = _run("--config", str(config), "send")
     assert "sent 1, failed 0, already sent 1" in result.output
     late = next(m for m in _outbox(tmp_path) if m["To"] == "new@example.org")
-    assert late.get_body(("html",)).get_content() == first_html
+    assert body_text(late, "html") == first_html
 
 
 def test_a_failed_delivery_is_recorded_exits_non_zero_and_is_retried(

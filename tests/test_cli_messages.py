@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
@@ -103,6 +104,7 @@ def test_preview_open_without_a_browser_says_where_the_file_is(tmp_path: Path) -
     assert opened.returncode == 0 and "by hand" not in opened.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_preview_exits_130_without_aborted(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from digest.config import Settings, find_config_path, load_settings
 from digest.errors import ConfigError
 from digest.reader_links import reader_link_warnings, reserved_name
-from tests.conftest import REPO, write_settings
+from tests.conftest import REPO, settings_keys, write_settings
 
 
 def _problems(path: Path) -> str:
@@ -29,25 +29,6 @@ def test_example_settings_file_is_valid_and_resolves_paths_next_to_it() -> None:
     assert settings.delivery.outbox == REPO / "outbox"
     assert settings.summarize.summarizer == "extractive"
     assert all(feed.url.startswith("https://") for feed in settings.feeds)
-
-
-def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
-    keys = set()
-    for name, info in model.model_fields.items():
-        if name == "config_path":
-            continue
-        key = info.alias or name
-        annotation = info.annotation
-        nested = [
-            a
-            for a in (annotation, *getattr(annotation, "__args__", ()))
-            if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if nested:
-            keys |= _keys(nested[0], f"{prefix}{key}.")
-        else:
-            keys.add(prefix + key)
-    return keys
 
 
 def _document_keys(document: dict[str, object], prefix: str = "") -> set[str]:
@@ -76,7 +57,7 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented |= {"delivery.unsubscribe_mailto", "delivery.list_id", "smtp.ca_file"}
     # and what readers would see or the server would be asked: no working value to ship
     documented |= {"render.archive_url", "smtp.username"}
-    assert _keys(Settings) == documented
+    assert settings_keys(Settings) == documented
 
 
 def test_demo_config_loads_with_local_feed_files() -> None:
@@ -240,7 +221,7 @@ def test_config_is_found_from_option_then_environment_then_cwd(
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write_settings(tmp_path, [{"url": "https://example.org/rss"}]))
     with pytest.raises(ValueError, match="frozen"):
-        settings.timezone = "UTC"  # type: ignore[misc]
+        settings.timezone = "UTC"
 
 
 def test_numbers_are_not_guessed_from_other_types(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ tests/test_parse.py pins the encodings on the repository's own sample of it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,7 +22,7 @@ from digest.collect import FetchLimits, fetch_all
 from digest.errors import FeedError
 from digest.models import FeedSource, ParsedFeed
 from digest.parse import parse_feed
-from tests.conftest import REPO, SAMPLE, SHARED_DATA
+from tests.conftest import REPO, SAMPLE, SHARED_DATA, serving
 
 CORPUS = SHARED_DATA / "feeds"
 pytestmark = pytest.mark.corpus("feeds")
@@ -62,13 +61,8 @@ def _folder_handler(folder: Path) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def corpus_url() -> Iterator[str]:
     """The corpus folder served by a threaded HTTP server on 127.0.0.1."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _folder_handler(CORPUS.resolve()))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_folder_handler(CORPUS.resolve())) as base_url:
+        yield base_url
 
 
 @dataclass(frozen=True)
@@ -286,8 +280,8 @@ def test_the_repositorys_sample_is_copied_byte_for_byte() -> None:
     for copy in copies:
         relative = copy.relative_to(SAMPLE)
         if copy.suffix == ".jsonl":
-            original = (SHARED_DATA / "eval" / "news_summ_dev.jsonl").read_bytes().splitlines()
-            lines = iter(original)
+            dev_set = (SHARED_DATA / "eval" / "news_summ_dev.jsonl").read_bytes().splitlines()
+            lines = iter(dev_set)
             assert all(line in lines for line in copy.read_bytes().splitlines()), relative
         else:
             assert copy.read_bytes() == (SHARED_DATA / relative).read_bytes(), relative

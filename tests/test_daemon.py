@@ -5,15 +5,13 @@ grace is a few seconds where a test needs it to run out."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,62 +20,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.conftest import FEEDS, write_settings
+from tests.conftest import FEEDS, free_port, write_settings
+from tests.deliver_sink import Sink, running
+
+pytestmark = pytest.mark.slow
 
 ZONE = "Europe/Istanbul"
 
 
-class _Sink:
-    """An SMTP server's inbox: one (recipient, Message-ID) per message, in arrival order."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.received: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        text = envelope.content.decode("utf-8", "replace")
-        message_id = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in text.splitlines()
-                if line.lower().startswith("message-id:")
-            ),
-            "",
-        )
-        with self._lock:
-            self.received.extend((rcpt, message_id) for rcpt in envelope.rcpt_tos)
-        await asyncio.sleep(self.delay)  # a slow server: the edition takes a while
-        return "250 OK"
-
-    @property
-    def recipients(self) -> list[str]:
-        with self._lock:
-            return [rcpt for rcpt, _ in self.received]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def smtp_server() -> Iterator[Callable[[float], tuple[_Sink, int]]]:
-    controllers = []
+def smtp_server() -> Iterator[Callable[[float], tuple[Sink, int]]]:
+    """Starts SMTP sinks on 127.0.0.1, each answering every message after ``delay`` seconds."""
+    with contextlib.ExitStack() as servers:
 
-    def start(delay: float = 0.0) -> tuple[_Sink, int]:
-        sink, port = _Sink(delay), _free_port()
-        controller = Controller(sink, hostname="127.0.0.1", port=port)
-        controller.start()
-        controllers.append(controller)
-        return sink, port
+        def start(delay: float = 0.0) -> tuple[Sink, int]:
+            sink = Sink(delay=delay)
+            return sink, servers.enter_context(running(sink))
 
-    yield start
-    for controller in controllers:
-        controller.stop()
+        yield start
 
 
 class _Daemon:
@@ -317,7 +278,7 @@ def test_a_second_signal_exits_at_once_and_the_store_stays_whole(
 
 
 def test_sigint_stops_an_idle_daemon_cleanly(tmp_path: Path, daemons: Any) -> None:
-    config = _config(tmp_path, _free_port(), _soon(3600), grace_hours=1)
+    config = _config(tmp_path, free_port(), _soon(3600), grace_hours=1)
     daemon = daemons(config, "idle")
     daemon.wait_for("job=collect outcome=ok")
     daemon.process.send_signal(signal.SIGINT)

@@ -27,7 +27,7 @@ from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from tests.conftest import REPO, SHARED_DATA, in_corpus
+from tests.conftest import REPO, SHARED_DATA, in_corpus, make_story
 
 CODEHOLLOW = SHARED_DATA / "feeds" / "codehollow__FeedReader"
 EXAMPLES = REPO / "examples" / "feeds"
@@ -188,7 +188,8 @@ def _story(
     hours_ago: float = 1.0,
     is_deduped: bool = True,
 ) -> Story:
-    return Story(
+    return make_story(
+        number,
         story_id=f"sha256:{number:04d}",
         feed_url=f"https://{feed}/feed.xml",
         source_name=feed,
@@ -197,6 +198,7 @@ def _story(
         title=title,
         published_at=NOW - timedelta(hours=hours_ago),
         text=text,
+        html="",
         is_deduped=is_deduped,
     )
 

@@ -1,66 +1,31 @@
 from __future__ import annotations
 
 import email
-import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email import policy
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
 from digest.mailers import OutboxMailer, SendmailMailer
 from digest.messages import (
     EditionMessages,
-    build_message,
     header_safe,
     list_headers,
     make_message_id,
     outgoing,
     wire_bytes,
 )
-from digest.models import RenderedDigest
 from digest.smtp_mailer import SmtpMailer
-
-DAY = date(2024, 3, 1)
-RENDERED = RenderedDigest(
-    edition_on=DAY,
-    subject="Digest, 1 March: Çanakkale köprüsü açıldı",
-    html="<p>Héllo <b>world</b></p>",
-    text="Héllo world\n",
-)
-
-
-LONG_URL = "https://example.org/unsubscribe/" + "x" * 90 + "?who=reader%40example.org"
-
-
-def _message(
-    recipient: str = "Reader <reader@example.org>", subject: str | None = None
-) -> EmailMessage:
-    rendered = (
-        RENDERED
-        if subject is None
-        else RenderedDigest(edition_on=DAY, subject=subject, html="<p>x</p>", text="x")
-    )
-    return build_message(
-        rendered,
-        sender="Digest <digest@example.org>",
-        recipient=recipient,
-        message_id=make_message_id(DAY, recipient, "digest@example.org"),
-        sent_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
-        unsubscribe_url=LONG_URL,
-        unsubscribe_mailto="unsubscribe@example.org",
-        list_id="daily.digest.example.org",
-    )
+from tests.conftest import free_port
+from tests.deliver_sink import DAY, LONG_URL, RENDERED, Sink, body_text, edition_message, running
 
 
 def test_message_is_multipart_alternative_with_exact_headers() -> None:
-    raw = _message().as_bytes()
+    raw = edition_message().as_bytes()
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["Subject"] == "Digest, 1 March: Çanakkale köprüsü açıldı"
@@ -74,8 +39,8 @@ def test_message_is_multipart_alternative_with_exact_headers() -> None:
     )
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"=?" not in raw.split(b"List-Unsubscribe:", 1)[1].split(b"\r\nList-Unsub", 1)[0]
-    assert parsed.get_body(("plain",)).get_content().splitlines() == ["Héllo world"]
-    assert parsed.get_body(("html",)).get_content().strip() == "<p>Héllo <b>world</b></p>"
+    assert body_text(parsed, "plain").splitlines() == ["Héllo world"]
+    assert body_text(parsed, "html").strip() == "<p>Héllo <b>world</b></p>"
 
 
 def test_message_id_is_fixed_by_edition_and_recipient() -> None:
@@ -120,7 +85,7 @@ def test_two_newsletters_from_one_domain_never_share_a_message_id() -> None:
     ],
 )
 def test_header_injection_yields_one_subject_and_no_extra_header(subject: str) -> None:
-    raw = wire_bytes(_message(subject=subject))
+    raw = wire_bytes(edition_message(subject=subject))
     header_block = raw.split(b"\r\n\r\n", 1)[0]
     names = [
         line.split(b":", 1)[0].lower()
@@ -150,40 +115,22 @@ def test_header_safe_leaves_ordinary_text_alone() -> None:
 
 def test_outbox_writes_one_file_per_message_id_and_a_resend_overwrites(tmp_path: Path) -> None:
     mailer = OutboxMailer(tmp_path / "outbox")
-    mailer.send(outgoing(_message(), "reader@example.org"))
-    mailer.send(outgoing(_message(), "reader@example.org"))
-    mailer.send(outgoing(_message("other@example.org"), "other@example.org"))
+    mailer.send(outgoing(edition_message(), "reader@example.org"))
+    mailer.send(outgoing(edition_message(), "reader@example.org"))
+    mailer.send(outgoing(edition_message("other@example.org"), "other@example.org"))
     files = sorted((tmp_path / "outbox").iterdir())
     assert len(files) == 2 and all(f.suffix == ".eml" for f in files)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK queued"
-
-
 @pytest.fixture
-def smtp_sink() -> Iterator[tuple[_Sink, int]]:
-    sink = _Sink()
-    port = _free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield sink, port
-    controller.stop()
+def smtp_sink() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    with running(sink) as port:
+        yield sink, port
 
 
 def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
-    smtp_sink: tuple[_Sink, int],
+    smtp_sink: tuple[Sink, int],
 ) -> None:
     sink, port = smtp_sink
     mailer = SmtpMailer(
@@ -191,7 +138,7 @@ def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
     )
     try:
         for recipient in ("a@example.org", "B <b@example.org>"):
-            assert mailer.send(outgoing(_message(recipient), recipient)) == "250 OK queued"
+            assert mailer.send(outgoing(edition_message(recipient), recipient)) == "250 OK queued"
     finally:
         mailer.close()
     assert [e.rcpt_tos for e in sink.envelopes] == [["a@example.org"], ["b@example.org"]]
@@ -201,21 +148,21 @@ def test_smtp_sends_each_recipient_its_own_envelope_on_one_connection(
 
 
 def test_starttls_required_but_not_offered_is_refused_not_sent_in_plain(
-    smtp_sink: tuple[_Sink, int],
+    smtp_sink: tuple[Sink, int],
 ) -> None:
     sink, port = smtp_sink
     mailer = SmtpMailer(
         host="127.0.0.1", port=port, security="starttls", username=None, password=None, timeout=5
     )
     with pytest.raises(MailerUnavailableError, match="does not offer STARTTLS"):
-        mailer.send(outgoing(_message(), "reader@example.org"))
+        mailer.send(outgoing(edition_message(), "reader@example.org"))
     assert sink.envelopes == []
 
 
 def test_connection_refused_is_a_clear_delivery_error() -> None:
     mailer = SmtpMailer(
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         security="none",
         username=None,
         password=None,
@@ -224,7 +171,7 @@ def test_connection_refused_is_a_clear_delivery_error() -> None:
         backoff_seconds=0,
     )
     with pytest.raises(MailerUnavailableError, match=r"SMTP 127\.0\.0\.1:\d+: cannot connect"):
-        mailer.send(outgoing(_message(), "reader@example.org"))
+        mailer.send(outgoing(edition_message(), "reader@example.org"))
 
 
 def test_list_headers_are_left_out_when_unset_and_one_click_needs_a_url() -> None:
@@ -241,7 +188,7 @@ def test_list_headers_are_left_out_when_unset_and_one_click_needs_a_url() -> Non
 
 def test_edition_messages_are_build_message_with_the_body_serialised_once() -> None:
     recipient = "Reader <reader@example.org>"
-    slow = email.message_from_bytes(wire_bytes(_message(recipient)), policy=policy.default)
+    slow = email.message_from_bytes(wire_bytes(edition_message(recipient)), policy=policy.default)
     fast_message = EditionMessages(
         RENDERED,
         sender="Digest <digest@example.org>",
@@ -261,7 +208,7 @@ def test_edition_messages_are_build_message_with_the_body_serialised_once() -> N
     ]
     assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
     for kind in ("plain", "html"):
-        assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
+        assert body_text(fast, kind) == body_text(slow, kind)
     assert b"\n" not in fast_message.data.replace(b"\r\n", b"")
 
 
@@ -273,7 +220,7 @@ def _sendmail(tmp_path: Path, *, then: str) -> tuple[str, ...]:
 
 
 def test_sendmail_pipes_the_message_and_a_nonzero_exit_fails_it(tmp_path: Path) -> None:
-    message = outgoing(_message(), "reader@example.org")
+    message = outgoing(edition_message(), "reader@example.org")
     assert SendmailMailer(_sendmail(tmp_path, then="pass")).send(message).startswith("handed to")
     assert (tmp_path / "kept.eml").read_bytes() == message.data
     with pytest.raises(DeliveryError, match="exited 75") as refused:
@@ -287,5 +234,5 @@ def test_a_sendmail_that_times_out_after_reading_the_message_leaves_it_uncertain
     # It may have queued the message before it hung: failing it would send it again.
     mailer = SendmailMailer(_sendmail(tmp_path, then="time.sleep(30)"), timeout=2)
     with pytest.raises(UncertainDeliveryError, match="may have been delivered"):
-        mailer.send(outgoing(_message(), "reader@example.org"))
+        mailer.send(outgoing(edition_message(), "reader@example.org"))
     assert (tmp_path / "kept.eml").exists()

@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import REPO
 from tests.deliver_sink import DROP, RECIPIENTS, Sink, running, smtp_settings
 
+pytestmark = pytest.mark.slow
+
 FEED = str(REPO / "tests" / "fixtures" / "feeds" / "nasa.xml")
 
 

@@ -16,8 +16,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from tests.conftest import REPO, write_settings
-from tests.deliver_sink import DROP, Sink, free_port, make_certificate, running
+from tests.conftest import REPO, free_port, write_settings
+from tests.deliver_sink import DROP, Sink, edition_message, make_certificate, running
 
 FEED = str(REPO / "tests" / "fixtures" / "feeds" / "nasa.xml")
 RECIPIENTS = ("a@example.org", "Bee <b@example.org>", "c@example.org")
@@ -414,7 +414,6 @@ def test_a_recipient_smtplib_cannot_encode_fails_alone_and_the_next_one_is_sent(
     from digest.errors import DeliveryError
     from digest.messages import outgoing
     from digest.smtp_mailer import SmtpMailer
-    from tests.test_deliver import _message
 
     sink = Sink()
     with running(sink) as port:
@@ -422,7 +421,7 @@ def test_a_recipient_smtplib_cannot_encode_fails_alone_and_the_next_one_is_sent(
             host="127.0.0.1", port=port, security="none", username=None, password=None,
             timeout=5.0, retries=0, backoff_seconds=0.01,
         )  # fmt: skip
-        good = outgoing(_message("reader@example.org"), "reader@example.org")
+        good = outgoing(edition_message("reader@example.org"), "reader@example.org")
         with pytest.raises(DeliveryError, match="not ASCII"):
             mailer.send(replace(good, recipient="ü@example.org"))
         assert mailer.send(good).startswith("250")

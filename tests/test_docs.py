@@ -14,8 +14,7 @@ import digest
 from digest import models
 from digest.cli import cli
 from digest.config import Settings
-from tests.conftest import REPO
-from tests.test_config import _keys
+from tests.conftest import REPO, settings_keys
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -40,7 +39,7 @@ def test_every_cli_command_has_help_and_is_in_the_readme() -> None:
 
 
 def test_every_setting_is_in_the_readme_reference() -> None:
-    for key in _keys(Settings):
+    for key in settings_keys(Settings):
         section, _, name = key.rpartition(".")
         pattern = f"`{name}`" if not section else f"[{section}].{name}`"
         alias = f"[[{section}]].{name}`"

@@ -100,7 +100,7 @@ def test_a_second_build_with_nothing_new_loads_no_model(tmp_path: Path) -> None:
     assert again == first
 
 
-def _all(store: Store) -> list[str]:
+def _all(store: SQLiteStore) -> list[str]:
     with sqlite3.connect(store.path) as conn:
         hashes = [row[0] for row in conn.execute("SELECT text_hash FROM embeddings")]
     conn.close()
@@ -159,13 +159,13 @@ def test_a_read_only_store_gives_its_vectors_and_keeps_the_rest_in_memory(
     with SQLiteStore.open(path) as store:
         _cached(store, Loader()).encode(["Florida airport shooting"])
     before = path.read_bytes()
-    store = SQLiteStore.open_read_only(path)
-    assert store is not None
-    with store:
+    reader = SQLiteStore.open_read_only(path)
+    assert reader is not None
+    with reader:
         loader = Loader()
-        _cached(store, loader).encode(["Florida airport shooting", "Nishikori beats Wawrinka"])
+        _cached(reader, loader).encode(["Florida airport shooting", "Nishikori beats Wawrinka"])
         again = Loader()
-        _cached(store, again).encode(["Nishikori beats Wawrinka"])
+        _cached(reader, again).encode(["Nishikori beats Wawrinka"])
     assert loader.encoder.texts == 1 and again.encoder.texts == 1  # nothing was written
     assert path.read_bytes() == before
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import threading
 import time
 import tracemalloc
 import zlib
@@ -14,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from ipaddress import ip_network
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from digest.collect import FetchLimits, fetch_all, fetch_pages
 from digest.models import FeedSource, FeedState, FetchResult
 from digest.parse import parse_feed
-from tests.conftest import FEEDS
+from tests.conftest import FEEDS, start_server, stop_server
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 RSS = (FEEDS / "nasa.xml").read_bytes()
@@ -55,17 +54,14 @@ class Server:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     route(self)
 
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = start_server(Handler, host)
         self.base = f"http://{host}:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def url(self, path: str) -> str:
         return self.base + path
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_server(self.httpd)
 
 
 def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:

@@ -74,10 +74,10 @@ def test_a_read_only_store_is_read_but_never_written(tmp_path: Path) -> None:
         CachedSummarizer(CountingSummarizer(), store, lambda: NOW).summarize(_requests(2))
     before = path.read_bytes()
     counting = CountingSummarizer()
-    store = SQLiteStore.open_read_only(path)
-    assert store is not None
-    with store:
-        CachedSummarizer(counting, store, lambda: NOW).summarize(_requests(3))
+    reader = SQLiteStore.open_read_only(path)
+    assert reader is not None
+    with reader:
+        CachedSummarizer(counting, reader, lambda: NOW).summarize(_requests(3))
     assert counting.calls == 1
     assert path.read_bytes() == before
 

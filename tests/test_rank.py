@@ -6,20 +6,21 @@ from datetime import UTC, datetime, timedelta
 
 from digest.models import Cluster, Story
 from digest.rank import SectionRules, arrange_clusters, importance
+from tests.conftest import make_story
 
 NOW = datetime(2024, 3, 1, 5, 30, tzinfo=UTC)
 
 
 def _story(n: int, *, source: str, category: str | None, hours_ago: float) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
+    return make_story(
+        n,
         feed_url=f"https://{source.lower()}.example/feed",
         source_name=source,
         category=category,
         url=f"https://{source.lower()}.example/story/{n}",
-        title=f"Story {n}",
         published_at=NOW - timedelta(hours=hours_ago),
         text="",
+        html="",
     )
 
 

@@ -122,6 +122,7 @@ def _crash_after_a_change(config: Path) -> None:
     assert (config.parent / "digest.db-wal").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("read_only", READ_ONLY)
 @pytest.mark.usefixtures("restore_write_permission")
 def test_changes_a_crash_left_in_the_wal_file_are_read_or_the_store_refused(

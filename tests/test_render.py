@@ -52,7 +52,7 @@ from digest.runtime import Runtime, StoreAccess
 from digest.sending import send_edition
 from digest.serve import PreviewServer
 from digest.summarize import LeadSummarizer, SummaryRequest
-from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, write_settings
+from tests.conftest import FEEDS, REPO, SHARED_DATA, in_corpus, make_story, write_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -75,8 +75,8 @@ def _story(
     category: str | None = "World",
     hours_ago: float = 0,
 ) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
+    return make_story(
+        n,
         feed_url=f"https://{source.lower()}.example/feed",
         source_name=source,
         category=category,
@@ -84,6 +84,7 @@ def _story(
         title=title,
         published_at=datetime(2024, 3, 1, 5, 30, tzinfo=UTC) - timedelta(hours=hours_ago),
         text="",
+        html="",
     )
 
 
@@ -594,7 +595,7 @@ def _feed_settings(tmp_path: Path, *, nasa: bool = True, **render: object) -> Pa
         feeds.append({"url": str(FEEDS / "nasa.xml"), "name": "NASA", "category": "Space"})
     sections = {"render": {"template_dir": "templates", **render}}
     (tmp_path / "templates").mkdir(exist_ok=True)
-    return write_settings(tmp_path, feeds, sections=sections)  # type: ignore[arg-type]
+    return write_settings(tmp_path, feeds, sections=sections)
 
 
 def _store_bytes(folder: Path) -> dict[str, bytes]:

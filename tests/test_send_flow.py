@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
 from digest.sqlite_ledger import read_lock_holder
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import FEEDS, REPO, FeedServer, write_settings
+from tests.conftest import FEEDS, REPO, FeedServer, start_server, stop_server, write_settings
 from tests.deliver_sink import Sink, running, smtp_settings
 
 
@@ -92,6 +92,7 @@ def _feed_fetches(server: FeedServer) -> int:
 # Item 12: two senders at once
 
 
+@pytest.mark.slow
 def test_a_second_sender_waits_before_collecting_and_says_for_whom(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
@@ -137,10 +138,8 @@ class _HeldFeeds:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.arrived: queue.Queue[str] = queue.Queue()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = start_server(self._handler())
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         held = self
@@ -176,8 +175,7 @@ class _HeldFeeds:
 
     def close(self) -> None:
         self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_server(self.httpd)
 
 
 @pytest.fixture
@@ -223,6 +221,7 @@ def _stored_fast_feeds(tmp_path: Path) -> int:
     return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["collect", "send"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_mid_collect_keeps_the_stored_feeds_and_says_so(
@@ -251,6 +250,7 @@ def test_an_interrupt_mid_collect_keeps_the_stored_feeds_and_says_so(
     assert _ledger(tmp_path) == Counter()  # integrity_check too
 
 
+@pytest.mark.slow
 def test_an_interrupt_mid_collect_of_a_large_run_parsed_in_worker_processes(
     tmp_path: Path, held_feeds: _HeldFeeds
 ) -> None:
@@ -267,6 +267,7 @@ def test_an_interrupt_mid_collect_of_a_large_run_parsed_in_worker_processes(
     assert _ledger(tmp_path) == Counter()  # integrity_check too
 
 
+@pytest.mark.slow
 def test_an_interrupt_while_building_archives_nothing_and_exits_130(tmp_path: Path) -> None:
     feeds = [{"url": str(FEEDS / name), "name": name} for name in FAST]
     config = write_settings(tmp_path, feeds)
@@ -288,6 +289,7 @@ def test_an_interrupt_while_building_archives_nothing_and_exits_130(tmp_path: Pa
     assert _count(tmp_path, "SELECT count(*) FROM stories") == 22  # the collect is kept
 
 
+@pytest.mark.slow
 def test_a_second_interrupt_while_delivering_exits_at_once_with_130(tmp_path: Path) -> None:
     in_flight = threading.Event()
     release = threading.Event()
@@ -351,6 +353,7 @@ def test_the_lock_file_names_its_holder_and_an_old_bare_pid_is_still_read(
     assert holder.command.startswith("digest") and holder.since_at is not None
 
 
+@pytest.mark.slow
 def test_an_interrupt_while_summarising_keeps_every_feed_and_says_so(tmp_path: Path) -> None:
     feeds = [{"url": str(FEEDS / name), "name": name} for name in FAST]
     collector = _Digest(write_settings(tmp_path, feeds), "collect", "--debug")
@@ -366,6 +369,7 @@ def test_an_interrupt_while_summarising_keeps_every_feed_and_says_so(tmp_path: P
     assert _ledger(tmp_path) == Counter()  # integrity_check too
 
 
+@pytest.mark.slow
 def test_a_stop_that_lands_in_a_finaliser_still_stops_the_work() -> None:
     """A signal handled inside a __del__ cannot raise out of it (Python prints "Exception
     ignored in ..."): the stop is re-delivered, so the work still ends, without a traceback."""
@@ -395,6 +399,7 @@ def test_a_stop_that_lands_in_a_finaliser_still_stops_the_work() -> None:
     assert done.stderr.count("SIGINT: ") == 1, done.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_the_terminal_lets_sendmail_finish_the_message_in_flight(
     tmp_path: Path,
 ) -> None:
@@ -475,6 +480,7 @@ def _still_running(tree: dict[int, int]) -> list[str]:
     return running
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: collect parses in-process")
 @pytest.mark.parametrize(
@@ -540,6 +546,7 @@ cli(sys.argv[4:], prog_name="digest")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["joining threads", "atexit hooks", "tearing down modules"])
 def test_a_second_sigterm_while_python_exits_still_exits_143(
     tmp_path: Path, held_feeds: _HeldFeeds, stage: str

@@ -13,26 +13,13 @@ from pathlib import Path
 import pytest
 
 from digest.errors import StoreError
-from digest.models import Delivery, DeliveryState, FeedHealth, FeedSource, Story
+from digest.models import Delivery, DeliveryState, FeedHealth, FeedSource
 from digest.sqlite_migrations import MIGRATIONS
 from digest.sqlite_store import SQLiteStore
+from tests.conftest import make_story
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
 DAY = date(2024, 3, 1)
-
-
-def _story(n: int, url: str | None = None) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
-        feed_url="https://example.org/feed",
-        source_name="Example",
-        category="World",
-        url=url or f"https://example.org/{n}",
-        title=f"Story {n}",
-        published_at=NOW,
-        text=f"Text {n}.",
-        html=f"<p>Text {n}.</p>",
-    )
 
 
 def test_migrations_run_once_and_the_file_is_wal(tmp_path: Path) -> None:
@@ -53,7 +40,7 @@ def test_read_only_store_cannot_write(tmp_path: Path) -> None:
     store = SQLiteStore.open_read_only(path)
     assert store is not None
     with store, pytest.raises(StoreError, match="readonly"):
-        store.add_stories([_story(1)], NOW)
+        store.add_stories([make_story(1)], NOW)
 
 
 def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
@@ -66,7 +53,7 @@ def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> N
             SQLiteStore.open(path, busy_timeout=0.1) as store,
             pytest.raises(StoreError) as caught,
         ):
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
         assert "database is locked" in str(caught.value)
         assert "another digest process" in str(caught.value)
     finally:
@@ -112,16 +99,16 @@ def test_a_block_that_goes_on_after_sqlite_rolled_its_transaction_back_writes_no
     path = tmp_path / "d.db"
     SQLiteStore.open(path).close()
     _roll_back_on_boom(path)
-    boom = replace(_story(2), title="Boom")
+    boom = replace(make_story(2), title="Boom")
     with SQLiteStore.open(path) as store:
         with pytest.raises(StoreError, match="rolled back") as caught, store.atomic():
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
             with contextlib.suppress(StoreError):
                 store.add_stories([boom], NOW)
-            store.add_stories([_story(3)], NOW)
+            store.add_stories([make_story(3)], NOW)
         assert "no transaction is active" not in str(caught.value)
         assert store.stories_for_edition(DAY) == ()
-        store.add_stories([_story(4)], NOW)  # the next transaction is a new one
+        store.add_stories([make_story(4)], NOW)  # the next transaction is a new one
         assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:4"]
 
 
@@ -133,11 +120,11 @@ def test_sqlite_rolling_back_inside_a_nested_block_is_the_error_reported(
     _roll_back_on_boom(path)
     with SQLiteStore.open(path) as store:
         with pytest.raises(StoreError, match="rolled back by a trigger"), store.atomic():
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
             with store.atomic():
-                store.add_stories([replace(_story(2), title="Boom")], NOW)
+                store.add_stories([replace(make_story(2), title="Boom")], NOW)
         assert store.stories_for_edition(DAY) == ()
-        store.add_stories([_story(3)], NOW)
+        store.add_stories([make_story(3)], NOW)
         assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:3"]
 
 
@@ -151,10 +138,10 @@ def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
     with SQLiteStore.open(tmp_path / "d.db") as store:
         with pytest.raises(StoreError, match="FOREIGN KEY"), store.atomic():
             store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
             store.add_deliveries([pending], NOW)  # of an edition never archived
         assert store.deliveries(DAY) == () and store.stories_for_edition(DAY) == ()
-        store.add_stories([_story(2)], NOW)
+        store.add_stories([make_story(2)], NOW)
         assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:2"]
 
 
@@ -191,5 +178,5 @@ def test_an_empty_store_reads_as_a_store_never_written_and_makes_no_file(
         assert store.job_runs("collect") == () and store.last_activity() is None
         assert store.stories_for_edition(DAY) == () and store.edition(DAY) is None
         with pytest.raises(StoreError, match=f"{path}: the store cannot be written"):
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
     assert list(tmp_path.iterdir()) == []

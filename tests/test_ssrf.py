@@ -11,10 +11,9 @@ import json
 import os
 import sqlite3
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from digest.collecting import collect_all
 from digest.config import load_settings
 from digest.runtime import Runtime
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import REPO, FeedServer, write_settings
+from tests.conftest import REPO, FeedServer, start_server, stop_server, write_settings
 from tests.netns import Namespace
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -122,6 +121,7 @@ def _dump(database: Path) -> str:
         return "\n".join(connection.iterdump())
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 def test_no_feed_gets_an_internal_page_into_the_digest(
     namespace: Namespace, tmp_path: Path
@@ -182,14 +182,11 @@ class _Host:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
-        self.httpd = ThreadingHTTPServer((address, 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = start_server(Handler, address)
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_server(self.httpd)
 
 
 @pytest.fixture

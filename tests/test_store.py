@@ -36,6 +36,7 @@ from digest.models import (
 )
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
+from tests.conftest import make_story
 
 NOW = datetime(2024, 3, 1, 6, tzinfo=UTC)
 DAY = date(2024, 3, 1)
@@ -79,20 +80,6 @@ def store(stores: Stores) -> Iterator[Store]:
         yield store
 
 
-def _story(n: int, url: str | None = None) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
-        feed_url="https://example.org/feed",
-        source_name="Example",
-        category="World",
-        url=url or f"https://example.org/{n}",
-        title=f"Story {n}",
-        published_at=NOW,
-        text=f"Text {n}.",
-        html=f"<p>Text {n}.</p>",
-    )
-
-
 def _edition(day: date = DAY, subject: str = "S") -> RenderedDigest:
     return RenderedDigest(edition_on=day, subject=subject, html="<p>h</p>", text="t")
 
@@ -110,14 +97,16 @@ def _pending(recipient: str, day: date = DAY) -> Delivery:
 
 
 def test_stories_are_deduplicated_by_id_and_by_link(store: Store) -> None:
-    assert store.add_stories([_story(1), _story(2)], NOW) == 2
-    assert store.add_stories([_story(1), _story(3, url="https://example.org/2")], NOW) == 0
+    assert store.add_stories([make_story(1), make_story(2)], NOW) == 2
+    assert store.add_stories([make_story(1), make_story(3, url="https://example.org/2")], NOW) == 0
     assert [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))] == [
         "sha256:1",
         "sha256:2",
     ]
-    assert store.has_story(_story(1)) and store.has_story(_story(9, url="https://example.org/2"))
-    assert not store.has_story(_story(9))
+    assert store.has_story(make_story(1)) and store.has_story(
+        make_story(9, url="https://example.org/2")
+    )
+    assert not store.has_story(make_story(9))
 
 
 def test_a_story_comes_back_as_it_went_in(store: Store) -> None:
@@ -142,10 +131,10 @@ def test_a_story_comes_back_as_it_went_in(store: Store) -> None:
 
 def test_a_story_belongs_to_the_first_edition_that_takes_it(store: Store) -> None:
     day = date(2024, 3, 1)
-    store.add_stories([_story(1), _story(2)], NOW)
+    store.add_stories([make_story(1), make_story(2)], NOW)
     rendered = RenderedDigest(edition_on=day, subject="S", html="<p>h</p>", text="t")
     store.create_edition(rendered, ["sha256:1", "sha256:2"], NOW)
-    store.add_stories([_story(3)], NOW)
+    store.add_stories([make_story(3)], NOW)
     assert [s.story_id for s in store.stories_for_edition(day)] == [
         "sha256:1",
         "sha256:2",
@@ -204,7 +193,7 @@ def test_a_feed_is_held_until_its_time(store: Store) -> None:
 def test_feed_health_failures_and_a_gone_feed_revived(store: Store) -> None:
     ok, gone, new = (FeedSource(url=f"https://example.org/{n}", name=n) for n in "ogn")
     store.record_fetch(FetchResult(source=ok, fetched_at=NOW, status=200))
-    store.add_stories([_story(1)], NOW)  # of https://example.org/feed, no configured feed
+    store.add_stories([make_story(1)], NOW)  # of https://example.org/feed, no configured feed
     for minutes, error in ((0, "HTTP 500"), (5, "HTTP 410")):
         store.record_fetch(
             FetchResult(
@@ -404,12 +393,12 @@ def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
 
 def test_atomic_rolls_back_and_nests_with_savepoints(store: Store) -> None:
     with store.atomic():
-        store.add_stories([_story(1)], NOW)
+        store.add_stories([make_story(1)], NOW)
         with pytest.raises(RuntimeError), store.atomic():
-            store.add_stories([_story(2)], NOW)
+            store.add_stories([make_story(2)], NOW)
             raise RuntimeError("inner")
     with pytest.raises(RuntimeError), store.atomic():
-        store.add_stories([_story(3)], NOW)
+        store.add_stories([make_story(3)], NOW)
         raise RuntimeError("outer")
     ids = [s.story_id for s in store.stories_for_edition(date(2024, 3, 1))]
     assert ids == ["sha256:1"]
@@ -418,10 +407,10 @@ def test_atomic_rolls_back_and_nests_with_savepoints(store: Store) -> None:
 def test_a_failed_write_in_a_transaction_rolls_back_all_of_it(store: Store) -> None:
     store.create_edition(_edition(subject="First"), [], NOW)
     with pytest.raises(StoreError), store.atomic():
-        store.add_stories([_story(1)], NOW)
+        store.add_stories([make_story(1)], NOW)
         store.create_edition(_edition(subject="Again"), ["sha256:1"], NOW)
     assert store.stories_for_edition(DAY) == ()
-    store.add_stories([_story(2)], NOW)  # and the store goes on
+    store.add_stories([make_story(2)], NOW)  # and the store goes on
     assert [s.story_id for s in store.stories_for_edition(DAY)] == ["sha256:2"]
 
 
@@ -430,7 +419,7 @@ def test_read_only_store_cannot_write(stores: Stores) -> None:
     with stores.open_read_only() as store:
         assert store.is_read_only
         with pytest.raises(StoreError):
-            store.add_stories([_story(1)], NOW)
+            store.add_stories([make_story(1)], NOW)
         with pytest.raises(StoreError):
             store.record_fetch(
                 FetchResult(source=FeedSource(url="https://example.org/f"), fetched_at=NOW)

@@ -26,7 +26,7 @@ import pytest
 from digest.errors import StoreError
 from digest.models import Story
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import FEEDS, REPO, write_settings
+from tests.conftest import FEEDS, REPO, make_story, write_settings
 from tests.deliver_sink import RECIPIENTS, Sink, running, smtp_settings
 
 FEED = str(FEEDS / "nasa.xml")
@@ -114,6 +114,7 @@ def _assert_exactly_once(sink: Sink, twice: tuple[str, ...] = ()) -> None:
 # Full disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before-claim", "after-250"])
 def test_a_full_disk_while_sending_stops_the_run_at_once(disk: Path, when: str) -> None:
     """The disk fills as the 3rd message is about to be handed over (its row cannot be
@@ -220,6 +221,7 @@ def _feed_that_fills(disk: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_collecting_still_reports_each_feed(disk: Path) -> None:
     """The first feed is stored; then the disk fills and the second cannot be. Before, a
     raw ``sqlite3.OperationalError`` traceback and no report."""
@@ -239,6 +241,7 @@ def test_a_full_disk_while_collecting_still_reports_each_feed(disk: Path) -> Non
         assert _row(out, "Japan Today").split()[2] == "new"
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_send_collects_sends_nothing(disk: Path) -> None:
     """`digest send` collects first: a store failure there builds and sends nothing (before,
     a traceback), and the next send, with room again, sends the edition once to each."""
@@ -260,19 +263,10 @@ def test_a_full_disk_while_send_collects_sends_nothing(disk: Path) -> None:
 
 
 def _story(n: int) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
-        feed_url="https://example.org/feed",
-        source_name="Example",
-        category=None,
-        url=f"https://example.org/{n}",
-        title=f"Story {n}",
-        published_at=None,
-        text="x" * 20_000,
-        html="<p>x</p>",
-    )
+    return make_story(n, category=None, published_at=None, text="x" * 20_000, html="<p>x</p>")
 
 
+@pytest.mark.slow
 def test_after_a_full_disk_the_store_writes_again_once_there_is_room(disk: Path) -> None:
     """A COMMIT that fails for lack of room leaves no transaction open (before: every later
     write failed with "cannot start a transaction within a transaction")."""

@@ -5,86 +5,22 @@ event handler, no script-capable URL, no feed text inside a style."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import lxml.html
 import pytest
 
-from digest.models import Cluster, Digest, DigestItem, FeedFailure, RenderedDigest, Story, Summary
+from digest.models import RenderedDigest
 from digest.render import RenderOptions, make_environment, render_digest
+from tests.hostile import HOSTILE_TEXT, hostile_digest
 
-HOSTILE_TEXT = (
-    "<script>alert(1)</script>",
-    '"><script>alert(1)</script>',
-    "'><img src=x onerror=alert(1)>",
-    '<a href="javascript:alert(1)">click</a>',
-    '<div style="width: expression(alert(1))">wide</div>',
-    "</td></tr></table><iframe src=//evil.example></iframe>",
-    "<svg/onload=alert(1)>",
-    "<!-- unclosed comment",
-    "<![CDATA[ ]]> ]]>",
-    "<style>body{background:url(javascript:alert(1))}</style>",
-    "</title></style></textarea><script>alert(1)</script>",
-    '<base href="https://evil.example/">',
-    '<meta http-equiv="refresh" content="0;url=https://evil.example">',
-    '<a href="jav&#x09;ascript:alert(1)">tab</a>',
-    "<b>unclosed <i>markup <p",
-    "Subject: hi\r\nBcc: victim@example.org\r\n\r\n<html>",
-    "{{ 7*7 }} {% raw %}",
-    '<link rel="stylesheet" href="https://evil.example/x.css">',
-    "<object data=x></object><embed src=x><form action=x><input></form>",
-    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
-)
-HOSTILE_URLS = (
-    "javascript:alert(1)",
-    " JaVaScRiPt:alert(1)",
-    "java\tscript:alert(1)",
-    "data:text/html,<script>alert(1)</script>",
-    "vbscript:msgbox(1)",
-    'https://ok.example/"onmouseover="alert(1)',
-    "//evil.example/no-scheme",
-)
 # What the built-in templates use; anything else came from a feed.
 TEMPLATE_TAGS = {
     "html", "head", "meta", "title", "style", "body", "div", "table", "tbody", "tr", "td",
     "h1", "h2", "p", "ul", "li", "a", "span",
 }  # fmt: skip
 LINK_SCHEMES = {"http", "https", "mailto"}
-
-
-def _story(n: int, text: str, url: str) -> Story:
-    return Story(
-        story_id=f"sha256:{n}",
-        feed_url=f"https://feed{n}.example/rss",
-        source_name=text,
-        category=text,
-        url=url,
-        title=text,
-        published_at=datetime(2024, 3, 1, 6, tzinfo=UTC),
-    )
-
-
-def _hostile_digest() -> Digest:
-    items = []
-    for n, text in enumerate(HOSTILE_TEXT):
-        url = HOSTILE_URLS[n % len(HOSTILE_URLS)]
-        lead = _story(n, text, url)
-        other = _story(n + 1000, f"{text} (other)", HOSTILE_URLS[(n + 1) % len(HOSTILE_URLS)])
-        cluster = Cluster(cluster_id=f"c{n}", lead=lead, others=(other,))
-        summary = Summary(cluster_id=f"c{n}", text=f"Summary: {text}", model_id="lead")
-        items.append(DigestItem(cluster=cluster, summary=summary))
-    failures = tuple(
-        FeedFailure(feed_url=f"https://bad{n}.example", name=text, error=text)
-        for n, text in enumerate(HOSTILE_TEXT[:5])
-    )
-    return Digest(
-        edition_on=date(2024, 3, 1),
-        generated_at=datetime(2024, 3, 1, 4, tzinfo=UTC),
-        items=tuple(items),
-        failed_feeds=failures,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +30,7 @@ def rendered() -> RenderedDigest:
         archive_url="https://news.example/{date}",
         unsubscribe_url="javascript:alert('unsubscribe')",
     )
-    return render_digest(_hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options)
+    return render_digest(hostile_digest(), make_environment(), tz=ZoneInfo("UTC"), options=options)
 
 
 @pytest.fixture(scope="module")
