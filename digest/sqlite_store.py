@@ -21,11 +21,11 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from digest.errors import StoreError
 from digest.models import (
@@ -195,16 +195,10 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         """The stored summaries by this model of these texts."""
         if "m004_summary_cache" not in self.applied_migrations():
             return ()  # a read-only look at a store from before the cache
-        found: list[CachedSummary] = []
-        for start in range(0, len(text_hashes), 500):
-            chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, summary FROM summaries WHERE model_id = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_id, *chunk),
-            )
-            found += (CachedSummary(model_id=model_id, text_hash=r[0], text=r[1]) for r in rows)
-        return tuple(found)
+        rows = self._rows_for_hashes(
+            "SELECT text_hash, summary FROM summaries WHERE model_id = ?", model_id, text_hashes
+        )
+        return tuple(CachedSummary(model_id=model_id, text_hash=r[0], text=r[1]) for r in rows)
 
     def save_summaries(self, summaries: Iterable[CachedSummary], now: datetime) -> None:
         """Keep summaries by model and text hash, so no run computes the same summary twice."""
@@ -223,19 +217,24 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         not match its dimensions is left out, so it is computed again)."""
         if "m007_embedding_cache" not in self.applied_migrations():
             return ()  # a read-only look at a store from before the cache
-        found: list[Embedding] = []
+        rows = self._rows_for_hashes(
+            "SELECT text_hash, dimensions, vector FROM embeddings WHERE model_key = ?",
+            model_key,
+            text_hashes,
+        )
+        found = (
+            Embedding(model_key=model_key, text_hash=r[0], dimensions=r[1], vector=bytes(r[2]))
+            for r in rows
+        )
+        return tuple(e for e in found if e.is_whole)
+
+    def _rows_for_hashes(self, query: str, key: str, text_hashes: Sequence[str]) -> Iterator[Any]:
+        """The rows of ``query`` (one ``?`` for ``key``) whose text_hash is one of these, asked
+        500 at a time: SQLite limits how many variables one statement may have."""
         for start in range(0, len(text_hashes), 500):
             chunk = text_hashes[start : start + 500]
-            rows = self._conn.execute(
-                "SELECT text_hash, dimensions, vector FROM embeddings WHERE model_key = ?"
-                f" AND text_hash IN ({', '.join('?' * len(chunk))})",
-                (model_key, *chunk),
-            )
-            found += (
-                Embedding(model_key=model_key, text_hash=r[0], dimensions=r[1], vector=bytes(r[2]))
-                for r in rows
-            )
-        return tuple(e for e in found if e.is_whole)
+            marks = ", ".join("?" * len(chunk))
+            yield from self._conn.execute(f"{query} AND text_hash IN ({marks})", (key, *chunk))
 
     def save_embeddings(self, embeddings: Iterable[Embedding], now: datetime) -> None:
         """Keep vectors by model and text hash, so no run embeds the same text twice."""
