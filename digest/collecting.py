@@ -154,8 +154,8 @@ def _unfetched_reports(
 ) -> list[FeedReport]:
     """The reports of the feeds this run did not store: gone, held, not read or not saved."""
     done = {r.url for r in stored} | {s.url for s in (*fetched.gone, *fetched.held)}
-    left = _not_saved_report if is_store_failed else _not_read_report
-    reports = [left(s) for s in sources if s.url not in done]
+    why = _NOT_SAVED if is_store_failed else _NOT_READ
+    reports = [_left_report(s, why) for s in sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
     return reports
@@ -201,22 +201,17 @@ def _held_report(source: FeedSource, state: FeedState) -> FeedReport:
     )
 
 
-def _not_read_report(source: FeedSource) -> FeedReport:
-    return FeedReport(
-        url=source.url,
-        name=source.title,
-        status="not read",
-        error="interrupted before it was fetched and stored; the next collect reads it",
-    )
+# Why a feed this run did not store is left for the next: (status, what it means).
+_NOT_READ = ("not read", "interrupted before it was fetched and stored; the next collect reads it")
+_NOT_SAVED = (
+    "not saved",
+    "the store failed before it was saved; the next collect fetches it again",
+)
 
 
-def _not_saved_report(source: FeedSource) -> FeedReport:
-    return FeedReport(
-        url=source.url,
-        name=source.title,
-        status="not saved",
-        error="the store failed before it was saved; the next collect fetches it again",
-    )
+def _left_report(source: FeedSource, why: tuple[str, str]) -> FeedReport:
+    status, error = why
+    return FeedReport(url=source.url, name=source.title, status=status, error=error)
 
 
 def _gone_report(source: FeedSource) -> FeedReport:
