@@ -7,6 +7,7 @@ and ``digest status``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -20,10 +21,11 @@ class SQLiteFeeds:
 
     _conn: Connection
 
-    @property
+    @functools.cached_property
     def has_schedule_tables(self) -> bool:
-        """Is m006 applied? (``SQLiteStore`` says.)"""
-        raise NotImplementedError
+        """Is m006 applied? (A read-only look at an older store finds it is not.)"""
+        row = self._conn.execute("SELECT 1 FROM migrations WHERE name = 'm006_schedule'")
+        return row.fetchone() is not None
 
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(

@@ -16,7 +16,6 @@ lock (``digest.sqlite_ledger``), and here the rest: stories, editions, caches, j
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -181,11 +180,6 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
     def applied_migrations(self) -> tuple[str, ...]:
         rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
         return tuple(row[0] for row in rows)
-
-    @functools.cached_property
-    def has_schedule_tables(self) -> bool:
-        """Is m006 applied? (A read-only look at an older store finds it is not.)"""
-        return "m006_schedule" in self.applied_migrations()
 
     # Summaries
 

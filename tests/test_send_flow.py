@@ -25,7 +25,15 @@ from digest.interrupt import Interrupted, StopRequest, abandonable
 from digest.models import SendLockHolder
 from digest.sqlite_ledger import read_lock_holder
 from digest.sqlite_store import SQLiteStore
-from tests.conftest import FEEDS, REPO, FeedServer, start_server, stop_server, write_settings
+from tests.conftest import (
+    FEEDS,
+    REPO,
+    FeedServer,
+    cannot_run_here,
+    start_server,
+    stop_server,
+    write_settings,
+)
 from tests.deliver_sink import Sink, running, smtp_settings
 
 
@@ -481,8 +489,6 @@ def _still_running(tree: dict[int, int]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: collect parses in-process")
 @pytest.mark.parametrize(
     ("command", "signum"),
     [
@@ -496,6 +502,12 @@ def _still_running(tree: dict[int, int]) -> list[str]:
 def test_no_parsing_process_outlives_a_collect_that_is_stopped_or_killed(
     tmp_path: Path, held_feeds: _HeldFeeds, command: str, signum: int
 ) -> None:
+    if not Path("/proc/self/stat").exists():
+        cannot_run_here("this test reads the process tree from /proc (Linux)")
+    if (os.cpu_count() or 1) < 2:
+        cannot_run_here(
+            "one core: collect parses in its own process, with no workers to outlive it"
+        )
     config = _held_config(tmp_path, held_feeds, copies=6)  # 18 + 2 feeds: the parsing pool
     digest = _Digest(config, command)
     held_feeds.wait_for_held(2)
