@@ -150,6 +150,9 @@ class Story:
     html: str = ""
     text_source: TextSource = "feed"
     is_deduped: bool = True
+    first_seen_at: datetime | None = None  # when digest first read it (stored stories)
+    language: str | None = None  # ISO 639-1 code ("en", "de"), None when not known
+    image_url: str | None = None  # the lead image the feed or the article page names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -143,6 +143,16 @@ def _m007_embedding_cache(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m008_story_language_and_image(conn: sqlite3.Connection) -> None:
+    _run_each(
+        conn,
+        """
+        ALTER TABLE stories ADD COLUMN language TEXT;
+        ALTER TABLE stories ADD COLUMN image_url TEXT
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -151,4 +161,5 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m005_delivery_attempts", _m005_delivery_attempts),
     ("m006_schedule", _m006_schedule),
     ("m007_embedding_cache", _m007_embedding_cache),
+    ("m008_story_language_and_image", _m008_story_language_and_image),
 )

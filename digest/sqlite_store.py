@@ -271,7 +271,8 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
                 self._conn.execute(
                     "INSERT INTO stories (story_id, feed_url, source_name, category, url, title,"
                     " published_at, author, text, html, first_seen_at, categories, text_source,"
-                    " is_deduped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " is_deduped, language, image_url)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         story.story_id,
                         story.feed_url,
@@ -287,6 +288,8 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
                         json.dumps(story.categories, ensure_ascii=False),
                         story.text_source,
                         int(story.is_deduped),
+                        story.language,
+                        story.image_url,
                     ),
                 )
                 added += 1
@@ -304,7 +307,8 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         """Stories not yet in any sent edition, plus those already assigned to this one."""
         rows = self._conn.execute(
             "SELECT story_id, feed_url, source_name, category, url, title, published_at,"
-            " author, text, html, categories, text_source, is_deduped FROM stories"
+            " author, text, html, categories, text_source, is_deduped, first_seen_at,"
+            " language, image_url FROM stories"
             " WHERE edition_on IS NULL OR edition_on = ?"
             " ORDER BY first_seen_at, story_id",
             (edition_on.isoformat(),),
@@ -324,6 +328,9 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
                 categories=tuple(json.loads(r[10])),
                 text_source=r[11],
                 is_deduped=bool(r[12]),
+                first_seen_at=to_datetime(r[13]),
+                language=r[14],
+                image_url=r[15],
             )
             for r in rows
         )

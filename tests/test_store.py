@@ -12,7 +12,7 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -124,9 +124,12 @@ def test_a_story_comes_back_as_it_went_in(store: Store) -> None:
         categories=("Science", "Space"),
         text_source="article",
         is_deduped=False,
+        language="de",
+        image_url="https://example.org/x.jpg",
     )
     store.add_stories([story], NOW)
-    assert store.stories_for_edition(DAY) == (story,)
+    # first_seen_at is the store's: when it was added, whatever the story said
+    assert store.stories_for_edition(DAY) == (replace(story, first_seen_at=NOW),)
 
 
 def test_a_story_belongs_to_the_first_edition_that_takes_it(store: Store) -> None:
