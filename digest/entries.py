@@ -34,3 +34,5 @@ class RawFeed:
     title: str | None  # as the format gives it: may hold markup and entities
     base: str
     ttl: str | None = None  # RSS <ttl>: minutes the publisher asks readers to wait
+    # As declared: RSS <language> or <dc:language>, Atom xml:lang, JSON Feed "language"
+    language: str | None = None

@@ -48,7 +48,19 @@ def read_xml(text: str, url: str, warnings: list[str]) -> RawFeed:
         title=parsed.feed.get("title"),
         base=site_base(parsed.feed, url),
         ttl=parsed.feed.get("ttl"),
+        language=parsed.feed.get("language"),
     )
+
+
+_DC_LANGUAGE = "{http://purl.org/dc/elements/1.1/}language"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def channel_language(channel: Any) -> str | None:
+    """The language an lxml channel or Atom feed element declares, as feedparser reads it:
+    its <language> or <dc:language>, else its xml:lang."""
+    value = channel.findtext("language") or channel.findtext(_DC_LANGUAGE) or channel.get(_XML_LANG)
+    return str(value) if value else None
 
 
 def site_base(feed: Any, url: str) -> str:

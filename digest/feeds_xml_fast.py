@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -23,7 +24,7 @@ import feedparser.datetimes
 from lxml import etree
 
 from digest.entries import RawEntry, RawFeed
-from digest.feeds_xml import body_html, entry_link, from_struct, site_base
+from digest.feeds_xml import body_html, channel_language, entry_link, from_struct, site_base
 
 _ATOM_NS = "{http://www.w3.org/2005/Atom}"
 _RSS1_NS = "{http://purl.org/rss/1.0/}"
@@ -168,9 +169,8 @@ def _fast_rss(root: Any, url: str) -> RawFeed:
     items = [child for child in channel if child.tag == "item"]
     if not items or any(child.tag in ("item", "channel") for child in root if child is not channel):
         raise _Unsupported("items")
-    title, base = _fast_channel(channel, url, "item")
-    entries = tuple(_rss_entry(item) for item in items)
-    return RawFeed(entries=entries, title=title, base=base, ttl=channel.findtext("ttl"))
+    feed = _fast_channel(channel, url, "item")
+    return replace(feed, entries=tuple(map(_rss_entry, items)), ttl=channel.findtext("ttl"))
 
 
 def _fast_rdf(root: Any, url: str) -> RawFeed:
@@ -181,8 +181,7 @@ def _fast_rdf(root: Any, url: str) -> RawFeed:
     for child in root:
         if child.tag not in (_RSS1_NS + "channel", _RSS1_NS + "item"):
             _check_inert_feed_part(child)
-    title, base = _fast_channel(channels[0], url, "item")
-    return RawFeed(entries=tuple(_rss_entry(item) for item in items), title=title, base=base)
+    return replace(_fast_channel(channels[0], url, "item"), entries=tuple(map(_rss_entry, items)))
 
 
 def _check_inert_feed_part(element: Any) -> None:
@@ -202,8 +201,8 @@ def _check_inert_feed_part(element: Any) -> None:
 _FEED_PART_FIELDS = frozenset({"title", "link", "url", "description", "name", "width", "height"})
 
 
-def _fast_channel(channel: Any, url: str, entry_tag: str) -> tuple[str | None, str]:
-    """The feed's title and the base for its links, from the channel's own children."""
+def _fast_channel(channel: Any, url: str, entry_tag: str) -> RawFeed:
+    """The feed's title, base for links and language (no entries), from the channel."""
     titles, links, self_links = [], [], []
     for child in channel:
         name = _fp_name(child)
@@ -226,7 +225,8 @@ def _fast_channel(channel: Any, url: str, entry_tag: str) -> tuple[str | None, s
     if len(titles) > 1:
         raise _Unsupported("titles")
     feed = {"link": links[-1] if links else None, "links": [s for s in self_links if s]}
-    return (titles[0] if titles else None), site_base(feed, url)
+    title, language = (titles[0] if titles else None), channel_language(channel)
+    return RawFeed(entries=(), title=title, base=site_base(feed, url), language=language)
 
 
 # Feed-level handlers that fill only feed fields this module never reads.
@@ -347,8 +347,7 @@ def _fast_atom(root: Any, url: str) -> RawFeed:
     entries = [child for child in root if child.tag == _ATOM_NS + "entry"]
     if not entries:
         raise _Unsupported("no entries")
-    title, base = _fast_channel(root, url, "entry")
-    return RawFeed(entries=tuple(_atom_entry(e) for e in entries), title=title, base=base)
+    return replace(_fast_channel(root, url, "entry"), entries=tuple(map(_atom_entry, entries)))
 
 
 def _atom_entry(entry: Any) -> RawEntry:

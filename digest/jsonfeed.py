@@ -47,6 +47,7 @@ def read_json_feed(body: bytes, url: str) -> RawFeed:
         entries=tuple(_from_json_item(item) for item in items if isinstance(item, dict)),
         title=_text_field(document, "title"),
         base=base if is_http_url(base) else url,
+        language=_text_field(document, "language"),
     )
 
 

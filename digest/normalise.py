@@ -4,7 +4,8 @@ Each entry becomes a story with a plain-text title, an absolute canonical link, 
 an aware UTC time, categories, and its body as sanitised HTML (nh3) and as clean text;
 mojibake is repaired where ftfy is sure, and long fields are clipped. An entry without an
 http(s) link, or without a title or text, is skipped and counted. Then the feed's own
-boilerplate (lines it repeats, the section label before its titles) is cleaned away.
+boilerplate (lines it repeats, the section label before its titles) is cleaned away, and
+each story gets its language (``digest.language``: the text's, the feed's declaration helping).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import nh3
 
 from digest.clean import clean_text, repeated_lines
 from digest.entries import RawEntry, RawFeed
+from digest.language import declared_language, story_language
 from digest.models import FeedSource, Story
 from digest.urls import canonical_url, is_http_url
 
@@ -64,6 +66,16 @@ def without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
         changed = text != story.text or title != story.title
         cleaned.append(replace(story, text=text, title=title) if changed else story)
     return tuple(cleaned)
+
+
+def with_languages(stories: Iterable[Story], declared: str | None) -> tuple[Story, ...]:
+    """Each story with its language, from its headline and text, the feed's ``declared``
+    language (as the feed gives it: "en-US") deciding where the text does not."""
+    feed_language = declared_language(declared)
+    return tuple(
+        replace(story, language=story_language(story.title, story.text, declared=feed_language))
+        for story in stories
+    )
 
 
 # "World", then a single or double right angle quote or a bar, then the headline.

@@ -26,7 +26,7 @@ from digest.feeds_xml import read_xml
 from digest.feeds_xml_fast import read_xml_fast
 from digest.jsonfeed import looks_like_json, read_json_feed
 from digest.models import FetchResult, ParsedFeed, Story
-from digest.normalise import to_stories, without_boilerplate
+from digest.normalise import to_stories, with_languages, without_boilerplate
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _parse_with(result: FetchResult, *, fast: bool) -> ParsedFeed:
     if skipped:
         warnings.append(f"skipped {skipped}")
     return ParsedFeed(
-        stories=without_boilerplate(stories),
+        stories=with_languages(without_boilerplate(stories), feed.language),
         warnings=tuple(warnings),
         ttl_minutes=_minutes(feed.ttl),
     )

@@ -50,6 +50,7 @@ STAGES = {
     "fetch_outcomes",
     "http_headers",
     "dedupe",
+    "language",
     "mailers",
     "messages",
     "smtp_mailer",
