@@ -10,6 +10,19 @@ component of the "some pair at least that similar" graph; average linkage, unlik
 linkage, does not chain A~B~C into one cluster when A and C are unrelated. A story from a
 feed with ``dedupe = false`` is never merged with anything.
 
+Three rules keep merges precise across languages and time (``digest.dedupe_rules``; each
+can be switched off, which gives the behaviour before them, for benchmarks/dedupe.py):
+
+* a window: stories published (or, undated, first seen) more than ``window_hours`` apart
+  are never one story by headline or meaning; a cluster never spans more than the window;
+* languages: only stories in a language the encoder declares (``Encoder.languages``; the
+  bundled MiniLM reads English) are compared by meaning: to an encoder that cannot read
+  them, two unrelated Slovak texts look alike. Others join by link and headline only;
+* corroboration: a pair of stories vouches for a merge only if, besides the cosine, their
+  headlines + leads share a word that is rare in the batch (a name, a place);
+* one feed's items join by link only when they are one entry given twice (the same link
+  and headline): some feeds link every item to their one news page.
+
 Memory grows with the number of stories, not its square: similarities are computed a block
 of rows at a time, each story keeps its 50 nearest candidates of other feeds, and only a
 component's own stories are compared in full. A component of more than 2,000 stories (seen
@@ -31,7 +44,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from digest.dedupe_rules import (
+    DEFAULT_WINDOW_HOURS,
+    Rows,
+    Rules,
+    Spans,
+    UnionFind,
+    group_spans,
+    rare_words,
+    story_times,
+)
 from digest.models import Cluster, Story
+
+__all__ = ["DEFAULT_SIMILARITY", "DEFAULT_WINDOW_HOURS", "Encoder", "cluster_stories"]
 
 _NON_WORD = re.compile(r"[\W_]+")
 # Measured on the CodeHollow captures of 2017-01-07 (benchmarks/dedupe.py): the highest
@@ -45,7 +70,12 @@ _DENSE_ROWS = 2_000  # the largest component given exact average linkage (32 MB 
 
 
 class Encoder(Protocol):
-    """Texts -> L2-normalised embeddings, one row each (``digest.encoder.SentenceEncoder``)."""
+    """Texts -> L2-normalised embeddings, one row each (``digest.encoder.SentenceEncoder``).
+
+    ``languages``: the ISO 639-1 codes of the texts it is meant for; only stories in these
+    are compared by meaning."""
+
+    languages: frozenset[str]
 
     def encode(self, texts: Sequence[str], *, max_length: int = ...) -> npt.NDArray[np.float32]:
         """One unit vector per text."""
@@ -57,19 +87,33 @@ def cluster_stories(
     *,
     encoder: Encoder | None = None,
     similarity: float = DEFAULT_SIMILARITY,
+    window_hours: float | None = DEFAULT_WINDOW_HOURS,
+    by_language: bool = True,
+    corroborate: bool = True,
+    one_feed_links: bool = False,
 ) -> tuple[Cluster, ...]:
     """Group the same story from several outlets into one cluster, in first-seen order.
 
     Without an encoder only exact links and headlines join stories; ``similarity`` is the
     cosine (0-1) that headline + lead of two outlets' stories must reach to count as one.
+    ``window_hours`` (None: no window), ``by_language`` and ``corroborate``: the rules above;
+    ``one_feed_links``: any items of one feed that share a link join (the rule before them).
     """
     given = list(stories)
     # A canonical order makes the result (and the encoder's batches) independent of input order.
     order = sorted(range(len(given)), key=lambda i: _sort_key(given[i]))
     items = [given[i] for i in order]
-    groups = _exact_groups(items)
+    rules = Rules(
+        threshold=similarity,
+        window_seconds=None if window_hours is None else window_hours * 3600,
+        languages=encoder.languages if encoder is not None and by_language else None,
+        corroborate=corroborate,
+        one_feed_links=one_feed_links,
+    )
+    times = story_times(items)
+    groups = _exact_groups(items, times, rules)
     if encoder is not None:
-        groups = _semantic_groups(items, groups, encoder, similarity)
+        groups = _semantic_groups(items, groups, encoder, times, rules)
     first_seen = {id(story): position for position, story in enumerate(given)}
     clusters = [[items[i] for i in group] for group in groups]
     clusters.sort(key=lambda members: min(first_seen[id(s)] for s in members))
@@ -87,10 +131,13 @@ def _headline_key(title: str) -> str | None:
     return headline if len(headline.split()) >= 4 else None
 
 
-def _exact_groups(items: Sequence[Story]) -> list[list[int]]:
-    """Union stories by identical canonical link (any feeds) or headline (different feeds)."""
-    groups = _UnionFind(len(items))
-    first_by_key: dict[str, int] = {}
+def _exact_groups(
+    items: Sequence[Story], times: npt.NDArray[np.float64], rules: Rules
+) -> list[list[int]]:
+    """Union stories of different feeds by identical canonical link or headline, and one
+    feed's items given twice (the same link and headline), within the window."""
+    groups = UnionFind(times)
+    earlier_by_key: dict[str, list[int]] = {}
     for index, story in enumerate(items):
         if not story.is_deduped:
             continue
@@ -98,52 +145,52 @@ def _exact_groups(items: Sequence[Story]) -> list[list[int]]:
         if (headline := _headline_key(story.title)) is not None:
             keys.append(f"title:{headline}")
         for key in keys:
-            first = first_by_key.setdefault(key, index)
-            # A feed repeating its own headline is a recurring column, not a duplicate.
-            if key.startswith("url:") or items[first].feed_url != story.feed_url:
-                groups.union(first, index)
+            earlier = earlier_by_key.setdefault(key, [])
+            for other in earlier:
+                if _joins(items[other], story, by_link=key.startswith("url:"), rules=rules):
+                    groups.union(other, index, within=rules.window_seconds)
+            earlier.append(index)
     return groups.members()
 
 
-class _UnionFind:
-    """Disjoint sets over 0..count-1; the smallest index is each set's root."""
-
-    def __init__(self, count: int) -> None:
-        self.parent = list(range(count))
-
-    def find(self, index: int) -> int:
-        while self.parent[index] != index:
-            self.parent[index] = self.parent[self.parent[index]]
-            index = self.parent[index]
-        return index
-
-    def union(self, a: int, b: int) -> None:
-        root_a, root_b = sorted((self.find(a), self.find(b)))
-        self.parent[root_b] = root_a
-
-    def members(self) -> list[list[int]]:
-        by_root: dict[int, list[int]] = {}
-        for index in range(len(self.parent)):
-            by_root.setdefault(self.find(index), []).append(index)
-        return list(by_root.values())
+def _joins(a: Story, b: Story, *, by_link: bool, rules: Rules) -> bool:
+    """Whether a shared link or headline joins two stories, their time aside."""
+    if a.feed_url != b.feed_url:
+        return True
+    # One feed's items join only as one entry given twice: a feed repeats a headline for a
+    # recurring column, and may link every item to its one news page.
+    if by_link and rules.one_feed_links:
+        return True  # the rule before issue 15
+    return by_link and _NON_WORD.sub(" ", a.title.casefold()) == _NON_WORD.sub(
+        " ", b.title.casefold()
+    )
 
 
 def _semantic_groups(
-    items: Sequence[Story], groups: list[list[int]], encoder: Encoder, threshold: float
+    items: Sequence[Story],
+    groups: list[list[int]],
+    encoder: Encoder,
+    times: npt.NDArray[np.float64],
+    rules: Rules,
 ) -> list[list[int]]:
     """Merge groups whose stories from different feeds mean the same, by average linkage."""
-    open_groups = [g for g in groups if items[g[0]].is_deduped]
-    closed = [g for g in groups if not items[g[0]].is_deduped]
+    open_groups = [g for g in groups if all(rules.compares(items[i], times[i]) for i in g)]
+    closed = [g for g in groups if not all(rules.compares(items[i], times[i]) for i in g)]
     if len(open_groups) < 2:
         return groups
     rows = [i for group in open_groups for i in group]
-    vectors = encoder.encode([_headline_and_lead(items[i]) for i in rows])
-    feed_ids = np.unique([items[i].feed_url for i in rows], return_inverse=True)[1]
+    texts = [_headline_and_lead(items[i]) for i in rows]
+    vectors = encoder.encode(texts)
+    stories = Rows(
+        feed_ids=np.unique([items[i].feed_url for i in rows], return_inverse=True)[1],
+        times=times[rows],
+        words=rare_words(texts) if rules.corroborate else None,
+    )
     sizes = np.array([len(group) for group in open_groups])
     starts = np.concatenate(([0], np.cumsum(sizes[:-1])))
     group_of = np.repeat(np.arange(len(open_groups)), sizes)
-    pairs = _similar_pairs(vectors, feed_ids, threshold)
-    components = _UnionFind(len(open_groups))
+    pairs = _similar_pairs(vectors, stories, rules)
+    components = UnionFind(np.zeros(len(open_groups)))
     for i, j in zip(group_of[pairs.first], group_of[pairs.second], strict=True):
         components.union(int(i), int(j))
     merged: list[list[int]] = []
@@ -158,11 +205,12 @@ def _semantic_groups(
         )
         if len(component_rows) <= _DENSE_ROWS:
             links = _dense_links(
-                vectors[component_rows], feed_ids[component_rows], sizes[component]
+                vectors[component_rows], stories.take(component_rows), sizes[component], rules
             )
-            clusters = links.average_linkage(threshold)
+            clusters = links.average_linkage(rules.threshold)
         else:
-            clusters = _SparseLinks(pairs, group_of, component).average_linkage(threshold)
+            sparse = _SparseLinks(pairs, group_of, component, stories.times, rules)
+            clusters = sparse.average_linkage(rules.threshold)
         for cluster in clusters:
             merged.append(sorted(i for g in cluster for i in open_groups[component[g]]))
     return sorted(merged, key=min) + closed
@@ -177,20 +225,25 @@ class _Pairs:
     similarity: npt.NDArray[np.float32]
 
 
-def _similar_pairs(
-    vectors: npt.NDArray[np.float32], feed_ids: npt.NDArray[np.intp], threshold: float
-) -> _Pairs:
-    """Each story's most similar stories of other feeds that reach the threshold.
+def _similar_pairs(vectors: npt.NDArray[np.float32], stories: Rows, rules: Rules) -> _Pairs:
+    """Each story's most similar stories of other feeds that reach the threshold, within the
+    window, sharing a rare word (as the rules ask).
 
     Computed a block of rows at a time, and at most ``_NEIGHBOURS`` per story, so memory
     grows with the number of stories rather than its square."""
     count = len(vectors)
     block = max(1, _BLOCK_CELLS // count)
     found: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]] = []
+    feed_ids, times, window = stories.feed_ids, stories.times, rules.window_seconds
     for start in range(0, count, block):
         similarity = vectors[start : start + block] @ vectors.T
         similarity[feed_ids[start : start + block, None] == feed_ids[None, :]] = -np.inf
-        found.append(_nearest(similarity, threshold, offset=start))
+        if window is not None:
+            apart = ~(np.abs(times[start : start + block, None] - times[None, :]) <= window)
+            similarity[apart] = -np.inf
+        rows, columns, values = _nearest(similarity, rules.threshold, offset=start)
+        keep = ~stories.unrelated(rows, columns, rules)
+        found.append((rows[keep], columns[keep], values[keep]))
     first = np.concatenate([f[0] for f in found])
     second = np.concatenate([f[1] for f in found])
     similarity = np.concatenate([f[2] for f in found])
@@ -218,11 +271,18 @@ def _nearest(
 
 
 def _dense_links(
-    vectors: npt.NDArray[np.float32], feed_ids: npt.NDArray[np.intp], sizes: npt.NDArray[np.intp]
+    vectors: npt.NDArray[np.float32], stories: Rows, sizes: npt.NDArray[np.intp], rules: Rules
 ) -> _Links:
     """Exact average-linkage state of one component's groups (their rows contiguous, in order)."""
     similarity = (vectors @ vectors.T).astype(np.float64)
+    feed_ids = stories.feed_ids
     cross = (feed_ids[:, None] != feed_ids[None, :]).astype(np.float64)
+    if stories.words is not None:
+        # A pair that would vouch for a merge without a rare word in common counts as
+        # unrelated (0), as a pair that is no candidate does in _SparseLinks.
+        first, second = np.nonzero((similarity >= rules.threshold) & (cross > 0))
+        unrelated = stories.uncorroborated(first, second)
+        similarity[first[unrelated], second[unrelated]] = 0.0
     # Each group's rows are contiguous: their block sums are the groups' pair sums.
     starts = np.concatenate(([0], np.cumsum(sizes[:-1]))).astype(np.intp)
     return _Links(
@@ -230,6 +290,7 @@ def _dense_links(
         cross_sums=_block_sums(similarity * cross, starts),
         cross_pairs=_block_sums(cross, starts),
         sizes=sizes.astype(np.float64),
+        spans=group_spans(stories.times, starts, rules),
     )
 
 
@@ -256,9 +317,10 @@ class _Links:
         cross_sums: npt.NDArray[np.float64],
         cross_pairs: npt.NDArray[np.float64],
         sizes: npt.NDArray[np.float64],
+        spans: Spans | None,
     ) -> None:
         self.sums, self.cross_sums, self.cross_pairs = sums, cross_sums, cross_pairs
-        self.sizes = sizes
+        self.sizes, self.spans = sizes, spans
 
     def average_linkage(self, threshold: float) -> list[list[int]]:
         """Merge the closest two clusters until no two reach ``threshold``."""
@@ -278,6 +340,8 @@ class _Links:
                 matrix[a] += matrix[b]
                 matrix[:, a] += matrix[:, b]
             self.sizes[a] += self.sizes[b]
+            if self.spans is not None:
+                self.spans.merge(a, b)
             members[a] += members[b]
             alive[b] = False
             linkage[b], linkage[:, b] = -np.inf, -np.inf
@@ -297,6 +361,8 @@ class _Links:
         np.divide(self.cross_sums[a], self.cross_pairs[a], out=cross_mean, where=usable)
         overall_mean: npt.NDArray[np.float64] = self.sums[a] / (self.sizes[a] * self.sizes)
         linkage: npt.NDArray[np.float64] = np.minimum(cross_mean, overall_mean)
+        if self.spans is not None:
+            linkage[self.spans.too_long(a)] = -np.inf
         return linkage
 
     @staticmethod
@@ -320,10 +386,23 @@ class _SparseLinks:
     same-feed pairs are not computed at all), which can only make a merge rarer."""
 
     def __init__(
-        self, pairs: _Pairs, group_of: npt.NDArray[np.intp], component: Sequence[int]
+        self,
+        pairs: _Pairs,
+        group_of: npt.NDArray[np.intp],
+        component: Sequence[int],
+        times: npt.NDArray[np.float64],
+        rules: Rules,
     ) -> None:
         local = {group: position for position, group in enumerate(component)}
         self.sizes = [float(np.count_nonzero(group_of == g)) for g in component]
+        self.spans = None
+        if rules.window_seconds is not None:
+            group_times = [times[group_of == g] for g in component]
+            self.spans = Spans(
+                first=np.array([t.min() for t in group_times]),
+                last=np.array([t.max() for t in group_times]),
+                window=rules.window_seconds,
+            )
         self.sums: list[dict[int, float]] = [{} for _ in component]
         for i, j, value in zip(
             group_of[pairs.first], group_of[pairs.second], pairs.similarity, strict=True
@@ -359,10 +438,14 @@ class _SparseLinks:
         return list(members.values())
 
     def _linkage(self, a: int, b: int) -> float:
+        if self.spans is not None and self.spans.too_long(a)[b]:
+            return -np.inf
         return self.sums[a][b] / (self.sizes[a] * self.sizes[b])
 
     def _merge(self, a: int, b: int) -> None:
         self.sizes[a] += self.sizes[b]
+        if self.spans is not None:
+            self.spans.merge(a, b)
         del self.sums[a][b]
         for c, value in self.sums[b].items():
             if c == a:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from digest.clean import split_headline
 from digest.config import Settings
-from digest.dedupe import DEFAULT_SIMILARITY, Encoder, cluster_stories
+from digest.dedupe import DEFAULT_SIMILARITY, DEFAULT_WINDOW_HOURS, Encoder, cluster_stories
 from digest.ledger import edition_date
 from digest.models import (
     CachedSummary,
@@ -60,11 +60,14 @@ def build_digest(
     max_stories: int,
     encoder: Encoder | None = None,
     similarity: float = DEFAULT_SIMILARITY,
+    window_hours: float = DEFAULT_WINDOW_HOURS,
     sections: SectionRules | None = None,
 ) -> Digest:
     """Cluster (by meaning too, given an encoder), rank, cap per section and in all, and
     summarise one edition's stories."""
-    clusters = cluster_stories(stories, encoder=encoder, similarity=similarity)
+    clusters = cluster_stories(
+        stories, encoder=encoder, similarity=similarity, window_hours=window_hours
+    )
     rules = replace(sections or SectionRules(), max_total=max_stories)
     clusters, section_order = arrange_clusters(clusters, rules)
     requests = [
@@ -172,5 +175,6 @@ def build_edition(
         max_stories=settings.render.max_stories,
         encoder=runtime.encoder if len(stories) > 1 else None,
         similarity=settings.collect.dedupe_similarity,
+        window_hours=settings.collect.dedupe_window_hours,
         sections=section_rules(settings),
     )

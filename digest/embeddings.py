@@ -16,7 +16,14 @@ from datetime import datetime
 import numpy as np
 
 from digest.dedupe import Encoder
-from digest.encoder import DIMENSIONS, Vectors, has_native_bf16, load_encoder, model_key
+from digest.encoder import (
+    DIMENSIONS,
+    MODEL_LANGUAGES,
+    Vectors,
+    has_native_bf16,
+    load_encoder,
+    model_key,
+)
 from digest.models import Embedding
 from digest.store import Store
 
@@ -26,7 +33,10 @@ class CachedEncoder:
 
     ``load`` builds the real encoder, called at most once and only for a text not in the
     store; it must run at the precision given by ``bf16`` (default: the CPU's native one).
+    It reads the languages of the bundled model, the one it keys vectors by.
     """
+
+    languages = MODEL_LANGUAGES
 
     def __init__(
         self,

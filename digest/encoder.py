@@ -30,6 +30,9 @@ Vectors = npt.NDArray[np.float32]
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
+# What the model was trained on (its model card: English sentence pairs); dedupe compares
+# only stories in these languages by meaning.
+MODEL_LANGUAGES = frozenset({"en"})
 
 
 # CPU flags (Linux /proc/cpuinfo) of bf16 matrix instructions: x86 AVX512_BF16 or AMX, Arm BF16.
@@ -62,6 +65,7 @@ class SentenceEncoder:
 
     model_id = MODEL_ID
     dimensions = DIMENSIONS
+    languages = MODEL_LANGUAGES
 
     def __init__(self, tokenizer: Any, model: Any, *, batch_size: int = 64, bf16: bool) -> None:
         self._tokenizer = tokenizer

@@ -50,6 +50,7 @@ STAGES = {
     "fetch_outcomes",
     "http_headers",
     "dedupe",
+    "dedupe_rules",
     "language",
     "mailers",
     "messages",

@@ -187,6 +187,7 @@ def _story(
     url: str | None = None,
     hours_ago: float = 1.0,
     is_deduped: bool = True,
+    language: str | None = "en",
 ) -> Story:
     return make_story(
         number,
@@ -200,6 +201,7 @@ def _story(
         text=text,
         html="",
         is_deduped=is_deduped,
+        language=language,
     )
 
 
@@ -297,6 +299,8 @@ class _EventEncoder:
     """Vectors that put each title "event N ..." near event N's own direction, so that which
     stories are one event is known; the real MiniLM would take minutes on thousands."""
 
+    languages = frozenset({"en"})
+
     def __init__(self, noise: float = 0.3) -> None:
         self.noise = noise
 
@@ -355,6 +359,8 @@ def test_average_linkage_does_not_chain_unrelated_stories(
     vectors = {"A": a, "B": b, "C": c, "D": a}
 
     class Fixed:
+        languages = frozenset({"en"})
+
         def encode(self, texts: Sequence[str], *, max_length: int = 128) -> npt.NDArray[np.float32]:
             return np.array([vectors[t.split(".")[0]] for t in texts])
 

@@ -40,6 +40,8 @@ FIXTURE_FEEDS = ("japantoday.xml", "nasa.xml", "jsonfeed.json")
 class CountingEncoder:
     """The real encoder, counting the texts it embeds."""
 
+    languages = frozenset({"en"})
+
     def __init__(self, bf16: bool) -> None:
         self.inner: SentenceEncoder = load_encoder(bf16=bf16)
         self.texts = 0
