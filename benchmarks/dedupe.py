@@ -234,7 +234,10 @@ def timed(run: Callable[[], tuple[Cluster, ...]], repeat: int) -> tuple[tuple[Cl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=[0.45, 0.5, 0.52, 0.55, 0.6, 0.65, 0.7]
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[0.45, 0.5, 0.52, 0.53, 0.54, 0.55, 0.6, 0.65, 0.7],
     )
     parser.add_argument("--repeat", type=int, default=3, help="clustering runs timed (median)")
     parser.add_argument("--vectors", type=Path, help="keep the embeddings in this .npz file")
