@@ -130,7 +130,7 @@ class CollectSettings(_Section):
     full_text: StrictBool = True
     full_text_min_words: StrictInt = Field(default=60, ge=0, le=5000)
     page_timeout_seconds: StrictFloat = Field(default=10.0, gt=0, le=600)
-    dedupe_similarity: StrictFloat = Field(default=0.52, gt=0, le=1)
+    dedupe_similarity: StrictFloat = Field(default=0.54, gt=0, le=1)
     dedupe_window_hours: StrictFloat = Field(default=48.0, gt=0, le=8760)
     min_interval_minutes: StrictInt = Field(default=0, ge=0, le=1440)
     # Internal addresses any feed, redirect or article page may lead to (a LAN of yours).

@@ -18,10 +18,12 @@ import pytest
 from digest import dedupe
 from digest.config import CollectSettings
 from digest.dedupe import cluster_stories
+from digest.editions import build_digest
 from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
+from digest.summarize import LeadSummarizer
 from tests.conftest import SHARED_DATA, make_story
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -98,6 +100,25 @@ _SAME = _Alike()
 
 def test_the_settings_default_window_is_the_rules() -> None:
     assert CollectSettings().dedupe_window_hours == dedupe.DEFAULT_WINDOW_HOURS == 48
+
+
+@pytest.mark.parametrize(("window_hours", "items"), [(48.0, 1), (2.0, 2)])
+def test_an_edition_merges_within_the_configured_window(window_hours: float, items: int) -> None:
+    """[collect].dedupe_window_hours reaches dedupe through the edition's use case."""
+    stories = [
+        _story(1, "a.example", QUAKE_A, hours_ago=1),
+        _story(2, "b.example", QUAKE_A, hours_ago=4),
+    ]
+    edition = build_digest(
+        stories,
+        [],
+        LeadSummarizer(words=30),
+        edition_on=NOW.date(),
+        now=NOW,
+        max_stories=10,
+        window_hours=window_hours,
+    )
+    assert len(edition.items) == items
 
 
 @pytest.mark.parametrize("join", ["meaning", "headline", "link"])
