@@ -156,6 +156,15 @@ def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:
     return rendered
 
 
+def edition_failures(runtime: Runtime, edition_on: date) -> tuple[FeedFailure, ...]:
+    """The footer's "feeds that could not be read for this edition": the feeds configured now
+    whose most recent fetch failed since the previous edition was archived (the collects of
+    this edition; ever, before the first). A feed dropped from the settings, or one that
+    failed only before the previous edition, or that was read fine since, is not listed."""
+    since = runtime.store.previous_edition_at(edition_on)
+    return runtime.store.failing_feeds(runtime.settings.feed_sources, since)
+
+
 def build_edition(
     runtime: Runtime,
     stories: Sequence[Story],

@@ -200,9 +200,8 @@ class Cluster:
 
     @property
     def source_names(self) -> tuple[str, ...]:
-        names = [self.lead.source_name]
-        names += [s.source_name for s in self.others if s.source_name not in names]
-        return tuple(names)
+        """The names of the outlets covering the story, the lead's first, each once."""
+        return tuple(dict.fromkeys(s.source_name for s in (self.lead, *self.others)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

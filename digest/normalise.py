@@ -122,12 +122,13 @@ def _to_story(
         category=source.category,
         url=url,
         title=title,
-        published_at=entry.published_at or fetched_at,  # undated: published when first seen
+        published_at=entry.published_at,  # undated: None, never when it was first seen
         author=_clipped(_plain(_fix_text(entry.author)), _MAX_AUTHOR),
         categories=_categories(entry.categories),
         text=text,
         html=clean_html,
         is_deduped=source.is_deduped,
+        first_seen_at=fetched_at,  # the store keeps the first time; a preview, this fetch's
     )
 
 

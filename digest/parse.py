@@ -122,8 +122,8 @@ def recent_stories(stories: Iterable[Story], now: datetime, max_age_days: int) -
 
 
 def newest_stories(stories: Sequence[Story], limit: int) -> tuple[Story, ...]:
-    """The ``limit`` newest stories, in the feed's order (an undated entry is dated when first
-    seen): one feed of 20,000 entries cannot flood an edition or the memory."""
+    """The ``limit`` newest stories, in the feed's order (undated entries count as older than
+    any dated one): one feed of 20,000 entries cannot flood an edition or the memory."""
     if len(stories) <= limit:
         return tuple(stories)
 

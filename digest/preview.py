@@ -13,11 +13,11 @@ import contextlib
 import functools
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from digest.config import Settings
-from digest.editions import build_edition, render_edition
+from digest.editions import build_edition, edition_failures, render_edition
 from digest.errors import DigestError
 from digest.fetching import fetch_new_stories
 from digest.ledger import edition_date
@@ -47,9 +47,9 @@ def _latest_edition(runtime: Runtime, *, collect: bool) -> RenderedDigest | Dige
     if archived is not None:
         return archived
     stories = list(store.stories_for_edition(day))
-    failures = store.failing_feeds()
+    failures = edition_failures(runtime, day)
     if collect:
-        fresh, failures = _fetch_unstored(runtime)
+        fresh, failures = _fetch_unstored(runtime, failures)
         stories = _merge(stories, fresh)
     return build_edition(runtime, stories, failures, now)
 
@@ -117,17 +117,23 @@ class _LiveEdition:
             return self._cache[1]
 
 
-def _fetch_unstored(runtime: Runtime) -> tuple[list[Story], tuple[FeedFailure, ...]]:
-    """Fetch feeds as collect would, keeping the stories in memory only."""
+def _fetch_unstored(
+    runtime: Runtime, stored: Sequence[FeedFailure]
+) -> tuple[list[Story], tuple[FeedFailure, ...]]:
+    """Fetch feeds as collect would, keeping the stories in memory only; the failures are
+    this fetch's, and the ``stored`` ones of the feeds it did not fetch (held back)."""
     fetched = fetch_new_stories(runtime, save_articles=False)
     feeds = list(fetched.feeds)
     stories = [story for feed in feeds for story in feed.stories]
-    failures = tuple(
-        FeedFailure(feed_url=f.result.source.url, name=f.result.source.title, error=f.result.error)
-        for f in feeds
-        if f.result.error
-    )
-    return stories, failures
+    now = {f.result.source.url: f.result for f in feeds}
+    failures = [f for f in stored if f.feed_url not in now]
+    failures += [
+        FeedFailure(feed_url=url, name=result.source.title, error=result.error)
+        for url, result in now.items()
+        if result.error
+    ]
+    order = {source.url: n for n, source in enumerate(runtime.settings.feed_sources)}
+    return stories, tuple(sorted(failures, key=lambda f: order.get(f.feed_url, len(order))))
 
 
 def _merge(stored: Iterable[Story], fresh: Iterable[Story]) -> list[Story]:

@@ -38,7 +38,7 @@ from digest.models import (
     Story,
     Summary,
 )
-from digest.rank import section_of
+from digest.rank import in_sections, section_of
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -301,21 +301,26 @@ def _context(
 ) -> dict[str, Any]:
     shown = [_item(n, item, tz) for n, item in enumerate(items, start=1)]
     sections = _sections(shown, digest.section_order)
-    reading_order = [item for section in sections for item in section["items"]]
-    for number, item in enumerate(reading_order, start=1):
+    reading = [item for section in sections for item in section["items"]]
+    for number, item in enumerate(reading, start=1):
         item["number"], item["anchor"] = number, f"story-{number}"
+    lead = reading[0] if reading else None
+    if lead is not None:
+        lead["is_lead"] = True
+        _after_the_lead(sections[0])
     date = f"{digest.edition_on:%A, %-d %B %Y}"
     return {
         "title": options.title,
         "date": date,
         "edition_date": date,
         "iso_date": digest.edition_on.isoformat(),
-        "top_headline": shown[0]["headline"] if shown else "nothing new today",
+        "top_headline": lead["headline"] if lead else "nothing new today",
         "story_count": len(shown),
         "generated_at": _local(digest.generated_at, tz),
-        "items": reading_order,
+        "lead": lead,
+        "items": reading,
         "sections": sections,
-        "preheader": " · ".join(i["headline"] for i in shown[:3]),
+        "preheader": " · ".join(i["headline"] for i in reading[:3]),
         "failed_feeds": [_failure(f) for f in digest.failed_feeds],
         "trimmed": len(digest.items) - len(items),
         "archive_url": _archive_link(options.archive_url, digest),
@@ -323,28 +328,45 @@ def _context(
     }
 
 
+def _after_the_lead(section: dict[str, Any]) -> None:
+    """The lead's section goes on after the lead block: its next story opens it, and if it
+    has none, its link in the contents goes to the lead block."""
+    rest = section["items"][1:]
+    if rest:
+        rest[0]["is_first_in_section"] = True
+    else:
+        section["anchor"] = section["items"][0]["anchor"]
+
+
 def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
     lead = item.cluster.lead
-    seen = {lead.source_name}
-    also = []
-    for other in item.cluster.others:
-        if other.source_name not in seen:
-            seen.add(other.source_name)
-            also.append(
-                {"name": _clip(other.source_name, _MAX_NAME_CHARS), "url": _safe_url(other.url)}
-            )
     return {
         "rank": rank,
         "headline": _clip(lead.title, _MAX_HEADLINE_CHARS),
         "url": _safe_url(lead.url),
         "source": _clip(lead.source_name, _MAX_NAME_CHARS),
         "section": section_of(lead),
-        "also": also,
+        "also": _also_in(item.cluster),
         "summary": _clip(item.summary.text, _MAX_SUMMARY_CHARS),
         "is_from_full_text": item.summary.is_from_full_text,
         "published": _local(lead.published_at, tz) if lead.published_at else None,
         "is_first_in_section": False,
+        "is_lead": False,
     }
+
+
+def _also_in(cluster: Cluster) -> list[dict[str, str | None]]:
+    """The other outlets, each once: not the lead's feed or name, nor one named before."""
+    feeds, names = {cluster.lead.feed_url}, {cluster.lead.source_name}
+    also = []
+    for other in cluster.others:
+        if other.feed_url in feeds or other.source_name in names:
+            continue
+        feeds.add(other.feed_url)
+        names.add(other.source_name)
+        name = _clip(other.source_name, _MAX_NAME_CHARS)
+        also.append({"name": name, "url": _safe_url(other.url)})
+    return also
 
 
 def _failure(failure: FeedFailure) -> dict[str, str]:
@@ -355,17 +377,14 @@ def _failure(failure: FeedFailure) -> dict[str, str]:
 
 
 def _sections(items: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
-    """Group items by section: the edition's order first, then as they come (by importance)."""
-    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
-    for item in items:
-        groups.setdefault(item["section"], []).append(item)
-    for group in groups.values():
-        if group:
-            group[0]["is_first_in_section"] = True  # under the section's rule: none of its own
-    shown = [(name, group) for name, group in groups.items() if group]
+    """The items (most important first) by section, in the reading order ``in_sections``
+    defines: what the contents, the lead block and the subject line all follow."""
+    grouped = in_sections(items, lambda item: str(item["section"]), order)
+    for _, group in grouped:
+        group[0]["is_first_in_section"] = True  # under the section's rule: none of its own
     return [
         {"name": name, "anchor": f"section-{number}", "items": group}
-        for number, (name, group) in enumerate(shown, start=1)
+        for number, (name, group) in enumerate(grouped, start=1)
     ]
 
 

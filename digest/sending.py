@@ -18,7 +18,7 @@ from datetime import date, datetime
 
 from digest.collecting import CollectReport, collect_all
 from digest.config import Settings
-from digest.editions import build_edition, render_edition
+from digest.editions import build_edition, edition_failures, render_edition
 from digest.errors import (
     DeliveryError,
     DigestError,
@@ -77,7 +77,7 @@ def plan_edition(runtime: Runtime) -> SendReport:
     rendered = store.edition(day)
     stories = store.stories_for_edition(day) if rendered is None else ()
     if rendered is None and (stories or settings.render.empty_edition == "send"):
-        digest = build_edition(runtime, stories, store.failing_feeds(), now)
+        digest = build_edition(runtime, stories, edition_failures(runtime, day), now)
         rendered = render_edition(settings, digest)
     ledger = {d.address: d for d in store.deliveries(day)}
     deliveries = tuple(ledger.get(d.address, d) for d in _planned(settings, day))
@@ -216,7 +216,7 @@ def _archived_edition(runtime: Runtime, now: datetime, day: date) -> RenderedDig
     stories = store.stories_for_edition(day)
     if not stories and settings.render.empty_edition == "skip":
         return None
-    digest = build_edition(runtime, stories, store.failing_feeds(), now, day)
+    digest = build_edition(runtime, stories, edition_failures(runtime, day), now, day)
     rendered = render_edition(settings, digest)
     with store.atomic():
         # Re-checked under the write lock: an older digest may have archived it meanwhile.

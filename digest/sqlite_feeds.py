@@ -158,10 +158,19 @@ class SQLiteFeeds:
             for r in rows
         )
 
-    def failing_feeds(self) -> tuple[FeedFailure, ...]:
-        """Feeds whose most recent fetch failed."""
-        rows = self._conn.execute(
-            "SELECT url, coalesce(name, url), last_error FROM feeds"
-            " WHERE last_error IS NOT NULL ORDER BY url"
-        )
-        return tuple(FeedFailure(feed_url=r[0], name=r[1], error=r[2]) for r in rows)
+    def failing_feeds(
+        self, sources: Sequence[FeedSource], since: datetime | None
+    ) -> tuple[FeedFailure, ...]:
+        """Those of ``sources`` whose most recent fetch failed after ``since`` (None: whenever),
+        in the order given and under the names given."""
+        failures = []
+        for source in sources:
+            row = self._conn.execute(
+                "SELECT last_error, last_error_at FROM feeds"
+                " WHERE url = ? AND last_error IS NOT NULL",
+                (source.url,),
+            ).fetchone()
+            failed_at = to_datetime(row[1]) if row else None
+            if row and (since is None or (failed_at is not None and failed_at > since)):
+                failures.append(FeedFailure(feed_url=source.url, name=source.title, error=row[0]))
+        return tuple(failures)

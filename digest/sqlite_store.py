@@ -368,6 +368,14 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
                 [(day, story_id) for story_id in story_ids],
             )
 
+    def previous_edition_at(self, edition_on: date) -> datetime | None:
+        """When the latest edition of a day before ``edition_on`` was archived."""
+        row = self._conn.execute(
+            "SELECT created_at FROM editions WHERE edition_on < ? ORDER BY edition_on DESC LIMIT 1",
+            (edition_on.isoformat(),),
+        ).fetchone()
+        return from_text(row[0]) if row else None
+
     def latest_edition_on(self) -> date | None:
         """The day of the most recent edition archived."""
         row = self._conn.execute("SELECT max(edition_on) FROM editions").fetchone()

@@ -163,8 +163,11 @@ class Store(Ledger, Protocol):
         """A feed's most recent failures, newest first."""
         ...
 
-    def failing_feeds(self) -> tuple[FeedFailure, ...]:
-        """Feeds whose most recent fetch failed, by URL."""
+    def failing_feeds(
+        self, sources: Sequence[FeedSource], since: datetime | None
+    ) -> tuple[FeedFailure, ...]:
+        """Those of ``sources`` whose most recent fetch failed after ``since`` (None: whenever),
+        in the order given and under the names given."""
         ...
 
     # Stories and editions
@@ -193,6 +196,10 @@ class Store(Ledger, Protocol):
 
     def edition_subjects(self) -> tuple[tuple[date, str], ...]:
         """Every archived edition's day and subject line, newest first."""
+        ...
+
+    def previous_edition_at(self, edition_on: date) -> datetime | None:
+        """When the latest edition of a day before ``edition_on`` was archived."""
         ...
 
     def latest_edition_on(self) -> date | None:

@@ -14,12 +14,13 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreviewServer]:
 def test_the_edition_holds_up_at_600_and_375_px(devtools: str, served: PreviewServer) -> None:
     _check(devtools, served.url + "edition/latest", "edition")
     _check(devtools, served.url + "edition/latest", "edition", widths=(375,), dark=True)
+
+
+def test_the_lead_block_holds_up_at_375_px_without_a_style_sheet(devtools: str) -> None:
+    """Clients that drop <style> keep only the inlined styles: the lead block (issue 15),
+    with a long headline and summary, must still fit a phone."""
+    edition = hostile_digest()
+    rendered = render_digest(
+        edition, make_environment(), tz=ZoneInfo("UTC"), options=RenderOptions()
+    )
+    assert 'class="pad story first lead"' in rendered.html
+    bare = replace(rendered, html=re.sub(r"(?s)<style>.*?</style>", "", rendered.html))
+    pages = PreviewPages(
+        latest=lambda: bare, archived=lambda day: None, archive=lambda: (), version=lambda: "1"
+    )
+    server = PreviewServer(pages)
+    server.serve_in_thread()
+    try:
+        _check(devtools, server.url + "edition/latest", "lead-no-style", widths=(375,))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_viewer_and_archive_pages_load_cleanly(devtools: str, served: PreviewServer) -> None:

@@ -375,9 +375,10 @@ def test_categories_author_and_times() -> None:
     assert story.published_at == datetime(2024, 1, 2, 8, tzinfo=UTC)
 
 
-def test_undated_entries_count_as_published_when_first_seen() -> None:
+def test_undated_entries_keep_no_date_and_say_when_first_seen() -> None:
+    # issue 15: never a made-up publication date (tests/test_true_dates.py: the edition)
     (story,) = parse_feed(_from_bytes(_rss(b"Undated"))).stories
-    assert story.published_at == NOW
+    assert story.published_at is None and story.first_seen_at == NOW
 
 
 def test_atom_0_3_feed() -> None:

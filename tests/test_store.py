@@ -173,9 +173,40 @@ def test_feed_state_keeps_validators_and_the_last_error(store: Store) -> None:
     store.record_fetch(FetchResult(source=source, fetched_at=NOW, error="HTTP 500"))
     state = store.feed_state(source.url)
     assert state is not None and state.etag == '"1"' and state.last_error == "HTTP 500"
-    assert [f.error for f in store.failing_feeds()] == ["HTTP 500"]
+    assert [f.error for f in store.failing_feeds([source], None)] == ["HTTP 500"]
     store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=304))
-    assert store.failing_feeds() == ()
+    assert store.failing_feeds([source], None) == ()
+
+
+def test_failing_feeds_are_the_given_ones_failing_since_a_time(store: Store) -> None:
+    # issue 15: a feed no longer configured, or one that failed before the last edition,
+    # stayed in the footer after the URL was fixed and every feed read fine
+    old, kept, renamed = (FeedSource(url=f"https://{n}.example/feed") for n in "abc")
+    for source, at in ((old, NOW), (kept, NOW - timedelta(hours=2)), (renamed, NOW)):
+        store.record_fetch(FetchResult(source=source, fetched_at=at, error=f"{source.url} 500"))
+    now_named = replace(renamed, name="Renamed since")
+    configured = [now_named, kept]
+    failing = store.failing_feeds(configured, None)
+    assert [(f.feed_url, f.name) for f in failing] == [
+        (renamed.url, "Renamed since"),  # in the order given, under the name given
+        (kept.url, kept.url),
+    ]
+    assert [f.error for f in failing] == [f"{renamed.url} 500", f"{kept.url} 500"]
+    since = NOW - timedelta(hours=1)
+    assert [f.feed_url for f in store.failing_feeds(configured, since)] == [renamed.url]
+    assert store.failing_feeds(configured, NOW) == ()  # after it, not at it
+    assert store.failing_feeds([], None) == ()
+    assert store.failing_feeds([FeedSource(url="https://never.example/feed")], None) == ()
+
+
+def test_the_previous_edition_is_the_last_archived_before_a_day(store: Store) -> None:
+    assert store.previous_edition_at(DAY) is None
+    store.create_edition(_edition(DAY - timedelta(days=2)), [], NOW - timedelta(days=2))
+    store.create_edition(_edition(DAY - timedelta(days=1)), [], NOW - timedelta(hours=20))
+    store.create_edition(_edition(DAY), [], NOW)
+    assert store.previous_edition_at(DAY) == NOW - timedelta(hours=20)
+    assert store.previous_edition_at(DAY + timedelta(days=1)) == NOW
+    assert store.previous_edition_at(DAY - timedelta(days=2)) is None
 
 
 def test_a_feed_is_held_until_its_time(store: Store) -> None:
