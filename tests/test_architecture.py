@@ -50,6 +50,8 @@ STAGES = {
     "fetch_outcomes",
     "http_headers",
     "dedupe",
+    "edition_data",
+    "filters",
     "mailers",
     "messages",
     "smtp_mailer",
