@@ -199,3 +199,15 @@ def test_preview_json_goes_with_no_other_output_option(config: Path) -> None:
         result = _preview(config, "--json", *args)
         assert result.exit_code == 2
         assert "--json prints today's edition alone" in result.output
+
+
+@pytest.mark.usefixtures("at_now")
+def test_preview_json_of_an_edition_already_sent_says_it_is_not_kept_as_data(
+    config: Path,
+) -> None:
+    sent = CliRunner().invoke(cli, ["--config", str(config), "send"])
+    assert sent.exit_code == 0, sent.output
+    result = _preview(config, "--json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "today's edition (2026-12-02) was sent already" in result.stderr
