@@ -3,9 +3,11 @@ keyword list removed. Pure; applied before dedupe, so a removed story never join
 
 A plain term is a word or phrase matched whole and without regard to case, in any script:
 ``"köln"`` matches "KÖLN" and "Köln's", not "Kölner"; ``"climate change"`` matches across
-any run of spaces or a line break. Both sides are compared in Unicode NFKC form, case-folded
-(so "STRASSE" matches "Straße", and a decomposed "u" + diaeresis matches "ü"). A regular
-expression (``is_regex``) is searched for anywhere, case-insensitively, in the NFKC text.
+any run of spaces or a line break. In a script written without spaces (Chinese, Japanese,
+Thai) words cannot be told apart, so there a term matches anywhere. Both sides are compared
+in Unicode NFKC form, case-folded (so "STRASSE" matches "Straße", and a decomposed "u" +
+diaeresis matches "ü"). A regular expression (``is_regex``) is searched for anywhere,
+case-insensitively, in the NFKC text.
 
 A story is kept when it passes every filter that applies to it, the global one and its
 feed's: for each, some ``include`` term is found (or the list is empty) and no ``exclude``
@@ -68,10 +70,21 @@ def _regex(term: str) -> re.Pattern[str]:
     return re.compile(term, re.IGNORECASE)
 
 
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Khmer,
+# Myanmar): there a term cannot be told apart as a word, so it matches anywhere.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]"
+)
+
+
 def _plain(term: str) -> re.Pattern[str]:
     # Lookarounds, not \b: a term may start or end with a non-word character ("C++", "#rust").
-    body = r"\s+".join(re.escape(word) for word in _fold(term).split())
-    return re.compile(rf"(?<!\w){body}(?!\w)")
+    words = _fold(term).split()
+    body = r"\s+".join(re.escape(word) for word in words)
+    before = "" if _UNSPACED.match(words[0][0]) else r"(?<!\w)"
+    after = "" if _UNSPACED.match(words[-1][-1]) else r"(?!\w)"
+    return re.compile(f"{before}{body}{after}")
 
 
 def _fold(text: str) -> str:
