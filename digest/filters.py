@@ -57,17 +57,20 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=256)
 def _compile(rules: KeywordRules) -> _Compiled:
-    make = _regex if rules.is_regex else _plain
     return _Compiled(
-        include=tuple(make(term) for term in rules.include),
-        exclude=tuple(make(term) for term in rules.exclude),
+        include=_patterns(rules.include, is_regex=rules.is_regex),
+        exclude=_patterns(rules.exclude, is_regex=rules.is_regex),
         fields=rules.fields,
         is_regex=rules.is_regex,
     )
 
 
-def _regex(term: str) -> re.Pattern[str]:
-    return re.compile(term, re.IGNORECASE)
+def _patterns(terms: tuple[str, ...], *, is_regex: bool) -> tuple[re.Pattern[str], ...]:
+    """Plain terms as one alternation (one pass over a text, not one per term); each regular
+    expression on its own, as its inline flags may only stand at its start."""
+    if is_regex:
+        return tuple(re.compile(term, re.IGNORECASE) for term in terms)
+    return (re.compile("|".join(_plain(term) for term in terms)),) if terms else ()
 
 
 # Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Khmer,
@@ -77,14 +80,16 @@ _UNSPACED = re.compile(
     "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]"
 )
 
+_WORD = re.compile(r"\w")
 
-def _plain(term: str) -> re.Pattern[str]:
-    # Lookarounds, not \b: a term may start or end with a non-word character ("C++", "#rust").
+
+def _plain(term: str) -> str:
+    """The term's words in a row, not followed by a word character (where words are spaced):
+    not \b, as a term may end with a non-word character ("C++"). What comes before is checked
+    by ``_found``: a leading lookbehind would make the engine try every position."""
     words = _fold(term).split()
     body = r"\s+".join(re.escape(word) for word in words)
-    before = "" if _UNSPACED.match(words[0][0]) else r"(?<!\w)"
-    after = "" if _UNSPACED.match(words[-1][-1]) else r"(?!\w)"
-    return re.compile(f"{before}{body}{after}")
+    return body if _UNSPACED.match(words[-1][-1]) else rf"{body}(?!\w)"
 
 
 def _fold(text: str) -> str:
@@ -98,8 +103,23 @@ def _texts(story: Story, rules: _Compiled) -> tuple[str, ...]:
     return tuple(_fold(text) for text in raw)
 
 
-def _found(patterns: Iterable[re.Pattern[str]], texts: tuple[str, ...]) -> bool:
-    return any(p.search(text) for p in patterns for text in texts)
+def _found(patterns: Iterable[re.Pattern[str]], texts: tuple[str, ...], *, is_regex: bool) -> bool:
+    if is_regex:
+        return any(p.search(text) for p in patterns for text in texts)
+    return any(_starts_word(p, text) for p in patterns for text in texts)
+
+
+def _starts_word(pattern: re.Pattern[str], text: str) -> bool:
+    """Is there a match of ``pattern`` not preceded by a word character (or in a script
+    written without spaces)? Every term matching at one place starts with the same character,
+    so one that does not start a word rules out the place for them all."""
+    start = 0
+    while (match := pattern.search(text, start)) is not None:
+        at = match.start()
+        if at == 0 or _UNSPACED.match(text, at) or not _WORD.match(text, at - 1):
+            return True
+        start = at + 1
+    return False
 
 
 def _failed_rule(story: Story, rules: _Compiled) -> Rule | None:
@@ -107,9 +127,9 @@ def _failed_rule(story: Story, rules: _Compiled) -> Rule | None:
     if not rules.include and not rules.exclude:
         return None
     texts = _texts(story, rules)
-    if rules.include and not _found(rules.include, texts):
+    if rules.include and not _found(rules.include, texts, is_regex=rules.is_regex):
         return "include"
-    if _found(rules.exclude, texts):
+    if _found(rules.exclude, texts, is_regex=rules.is_regex):
         return "exclude"
     return None
 

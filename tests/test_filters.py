@@ -28,6 +28,7 @@ def test_a_plain_term_is_a_whole_word_in_any_case() -> None:
     rules = KeywordRules(exclude=("art",))
     titles = ("ART fair opens", "The art.", "Party at the museum", "Artikel 5", "Smart move")
     assert _kept(rules, *titles) == ["Party at the museum", "Artikel 5", "Smart move"]
+    assert _kept(rules, "Smart art show", "Smartart") == ["Smartart"]  # the word after a non-word
 
 
 def test_words_in_other_scripts_are_whole_words_too() -> None:
