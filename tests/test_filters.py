@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from digest.cli import cli
 from digest.config import load_settings
 from digest.errors import ConfigError
 from digest.filters import filter_stories
@@ -171,3 +173,13 @@ def test_settings_give_each_feed_its_filter_and_plain_words_need_no_escaping(
     assert settings.filters.keywords == KeywordRules(exclude=("x[",))
     (source,) = settings.feed_sources
     assert source.keywords == KeywordRules(include=("(unclosed", "C++"), fields=("headline",))
+
+
+def test_check_reports_a_bad_regular_expression_before_anything_runs(tmp_path: Path) -> None:
+    feed = {"url": A, "regex": True, "exclude": ["[a-"]}
+    path = write_settings(tmp_path, [feed])  # type: ignore[list-item]
+    result = CliRunner().invoke(cli, ["--config", str(path), "check"])
+    assert result.exit_code == 2
+    assert f"[[feeds]] #1 ({A}).exclude = ['[a-']: '[a-' is not a valid regular expression" in (
+        result.output
+    )
