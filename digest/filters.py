@@ -84,9 +84,10 @@ _WORD = re.compile(r"\w")
 
 
 def _plain(term: str) -> str:
-    """The term's words in a row, not followed by a word character (where words are spaced):
-    not \b, as a term may end with a non-word character ("C++"). What comes before is checked
-    by ``_found``: a leading lookbehind would make the engine try every position."""
+    """The term's words in a row, not followed by a word character (where words are spaced;
+    not a word boundary, as a term may end with a non-word character: "C++"). What comes
+    before is checked by ``_starts_word``: a leading lookbehind would make the engine try
+    every position of a text."""
     words = _fold(term).split()
     body = r"\s+".join(re.escape(word) for word in words)
     return body if _UNSPACED.match(words[-1][-1]) else rf"{body}(?!\w)"
