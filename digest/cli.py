@@ -132,14 +132,13 @@ def preview(
     with open_runtime(settings, "read") as runtime:
         found = preview_report(runtime, collect=collect, on=on.date() if on else None)
     rendered = found.rendered
-    counts = found.edition.filter_counts if found.edition else ()
     if as_text:
-        cli_output.print_filter_counts(counts, err=True)  # stdout: the text part alone
+        cli_output.print_filter_counts(found.filter_counts, err=True)  # stdout: the text alone
         click.echo(rendered.text, nl=False)
         return
     path = _write_html(rendered.html, Path(out) if out else _temp_html_path())
     cli_output.print_preview_written(rendered.subject, rendered.trimmed_stories, path)
-    cli_output.print_filter_counts(counts)
+    cli_output.print_filter_counts(found.filter_counts)
     if open_browser:
         _open_in_browser(path.resolve().as_uri())
 

@@ -24,7 +24,7 @@ from digest.editions import build_edition, render_edition
 from digest.errors import DigestError
 from digest.fetching import fetch_new_stories
 from digest.ledger import edition_date
-from digest.models import Digest, FeedFailure, RenderedDigest, Story
+from digest.models import Digest, FeedFailure, FilterCount, RenderedDigest, Story
 from digest.render import make_environment, template_files
 from digest.render_settings import section_rules
 from digest.runtime import Runtime
@@ -37,6 +37,11 @@ class Preview:
 
     rendered: RenderedDigest
     edition: Digest | None = None
+
+    @property
+    def filter_counts(self) -> tuple[FilterCount, ...]:
+        """What each keyword list removed (none known of an archived edition)."""
+        return self.edition.filter_counts if self.edition else ()
 
 
 def preview_edition(runtime: Runtime, *, collect: bool, on: date | None = None) -> RenderedDigest:
