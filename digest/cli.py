@@ -107,6 +107,7 @@ def collect(summarize: bool) -> None:
     show_default=True,
     help="Fetch the feeds first (in memory: nothing is stored).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print today's edition as JSON data.")
 @translate_errors
 def preview(
     out: str | None,
@@ -116,22 +117,38 @@ def preview(
     serve: bool,
     port: int,
     collect: bool,
+    as_json: bool,
 ) -> None:
     """Render today's edition as it would be sent. Never sends, never writes to the store."""
-    from digest.preview import preview_edition  # heavy: see the note at the top
+    from digest.preview import preview_report  # heavy: see the note at the top
 
+    if as_json and (out or open_browser or as_text or on or serve):
+        raise click.UsageError("--json prints today's edition alone (--no-collect goes with it)")
     settings = load_command_settings()
+    if as_json:
+        return _preview_json(settings, collect=collect)
     if serve:
         return _serve_preview(settings, collect=collect, port=port, open_browser=open_browser)
     with open_runtime(settings, "read") as runtime:
-        rendered = preview_edition(runtime, collect=collect, on=on.date() if on else None)
+        found = preview_report(runtime, collect=collect, on=on.date() if on else None)
+    rendered = found.rendered
     if as_text:
+        cli_output.print_filter_counts(found.filter_counts, err=True)  # stdout: the text alone
         click.echo(rendered.text, nl=False)
         return
     path = _write_html(rendered.html, Path(out) if out else _temp_html_path())
     cli_output.print_preview_written(rendered.subject, rendered.trimmed_stories, path)
+    cli_output.print_filter_counts(found.filter_counts)
     if open_browser:
         _open_in_browser(path.resolve().as_uri())
+
+
+def _preview_json(settings: Settings, *, collect: bool) -> None:
+    from digest.preview import preview_data  # heavy: see the note at the top
+
+    with open_runtime(settings, "read") as runtime:
+        data = preview_data(runtime, collect=collect)
+    click.echo(cli_output.edition_json(data))
 
 
 def _serve_preview(settings: Settings, *, collect: bool, port: int, open_browser: bool) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,7 @@ from digest.models import (
     FeedHealth,
     FeedSource,
     FetchFailure,
+    FilterCount,
     JobRun,
     SendLockHolder,
 )
@@ -149,6 +150,17 @@ def print_preview_written(subject: str, trimmed_stories: int, path: Path) -> Non
     if trimmed_stories:
         click.echo(f"trimmed: left out {trimmed_stories} stories to stay under the cap")
     click.echo(f"wrote {path}")
+
+
+def print_filter_counts(counts: Sequence[FilterCount], *, err: bool = False) -> None:
+    """'filters: global exclude removed 4; feed Example include removed 12' (none set: nothing)."""
+    if counts:
+        said = "; ".join(f"{count.label} removed {count.removed}" for count in counts)
+        click.echo(f"filters: {said}", err=err)
+
+
+def edition_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 # send

@@ -20,12 +20,15 @@ from tqdm import tqdm
 from digest.clean import split_headline
 from digest.config import Settings
 from digest.dedupe import DEFAULT_SIMILARITY, DEFAULT_WINDOW_HOURS, Encoder, cluster_stories
+from digest.filters import filter_stories
 from digest.ledger import edition_date
 from digest.models import (
     CachedSummary,
     Digest,
     DigestItem,
     FeedFailure,
+    FeedSource,
+    KeywordRules,
     RenderedDigest,
     Story,
     Summary,
@@ -62,9 +65,13 @@ def build_digest(
     similarity: float = DEFAULT_SIMILARITY,
     window_hours: float = DEFAULT_WINDOW_HOURS,
     sections: SectionRules | None = None,
+    keywords: KeywordRules | None = None,
+    feeds: Sequence[FeedSource] = (),
 ) -> Digest:
-    """Cluster (by meaning too, given an encoder), rank, cap per section and in all, and
-    summarise one edition's stories."""
+    """Filter by keywords (the global ``keywords`` and each of ``feeds``' own), then cluster
+    (by meaning too, given an encoder), rank, cap per section and in all, and summarise one
+    edition's stories."""
+    stories, filter_counts = filter_stories(stories, keywords or KeywordRules(), feeds)
     clusters = cluster_stories(
         stories, encoder=encoder, similarity=similarity, window_hours=window_hours
     )
@@ -93,6 +100,7 @@ def build_digest(
         items=items,
         failed_feeds=tuple(failures),
         section_order=section_order,
+        filter_counts=filter_counts,
     )
 
 
@@ -175,7 +183,7 @@ def build_edition(
     """``build_digest`` with the runtime's summarizer and encoder, behind the store's caches
     of summaries and vectors; the edition of ``edition_on`` (default: ``now``'s day)."""
     settings = runtime.settings
-    return build_digest(
+    digest = build_digest(
         stories,
         failures,
         CachedSummarizer(runtime.summarizer, runtime.store, lambda: now),
@@ -186,4 +194,16 @@ def build_edition(
         similarity=settings.collect.dedupe_similarity,
         window_hours=settings.collect.dedupe_window_hours,
         sections=section_rules(settings),
+        keywords=settings.filters.keywords,
+        feeds=settings.feed_sources,
     )
+    if digest.filter_counts:
+        removed = ", ".join(f"{c.label} {c.removed}" for c in digest.filter_counts)
+        logger.info(
+            "edition %s: keyword filters removed %d of %d stories (%s)",
+            digest.edition_on,
+            sum(c.removed for c in digest.filter_counts),
+            len(stories),
+            removed,
+        )
+    return digest

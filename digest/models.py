@@ -18,6 +18,36 @@ from enum import StrEnum
 from typing import Literal
 
 TextSource = Literal["feed", "article"]  # where a story's text came from
+FilterField = Literal["headline", "text"]  # what a keyword filter looks in
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeywordRules:
+    """One keyword filter (the global ``[filters]`` or a feed's): a story is kept when some
+    ``include`` term is in ``fields`` (or there is none) and no ``exclude`` term is. Terms
+    are whole words or phrases, case-insensitive; regular expressions when ``is_regex``."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    fields: tuple[FilterField, ...] = ("headline", "text")
+    is_regex: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterCount:
+    """How many of an edition's stories one keyword list left out (a story failing several
+    counts once, under the first: global include, global exclude, feed include, exclude)."""
+
+    rule: Literal["include", "exclude"]
+    feed_url: str | None = None  # None: the global [filters]
+    feed_name: str | None = None
+    removed: int = 0
+
+    @property
+    def label(self) -> str:
+        """'global exclude', 'feed BBC News include'."""
+        scope = "global" if self.feed_url is None else f"feed {self.feed_name or self.feed_url}"
+        return f"{scope} {self.rule}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +61,7 @@ class FeedSource:
     full_text: bool = False  # fetch the article page when an entry is only a teaser
     priority: int = 0  # breaks ties between equally covered stories in a section
     min_interval_minutes: int = 0  # never fetched more often than this (http(s) feeds)
+    keywords: KeywordRules = KeywordRules()  # this feed's own keyword filter
 
     @property
     def title(self) -> str:
@@ -238,6 +269,7 @@ class Digest:
     items: tuple[DigestItem, ...]  # most important first
     failed_feeds: tuple[FeedFailure, ...] = ()
     section_order: tuple[str, ...] = ()  # sections in reading order; others follow as they come
+    filter_counts: tuple[FilterCount, ...] = ()  # what each configured keyword list removed
 
     @property
     def story_ids(self) -> tuple[str, ...]:

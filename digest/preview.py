@@ -14,28 +14,69 @@ import functools
 import hashlib
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from digest.config import Settings
+from digest.edition_data import edition_data
 from digest.editions import build_edition, edition_failures, render_edition
 from digest.errors import DigestError
 from digest.fetching import fetch_new_stories
 from digest.ledger import edition_date
-from digest.models import Digest, FeedFailure, RenderedDigest, Story
+from digest.models import Digest, FeedFailure, FilterCount, RenderedDigest, Story
 from digest.render import make_environment, template_files
+from digest.render_settings import section_rules
 from digest.runtime import Runtime
 from digest.serve import PreviewPages, PreviewServer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preview:
+    """An edition as previewed: rendered, and as built (None: from the archive, as sent)."""
+
+    rendered: RenderedDigest
+    edition: Digest | None = None
+
+    @property
+    def filter_counts(self) -> tuple[FilterCount, ...]:
+        """What each keyword list removed (none known of an archived edition)."""
+        return self.edition.filter_counts if self.edition else ()
 
 
 def preview_edition(runtime: Runtime, *, collect: bool, on: date | None = None) -> RenderedDigest:
     """Today's edition exactly as ``send`` would build it now, or (``on``) a past edition
     exactly as readers got it, from the archive; writes nothing anywhere."""
+    return preview_report(runtime, collect=collect, on=on).rendered
+
+
+def preview_report(runtime: Runtime, *, collect: bool, on: date | None = None) -> Preview:
+    """``preview_edition``, with the edition as built when it was built now (its keyword
+    filters' counts, its stories as data)."""
     if on is not None:
-        return archived_edition(runtime, on)
+        return Preview(rendered=archived_edition(runtime, on))
     edition = _latest_edition(runtime, collect=collect)
     if isinstance(edition, RenderedDigest):
-        return edition
-    return render_edition(runtime.settings, edition)
+        return Preview(rendered=edition)
+    return Preview(rendered=render_edition(runtime.settings, edition), edition=edition)
+
+
+def preview_data(runtime: Runtime, *, collect: bool) -> dict[str, Any]:
+    """Today's edition as ``send`` would build it now, as data (``digest.edition_data``)."""
+    found = preview_report(runtime, collect=collect)
+    if found.edition is None:
+        raise DigestError(
+            f"today's edition ({found.rendered.edition_on.isoformat()}) was sent already, and "
+            "the archive keeps it as the email readers got, not as data",
+            hint="`digest preview --text` or `--out FILE` shows it as sent",
+        )
+    settings = runtime.settings
+    return edition_data(
+        found.edition,
+        found.rendered,
+        title=settings.render.title,
+        priorities=section_rules(settings).priorities,
+    )
 
 
 def _latest_edition(runtime: Runtime, *, collect: bool) -> RenderedDigest | Digest:

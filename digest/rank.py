@@ -53,6 +53,20 @@ class Importance(NamedTuple):
     freshness: float  # POSIX time: the newest report's date, else first seen, else 0
 
 
+def other_outlets(cluster: Cluster) -> tuple[Story, ...]:
+    """The cluster's reports from other outlets, one each: not the lead's feed or name, nor
+    one named before (what "also in" lists)."""
+    feeds, names = {cluster.lead.feed_url}, {cluster.lead.source_name}
+    others = []
+    for other in cluster.others:
+        if other.feed_url in feeds or other.source_name in names:
+            continue
+        feeds.add(other.feed_url)
+        names.add(other.source_name)
+        others.append(other)
+    return tuple(others)
+
+
 def section_of(story: Story) -> str:
     """The section a story appears in: its feed's category."""
     return story.category or DEFAULT_SECTION

@@ -38,7 +38,7 @@ from digest.models import (
     Story,
     Summary,
 )
-from digest.rank import in_sections, section_of
+from digest.rank import in_sections, other_outlets, section_of
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -356,17 +356,10 @@ def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def _also_in(cluster: Cluster) -> list[dict[str, str | None]]:
-    """The other outlets, each once: not the lead's feed or name, nor one named before."""
-    feeds, names = {cluster.lead.feed_url}, {cluster.lead.source_name}
-    also = []
-    for other in cluster.others:
-        if other.feed_url in feeds or other.source_name in names:
-            continue
-        feeds.add(other.feed_url)
-        names.add(other.source_name)
-        name = _clip(other.source_name, _MAX_NAME_CHARS)
-        also.append({"name": name, "url": _safe_url(other.url)})
-    return also
+    return [
+        {"name": _clip(other.source_name, _MAX_NAME_CHARS), "url": _safe_url(other.url)}
+        for other in other_outlets(cluster)
+    ]
 
 
 def _failure(failure: FeedFailure) -> dict[str, str]:

@@ -33,7 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from digest.models import FeedSource
+from digest.filters import term_problem
+from digest.models import FeedSource, FilterField, KeywordRules
 from digest.urls import is_web_url
 
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -137,7 +138,38 @@ class CollectSettings(_Section):
     allowed_internal_networks: tuple[InternalNetwork, ...] = ()
 
 
-class FeedSettings(_Section):
+class _KeywordKeys(_Section):
+    """The keys of a keyword filter, in ``[filters]`` and on each ``[[feeds]]`` table."""
+
+    regex: StrictBool = False  # before include and exclude: their check depends on it
+    fields: tuple[FilterField, ...] = Field(default=("headline", "text"), min_length=1)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _valid_terms(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        is_regex = info.data.get("regex") is True
+        for term in value:
+            if problem := term_problem(term, is_regex=is_regex):
+                raise ValueError(problem)
+        return value
+
+    @property
+    def keywords(self) -> KeywordRules:
+        return KeywordRules(
+            include=self.include,
+            exclude=self.exclude,
+            fields=tuple(dict.fromkeys(self.fields)),
+            is_regex=self.regex,
+        )
+
+
+class FilterSettings(_KeywordKeys):
+    """The global keyword filter: ``[filters]``."""
+
+
+class FeedSettings(_KeywordKeys):
     url: str = Field(min_length=1)
     name: str | None = None
     category: str | None = None
@@ -361,6 +393,7 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     collect: CollectSettings = CollectSettings()
     feeds: tuple[FeedSettings, ...]
+    filters: FilterSettings = FilterSettings()
     summarize: SummarizeSettings = SummarizeSettings()
     render: RenderSettings = RenderSettings()
     delivery: DeliverySettings
@@ -416,6 +449,7 @@ class Settings(_Section):
                     if f.min_interval_minutes is None
                     else f.min_interval_minutes
                 ),
+                keywords=f.keywords,
             )
             for f in self.feeds
         )

@@ -52,6 +52,8 @@ STAGES = {
     "dedupe",
     "dedupe_rules",
     "language",
+    "edition_data",
+    "filters",
     "mailers",
     "messages",
     "smtp_mailer",

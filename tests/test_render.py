@@ -750,8 +750,9 @@ def test_served_preview_renders_again_when_a_template_changes(
 
 
 def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -> None:
-    # README: the demo edition holds Indian Express, The Japan Times, Japan Today, the
-    # inessential JSON Feed and the seed article page. A copy without the store and outbox
+    # README: the demo edition holds Indian Express, Japan Today, the inessential JSON Feed
+    # and the seed article page; The Japan Times' entries carry no dates, so they rank below
+    # the dated news (issue 15) and none is among the 25 stories. A copy without the store and outbox
     # the README's demo command leaves there: that store has today's edition sent already.
     shutil.copytree(
         REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("demo-output")
@@ -764,7 +765,8 @@ def test_the_demo_edition_shows_every_feed_the_readme_promises(tmp_path: Path) -
     metas = _by_class(tree, "meta", "p")
     sources = {(p.text or "").split(" · ")[0].strip() for p in metas}  # each story's outlet
     sources |= {a.text_content() for p in metas for a in p.iter("a")}  # and "also in" ones
-    promised = {"Indian Express", "The Japan Times", "Japan Today", "inessential", "Seed article"}
+    promised = {"Indian Express", "Japan Today", "inessential", "Seed article"}
     assert promised <= sources, sources
+    assert "The Japan Times" not in sources
     assert "Turkey says turning back on S-400s" in rendered.html
     assert rendered.trimmed_stories == 0
