@@ -9,13 +9,9 @@ tests/test_parse_fast.py holds the two paths equal over the whole corpus.
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import re
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin
 from xml.sax.saxutils import escape as xml_escape
 
 import feedparser.api
@@ -23,7 +19,8 @@ import feedparser.datetimes
 from lxml import etree
 
 from digest.entries import RawEntry, RawFeed
-from digest.feeds_xml import body_html, entry_link, from_struct, site_base
+from digest.feeds_values import fp_author_name, fp_date, fp_name, fp_text, fp_urljoin
+from digest.feeds_xml import body_html, entry_link, site_base
 
 _ATOM_NS = "{http://www.w3.org/2005/Atom}"
 _RSS1_NS = "{http://purl.org/rss/1.0/}"
@@ -36,9 +33,6 @@ _HANDLED = frozenset(
     for name in dir(feedparser.api.StrictFeedParser)
     if name.startswith(("_start_", "_end_"))
 )
-_NAMESPACES = {
-    uri.lower(): prefix for uri, prefix in feedparser.api.StrictFeedParser.namespaces.items()
-}
 # Handlers that never touch the fields read here (they fill links, media_*, subtitle...).
 _INERT = frozenset(
     {"enclosure", "media_content", "media_thumbnail", "media_player", "media_rating"}
@@ -58,25 +52,7 @@ _RSS_FIELDS = (
 _ATOM_FIELDS = frozenset({"title", "id", "content", "summary", "published", "updated", "author"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _CONTENT_TYPES = {"text": "text/plain", "html": "text/html", "xhtml": "application/xhtml+xml"}
-_URI_SLASHES = re.compile("^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _ENTITY_LIKE = re.compile("&([A-Za-z0-9_]+);")
-_AUTHOR_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))"""
-    r"""([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
-_RFC822 = re.compile(
-    r"(?:[A-Z][a-z]{2}, )?\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-    r"\d{2}:\d{2}:\d{2} (?:[+-]\d{4}|GMT|UTC|UT|Z)"
-)
-_ISO8601 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
-_CP1252_C1 = {  # feedparser's table: the C1 controls windows-1252 defines
-    code: bytes([code]).decode("cp1252")
-    for code in range(0x80, 0xA0)
-    if code not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-}
-
-
-_C1_CONTROL = re.compile("[\x80-\x9f]")
 
 
 class _Unsupported(Exception):
@@ -109,54 +85,17 @@ def read_xml_fast(text: str, url: str) -> RawFeed | None:
     return None
 
 
-def _fp_name(element: Any) -> str:
-    """The name feedparser dispatches an element on: its known prefix, "_", local name."""
-    return _fp_tag(element.tag, element.prefix)
-
-
-@lru_cache(maxsize=1024)
-def _fp_tag(tag: str, given_prefix: str | None) -> str:
-    if tag[0] != "{":
-        return tag.lower()
-    namespace, local = tag[1:].split("}", 1)
-    lowered = namespace.lower()
-    if "backend.userland.com/rss" in lowered:
-        lowered = "http://backend.userland.com/rss"
-    prefix = _NAMESPACES.get(lowered, given_prefix)
-    return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
-
-
-def _fp_text(value: str | None) -> str:
-    """An element's text as feedparser's pop() leaves it: stripped, UTF-8 read as Latin-1
-    undone, C1 controls mapped to windows-1252."""
-    output = (value or "").strip()
-    if output.isascii():
-        return output
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        output = output.encode("iso-8859-1").decode("utf-8")
-    return output.translate(_CP1252_C1) if _C1_CONTROL.search(output) else output
-
-
 def _plain_text(element: Any) -> str:
     """The text of an element that must hold no elements and no attributes."""
     if len(element) or element.attrib:
         raise _Unsupported(element.tag)
-    return _fp_text(element.text)
-
-
-def _fp_urljoin(uri: str) -> str:
-    """feedparser's resolve_uri with no base: collapses extra slashes after the scheme."""
-    uri = _URI_SLASHES.sub(r"\1\3", uri)
-    try:
-        return urljoin("", uri)
-    except ValueError:
-        return ""
+    return fp_text(element.text)
 
 
 def _check_inert(element: Any, inert: frozenset[str] = _INERT) -> None:
     """Refuse any descendant that a feedparser handler would read into an entry field."""
     for inner in element.iter():
-        if inner is not element and (name := _fp_name(inner)) in _HANDLED and name not in inert:
+        if inner is not element and (name := fp_name(inner)) in _HANDLED and name not in inert:
             raise _Unsupported(name)
 
 
@@ -188,13 +127,13 @@ def _fast_rdf(root: Any, url: str) -> RawFeed:
 def _check_inert_feed_part(element: Any) -> None:
     """A feed-level part outside the channel (RSS 1.0 image, textinput): only its own
     title/link/url/description/name, none of which reach an entry or the feed title."""
-    if _fp_name(element) not in ("image", "textinput"):
+    if fp_name(element) not in ("image", "textinput"):
         _check_inert(element)
-        if _fp_name(element) in _HANDLED and _fp_name(element) not in _INERT:
+        if fp_name(element) in _HANDLED and fp_name(element) not in _INERT:
             raise _Unsupported(element.tag)
         return
     for child in element:
-        if _fp_name(child) not in _FEED_PART_FIELDS:
+        if fp_name(child) not in _FEED_PART_FIELDS:
             raise _Unsupported(child.tag)
         _plain_text(child)
 
@@ -206,7 +145,7 @@ def _fast_channel(channel: Any, url: str, entry_tag: str) -> tuple[str | None, s
     """The feed's title and the base for its links, from the channel's own children."""
     titles, links, self_links = [], [], []
     for child in channel:
-        name = _fp_name(child)
+        name = fp_name(child)
         if name == entry_tag:
             continue
         if name == "title":
@@ -249,7 +188,7 @@ def _atom_link(element: Any, links: list[str]) -> dict[str, str] | None:
         raise _Unsupported("link")
     rel = attrs.get("rel", "alternate").lower()
     kind = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html").lower()
-    href = _fp_urljoin(attrs["href"])
+    href = fp_urljoin(attrs["href"])
     if rel == "alternate" and _CONTENT_TYPES.get(kind, kind) in _HTML_TYPES:
         links.append(href)
     return {"rel": rel, "href": href} if rel == "self" else None
@@ -261,7 +200,7 @@ def _rss_entry(item: Any) -> RawEntry:
     fields: dict[str, Any] = {}
     categories = []
     for child in item:
-        name = _fp_name(child)
+        name = fp_name(child)
         if name in _RSS_FIELDS:
             if name in fields or (name in _AUTHORS and fields.keys() & _AUTHORS):
                 raise _Unsupported(f"two {name}")
@@ -280,7 +219,7 @@ def _rss_entry(item: Any) -> RawEntry:
 def _rss_category(element: Any) -> str:
     if len(element) or any(key.lower() != "domain" for key in element.attrib):
         raise _Unsupported("category")
-    return _fp_text(element.text)
+    return fp_text(element.text)
 
 
 def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None) -> RawEntry:
@@ -289,9 +228,9 @@ def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None
         if len(element) or any(key.lower() != "ispermalink" for key in element.attrib):
             raise _Unsupported("guid")
         is_link = next((v for k, v in element.attrib.items() if k.lower() == "ispermalink"), "true")
-        guid = _fp_text(element.text)
+        guid = fp_text(element.text)
         if is_link == "true":
-            guid = link = _fp_text(_fp_urljoin((element.text or "").strip()))
+            guid = link = fp_text(fp_urljoin((element.text or "").strip()))
     if (element := fields.get("link")) is not None:
         link = _ENTITY_LIKE.sub(r"&\g<1>", _uri_text(element).replace("&amp;", "&"))
     body = fields.get("content_encoded")
@@ -305,42 +244,16 @@ def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None
         html=_plain_text(body) if body is not None else None,
         html_base=None,
         published_at=_fast_published(fields.get("pubdate"), fields.get("dc_date")),
-        author=_author_name(_plain_text(author)) if author is not None else None,
+        author=fp_author_name(_plain_text(author)) if author is not None else None,
         categories=tuple(categories),
     )
 
 
-def _author_name(author: str) -> str | None:
-    """feedparser's author_detail name for "Name <email>" style text, else the text."""
-    if not author:
-        return author or None
-    name = author
-    if match := _AUTHOR_EMAIL.search(author):
-        name = author.replace(match.group(0), "").replace("()", "").replace("<>", "")
-        name = name.replace("&lt;&gt;", "").strip()
-        name = name[1:] if name[:1] == "(" else name
-        name = (name[:-1] if name[-1:] == ")" else name).strip()
-    return name or author
-
-
 def _fast_published(published: Any, updated: Any) -> datetime | None:
-    moment = _fast_date(_plain_text(published)) if published is not None else None
+    moment = fp_date(_plain_text(published)) if published is not None else None
     if moment is None and updated is not None:
-        moment = _fast_date(_plain_text(updated))
+        moment = fp_date(_plain_text(updated))
     return moment
-
-
-def _fast_date(value: str) -> datetime | None:
-    """The time feedparser's date parser gives, by the stdlib for the two common forms."""
-    if _RFC822.fullmatch(value):
-        moment = email.utils.parsedate_to_datetime(value)
-    elif _ISO8601.fullmatch(value):
-        moment = datetime.fromisoformat(value)
-    else:
-        return from_struct(feedparser.datetimes._parse_date(value))
-    if not 1900 <= moment.year <= 9999:
-        return from_struct(feedparser.datetimes._parse_date(value))
-    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _fast_atom(root: Any, url: str) -> RawFeed:
@@ -358,7 +271,7 @@ def _atom_entry(entry: Any) -> RawEntry:
     links: list[str] = []
     categories = []
     for child in entry:
-        name = _fp_name(child)
+        name = fp_name(child)
         if name in _ATOM_FIELDS:
             if name in fields:
                 raise _Unsupported(f"two {name}")
@@ -399,7 +312,7 @@ def _uri_text(element: Any) -> str:
     """A link-like element's text: resolved (feedparser's resolve_uri), then repaired."""
     if len(element) or element.attrib:
         raise _Unsupported(element.tag)
-    return _fp_text(_fp_urljoin((element.text or "").strip()))
+    return fp_text(fp_urljoin((element.text or "").strip()))
 
 
 def _atom_category(element: Any) -> str:
@@ -411,11 +324,11 @@ def _atom_category(element: Any) -> str:
 
 def _atom_person(element: Any) -> str | None:
     """An author's name (else email) as feedparser's author_detail/author give it."""
-    parts = {_fp_name(child): child for child in element}
+    parts = {fp_name(child): child for child in element}
     if element.attrib or len(parts) != len(element) or set(parts) - {"name", "email", "uri"}:
         raise _Unsupported("person")
     if not parts:
-        return _author_name(_plain_text(element))
+        return fp_author_name(_plain_text(element))
     if (element.text or "").strip() or any((c.tail or "").strip() for c in element):
         raise _Unsupported("person text")
     # name and email are pushed without text handling: stripped, never repaired
@@ -434,7 +347,7 @@ def _atom_text(element: Any) -> tuple[str, str]:
     kind = _atom_type(element, "text/plain")
     if kind == "application/xhtml+xml" or len(element):
         raise _Unsupported("inline markup")
-    return kind, _fp_text(element.text)
+    return kind, fp_text(element.text)
 
 
 def _atom_type(element: Any, default: str) -> str:
@@ -450,7 +363,7 @@ def _atom_type(element: Any, default: str) -> str:
 
 def _atom_body(element: Any) -> str:
     if _atom_type(element, "text/plain") == "application/xhtml+xml":
-        return _fp_text(_xhtml(element))
+        return fp_text(_xhtml(element))
     kind, value = _atom_text(element)
     return body_html({"type": kind, "value": value})
 
