@@ -13,13 +13,12 @@ import email.utils
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
+from time import struct_time
 from typing import Any
 from urllib.parse import urljoin
 
 import feedparser.api
 import feedparser.datetimes
-
-from digest.feeds_xml import from_struct
 
 _NAMESPACES = {
     uri.lower(): prefix for uri, prefix in feedparser.api.StrictFeedParser.namespaces.items()
@@ -42,6 +41,10 @@ _CP1252_C1 = {  # feedparser's table: the C1 controls windows-1252 defines
 
 
 _C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
+class Unsupported(Exception):
+    """The document uses something the fast path does not read exactly as feedparser."""
 
 
 def fp_name(element: Any) -> str:
@@ -105,3 +108,13 @@ def fp_date(value: str) -> datetime | None:
     if not 1900 <= moment.year <= 9999:
         return from_struct(feedparser.datetimes._parse_date(value))
     return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def from_struct(value: struct_time | None) -> datetime | None:
+    """An aware UTC time from feedparser's struct_time; None for none or a time out of range."""
+    if value is None:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None

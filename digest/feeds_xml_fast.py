@@ -3,13 +3,14 @@
 feedparser's SAX handlers run in pure Python and are most of parsing's time. Feeds that are
 well-formed RSS 2.0/0.9x, RSS 1.0 or Atom 1.0 and use only the elements below are read with
 lxml instead, mapped field by field as feedparser (and ``digest.feeds_xml``) would; anything
-else raises _Unsupported inside and gets None out, and takes the feedparser path unchanged.
+else raises Unsupported inside and gets None out, and takes the feedparser path unchanged.
 tests/test_parse_fast.py holds the two paths equal over the whole corpus.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -19,7 +20,15 @@ import feedparser.datetimes
 from lxml import etree
 
 from digest.entries import RawEntry, RawFeed
-from digest.feeds_values import fp_author_name, fp_date, fp_name, fp_text, fp_urljoin
+from digest.feeds_media import Media, is_media
+from digest.feeds_values import (
+    Unsupported,
+    fp_author_name,
+    fp_date,
+    fp_name,
+    fp_text,
+    fp_urljoin,
+)
 from digest.feeds_xml import body_html, entry_link, site_base
 
 _ATOM_NS = "{http://www.w3.org/2005/Atom}"
@@ -44,6 +53,8 @@ _INERT = frozenset(
     | {"georss_box", "georss_where", "where", "gml_point", "gml_pos", "gml_poslist"}
     | {"gml_linestring", "gml_polygon", "gml_exterior", "gml_linearring", "geom"}
 )
+# In an entry, media elements are read (digest.feeds_media): anywhere else there, refused.
+_ENTRY_INERT = _INERT - {"enclosure", "media_content", "media_thumbnail", "media_group"}
 _AUTHORS = frozenset({"author", "dc_creator", "dc_author", "itunes_author"})
 _RSS_FIELDS = (
     frozenset({"title", "link", "description", "content_encoded", "guid", "pubdate", "dc_date"})
@@ -53,10 +64,6 @@ _ATOM_FIELDS = frozenset({"title", "id", "content", "summary", "published", "upd
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _CONTENT_TYPES = {"text": "text/plain", "html": "text/html", "xhtml": "application/xhtml+xml"}
 _ENTITY_LIKE = re.compile("&([A-Za-z0-9_]+);")
-
-
-class _Unsupported(Exception):
-    """The document uses something the fast path does not read exactly as feedparser."""
 
 
 def read_xml_fast(text: str, url: str) -> RawFeed | None:
@@ -80,7 +87,7 @@ def read_xml_fast(text: str, url: str) -> RawFeed | None:
             return _fast_rdf(root, url)
         if root.tag == _ATOM_NS + "feed":
             return _fast_atom(root, url)
-    except (etree.XMLSyntaxError, _Unsupported):
+    except (etree.XMLSyntaxError, Unsupported):
         pass
     return None
 
@@ -88,7 +95,7 @@ def read_xml_fast(text: str, url: str) -> RawFeed | None:
 def _plain_text(element: Any) -> str:
     """The text of an element that must hold no elements and no attributes."""
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
+        raise Unsupported(element.tag)
     return fp_text(element.text)
 
 
@@ -96,17 +103,17 @@ def _check_inert(element: Any, inert: frozenset[str] = _INERT) -> None:
     """Refuse any descendant that a feedparser handler would read into an entry field."""
     for inner in element.iter():
         if inner is not element and (name := fp_name(inner)) in _HANDLED and name not in inert:
-            raise _Unsupported(name)
+            raise Unsupported(name)
 
 
 def _fast_rss(root: Any, url: str) -> RawFeed:
     channels = [child for child in root if child.tag == "channel"]
     if len(channels) != 1:
-        raise _Unsupported("channels")
+        raise Unsupported("channels")
     channel = channels[0]
     items = [child for child in channel if child.tag == "item"]
     if not items or any(child.tag in ("item", "channel") for child in root if child is not channel):
-        raise _Unsupported("items")
+        raise Unsupported("items")
     title, base = _fast_channel(channel, url, "item")
     entries = tuple(_rss_entry(item) for item in items)
     return RawFeed(entries=entries, title=title, base=base, ttl=channel.findtext("ttl"))
@@ -116,7 +123,7 @@ def _fast_rdf(root: Any, url: str) -> RawFeed:
     channels = [child for child in root if child.tag == _RSS1_NS + "channel"]
     items = [child for child in root if child.tag == _RSS1_NS + "item"]
     if len(channels) != 1 or not items:
-        raise _Unsupported("rdf")
+        raise Unsupported("rdf")
     for child in root:
         if child.tag not in (_RSS1_NS + "channel", _RSS1_NS + "item"):
             _check_inert_feed_part(child)
@@ -130,11 +137,11 @@ def _check_inert_feed_part(element: Any) -> None:
     if fp_name(element) not in ("image", "textinput"):
         _check_inert(element)
         if fp_name(element) in _HANDLED and fp_name(element) not in _INERT:
-            raise _Unsupported(element.tag)
+            raise Unsupported(element.tag)
         return
     for child in element:
         if fp_name(child) not in _FEED_PART_FIELDS:
-            raise _Unsupported(child.tag)
+            raise Unsupported(child.tag)
         _plain_text(child)
 
 
@@ -159,11 +166,11 @@ def _fast_channel(channel: Any, url: str, entry_tag: str) -> tuple[str | None, s
         elif name in _FEED_INERT:
             _check_inert(child, _INERT | _FEED_PEOPLE)
         elif name in _HANDLED and name not in _INERT:
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
             _check_inert(child)
     if len(titles) > 1:
-        raise _Unsupported("titles")
+        raise Unsupported("titles")
     feed = {"link": links[-1] if links else None, "links": [s for s in self_links if s]}
     return (titles[0] if titles else None), site_base(feed, url)
 
@@ -181,44 +188,50 @@ _FEED_INERT = frozenset(
 _FEED_PEOPLE = frozenset({"name", "email", "uri", "itunes_name", "itunes_email", "itunes_category"})
 
 
-def _atom_link(element: Any, links: list[str]) -> dict[str, str] | None:
-    """An Atom-style link: appends an alternate HTML href to ``links``; returns a self link."""
+def _atom_link(element: Any, links: list[str], media: Media | None = None) -> dict[str, str] | None:
+    """An Atom-style link: appends an alternate HTML href to ``links`` (an enclosure to an
+    entry's ``media``); returns a self link."""
     attrs = {key.lower(): value for key, value in element.attrib.items()}
     if "href" not in attrs or len(element) or (element.text or "").strip():
-        raise _Unsupported("link")
+        raise Unsupported("link")
     rel = attrs.get("rel", "alternate").lower()
     kind = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html").lower()
     href = fp_urljoin(attrs["href"])
     if rel == "alternate" and _CONTENT_TYPES.get(kind, kind) in _HTML_TYPES:
         links.append(href)
+    if rel == "enclosure" and media is not None:
+        media.enclosures.append({"href": href, "type": kind})
     return {"rel": rel, "href": href} if rel == "self" else None
 
 
 def _rss_entry(item: Any) -> RawEntry:
     if any(key != _RDF_ABOUT for key in item.attrib):
-        raise _Unsupported("item attributes")
+        raise Unsupported("item attributes")
     fields: dict[str, Any] = {}
     categories = []
+    media = Media()
     for child in item:
         name = fp_name(child)
-        if name in _RSS_FIELDS:
+        if is_media(name):
+            media.add(child, name)
+        elif name in _RSS_FIELDS:
             if name in fields or (name in _AUTHORS and fields.keys() & _AUTHORS):
-                raise _Unsupported(f"two {name}")
+                raise Unsupported(f"two {name}")
             fields[name] = child
         elif name in ("category", "dc_subject"):
             categories.append(_rss_category(child))
         elif name == "source" and len(child):
-            raise _Unsupported("source")
+            raise Unsupported("source")
         elif name in _HANDLED and name not in _INERT and name != "source":
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
-            _check_inert(child)
-    return _rss_fields(fields, categories, item.get(_RDF_ABOUT))
+            _check_inert(child, _ENTRY_INERT)
+    return replace(_rss_fields(fields, categories, item.get(_RDF_ABOUT)), image_url=media.lead())
 
 
 def _rss_category(element: Any) -> str:
     if len(element) or any(key.lower() != "domain" for key in element.attrib):
-        raise _Unsupported("category")
+        raise Unsupported("category")
     return fp_text(element.text)
 
 
@@ -226,7 +239,7 @@ def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None
     guid, link = about, None
     if (element := fields.get("guid")) is not None:
         if len(element) or any(key.lower() != "ispermalink" for key in element.attrib):
-            raise _Unsupported("guid")
+            raise Unsupported("guid")
         is_link = next((v for k, v in element.attrib.items() if k.lower() == "ispermalink"), "true")
         guid = fp_text(element.text)
         if is_link == "true":
@@ -259,34 +272,37 @@ def _fast_published(published: Any, updated: Any) -> datetime | None:
 def _fast_atom(root: Any, url: str) -> RawFeed:
     entries = [child for child in root if child.tag == _ATOM_NS + "entry"]
     if not entries:
-        raise _Unsupported("no entries")
+        raise Unsupported("no entries")
     title, base = _fast_channel(root, url, "entry")
     return RawFeed(entries=tuple(_atom_entry(e) for e in entries), title=title, base=base)
 
 
 def _atom_entry(entry: Any) -> RawEntry:
     if entry.attrib:
-        raise _Unsupported("entry attributes")
+        raise Unsupported("entry attributes")
     fields: dict[str, Any] = {}
     links: list[str] = []
     categories = []
+    media = Media()
     for child in entry:
         name = fp_name(child)
-        if name in _ATOM_FIELDS:
+        if is_media(name):
+            media.add(child, name)
+        elif name in _ATOM_FIELDS:
             if name in fields:
-                raise _Unsupported(f"two {name}")
+                raise Unsupported(f"two {name}")
             fields[name] = child
         elif name == "link":
-            _atom_link(child, links)
+            _atom_link(child, links, media)
         elif name == "category":
             categories.append(_atom_category(child))
         elif name == "contributor":
             _atom_person(child)
         elif name in _HANDLED and name not in _INERT:
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
-            _check_inert(child)
-    return _atom_fields(fields, links, categories)
+            _check_inert(child, _ENTRY_INERT)
+    return replace(_atom_fields(fields, links, categories), image_url=media.lead())
 
 
 def _atom_fields(fields: dict[str, Any], links: list[str], categories: list[str]) -> RawEntry:
@@ -311,14 +327,14 @@ def _atom_fields(fields: dict[str, Any], links: list[str], categories: list[str]
 def _uri_text(element: Any) -> str:
     """A link-like element's text: resolved (feedparser's resolve_uri), then repaired."""
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
+        raise Unsupported(element.tag)
     return fp_text(fp_urljoin((element.text or "").strip()))
 
 
 def _atom_category(element: Any) -> str:
     attrs = element.attrib
     if len(element) or (element.text or "").strip() or set(attrs) - {"term", "scheme", "label"}:
-        raise _Unsupported("category")
+        raise Unsupported("category")
     return str(attrs.get("label") or attrs.get("term") or "")
 
 
@@ -326,11 +342,11 @@ def _atom_person(element: Any) -> str | None:
     """An author's name (else email) as feedparser's author_detail/author give it."""
     parts = {fp_name(child): child for child in element}
     if element.attrib or len(parts) != len(element) or set(parts) - {"name", "email", "uri"}:
-        raise _Unsupported("person")
+        raise Unsupported("person")
     if not parts:
         return fp_author_name(_plain_text(element))
     if (element.text or "").strip() or any((c.tail or "").strip() for c in element):
-        raise _Unsupported("person text")
+        raise Unsupported("person text")
     # name and email are pushed without text handling: stripped, never repaired
     name, mail = (_bare_text(parts[key]) if key in parts else None for key in ("name", "email"))
     return name or mail or None
@@ -338,7 +354,7 @@ def _atom_person(element: Any) -> str | None:
 
 def _bare_text(element: Any) -> str:
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
+        raise Unsupported(element.tag)
     return (element.text or "").strip()
 
 
@@ -346,18 +362,18 @@ def _atom_text(element: Any) -> tuple[str, str]:
     """(content type, value) of an Atom text construct of type text or html."""
     kind = _atom_type(element, "text/plain")
     if kind == "application/xhtml+xml" or len(element):
-        raise _Unsupported("inline markup")
+        raise Unsupported("inline markup")
     return kind, fp_text(element.text)
 
 
 def _atom_type(element: Any, default: str) -> str:
     attrs = element.attrib
     if set(attrs) - {"type", "{http://www.w3.org/XML/1998/namespace}lang"}:
-        raise _Unsupported("content attributes")
+        raise Unsupported("content attributes")
     kind = str(attrs.get("type", default)).lower()
     kind = _CONTENT_TYPES.get(kind, kind)
     if kind not in ("text/plain", "text/html", "application/xhtml+xml"):
-        raise _Unsupported(f"content type {kind}")
+        raise Unsupported(f"content type {kind}")
     return kind
 
 
@@ -387,13 +403,13 @@ def _xhtml(element: Any) -> str:
 def _xhtml_pieces(element: Any, pieces: list[str]) -> None:
     tag = _xhtml_tag(element)
     if tag in ("svg", "math"):
-        raise _Unsupported(tag)
+        raise Unsupported(tag)
     attrs = []
     for key, value in element.attrib.items():
         if key.startswith("{"):
             namespace, local = key[1:].split("}", 1)
             if namespace != "http://www.w3.org/XML/1998/namespace":
-                raise _Unsupported("namespaced attribute")
+                raise Unsupported("namespaced attribute")
             key = "xml:" + local
         key = key.lower()
         value = value.lower() if key in ("rel", "type") else value
@@ -409,5 +425,5 @@ def _xhtml_pieces(element: Any, pieces: list[str]) -> None:
 def _xhtml_tag(element: Any) -> str:
     tag = element.tag
     if not isinstance(tag, str):
-        raise _Unsupported("entity")
+        raise Unsupported("entity")
     return (tag.rsplit("}", 1)[-1]).lower()
