@@ -7,12 +7,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from digest.collecting import collect_all
+from digest.config import load_settings
 from digest.models import FeedSource, FetchResult
 from digest.normalise import image_url
 from digest.parse import parse_feed
+from digest.runtime import Runtime
+from digest.sqlite_store import SQLiteStore
+from tests.conftest import FeedServer, write_settings
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 FEED_URL = "https://news.example.org/feed"
@@ -84,3 +90,63 @@ def test_a_relative_image_of_a_local_feed_file_without_a_site_resolves_to_nothin
     )
     assert _parse(body, url="/srv/feeds/local.xml") == [None]
     assert _parse(body) == ["https://news.example.org/images/x.jpg"]
+
+
+# The article page's own image, when its full text is fetched
+
+
+_PARAGRAPHS = "".join(
+    f"<p>Paragraph {n}: the harbour bridge reopened on Monday after two years of repairs, "
+    "and the first buses crossed it at dawn while engineers watched from the pier.</p>"
+    for n in range(1, 6)
+)
+
+
+def _page(image: str) -> bytes:
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Harbour bridge'
+        f' reopens | Harbour News</title><meta property="og:image" content="{image}">'
+        '<meta property="og:type" content="article"></head><body><nav><a href="/">Home</a>'
+        "</nav><article><h1>Harbour bridge reopens</h1>"
+        f"{_PARAGRAPHS}</article><footer>Sign up for our newsletter</footer></body></html>"
+    ).encode()
+
+
+def _teasers(server: FeedServer) -> bytes:
+    items = "".join(
+        f"<item><title>Story {n}</title><link>{server.url(f'article/{n}')}</link>"
+        f"<description>Teaser {n}.</description>{extra}</item>"
+        for n, extra in (
+            (1, ""),
+            (2, '<enclosure url="https://cdn.example.org/feed-2.jpg" type="image/jpeg"/>'),
+            (3, ""),
+        )
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Harbour News</title>'
+        f"<link>{server.base_url}/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def test_a_teasers_lead_image_is_its_article_pages_og_image(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    feed_server.extra_routes["/harbour.xml"] = (200, {}, _teasers(feed_server))
+    feed_server.extra_routes["/article/1"] = (200, html, _page("/media/bridge 1.jpg"))
+    feed_server.extra_routes["/article/2"] = (200, html, _page("/media/bridge-2.jpg"))
+    feed_server.extra_routes["/article/3"] = (200, html, _page("javascript:alert(1)"))
+    feeds = [{"url": feed_server.url("harbour.xml"), "name": "Harbour"}]
+    collect = {"collect": {"full_text": True}}
+    settings = load_settings(write_settings(tmp_path, feeds, sections=collect))
+    with SQLiteStore.open(settings.store.path) as store:
+        collect_all(Runtime(settings, store, clock=lambda: NOW))
+        stories = {s.title: s for s in store.stories_for_edition(NOW.date())}
+        kept = store.article(feed_server.url("article/1"))
+    assert all(s.text_source == "article" for s in stories.values())
+    assert stories["Story 1"].image_url == feed_server.url("media/bridge%201.jpg")
+    assert stories["Story 2"].image_url == "https://cdn.example.org/feed-2.jpg"  # the feed's
+    assert stories["Story 3"].image_url is None
+    assert kept is not None and kept.image_url == feed_server.url("media/bridge%201.jpg")
+    fetched = [path for path, _ in feed_server.requests if not path.startswith("/harbour")]
+    assert sorted(fetched) == ["/article/1", "/article/2", "/article/3"]  # never an image
