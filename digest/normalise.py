@@ -157,8 +157,9 @@ def _absolute_url(base: str, tag: str, attribute: str, value: str) -> str:
     return value
 
 
-# What a browser would percent-encode in a URL anyway; never left raw in an image address.
-_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# Left as they are in an image address; anything else (quotes, angle brackets, spaces) is
+# percent-encoded, as a browser would.
+_URL_SAFE = "!#$%&()*+,/:;=?@[]~"
 
 
 def image_url(value: str | None, base: str) -> str | None:

@@ -62,7 +62,7 @@ HOSTILE_IMAGES = {
         "https://img.example.org/a.jpg%22%3E%3Cscript%3Ealert(1)%3C/script%3E"
     ),
     'https://img.example.org/it\'s a "photo".jpg': (
-        "https://img.example.org/it's%20a%20%22photo%22.jpg"
+        "https://img.example.org/it%27s%20a%20%22photo%22.jpg"
     ),
     "//cdn.example.org/x.jpg#frag": "https://cdn.example.org/x.jpg",
     "HTTPS://IMG.Example.ORG:443/p.jpg?utm_source=rss&w=600": "https://img.example.org/p.jpg?w=600",
