@@ -16,12 +16,15 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,12 +33,14 @@ import aiohttp
 import pytest
 
 from digest.config import load_settings
+from digest.models import Cluster, Digest, DigestItem, FeedSource, FetchResult, Summary
+from digest.parse import parse_feed
 from digest.preview import preview_server
 from digest.render import RenderOptions, make_environment, render_digest
 from digest.runtime import Runtime
 from digest.sending import send_edition
 from digest.serve import PreviewPages, PreviewServer
-from tests.conftest import FEEDS, REPO, write_settings
+from tests.conftest import FEEDS, REPO, serving, write_settings
 from tests.hostile import hostile_digest
 
 pytestmark = pytest.mark.slow
@@ -351,3 +356,158 @@ def test_the_xss_corpus_runs_and_loads_nothing_in_a_browser(
     devtools: str, hostile_server: PreviewServer
 ) -> None:
     _check(devtools, hostile_server.url + "edition/latest", "xss")
+
+
+# Lead images at a phone's width: loaded, failing, refused by the client, and turned off.
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real PNG of one colour, wider than any column (built here: no image library)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + b"\x1e\x5a\xa0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + (chunk(b"IEND", b""))
+    )
+
+
+def _image_edition(image_for: Callable[[int], str | None]) -> Digest:
+    """The Japan Today capture's stories (real headlines and text), each with the image
+    ``image_for`` gives its number."""
+    source = FeedSource(url=str(FEEDS / "japantoday.xml"), name="Japan Today", category="World")
+    body = (FEEDS / "japantoday.xml").read_bytes()
+    stories = parse_feed(FetchResult(source=source, fetched_at=NOW, body=body)).stories[:8]
+    items = tuple(
+        DigestItem(
+            cluster=Cluster(cluster_id=story.story_id, lead=replace(story, image_url=image_for(n))),
+            summary=Summary(cluster_id=story.story_id, text=story.text[:400], model_id="lead"),
+        )
+        for n, story in enumerate(stories)
+    )
+    return Digest(edition_on=NOW.date(), generated_at=NOW, items=items)
+
+
+def _html(digest: Digest, *, images: bool = True) -> str:
+    options = RenderOptions(images=images)
+    return render_digest(digest, make_environment(), tz=ZoneInfo("UTC"), options=options).html
+
+
+@dataclass
+class _ImagePages:
+    base_url: str
+    pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path: (type, body)
+
+
+@pytest.fixture(scope="module")
+def image_pages() -> Iterator[_ImagePages]:
+    """Editions and their images on 127.0.0.1: /photo.png is a 1600 x 900 PNG, /gone.png
+    answers 404 and /page.png answers HTML."""
+    state = _ImagePages(base_url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            kind, body = state.pages.get(self.path, ("text/html", b"<p>not found</p>"))
+            self.send_response(200 if self.path in state.pages else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Handler) as base_url:
+        state.base_url = base_url
+        failing = ("/gone.png", "/page.png")
+        editions = {
+            "/with-images": _image_edition(lambda n: f"{base_url}/photo.png" if n % 3 else None),
+            "/failing-images": _image_edition(lambda n: base_url + failing[n % 2]),
+        }
+        state.pages = {
+            "/photo.png": ("image/png", _png(1600, 900)),
+            "/favicon.ico": ("image/png", _png(16, 16)),  # what the browser asks for itself
+            "/page.png": ("text/html", b"<html><p>an error page, not an image</p></html>"),
+            **{path: ("text/html", _html(e).encode()) for path, e in editions.items()},
+            "/no-images": ("text/html", _html(editions["/with-images"], images=False).encode()),
+        }
+        yield state
+
+
+def _layout(ws_url: str, url: str, name: str, width: int = 375) -> PageReport:
+    """The page at ``width``: no horizontal overflow, every image inside its column."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = asyncio.run(_visit(ws_url, url, width, ARTIFACTS / f"{name}-{width}.png"))
+    assert report.inner_width == width
+    assert report.scroll_width <= width, (name, report)
+    for image in report.images:
+        assert image["width"] <= image["column"] + 0.5, (name, image)
+        assert image["right"] <= width, (name, image)
+    assert all(u.startswith("http://127.0.0.1:") for u in report.requests), report.requests
+    return report
+
+
+def test_lead_images_fit_the_column_at_375_and_600_px(
+    devtools: str, image_pages: _ImagePages
+) -> None:
+    for width in (375, 600):
+        report = _layout(devtools, image_pages.base_url + "/with-images", "images", width)
+        assert len(report.images) == 5 and all(image["loaded"] for image in report.images)
+        # as wide as the column at a phone's width, scaled to keep the photo's proportions
+        for image in report.images:
+            assert image["width"] >= image["column"] - 0.5, image
+            assert abs(image["height"] - image["width"] * 900 / 1600) <= 1, image
+        assert not report.errors, report.errors
+
+
+def test_images_that_fail_to_load_leave_their_headline_not_a_gap(
+    devtools: str, image_pages: _ImagePages
+) -> None:
+    report = _layout(devtools, image_pages.base_url + "/failing-images", "images-failing")
+    assert len(report.images) == 8 and not any(image["loaded"] for image in report.images)
+    for image in report.images:
+        assert image["alt"] and image["height"] >= 12, image  # the alt text's line, shown
+    assert all("Failed to load resource" in error for error in report.errors), report.errors
+
+
+def test_images_a_client_blocks_leave_the_layout_whole(
+    devtools: str, image_pages: _ImagePages
+) -> None:
+    """The preview's CSP refuses every image, as a mail client that blocks images does."""
+    rendered = render_digest(
+        _image_edition(lambda n: f"{image_pages.base_url}/photo.png"),
+        make_environment(),
+        tz=ZoneInfo("UTC"),
+        options=RenderOptions(),
+    )
+    pages = PreviewPages(
+        latest=lambda: rendered, archived=lambda day: None, archive=lambda: (), version=lambda: "1"
+    )
+    server = PreviewServer(pages)
+    server.serve_in_thread()
+    try:
+        (report,) = _check(
+            devtools,
+            server.url + "edition/latest",
+            "images-blocked",
+            widths=(375,),
+            images_refused=True,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(report.images) == 8
+    for image in report.images:
+        assert image["height"] >= 12 and image["width"] <= image["column"] + 0.5, image
+
+
+def test_an_edition_without_images_at_375_px(devtools: str, image_pages: _ImagePages) -> None:
+    report = _layout(devtools, image_pages.base_url + "/no-images", "images-off")
+    assert report.images == [] and not report.errors
