@@ -4,11 +4,15 @@ address; anything script-capable, relative to nothing or over-long is dropped.""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 from digest.collecting import collect_all
@@ -17,8 +21,10 @@ from digest.models import FeedSource, FetchResult
 from digest.normalise import image_url
 from digest.parse import parse_feed
 from digest.runtime import Runtime
+from digest.sending import send_edition
 from digest.sqlite_store import SQLiteStore
 from tests.conftest import FeedServer, write_settings
+from tests.deliver_sink import body_text
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 FEED_URL = "https://news.example.org/feed"
@@ -150,3 +156,31 @@ def test_a_teasers_lead_image_is_its_article_pages_og_image(
     assert kept is not None and kept.image_url == feed_server.url("media/bridge%201.jpg")
     fetched = [path for path, _ in feed_server.requests if not path.startswith("/harbour")]
     assert sorted(fetched) == ["/article/1", "/article/2", "/article/3"]  # never an image
+
+
+def test_a_sent_edition_names_the_image_and_never_fetches_it(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Collected, rendered and sent: the HTML part references the image by its address, the
+    plain-text part does not mention it, and nothing ever asked the server for it."""
+    image = feed_server.url("media/lead.png")
+    feed = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Pictures</title>'
+        f"<item><title>Harbour bridge reopens</title><link>{feed_server.url('a/1')}</link>"
+        f"<description>{'The bridge is open again after two years. ' * 5}</description>"
+        f'<enclosure url="{image}" type="image/png" length="100"/></item></channel></rss>'
+    ).encode()
+    feed_server.extra_routes["/pictures.xml"] = (200, {}, feed)
+    feeds = [{"url": feed_server.url("pictures.xml"), "name": "Pictures"}]
+    settings = load_settings(write_settings(tmp_path, feeds, recipients=("r@example.org",)))
+    with Runtime.open(settings, clock=lambda: NOW) as runtime:
+        send_edition(runtime, collect=True)
+    (path,) = (tmp_path / "outbox").glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    html = lxml.html.document_fromstring(body_text(message, "html"))
+    assert [(i.get("src"), i.get("alt")) for i in html.iter("img")] == [
+        (image, "Harbour bridge reopens")
+    ]
+    assert "lead.png" not in body_text(message, "plain")
+    assert [path for path, _ in feed_server.requests] == ["/pictures.xml"]
