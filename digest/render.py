@@ -176,6 +176,8 @@ def _sample_digest() -> Digest:
         title="Sample headline",
         published_at=moment,
         text="Sample text.",
+        text_source="article",  # so that a template's use of reading_minutes is tried too
+        image_url="https://example.org/image.jpg",
     )
     cluster = Cluster(cluster_id="sample", lead=story, others=(story,))
     summary = Summary(cluster_id="sample", text="Sample summary.", model_id="sample")

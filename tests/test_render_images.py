@@ -17,6 +17,7 @@ from digest.models import Cluster, Digest, DigestItem, RenderedDigest, Story, Su
 from digest.render import (
     IMAGE_WIDTH,
     RenderOptions,
+    check_templates,
     make_environment,
     reading_minutes,
     render_digest,
@@ -127,3 +128,16 @@ def test_reading_time_for_article_text_in_both_parts() -> None:
 )
 def test_reading_minutes(text: str, minutes: int) -> None:
     assert reading_minutes(text) == minutes
+
+
+def test_digest_check_tries_a_templates_image_and_reading_time(tmp_path: Path) -> None:
+    """The sample edition `digest check` renders has both, so a template using them is
+    checked where they are set, not only where they are None."""
+    (tmp_path / "_story.html.j2").write_text(
+        '<img src="{{ item.image.url }}" width="{{ item.image.width // 2 }}">'
+        "{{ item.reading_minutes + 1 }} min"
+    )
+    assert check_templates(make_environment(tmp_path)) == []
+    (tmp_path / "_story.html.j2").write_text("{{ item.image.height }}")
+    (problem,) = check_templates(make_environment(tmp_path))
+    assert "_story.html.j2, line 1" in problem and "height" in problem
