@@ -329,6 +329,18 @@ def extract_article(
     return text if _is_article(text) else None
 
 
+def article_image(html: str | bytes, url: str) -> str | None:
+    """The image an article page names for itself (og:image, twitter:image, schema.org's
+    image), as written: maybe relative. trafilatura's metadata reader, which never fetches."""
+    if not html or len(html) > MAX_ARTICLE_HTML_SIZE:
+        return None
+    import trafilatura.metadata  # as in extract_article: only when a page is read
+
+    # extensive=False: no date guessing from the page's text, which this does not need
+    document = trafilatura.metadata.extract_metadata(html, default_url=url, extensive=False)
+    return document.image or None
+
+
 def _is_article(text: str) -> bool:
     """Long enough to be more than a teaser, with at least one real sentence."""
     return len(text) >= _MIN_ARTICLE_CHARS and any(

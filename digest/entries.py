@@ -24,6 +24,7 @@ class RawEntry:
     published_at: datetime | None
     author: str | None
     categories: tuple[str, ...] = ()
+    image_url: str | None = None  # the lead image the entry names, as given (maybe relative)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import UTC, datetime
-from time import struct_time
 from typing import Any
 from urllib.parse import urljoin
 
@@ -20,6 +18,8 @@ import feedparser
 
 from digest.entries import RawEntry, RawFeed
 from digest.errors import FeedError
+from digest.feeds_media import lead_image
+from digest.feeds_values import from_struct
 from digest.urls import is_http_url
 
 
@@ -90,6 +90,11 @@ def _from_feedparser(entry: Any) -> RawEntry:
         published_at=from_struct(published),
         author=author,
         categories=tuple(t.get("label") or t.get("term") or "" for t in entry.get("tags") or ()),
+        image_url=lead_image(
+            entry.get("media_content") or (),
+            entry.get("media_thumbnail") or (),
+            entry.get("enclosures") or (),
+        ),
     )
 
 
@@ -106,13 +111,3 @@ def body_html(detail: Any) -> str:
     if detail.get("type") == "text/plain":
         return html.escape(value).replace("\n", "<br>")
     return str(value)
-
-
-def from_struct(value: struct_time | None) -> datetime | None:
-    """An aware UTC time from feedparser's struct_time; None for none or a time out of range."""
-    if value is None:
-        return None
-    try:
-        return datetime(*value[:6], tzinfo=UTC)
-    except (TypeError, ValueError):
-        return None

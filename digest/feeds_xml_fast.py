@@ -3,20 +3,16 @@
 feedparser's SAX handlers run in pure Python and are most of parsing's time. Feeds that are
 well-formed RSS 2.0/0.9x, RSS 1.0 or Atom 1.0 and use only the elements below are read with
 lxml instead, mapped field by field as feedparser (and ``digest.feeds_xml``) would; anything
-else raises _Unsupported inside and gets None out, and takes the feedparser path unchanged.
+else raises Unsupported inside and gets None out, and takes the feedparser path unchanged.
 tests/test_parse_fast.py holds the two paths equal over the whole corpus.
 """
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin
 from xml.sax.saxutils import escape as xml_escape
 
 import feedparser.api
@@ -24,7 +20,16 @@ import feedparser.datetimes
 from lxml import etree
 
 from digest.entries import RawEntry, RawFeed
-from digest.feeds_xml import body_html, channel_language, entry_link, from_struct, site_base
+from digest.feeds_media import Media, is_media
+from digest.feeds_values import (
+    Unsupported,
+    fp_author_name,
+    fp_date,
+    fp_name,
+    fp_text,
+    fp_urljoin,
+)
+from digest.feeds_xml import body_html, channel_language, entry_link, site_base
 
 _ATOM_NS = "{http://www.w3.org/2005/Atom}"
 _RSS1_NS = "{http://purl.org/rss/1.0/}"
@@ -37,9 +42,6 @@ _HANDLED = frozenset(
     for name in dir(feedparser.api.StrictFeedParser)
     if name.startswith(("_start_", "_end_"))
 )
-_NAMESPACES = {
-    uri.lower(): prefix for uri, prefix in feedparser.api.StrictFeedParser.namespaces.items()
-}
 # Handlers that never touch the fields read here (they fill links, media_*, subtitle...).
 _INERT = frozenset(
     {"enclosure", "media_content", "media_thumbnail", "media_player", "media_rating"}
@@ -51,6 +53,8 @@ _INERT = frozenset(
     | {"georss_box", "georss_where", "where", "gml_point", "gml_pos", "gml_poslist"}
     | {"gml_linestring", "gml_polygon", "gml_exterior", "gml_linearring", "geom"}
 )
+# In an entry, media elements are read (digest.feeds_media): anywhere else there, refused.
+_ENTRY_INERT = _INERT - {"enclosure", "media_content", "media_thumbnail", "media_group"}
 _AUTHORS = frozenset({"author", "dc_creator", "dc_author", "itunes_author"})
 _RSS_FIELDS = (
     frozenset({"title", "link", "description", "content_encoded", "guid", "pubdate", "dc_date"})
@@ -59,29 +63,7 @@ _RSS_FIELDS = (
 _ATOM_FIELDS = frozenset({"title", "id", "content", "summary", "published", "updated", "author"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _CONTENT_TYPES = {"text": "text/plain", "html": "text/html", "xhtml": "application/xhtml+xml"}
-_URI_SLASHES = re.compile("^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _ENTITY_LIKE = re.compile("&([A-Za-z0-9_]+);")
-_AUTHOR_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))"""
-    r"""([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
-_RFC822 = re.compile(
-    r"(?:[A-Z][a-z]{2}, )?\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-    r"\d{2}:\d{2}:\d{2} (?:[+-]\d{4}|GMT|UTC|UT|Z)"
-)
-_ISO8601 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
-_CP1252_C1 = {  # feedparser's table: the C1 controls windows-1252 defines
-    code: bytes([code]).decode("cp1252")
-    for code in range(0x80, 0xA0)
-    if code not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-}
-
-
-_C1_CONTROL = re.compile("[\x80-\x9f]")
-
-
-class _Unsupported(Exception):
-    """The document uses something the fast path does not read exactly as feedparser."""
 
 
 def read_xml_fast(text: str, url: str) -> RawFeed | None:
@@ -105,70 +87,33 @@ def read_xml_fast(text: str, url: str) -> RawFeed | None:
             return _fast_rdf(root, url)
         if root.tag == _ATOM_NS + "feed":
             return _fast_atom(root, url)
-    except (etree.XMLSyntaxError, _Unsupported):
+    except (etree.XMLSyntaxError, Unsupported):
         pass
     return None
-
-
-def _fp_name(element: Any) -> str:
-    """The name feedparser dispatches an element on: its known prefix, "_", local name."""
-    return _fp_tag(element.tag, element.prefix)
-
-
-@lru_cache(maxsize=1024)
-def _fp_tag(tag: str, given_prefix: str | None) -> str:
-    if tag[0] != "{":
-        return tag.lower()
-    namespace, local = tag[1:].split("}", 1)
-    lowered = namespace.lower()
-    if "backend.userland.com/rss" in lowered:
-        lowered = "http://backend.userland.com/rss"
-    prefix = _NAMESPACES.get(lowered, given_prefix)
-    return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
-
-
-def _fp_text(value: str | None) -> str:
-    """An element's text as feedparser's pop() leaves it: stripped, UTF-8 read as Latin-1
-    undone, C1 controls mapped to windows-1252."""
-    output = (value or "").strip()
-    if output.isascii():
-        return output
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        output = output.encode("iso-8859-1").decode("utf-8")
-    return output.translate(_CP1252_C1) if _C1_CONTROL.search(output) else output
 
 
 def _plain_text(element: Any) -> str:
     """The text of an element that must hold no elements and no attributes."""
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
-    return _fp_text(element.text)
-
-
-def _fp_urljoin(uri: str) -> str:
-    """feedparser's resolve_uri with no base: collapses extra slashes after the scheme."""
-    uri = _URI_SLASHES.sub(r"\1\3", uri)
-    try:
-        return urljoin("", uri)
-    except ValueError:
-        return ""
+        raise Unsupported(element.tag)
+    return fp_text(element.text)
 
 
 def _check_inert(element: Any, inert: frozenset[str] = _INERT) -> None:
     """Refuse any descendant that a feedparser handler would read into an entry field."""
     for inner in element.iter():
-        if inner is not element and (name := _fp_name(inner)) in _HANDLED and name not in inert:
-            raise _Unsupported(name)
+        if inner is not element and (name := fp_name(inner)) in _HANDLED and name not in inert:
+            raise Unsupported(name)
 
 
 def _fast_rss(root: Any, url: str) -> RawFeed:
     channels = [child for child in root if child.tag == "channel"]
     if len(channels) != 1:
-        raise _Unsupported("channels")
+        raise Unsupported("channels")
     channel = channels[0]
     items = [child for child in channel if child.tag == "item"]
     if not items or any(child.tag in ("item", "channel") for child in root if child is not channel):
-        raise _Unsupported("items")
+        raise Unsupported("items")
     feed = _fast_channel(channel, url, "item")
     return replace(feed, entries=tuple(map(_rss_entry, items)), ttl=channel.findtext("ttl"))
 
@@ -177,7 +122,7 @@ def _fast_rdf(root: Any, url: str) -> RawFeed:
     channels = [child for child in root if child.tag == _RSS1_NS + "channel"]
     items = [child for child in root if child.tag == _RSS1_NS + "item"]
     if len(channels) != 1 or not items:
-        raise _Unsupported("rdf")
+        raise Unsupported("rdf")
     for child in root:
         if child.tag not in (_RSS1_NS + "channel", _RSS1_NS + "item"):
             _check_inert_feed_part(child)
@@ -187,14 +132,14 @@ def _fast_rdf(root: Any, url: str) -> RawFeed:
 def _check_inert_feed_part(element: Any) -> None:
     """A feed-level part outside the channel (RSS 1.0 image, textinput): only its own
     title/link/url/description/name, none of which reach an entry or the feed title."""
-    if _fp_name(element) not in ("image", "textinput"):
+    if fp_name(element) not in ("image", "textinput"):
         _check_inert(element)
-        if _fp_name(element) in _HANDLED and _fp_name(element) not in _INERT:
-            raise _Unsupported(element.tag)
+        if fp_name(element) in _HANDLED and fp_name(element) not in _INERT:
+            raise Unsupported(element.tag)
         return
     for child in element:
-        if _fp_name(child) not in _FEED_PART_FIELDS:
-            raise _Unsupported(child.tag)
+        if fp_name(child) not in _FEED_PART_FIELDS:
+            raise Unsupported(child.tag)
         _plain_text(child)
 
 
@@ -205,7 +150,7 @@ def _fast_channel(channel: Any, url: str, entry_tag: str) -> RawFeed:
     """The feed's title, base for links and language (no entries), from the channel."""
     titles, links, self_links = [], [], []
     for child in channel:
-        name = _fp_name(child)
+        name = fp_name(child)
         if name == entry_tag:
             continue
         if name == "title":
@@ -219,11 +164,11 @@ def _fast_channel(channel: Any, url: str, entry_tag: str) -> RawFeed:
         elif name in _FEED_INERT:
             _check_inert(child, _INERT | _FEED_PEOPLE)
         elif name in _HANDLED and name not in _INERT:
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
             _check_inert(child)
     if len(titles) > 1:
-        raise _Unsupported("titles")
+        raise Unsupported("titles")
     feed = {"link": links[-1] if links else None, "links": [s for s in self_links if s]}
     title, language = (titles[0] if titles else None), channel_language(channel)
     return RawFeed(entries=(), title=title, base=site_base(feed, url), language=language)
@@ -242,56 +187,62 @@ _FEED_INERT = frozenset(
 _FEED_PEOPLE = frozenset({"name", "email", "uri", "itunes_name", "itunes_email", "itunes_category"})
 
 
-def _atom_link(element: Any, links: list[str]) -> dict[str, str] | None:
-    """An Atom-style link: appends an alternate HTML href to ``links``; returns a self link."""
+def _atom_link(element: Any, links: list[str], media: Media | None = None) -> dict[str, str] | None:
+    """An Atom-style link: appends an alternate HTML href to ``links`` (an enclosure to an
+    entry's ``media``); returns a self link."""
     attrs = {key.lower(): value for key, value in element.attrib.items()}
     if "href" not in attrs or len(element) or (element.text or "").strip():
-        raise _Unsupported("link")
+        raise Unsupported("link")
     rel = attrs.get("rel", "alternate").lower()
     kind = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html").lower()
-    href = _fp_urljoin(attrs["href"])
+    href = fp_urljoin(attrs["href"])
     if rel == "alternate" and _CONTENT_TYPES.get(kind, kind) in _HTML_TYPES:
         links.append(href)
+    if rel == "enclosure" and media is not None:
+        media.enclosures.append({"href": href, "type": kind})
     return {"rel": rel, "href": href} if rel == "self" else None
 
 
 def _rss_entry(item: Any) -> RawEntry:
     if any(key != _RDF_ABOUT for key in item.attrib):
-        raise _Unsupported("item attributes")
+        raise Unsupported("item attributes")
     fields: dict[str, Any] = {}
     categories = []
+    media = Media()
     for child in item:
-        name = _fp_name(child)
-        if name in _RSS_FIELDS:
+        name = fp_name(child)
+        if is_media(name):
+            media.add(child, name)
+        elif name in _RSS_FIELDS:
             if name in fields or (name in _AUTHORS and fields.keys() & _AUTHORS):
-                raise _Unsupported(f"two {name}")
+                raise Unsupported(f"two {name}")
             fields[name] = child
         elif name in ("category", "dc_subject"):
             categories.append(_rss_category(child))
         elif name == "source" and len(child):
-            raise _Unsupported("source")
+            raise Unsupported("source")
         elif name in _HANDLED and name not in _INERT and name != "source":
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
-            _check_inert(child)
-    return _rss_fields(fields, categories, item.get(_RDF_ABOUT))
+            _check_inert(child, _ENTRY_INERT)
+    return replace(_rss_fields(fields, categories, item.get(_RDF_ABOUT)), image_url=media.lead())
 
 
 def _rss_category(element: Any) -> str:
     if len(element) or any(key.lower() != "domain" for key in element.attrib):
-        raise _Unsupported("category")
-    return _fp_text(element.text)
+        raise Unsupported("category")
+    return fp_text(element.text)
 
 
 def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None) -> RawEntry:
     guid, link = about, None
     if (element := fields.get("guid")) is not None:
         if len(element) or any(key.lower() != "ispermalink" for key in element.attrib):
-            raise _Unsupported("guid")
+            raise Unsupported("guid")
         is_link = next((v for k, v in element.attrib.items() if k.lower() == "ispermalink"), "true")
-        guid = _fp_text(element.text)
+        guid = fp_text(element.text)
         if is_link == "true":
-            guid = link = _fp_text(_fp_urljoin((element.text or "").strip()))
+            guid = link = fp_text(fp_urljoin((element.text or "").strip()))
     if (element := fields.get("link")) is not None:
         link = _ENTITY_LIKE.sub(r"&\g<1>", _uri_text(element).replace("&amp;", "&"))
     body = fields.get("content_encoded")
@@ -305,74 +256,51 @@ def _rss_fields(fields: dict[str, Any], categories: list[str], about: str | None
         html=_plain_text(body) if body is not None else None,
         html_base=None,
         published_at=_fast_published(fields.get("pubdate"), fields.get("dc_date")),
-        author=_author_name(_plain_text(author)) if author is not None else None,
+        author=fp_author_name(_plain_text(author)) if author is not None else None,
         categories=tuple(categories),
     )
 
 
-def _author_name(author: str) -> str | None:
-    """feedparser's author_detail name for "Name <email>" style text, else the text."""
-    if not author:
-        return author or None
-    name = author
-    if match := _AUTHOR_EMAIL.search(author):
-        name = author.replace(match.group(0), "").replace("()", "").replace("<>", "")
-        name = name.replace("&lt;&gt;", "").strip()
-        name = name[1:] if name[:1] == "(" else name
-        name = (name[:-1] if name[-1:] == ")" else name).strip()
-    return name or author
-
-
 def _fast_published(published: Any, updated: Any) -> datetime | None:
-    moment = _fast_date(_plain_text(published)) if published is not None else None
+    moment = fp_date(_plain_text(published)) if published is not None else None
     if moment is None and updated is not None:
-        moment = _fast_date(_plain_text(updated))
+        moment = fp_date(_plain_text(updated))
     return moment
-
-
-def _fast_date(value: str) -> datetime | None:
-    """The time feedparser's date parser gives, by the stdlib for the two common forms."""
-    if _RFC822.fullmatch(value):
-        moment = email.utils.parsedate_to_datetime(value)
-    elif _ISO8601.fullmatch(value):
-        moment = datetime.fromisoformat(value)
-    else:
-        return from_struct(feedparser.datetimes._parse_date(value))
-    if not 1900 <= moment.year <= 9999:
-        return from_struct(feedparser.datetimes._parse_date(value))
-    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _fast_atom(root: Any, url: str) -> RawFeed:
     entries = [child for child in root if child.tag == _ATOM_NS + "entry"]
     if not entries:
-        raise _Unsupported("no entries")
+        raise Unsupported("no entries")
     return replace(_fast_channel(root, url, "entry"), entries=tuple(map(_atom_entry, entries)))
 
 
 def _atom_entry(entry: Any) -> RawEntry:
     if entry.attrib:
-        raise _Unsupported("entry attributes")
+        raise Unsupported("entry attributes")
     fields: dict[str, Any] = {}
     links: list[str] = []
     categories = []
+    media = Media()
     for child in entry:
-        name = _fp_name(child)
-        if name in _ATOM_FIELDS:
+        name = fp_name(child)
+        if is_media(name):
+            media.add(child, name)
+        elif name in _ATOM_FIELDS:
             if name in fields:
-                raise _Unsupported(f"two {name}")
+                raise Unsupported(f"two {name}")
             fields[name] = child
         elif name == "link":
-            _atom_link(child, links)
+            _atom_link(child, links, media)
         elif name == "category":
             categories.append(_atom_category(child))
         elif name == "contributor":
             _atom_person(child)
         elif name in _HANDLED and name not in _INERT:
-            raise _Unsupported(name)
+            raise Unsupported(name)
         else:
-            _check_inert(child)
-    return _atom_fields(fields, links, categories)
+            _check_inert(child, _ENTRY_INERT)
+    return replace(_atom_fields(fields, links, categories), image_url=media.lead())
 
 
 def _atom_fields(fields: dict[str, Any], links: list[str], categories: list[str]) -> RawEntry:
@@ -397,26 +325,26 @@ def _atom_fields(fields: dict[str, Any], links: list[str], categories: list[str]
 def _uri_text(element: Any) -> str:
     """A link-like element's text: resolved (feedparser's resolve_uri), then repaired."""
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
-    return _fp_text(_fp_urljoin((element.text or "").strip()))
+        raise Unsupported(element.tag)
+    return fp_text(fp_urljoin((element.text or "").strip()))
 
 
 def _atom_category(element: Any) -> str:
     attrs = element.attrib
     if len(element) or (element.text or "").strip() or set(attrs) - {"term", "scheme", "label"}:
-        raise _Unsupported("category")
+        raise Unsupported("category")
     return str(attrs.get("label") or attrs.get("term") or "")
 
 
 def _atom_person(element: Any) -> str | None:
     """An author's name (else email) as feedparser's author_detail/author give it."""
-    parts = {_fp_name(child): child for child in element}
+    parts = {fp_name(child): child for child in element}
     if element.attrib or len(parts) != len(element) or set(parts) - {"name", "email", "uri"}:
-        raise _Unsupported("person")
+        raise Unsupported("person")
     if not parts:
-        return _author_name(_plain_text(element))
+        return fp_author_name(_plain_text(element))
     if (element.text or "").strip() or any((c.tail or "").strip() for c in element):
-        raise _Unsupported("person text")
+        raise Unsupported("person text")
     # name and email are pushed without text handling: stripped, never repaired
     name, mail = (_bare_text(parts[key]) if key in parts else None for key in ("name", "email"))
     return name or mail or None
@@ -424,7 +352,7 @@ def _atom_person(element: Any) -> str | None:
 
 def _bare_text(element: Any) -> str:
     if len(element) or element.attrib:
-        raise _Unsupported(element.tag)
+        raise Unsupported(element.tag)
     return (element.text or "").strip()
 
 
@@ -432,24 +360,24 @@ def _atom_text(element: Any) -> tuple[str, str]:
     """(content type, value) of an Atom text construct of type text or html."""
     kind = _atom_type(element, "text/plain")
     if kind == "application/xhtml+xml" or len(element):
-        raise _Unsupported("inline markup")
-    return kind, _fp_text(element.text)
+        raise Unsupported("inline markup")
+    return kind, fp_text(element.text)
 
 
 def _atom_type(element: Any, default: str) -> str:
     attrs = element.attrib
     if set(attrs) - {"type", "{http://www.w3.org/XML/1998/namespace}lang"}:
-        raise _Unsupported("content attributes")
+        raise Unsupported("content attributes")
     kind = str(attrs.get("type", default)).lower()
     kind = _CONTENT_TYPES.get(kind, kind)
     if kind not in ("text/plain", "text/html", "application/xhtml+xml"):
-        raise _Unsupported(f"content type {kind}")
+        raise Unsupported(f"content type {kind}")
     return kind
 
 
 def _atom_body(element: Any) -> str:
     if _atom_type(element, "text/plain") == "application/xhtml+xml":
-        return _fp_text(_xhtml(element))
+        return fp_text(_xhtml(element))
     kind, value = _atom_text(element)
     return body_html({"type": kind, "value": value})
 
@@ -473,13 +401,13 @@ def _xhtml(element: Any) -> str:
 def _xhtml_pieces(element: Any, pieces: list[str]) -> None:
     tag = _xhtml_tag(element)
     if tag in ("svg", "math"):
-        raise _Unsupported(tag)
+        raise Unsupported(tag)
     attrs = []
     for key, value in element.attrib.items():
         if key.startswith("{"):
             namespace, local = key[1:].split("}", 1)
             if namespace != "http://www.w3.org/XML/1998/namespace":
-                raise _Unsupported("namespaced attribute")
+                raise Unsupported("namespaced attribute")
             key = "xml:" + local
         key = key.lower()
         value = value.lower() if key in ("rel", "type") else value
@@ -495,5 +423,5 @@ def _xhtml_pieces(element: Any, pieces: list[str]) -> None:
 def _xhtml_tag(element: Any) -> str:
     tag = element.tag
     if not isinstance(tag, str):
-        raise _Unsupported("entity")
+        raise Unsupported("entity")
     return (tag.rsplit("}", 1)[-1]).lower()

@@ -4,7 +4,8 @@
 Politeness first: a feed that answered 410 Gone, or that is not due yet (its TTL, max-age,
 Retry-After or the minimum interval), is not fetched. The others are fetched concurrently and
 parsed as they arrive (in worker processes for a large run). A teaser's article page is
-fetched for its full text once: the store keeps what was extracted from it.
+fetched for its full text once: the store keeps what was extracted from it (its text and
+the image it names for itself, the story's lead image when the feed names none).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from digest.clean import MAX_ARTICLE_HTML_SIZE, extract_article, split_headline
+from digest.clean import MAX_ARTICLE_HTML_SIZE, article_image, extract_article, split_headline
 from digest.collect import FeedStream, FetchLimits, fetch_pages
 from digest.config import Settings
 from digest.models import Article, FeedSource, FeedState, FetchResult, Story
+from digest.normalise import image_url
 from digest.parse import ParseOutcome, parse_fetched
 from digest.runtime import Clock, Runtime
 from digest.summarize import word_count
@@ -224,15 +226,20 @@ def _to_article(page: FetchResult, title: str) -> tuple[Article | None, PageFetc
     if not page.is_ok:
         return Article(url=url, fetched_at=page.fetched_at, error=page.error), report
     text = extract_article(page.body, url, title=title)
+    image = image_url(article_image(page.body, url), url)
     if not text:
         error = "no article text on the page"
-        article = Article(url=url, fetched_at=page.fetched_at, error=error)
+        article = Article(url=url, fetched_at=page.fetched_at, error=error, image_url=image)
         return article, replace(report, failure="no-text")
-    return Article(url=url, fetched_at=page.fetched_at, text=text), report
+    return Article(url=url, fetched_at=page.fetched_at, text=text, image_url=image), report
 
 
 def _with_article(story: Story, article: Article | None) -> Story:
-    if article is None or not article.text:
+    if article is None:
+        return story
+    if article.image_url and not story.image_url:  # the feed's own choice comes first
+        story = replace(story, image_url=article.image_url)
+    if not article.text:
         return story
     _, text = split_headline(article.text, story.title)  # the story has its headline already
     if word_count(text) <= word_count(story.text):

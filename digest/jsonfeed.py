@@ -73,6 +73,7 @@ def _from_json_item(item: dict[str, Any]) -> RawEntry:
         published_at=_from_iso(item.get("date_published") or item.get("date_modified")),
         author=author,
         categories=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        image_url=_text_field(item, "image") or _text_field(item, "banner_image"),
     )
 
 

@@ -128,6 +128,7 @@ class Article:
     fetched_at: datetime
     text: str | None = None
     error: str | None = None
+    image_url: str | None = None  # the page's og:image (absolute http(s)), if it names one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,8 @@
 """Normalise: a ``RawFeed`` -> ``Story`` records, whichever reader read it. Pure.
 
 Each entry becomes a story with a plain-text title, an absolute canonical link, a stable id,
-an aware UTC time, categories, and its body as sanitised HTML (nh3) and as clean text;
+an aware UTC time, categories, its lead image's address (``image_url``), and its body as
+sanitised HTML (nh3) and as clean text;
 mojibake is repaired where ftfy is sure, and long fields are clipped. An entry without an
 http(s) link, or without a title or text, is skipped and counted. Then the feed's own
 boilerplate (lines it repeats, the section label before its titles) is cleaned away, and
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 import ftfy
 import nh3
@@ -26,7 +27,7 @@ from digest.clean import clean_text, repeated_lines
 from digest.entries import RawEntry, RawFeed
 from digest.language import declared_language, story_language
 from digest.models import FeedSource, Story
-from digest.urls import canonical_url, is_http_url
+from digest.urls import canonical_url, is_http_url, is_web_url
 
 _BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote|/pre)\b[^>]*>")
 _WHITESPACE = re.compile(r"\s+")
@@ -129,6 +130,7 @@ def _to_story(
         html=clean_html,
         is_deduped=source.is_deduped,
         first_seen_at=fetched_at,  # the store keeps the first time; a preview, this fetch's
+        image_url=image_url(entry.image_url, base),
     )
 
 
@@ -166,6 +168,29 @@ def _absolute_url(base: str, tag: str, attribute: str, value: str) -> str:
     if attribute in _URL_ATTRIBUTES and value and not is_http_url(value):
         return urljoin(base, value.strip())
     return value
+
+
+# Left as they are in an image address; anything else (quotes, angle brackets, spaces) is
+# percent-encoded, as a browser would.
+_URL_SAFE = "!#$%&()*+,/:;=?@[]~"
+
+
+def image_url(value: str | None, base: str) -> str | None:
+    """An image address made absolute against ``base`` and canonical: http(s) with a host
+    only (never javascript:, data: or a relative one with nothing to resolve against), at
+    most _MAX_LINK characters, with quotes, angle brackets and spaces percent-encoded."""
+    if not value or not (value := value.strip()) or len(value) > _MAX_LINK:
+        return None
+    try:
+        absolute = quote(urljoin(base, value), safe=_URL_SAFE)
+    except ValueError:  # a malformed IPv6 host, say
+        return None
+    if not is_web_url(absolute) or len(absolute) > _MAX_LINK:
+        return None
+    # "https://", "#top": references to nothing but the document they are in
+    if urldefrag(absolute).url == urldefrag(base).url:
+        return None
+    return canonical_url(absolute)
 
 
 def _categories(values: Iterable[str]) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import math
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ class RenderOptions:
     unsubscribe_url: str | None = None
     max_html_bytes: int = 100_000
     html_size: Callable[[str], int] = _utf8_size  # how the cap counts the HTML part
+    images: bool = True  # each story's lead image, referenced by its address
 
 
 # Templates
@@ -173,6 +176,8 @@ def _sample_digest() -> Digest:
         title="Sample headline",
         published_at=moment,
         text="Sample text.",
+        text_source="article",  # so that a template's use of reading_minutes is tried too
+        image_url="https://example.org/image.jpg",
     )
     cluster = Cluster(cluster_id="sample", lead=story, others=(story,))
     summary = Summary(cluster_id="sample", text="Sample summary.", model_id="sample")
@@ -299,7 +304,7 @@ def _subject_template(source: str) -> jinja2.Template:
 def _context(
     digest: Digest, items: Sequence[DigestItem], options: RenderOptions, tz: ZoneInfo
 ) -> dict[str, Any]:
-    shown = [_item(n, item, tz) for n, item in enumerate(items, start=1)]
+    shown = [_item(n, item, tz, images=options.images) for n, item in enumerate(items, start=1)]
     sections = _sections(shown, digest.section_order)
     reading = [item for section in sections for item in section["items"]]
     for number, item in enumerate(reading, start=1):
@@ -338,11 +343,12 @@ def _after_the_lead(section: dict[str, Any]) -> None:
         section["anchor"] = section["items"][0]["anchor"]
 
 
-def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
+def _item(rank: int, item: DigestItem, tz: ZoneInfo, *, images: bool) -> dict[str, Any]:
     lead = item.cluster.lead
+    headline = _clip(lead.title, _MAX_HEADLINE_CHARS)
     return {
         "rank": rank,
-        "headline": _clip(lead.title, _MAX_HEADLINE_CHARS),
+        "headline": headline,
         "url": _safe_url(lead.url),
         "source": _clip(lead.source_name, _MAX_NAME_CHARS),
         "section": section_of(lead),
@@ -352,7 +358,41 @@ def _item(rank: int, item: DigestItem, tz: ZoneInfo) -> dict[str, Any]:
         "published": _local(lead.published_at, tz) if lead.published_at else None,
         "is_first_in_section": False,
         "is_lead": False,
+        "image": _image(item.cluster, headline) if images else None,
+        "reading_minutes": reading_minutes(lead.text) if lead.text_source == "article" else None,
     }
+
+
+# The column's width in the built-in template (600 px less 24 px padding each side): an
+# image's width attribute, for the clients that ignore CSS max-width.
+IMAGE_WIDTH = 552
+
+
+def _image(cluster: Cluster, headline: str) -> dict[str, Any] | None:
+    """The lead story's image, else the first other outlet's: its address, its alt text
+    (the headline: what a reader who blocks images reads in its place) and its width."""
+    for story in (cluster.lead, *cluster.others):
+        if url := _safe_url(story.image_url):
+            return {"url": url, "alt": headline, "width": IMAGE_WIDTH}
+    return None
+
+
+# Reading speeds: ~230 words a minute for text written with spaces between words; Chinese,
+# Japanese and Korean are read at ~500 characters a minute (no spaces to count words by).
+WORDS_PER_MINUTE = 230
+CJK_CHARACTERS_PER_MINUTE = 500
+_CJK = re.compile(
+    r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+)
+
+
+def reading_minutes(text: str) -> int:
+    """Minutes to read ``text``, rounded up, at least 1: its CJK characters at
+    CJK_CHARACTERS_PER_MINUTE, the words of the rest at WORDS_PER_MINUTE."""
+    characters = len(_CJK.findall(text))
+    words = len(_CJK.sub(" ", text).split())
+    minutes = characters / CJK_CHARACTERS_PER_MINUTE + words / WORDS_PER_MINUTE
+    return max(1, math.ceil(minutes))
 
 
 def _also_in(cluster: Cluster) -> list[dict[str, str | None]]:

@@ -18,6 +18,7 @@ def render_options(settings: Settings) -> RenderOptions:
         unsubscribe_url=_unsubscribe_link(settings),
         max_html_bytes=render.max_html_bytes,
         html_size=html_part_size,
+        images=render.images,
     )
 
 

@@ -230,6 +230,7 @@ class RenderSettings(_Section):
     empty_edition: Literal["send", "skip"] = "skip"
     max_html_bytes: StrictInt = Field(default=100_000, ge=10_000, le=10_000_000)
     archive_url: str | None = None  # "view in browser"; {date} becomes the edition's date
+    images: StrictBool = True  # each story's lead image, by its address (never fetched by us)
 
     @field_validator("archive_url")
     @classmethod

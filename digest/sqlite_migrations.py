@@ -153,6 +153,10 @@ def _m008_story_language_and_image(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m009_article_image(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE articles ADD COLUMN image_url TEXT")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -162,4 +166,5 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m006_schedule", _m006_schedule),
     ("m007_embedding_cache", _m007_embedding_cache),
     ("m008_story_language_and_image", _m008_story_language_and_image),
+    ("m009_article_image", _m009_article_image),
 )

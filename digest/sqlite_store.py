@@ -246,17 +246,20 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
     def article(self, url: str) -> Article | None:
         """The cached extraction of an article page, if it was fetched before."""
         row = self._conn.execute(
-            "SELECT fetched_at, text, error FROM articles WHERE url = ?", (url,)
+            "SELECT fetched_at, text, error, image_url FROM articles WHERE url = ?", (url,)
         ).fetchone()
         if row is None:
             return None
-        return Article(url=url, fetched_at=from_text(row[0]), text=row[1], error=row[2])
+        return Article(
+            url=url, fetched_at=from_text(row[0]), text=row[1], error=row[2], image_url=row[3]
+        )
 
     def save_articles(self, articles: Iterable[Article]) -> None:
         with self.atomic():
             self._conn.executemany(
-                "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)",
-                [(a.url, to_text(a.fetched_at), a.text, a.error) for a in articles],
+                "INSERT OR REPLACE INTO articles (url, fetched_at, text, error, image_url)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(a.url, to_text(a.fetched_at), a.text, a.error, a.image_url) for a in articles],
             )
 
     # Stories

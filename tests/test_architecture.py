@@ -72,6 +72,7 @@ STAGES = {
     "decode",
     "feeds_xml",
     "feeds_xml_fast",
+    "feeds_values",
     "jsonfeed",
     "normalise",
     "sqlite_connection",

@@ -103,8 +103,95 @@ def test_each_mapped_field_matches_feedparser(body: str) -> None:
         b'<feed xmlns="http://purl.org/atom/ns#"><entry><title>x</title></entry></feed>',
         b"<rss><channel><item><title>x</title><media:title xmlns:media="
         b'"http://search.yahoo.com/mrss/">y</media:title></item></channel></rss>',
+        b'<rss xmlns:media="http://search.yahoo.com/mrss/"><channel><item><title>x</title>'
+        b"<media:thumbnail>https://example.org/t.jpg</media:thumbnail></item></channel></rss>",
+        b'<rss xmlns:media="http://search.yahoo.com/mrss/"><channel><item><title>x</title>'
+        b'<media:content url="https://example.org/i.jpg"><media:title>y</media:title>'
+        b"</media:content></item></channel></rss>",
     ],
-    ids=["entity", "undefined-entity", "not-well-formed", "atom-0.3", "unmapped-element"],
+    ids=[
+        "entity",
+        "undefined-entity",
+        "not-well-formed",
+        "atom-0.3",
+        "unmapped-element",
+        "thumbnail-text",
+        "title-in-media",
+    ],
 )
 def test_what_the_fast_path_cannot_read_exactly_goes_to_feedparser(body: bytes) -> None:
     assert not _is_fast(body, "https://example.org/feed")
+
+
+_MEDIA_RSS = """<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>T</title>
+<item><title>Group</title><link>https://example.org/1</link><media:group>
+<media:content url="https://img.example.org/small.jpg" medium="image" width="300"/>
+<media:content url="https://img.example.org/large.jpg" type="IMAGE/JPEG" width="1200">
+<media:thumbnail url="https://img.example.org/thumb.jpg"/></media:content>
+<media:content url="https://img.example.org/clip.mp4" medium="video" width="1920"/>
+</media:group></item>
+<item><title>Thumbnail</title><link>https://example.org/2</link>
+<media:content url="http://1.gravatar.com/avatar/abc?s=96&amp;d=identicon" medium="image"/>
+<media:thumbnail url="https://img.example.org/icon.png" width="30"/>
+<media:thumbnail url="https://img.example.org/t.jpg?w=640&amp;h=360"/></item>
+<item><title>Enclosure</title><link>https://example.org/3</link>
+<enclosure url="https://cdn.example.org/episode.mp3" type="audio/mpeg" length="1"/>
+<enclosure url="/images/3.png" type="image/png" length="1"/></item>
+<item><title>Podcast</title><link>https://example.org/4</link>
+<enclosure url="https://cdn.example.org/episode.mp3" type="audio/mpeg" length="1"/></item>
+</channel></rss>"""
+_MEDIA_ATOM = """<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>
+<entry><title>X</title><id>tag:x</id><link href="https://example.org/x"/>
+<link rel="enclosure" type="audio/ogg" href="https://example.org/x.ogg"/>
+<link rel="enclosure" type="image/webp" href="pictures/x.webp"/></entry></feed>"""
+
+
+@pytest.mark.parametrize(
+    ("body", "images"),
+    [
+        (
+            _MEDIA_RSS,
+            [
+                "https://img.example.org/large.jpg",
+                "https://img.example.org/t.jpg?w=640&h=360",
+                "https://example.org/images/3.png",
+                None,
+            ],
+        ),
+        (_MEDIA_ATOM, ["https://example.org/pictures/x.webp"]),
+    ],
+    ids=["media-rss", "atom-enclosure"],
+)
+def test_both_paths_read_the_same_lead_image(body: str, images: list[str | None]) -> None:
+    """The widest image media:content (in a group too), else the widest thumbnail that is no
+    icon or avatar, else an image enclosure, made absolute against the feed's URL."""
+    data = body.encode("utf-8")
+    assert _is_fast(data, "https://example.org/feed")
+    fast = _parse(data, "https://example.org/feed", fast=True)
+    assert fast == _parse(data, "https://example.org/feed", fast=False)
+    assert isinstance(fast, ParsedFeed)
+    assert [s.image_url for s in fast.stories] == images
+
+
+# Real feeds that name their images with media:content, media:thumbnail or an enclosure.
+_IMAGE_FEEDS = {
+    "codehollow__FeedReader/Rss20LeMonde.xml": "http://s1.lemde.fr/image/2017/01/07/644x322/",
+    "codehollow__FeedReader/Rss20IndianExpress.xml": "http://images.indianexpress.com/2016/12/",
+    "feedjira__feedjira/TechCrunch.xml": "http://tctechcrunch2011.files.wordpress.com/2011/11/",
+    "feed-rs__feed-rs/atom/atom_mediarss_youtube_1.xml": "https://i1.ytimg.com/vi/0A1ouV7iD8o/",
+    "feed-rs__feed-rs/rss2/rss_2.0_cloudflare.xml": "https://blog.cloudflare.com/content/images/",
+    "spacecowboy__Feeder/model/rss_morningpaper.xml": "http://adriancolyer.files.wordpress.com/",
+}
+
+
+@pytest.mark.corpus("feeds")
+@pytest.mark.parametrize(("name", "prefix"), _IMAGE_FEEDS.items(), ids=list(_IMAGE_FEEDS))
+def test_real_feeds_give_their_lead_images_on_both_paths(name: str, prefix: str) -> None:
+    body = (CORPUS / name).read_bytes()
+    url = "https://feeds.example.org/feed"
+    slow = _parse(body, url, fast=False)
+    assert isinstance(slow, ParsedFeed)
+    assert slow.stories[0].image_url and slow.stories[0].image_url.startswith(prefix)
+    assert all("gravatar.com/avatar" not in (s.image_url or "") for s in slow.stories)
+    if _is_fast(body, url):
+        assert _parse(body, url, fast=True) == slow

@@ -290,8 +290,13 @@ def test_embeddings_round_trip_by_model_and_text_and_a_damaged_one_is_left_out(
     assert struct.unpack("<3f", found[0].vector) == (0.5, -0.25, 1.0)
 
 
-def test_articles_are_kept_with_their_text_or_their_error(store: Store) -> None:
-    read = Article(url="https://example.org/a", fetched_at=NOW, text="The whole text.")
+def test_articles_are_kept_with_their_text_and_image_or_their_error(store: Store) -> None:
+    read = Article(
+        url="https://example.org/a",
+        fetched_at=NOW,
+        text="The whole text.",
+        image_url="https://img.example.org/a.jpg",
+    )
     failed = Article(url="https://example.org/b", fetched_at=NOW, error="HTTP 404")
     store.save_articles([read, failed])
     assert store.article(read.url) == read and store.article(failed.url) == failed

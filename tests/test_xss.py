@@ -5,13 +5,24 @@ event handler, no script-capable URL, no feed text inside a style."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
 import lxml.html
 import pytest
 
-from digest.models import RenderedDigest
+from digest.models import (
+    Cluster,
+    Digest,
+    DigestItem,
+    FeedSource,
+    FetchResult,
+    RenderedDigest,
+    Summary,
+)
+from digest.parse import parse_feed
 from digest.render import RenderOptions, make_environment, render_digest
 from tests.hostile import HOSTILE_TEXT, hostile_digest
 
@@ -80,3 +91,56 @@ def test_hostile_text_is_shown_as_text_in_its_own_element(tree: lxml.html.HtmlEl
 def test_the_subject_is_one_header_line(rendered: RenderedDigest) -> None:
     assert "\r" not in rendered.subject and "\n" not in rendered.subject
     assert "49" not in rendered.subject  # feed text is never run as a template
+
+
+# A feed whose image addresses are hostile: through parsing and render, nothing executable.
+_HOSTILE_IMAGES = (
+    'https://img.example/a.jpg"><script>alert(1)</script>',
+    "https://img.example/b.jpg' onerror='alert(1)",
+    "javascript:alert(1)",
+    " JaVaScRiPt:alert(1)",
+    "data:image/svg+xml,<svg onload=alert(1)>",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    'https://img.example/c.jpg" style="width:expression(alert(1))',
+)
+
+
+def _hostile_image_feed() -> bytes:
+    items = "".join(
+        f"<item><title>Story {n}</title><link>https://news.example/{n}</link>"
+        f'<media:content url="{xml_escape(url, {chr(34): "&quot;"})}" medium="image"/></item>'
+        for n, url in enumerate(_HOSTILE_IMAGES)
+    )
+    return (
+        '<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel>'
+        f"<title>Hostile</title>{items}</channel></rss>"
+    ).encode()
+
+
+def test_hostile_image_addresses_from_a_feed_reach_the_html_inert() -> None:
+    source = FeedSource(url="https://news.example/feed")
+    moment = datetime(2024, 3, 1, 4, tzinfo=UTC)
+    result = FetchResult(source=source, fetched_at=moment, body=_hostile_image_feed())
+    stories = parse_feed(result).stories
+    items = tuple(
+        DigestItem(
+            cluster=Cluster(cluster_id=s.story_id, lead=s),
+            summary=Summary(cluster_id=s.story_id, text="Summary.", model_id="lead"),
+        )
+        for s in stories
+    )
+    digest = Digest(edition_on=moment.date(), generated_at=moment, items=items)
+    options = RenderOptions()
+    html = render_digest(digest, make_environment(), tz=ZoneInfo("UTC"), options=options).html
+    tree = lxml.html.document_fromstring(html)
+    images = list(tree.iter("img"))
+    assert len(images) == 3  # the three https addresses, percent-encoded; no other scheme
+    tags = {element.tag for element in tree.iter() if isinstance(element.tag, str)}
+    assert tags <= TEMPLATE_TAGS | {"img"}, tags - TEMPLATE_TAGS
+    for image in images:
+        assert set(image.attrib) == {"src", "alt", "width", "style"}
+        assert urlsplit(image.get("src")).scheme == "https"
+        assert not {'"', "'", "<", ">", " "} & set(image.get("src"))
+        assert "expression" not in image.get("style") and "alert" not in image.get("style")
+    assert not tree.xpath("//script") and "javascript:" not in html.lower()
+    assert "data:" not in html
