@@ -78,7 +78,11 @@ def build_digest(
     rules = replace(sections or SectionRules(), max_total=max_stories)
     clusters, section_order = arrange_clusters(clusters, rules)
     requests = [
-        SummaryRequest(title=c.lead.title, text=split_headline(c.lead.text, c.lead.title)[1])
+        SummaryRequest(
+            title=c.lead.title,
+            text=split_headline(c.lead.text, c.lead.title)[1],
+            language=c.lead.language,
+        )
         for c in clusters
     ]
     texts = summarizer.summarize(requests) if requests else []
@@ -130,8 +134,10 @@ class CachedSummarizer:
 
 
 def summary_key(request: SummaryRequest) -> str:
-    """What a summary depends on besides the model: the headline and the text."""
-    digest = hashlib.sha256(f"{request.title}\0{request.text}".encode()).hexdigest()
+    """What a summary depends on besides the model: the headline, the text and its language
+    (which decides the sentences and the budget's unit; unknown keeps the old key)."""
+    language = f"\0{request.language}" if request.language else ""
+    digest = hashlib.sha256(f"{request.title}\0{request.text}{language}".encode()).hexdigest()
     return f"sha256:{digest}"
 
 
