@@ -65,7 +65,7 @@ def budget_length(words: int, language: str | None = None) -> int:
 
 
 def truncate(sentence: str, words: int, language: str | None = None) -> str:
-    """``sentence`` cut to a budget of ``words`` words (in its language's unit) with "…"."""
+    """``sentence`` cut to a budget of ``words`` words (in its language's unit), "…" included."""
     limit = budget_length(words, language)
     if text_length(sentence, language) <= limit:
         return sentence
@@ -74,7 +74,7 @@ def truncate(sentence: str, words: int, language: str | None = None) -> str:
     kept = 0
     for end, char in enumerate(sentence):
         kept += not char.isspace()
-        if kept == limit:
+        if kept == limit - 1:
             return sentence[: end + 1].rstrip() + "…"
     return sentence
 

@@ -216,6 +216,8 @@ class ExtractiveSummarizer:
     def select_by_words(self, plan: _Plan) -> str:
         """The summary of a story the encoder cannot read: its candidates by word-overlap
         centrality, the position prior and the quote penalty, best first (no MMR)."""
+        # The same weights: English dev-set stories (--limit 60) scored this way beat lead on
+        # R-2 on BBC (69.4 vs 48.7) and RealSumm (14.7 vs 12.9), not SummEval (25.6 vs 26.0).
         prior = (1.0 + np.asarray(plan.candidates, dtype=np.float32)) ** -self.POSITION_DECAY
         quoted = np.array([bool(_QUOTE.search(plan.sentences[i])) for i in plan.candidates])
         relevance = self.LEXICAL * np.asarray(plan.centrality, dtype=np.float32)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.editions import summary_key
+from digest.editions import build_digest, summary_key
 from digest.encoder import Vectors
 from digest.errors import SummarizerError
-from digest.sentences import budget_length, split_sentences, text_length
+from digest.models import Story
+from digest.sentences import budget_length, split_sentences, text_length, truncate
 from digest.summarize import (
     ExtractiveSummarizer,
     LeadSummarizer,
@@ -169,6 +171,8 @@ def test_budgets_are_characters_for_chinese_japanese_and_korean() -> None:
         150,
     ]
     assert text_length("在 2020 年，泡泡玛特上市。", "zh") == 14  # spaces do not count
+    cut = truncate(CHINESE, 10, "zh")
+    assert cut.endswith("…") and text_length(cut, "zh") == 20
     assert text_length("在 2020 年，泡泡玛特上市。", "de") == 3  # words
 
 
@@ -259,3 +263,23 @@ def test_batch_summaries_detect_the_language(tmp_path: Path, monkeypatch) -> Non
     out = {item["id"]: item["summary"] for item in map(json.loads, target.read_text().splitlines())}
     assert 20 <= text_length(out["zh"], "zh") <= 40 and out["zh"].endswith(CJK_ENDS)
     assert out["de"] == "Das Prinzip der Auffanglinie ist vielseitig nutzbar."
+
+
+def test_an_edition_summarises_each_story_in_its_own_language() -> None:
+    now = datetime(2020, 12, 12, tzinfo=UTC)
+    story = Story(
+        story_id="sha256:1",
+        feed_url="https://www.geekpark.net/rss",
+        source_name="极客公园",
+        category=None,
+        url="https://www.geekpark.net/news/1",
+        title="泡泡玛特市值千亿，做的其实不是盲盒",
+        published_at=now,
+        text=CHINESE_STORY,
+        language="zh",
+    )
+    digest = build_digest(
+        [story], [], LeadSummarizer(20), edition_on=now.date(), now=now, max_stories=5
+    )
+    (item,) = digest.items
+    assert item.summary.text == "12 月 11 日，泡泡玛特在港交所挂牌上市，定价每股 38.50 港元。"
