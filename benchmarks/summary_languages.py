@@ -11,11 +11,12 @@ with this tree's. A BEFORE without ``SummaryRequest.language`` is given none.
 Per language (``?``: unknown) it prints: stories; summaries produced (non-empty); mean
 summary length and mean budget use (length / budget), both in the budget unit of this tree's
 ``digest.sentences`` (words, characters for Chinese, Japanese and Korean) for BEFORE and
-AFTER alike; summaries over the budget; and ``re-split``: of the stories in a language other
-than English (or unknown), those whose sentences (``split_sentences``) differ between BEFORE
-(English rules for every language) and AFTER (the story's language).
+AFTER alike; summaries over the budget; ``changed``: stories whose summary differs between
+BEFORE and AFTER; and ``re-split``: of the stories in a language other than English (or
+unknown), those whose sentences (``split_sentences``) differ between BEFORE (English rules
+for every language) and AFTER (the story's language).
 
-    .venv/bin/python benchmarks/summary_languages.py                  # ~2-5 min on 2 cores
+    .venv/bin/python benchmarks/summary_languages.py                  # ~6 min on 2 idle cores
     .venv/bin/python benchmarks/summary_languages.py --systems lead   # seconds
     .venv/bin/python benchmarks/summary_languages.py --digest-src DIR # BEFORE = DIR/digest
 """
@@ -105,7 +106,7 @@ def print_table(
     header = f"{'lang':<5} {'unit':<5} {'stories':>7}"
     for what in ("made", "mean len", "use", "over"):
         header += f" {what + ' B':>10} {what + ' A':>10}"
-    print(header + f" {'re-split':>8}")
+    print(header + f" {'changed':>7} {'re-split':>8}")
     for language, indexes in sorted(by_language.items(), key=lambda kv: -len(kv[1])):
         code = None if language == UNKNOWN else language
         unit = "chars" if is_measured_in_characters(code) else "words"
@@ -127,11 +128,14 @@ def print_table(
             )
         for before, after in zip(*columns, strict=True):
             cells += f" {before:>10} {after:>10}"
+        changed = sum(
+            runs["before"]["summaries"][i] != runs["after"]["summaries"][i] for i in indexes
+        )
         resplit = "-"
         if language != "en":
             splits = (runs["before"]["sentences"], runs["after"]["sentences"])
             resplit = str(sum(splits[0][i] != splits[1][i] for i in indexes))
-        print(cells + f" {resplit:>8}")
+        print(cells + f" {changed:>7} {resplit:>8}")
 
 
 # Child: one system, one digest/ package

@@ -166,7 +166,9 @@ class ExtractiveSummarizer:
         story_length = text_length(request.text, language)
         if story_length <= budget_length(self.words, language):
             text = " ".join(request.text.split())
-            return _Plan(headline=None, sentences=(text,), candidates=(), centrality=())
+            return _Plan(
+                headline=None, sentences=(text,), candidates=(), centrality=(), language=language
+            )
         sentences = tuple(split_sentences(request.text, language))
         window = self._window(len(sentences), story_length / budget_length(self.words, language))
         window = min(len(sentences), self.MAX_SENTENCES, window)
