@@ -54,7 +54,9 @@ _THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _HEADING = re.compile(r"^\s*#{1,6}\s")
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,2}[.)])\s+")
 _PREAMBLE = re.compile(
-    r"^\s*(?:(?:here(?:'s|\u2019s| is)|below is)\b[^:\n]{0,80}|summary|tl;?dr)\s*:\s*", re.I
+    r"^\s*(?:(?:sure|certainly|okay|ok)\b[,.!]?\s*)?"
+    r"(?:(?:here(?:'s|\u2019s| is)|below is)\b[^:\n]{0,80}|summary|tl;?dr)\s*:\s*",
+    re.I,
 )
 _EMPHASIS = re.compile(r"\*\*|__|`")
 _SENTENCE_END = re.compile("[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\\]]*$")
@@ -85,7 +87,11 @@ class LlmSummarizer:
         self, settings: SummarizeSettings, *, api_key: str | None, fallback: Summarizer | None
     ) -> None:
         if settings.base_url is None:
-            raise SummarizerError('[summarize].base_url is required when summarizer = "llm"')
+            raise SummarizerError(
+                '[summarize].base_url is required when summarizer = "llm"',
+                hint="set base_url (and model) in the settings file's [summarize] table, like "
+                'base_url = "http://127.0.0.1:11434/v1"',
+            )
         self.endpoint = f"{settings.base_url}/chat/completions"
         self.model = settings.model
         self.words = settings.words
@@ -271,13 +277,19 @@ def _seconds(retry_after: str | None) -> float | None:
 
 
 def fit_answer(content: str, words: int) -> str:
-    """The model's answer as a summary: cleaned, then its first sentences within ``words`` (a
-    first sentence longer than that is kept whole rather than cut mid-sentence)."""
+    """The model's answer as a summary: cleaned, then its first sentences within ``words``. A
+    first sentence longer than that is kept whole rather than cut mid-sentence, up to twice
+    ``words``; a longer one makes the answer a failure (the story falls back)."""
     sentences = split_sentences(clean_answer(content))
     if len(sentences) > 1 and not _SENTENCE_END.search(sentences[-1]):
         sentences.pop()  # the model stopped mid-sentence (its token limit)
     if not sentences:
         raise EndpointError("the answer has no text once cleaned")
+    if word_count(sentences[0]) > 2 * words:
+        raise EndpointError(
+            f"the answer's first sentence has {word_count(sentences[0])} words, over twice "
+            f"the budget of {words}: it cannot be cut at a sentence end"
+        )
     kept, used = [sentences[0]], word_count(sentences[0])
     for sentence in sentences[1:]:
         used += word_count(sentence)

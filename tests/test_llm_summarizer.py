@@ -351,6 +351,20 @@ def test_the_answer_is_cleaned_of_markdown_preambles_and_reasoning() -> None:
     )
     assert clean_answer(answer) == "The council voted to close the bridge.\nRepairs start in May."
     assert clean_answer("Summary: The bridge closes.") == "The bridge closes."
+    sure = "Sure! Here is a 20-word summary of the story:\nThe bridge closes."
+    assert clean_answer(sure) == "The bridge closes."
+
+
+def test_a_first_sentence_over_the_budget_is_kept_whole_up_to_twice_it(
+    chat_server: ChatServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    long = " ".join(["word"] * 30) + "."
+    chat_server.queue("Bridge", Reply(content=f"{long} Second sentence."))
+    chat_server.queue("Bridge", Reply(content=" ".join(["word"] * 41) + "."))
+    summarizer = _llm(_settings(chat_server.base_url, words=20))
+    assert summarizer.summarize([STORY]) == [long]
+    assert summarizer.summarize([STORY]) == [LEAD]
+    assert "first sentence has 41 words, over twice the budget of 20" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -437,3 +451,30 @@ def test_preview_summarises_each_story_with_the_llm(
     assert ANSWER in result.output
     assert chat_server.bodies and all(body["stream"] is False for body in chat_server.bodies)
     assert any("NASA Television to Broadcast" in prompt for prompt in chat_server.prompts())
+    assert all("Write in English." in prompt for prompt in chat_server.prompts())
+
+
+def test_the_batch_command_passes_each_line_s_language_to_the_prompt(
+    tmp_path: Path, chat_server: ChatServer
+) -> None:
+    summarize = {"summarizer": "llm", "base_url": chat_server.base_url, "model": "llama3.2"}
+    config = write_settings(
+        tmp_path, [{"url": "https://e.org/f"}], sections={"summarize": summarize}
+    )
+    lines = [
+        {"id": 1, "title": "Brücke gesperrt", "text": "Der Rat stimmte zu.", "language": "de-DE"},
+        {
+            "id": 2,
+            "title": "Pont fermé",
+            "text": "Le conseil municipal a voté lundi la fermeture "
+            "du vieux pont, jugé dangereux par les ingénieurs de la ville.",
+        },
+    ]
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    args = ["--config", str(config), "summarize", "--input", str(source), "--output", str(target)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["summary"] for line in target.read_text().splitlines()] == [ANSWER] * 2
+    german, french = sorted(chat_server.prompts(), key=lambda p: "Pont" in p)
+    assert "Write in German." in german and "Write in French." in french  # declared, detected
