@@ -164,6 +164,8 @@ class LlmSummarizer:
                         content = await self._post(session, body)
             return fit_answer(content, self.words)
         except EndpointError as error:
+            if error.is_retryable and self.retries:
+                return EndpointError(f"{error.reason}; {self.retries + 1} attempts")
             return error
 
     async def _post(self, session: aiohttp.ClientSession, body: Mapping[str, Any]) -> str:

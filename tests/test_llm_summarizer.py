@@ -203,7 +203,7 @@ def test_a_story_failing_every_retry_falls_back_with_a_warning_naming_it(
     (warning,) = caplog.messages
     assert "'Bridge to close'" in warning
     assert f"{chat_server.base_url}/chat/completions" in warning
-    assert "HTTP 500: OOM" in warning
+    assert "(HTTP 500: OOM; 3 attempts)" in warning
 
 
 def test_a_timeout_falls_back_without_a_retry(
@@ -262,7 +262,7 @@ def test_with_fallback_error_a_failed_story_is_a_summarizer_error(chat_server: C
 
 
 def test_requests_in_flight_never_exceed_the_concurrency(chat_server: ChatServer) -> None:
-    chat_server.queue("Story", *[Reply(delay=0.2)] * 8)
+    chat_server.queue("Story", *[Reply(delay=0.5)] * 8)
     stories = [SummaryRequest(title=f"Story {n}", text=f"Text {n}.") for n in range(8)]
     summarizer = _llm(_settings(chat_server.base_url, concurrency=3))
     assert summarizer.summarize(stories) == [ANSWER] * 8
