@@ -21,10 +21,9 @@ from digest.summarize import SummaryRequest
 
 
 def summarize_file(settings: SummarizeSettings, source: Path, target: Path) -> int:
-    """Summarise each ``{"id", "title", "text"}`` line of a JSONL file into ``{"id",
-    "summary"}`` lines, with the digest's own cleaning and summarizer; return the count.
-    Each story's language is detected as a feed's are, an optional ``"language"`` key of the
-    line standing for the feed's declaration."""
+    """Summarise each ``{"id", "title", "text"}`` line (``"language"``: optional, else
+    detected) of a JSONL file into ``{"id", "summary"}`` lines, with the digest's own
+    cleaning and summarizer; return the count."""
     ids, requests = _read_batch(source)
     summarizer = configured_summarizer(settings)
     summaries = summarize_with_progress(summarizer, requests)
@@ -45,12 +44,12 @@ def _read_batch(source: Path) -> tuple[list[object], list[SummaryRequest]]:
                 story_id, title, text, declared = _batch_item(line, f"{source}:{number}")
                 ids.append(story_id)
                 title, text = split_headline(clean_text(text, title=title), title)
-                language = story_language(title, text, declared=declared_language(declared))
+                language = story_language(title, text, declared=declared)
                 requests.append(SummaryRequest(title=title, text=text, language=language))
     return ids, requests
 
 
-def _batch_item(line: str, where: str) -> tuple[object, str, str, object]:
+def _batch_item(line: str, where: str) -> tuple[object, str, str, str | None]:
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -65,7 +64,7 @@ def _batch_item(line: str, where: str) -> tuple[object, str, str, object]:
     text: str = item["text"]
     if _LOOKS_LIKE_HTML.search(text):
         text = html_to_text(nh3.clean(text))
-    return item.get("id"), title, text, item.get("language")
+    return item.get("id"), title, text, declared_language(item.get("language"))
 
 
 _LOOKS_LIKE_HTML = re.compile(r"<(?:p|div|br|span|a|li|h[1-6]|html|body|article)\b", re.IGNORECASE)

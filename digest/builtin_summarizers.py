@@ -1,8 +1,8 @@
 """The built-in summarizers, registered through the same hook third parties use.
 
 Each factory imports its summarizer's module (numpy, sentencex; torch and transformers for
-the abstractive one) only when a summarizer is built: listing the names, as ``digest check``
-does, imports none of them.
+the abstractive one; aiohttp for llm) only when a summarizer is built: listing the names, as
+``digest check`` does, imports none of them.
 """
 
 from __future__ import annotations
@@ -38,8 +38,18 @@ def abstractive_summarizer(settings: SummarizeSettings) -> Summarizer:
     return load_abstractive(settings)
 
 
+def llm_summarizer(settings: SummarizeSettings) -> Summarizer:
+    """Each story's summary from an OpenAI-compatible chat-completions endpoint."""
+    from digest.llm import LlmSummarizer, read_api_key
+    from digest.summarize import ExtractiveSummarizer
+
+    fallback = ExtractiveSummarizer(settings.words) if settings.fallback == "extractive" else None
+    return LlmSummarizer(settings, api_key=read_api_key(), fallback=fallback)
+
+
 @hookimpl
 def register_summarizers(register: Callable[..., Any]) -> None:
     register("lead", lead_summarizer)
     register("extractive", extractive_summarizer)
     register("abstractive", abstractive_summarizer)
+    register("llm", llm_summarizer)

@@ -1,7 +1,8 @@
 """Check: ``digest check``, the problems in the settings that validation alone cannot see.
 
-Reads files (feeds, templates, the abstractive model's files), never the network, and loads
-no model: it imports no numpy, torch or transformers.
+Reads files (feeds, templates, the abstractive model's files) and loads no model: it imports
+no numpy, torch or transformers. The network only for the llm summarizer: its endpoint is
+asked which models it serves.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def check_settings(settings: Settings) -> list[str]:
         )
     if settings.summarize.summarizer == "abstractive":
         problems.extend(_check_abstractive_model(settings.summarize))
+    if settings.summarize.summarizer == "llm":
+        problems.extend(_check_llm_endpoint(settings.summarize))
     template_dir = settings.render.template_dir
     if template_dir is not None and not template_dir.is_dir():
         problems.append(f"[render].template_dir: no such folder: {template_dir}")
@@ -63,3 +66,18 @@ def _check_abstractive_model(settings: SummarizeSettings) -> list[str]:
     else:
         return [str(missing)]
     return []
+
+
+def _check_llm_endpoint(settings: SummarizeSettings) -> list[str]:
+    """Whether the llm endpoint lists the model: a problem, or only a logged warning when
+    runs would still work (each story then falls back to extractive)."""
+    from digest.llm import model_listing_problem, read_api_key  # aiohttp: only for llm
+
+    problem = model_listing_problem(settings, read_api_key())
+    if problem is None:
+        logger.info("[summarize]: %s serves the model %r", settings.base_url, settings.model)
+        return []
+    if settings.fallback == "extractive":
+        logger.warning("%s; runs will summarise with extractive instead", problem)
+        return []
+    return [problem]

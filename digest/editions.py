@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
+from typing import Protocol, TypeVar, runtime_checkable
 
 from tqdm import tqdm
 
@@ -108,9 +109,20 @@ def build_digest(
     )
 
 
+@runtime_checkable
+class AttributingSummarizer(Summarizer, Protocol):
+    """A summarizer that may hand a story to a stand-in (the llm one, when its endpoint
+    fails): it says which model wrote each summary, so a stand-in's is not cached as its own."""
+
+    def summarize_attributed(self, requests: Sequence[SummaryRequest]) -> list[tuple[str, str]]:
+        """One ``(summary, model_id of what wrote it)`` per request, in order."""
+        ...
+
+
 class CachedSummarizer:
     """A summarizer behind the store's summary cache: a text it summarised before (same model,
-    same settings) is never summarised again; a read-only store is read, never written."""
+    same settings) is never summarised again; a read-only store is read, never written. A
+    summary a stand-in wrote is not cached, so the next edition asks the summarizer again."""
 
     def __init__(self, summarizer: Summarizer, store: Store, clock: Clock) -> None:
         self.inner = summarizer
@@ -123,14 +135,20 @@ class CachedSummarizer:
         cached = self.store.cached_summaries(self.model_id, keys)
         done = {summary.text_hash: summary.text for summary in cached}
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
-        summaries = summarize_with_progress(self.inner, list(todo.values()))
-        fresh = dict(zip(todo, summaries, strict=True))
-        if fresh and not self.store.is_read_only:
-            kept = [
-                CachedSummary(model_id=self.model_id, text_hash=k, text=t) for k, t in fresh.items()
-            ]
+        written = self._written(list(todo.values()))
+        fresh = {key: text for key, (text, _) in zip(todo, written, strict=True)}
+        own = [
+            k for k, (_, model_id) in zip(todo, written, strict=True) if model_id == self.model_id
+        ]
+        if own and not self.store.is_read_only:
+            kept = [CachedSummary(model_id=self.model_id, text_hash=k, text=fresh[k]) for k in own]
             self.store.save_summaries(kept, self.clock())
         return [done[key] if key in done else fresh[key] for key in keys]
+
+    def _written(self, requests: list[SummaryRequest]) -> list[tuple[str, str]]:
+        if isinstance(self.inner, AttributingSummarizer):
+            return _in_batches(self.inner.summarize_attributed, requests)
+        return [(text, self.model_id) for text in summarize_with_progress(self.inner, requests)]
 
 
 def summary_key(request: SummaryRequest) -> str:
@@ -146,13 +164,24 @@ def summarize_with_progress(
 ) -> list[str]:
     """Summaries in batches, with a progress bar when stderr is a terminal and there is
     something to summarise (every summary cached: no bar)."""
-    summaries: list[str] = []
+    return _in_batches(summarizer.summarize, requests, batch)
+
+
+_Result = TypeVar("_Result")
+
+
+def _in_batches(
+    summarize: Callable[[Sequence[SummaryRequest]], list[_Result]],
+    requests: Sequence[SummaryRequest],
+    batch: int = 16,
+) -> list[_Result]:
+    results: list[_Result] = []
     is_shown = bool(requests) and sys.stderr.isatty()
     with tqdm(total=len(requests), desc="summarising", unit="story", disable=not is_shown) as bar:
         for start in range(0, len(requests), batch):
-            summaries += summarizer.summarize(requests[start : start + batch])
+            results += summarize(requests[start : start + batch])
             bar.update(min(batch, len(requests) - start))
-    return summaries
+    return results
 
 
 def render_edition(settings: Settings, digest: Digest) -> RenderedDigest:

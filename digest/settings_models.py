@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from datetime import time
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
@@ -23,7 +22,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -35,6 +33,11 @@ from pydantic import (
 
 from digest.filters import term_problem
 from digest.models import FeedSource, FilterField, KeywordRules
+from digest.settings_base import Section as _Section
+from digest.settings_base import SettingsPath
+from digest.settings_base import SettingsSource as SettingsSource  # re-exported
+from digest.settings_base import settings_source as _source
+from digest.settings_summarize import SummarizeSettings as SummarizeSettings  # re-exported
 from digest.urls import is_web_url
 
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -43,33 +46,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")  # seconds: for tests
 _SEND_AT_HINT = 'a quoted 24-hour time in the timezone, like send_at = "07:00"'
 _CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-
-
-@dataclass(frozen=True, slots=True)
-class SettingsSource:
-    """What validating a settings file needs besides its text: the folder its relative paths
-    start from, and the addresses read from its ``[delivery].recipients_file``."""
-
-    folder: Path
-    file_recipients: tuple[str, ...] = ()
-
-
-def _source(info: ValidationInfo) -> SettingsSource | None:
-    """None for sections built in code rather than read from a file: their paths stay as given."""
-    return info.context if isinstance(info.context, SettingsSource) else None
-
-
-def _beside_settings(path: Path, info: ValidationInfo) -> Path:
-    source = _source(info)
-    return source.folder / path.expanduser() if source else path
-
-
-# A path as written in the settings file: relative to the file's folder, ~ expanded.
-SettingsPath = Annotated[Path, AfterValidator(_beside_settings)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 _ADDR_SPEC = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@[^\s@<>(),;:\"\[\]\\]+\.[^\s@<>(),;:\"\[\]\\.]+$")
@@ -189,35 +165,6 @@ class FeedSettings(_KeywordKeys):
             raise ValueError("must be an http:// or https:// URL, or a local file path")
         source = _source(info)
         return _resolve_feed_url(value, source.folder) if source else value
-
-
-class SummarizeSettings(_Section):
-    summarizer: str = "extractive"
-    words: StrictInt = Field(default=60, ge=10, le=400)
-    # The abstractive summarizer's model and generation; None: derived (see settings.toml).
-    model: str = Field(default="sshleifer/distilbart-cnn-12-6", min_length=1, validate_default=True)
-    allow_download: StrictBool = False
-    fallback: Literal["error", "extractive"] = "error"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_beams: StrictInt = Field(default=4, ge=1, le=16)
-    max_new_tokens: StrictInt | None = Field(default=None, ge=8, le=1024)
-    min_new_tokens: StrictInt | None = Field(default=None, ge=0, le=1024)
-    no_repeat_ngram_size: StrictInt = Field(default=3, ge=0, le=10)
-    length_penalty: StrictFloat = Field(default=1.0, ge=-10, le=10)
-    max_input_tokens: StrictInt | None = Field(default=None, ge=16, le=16384)
-
-    @field_validator("model")
-    @classmethod
-    def _folder_beside_settings(cls, value: str, info: ValidationInfo) -> str:
-        source = _source(info)
-        return _resolve_model(value, source.folder) if source else value
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> SummarizeSettings:
-        low, high = self.min_new_tokens, self.max_new_tokens
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"min_new_tokens ({low}) is larger than max_new_tokens ({high})")
-        return self
 
 
 class RenderSettings(_Section):
@@ -462,16 +409,6 @@ def _resolve_feed_url(url: str, base: Path) -> str:
         return url
     path = Path(parts.path) if parts.scheme.lower() == "file" else Path(url).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _resolve_model(model: str, base: Path) -> str:
-    """A folder (relative to the config file) as an absolute path; a hub id such as
-    'org/name' as it is, unless a folder of that name exists next to the config file."""
-    path = Path(model).expanduser()
-    is_path = path.is_absolute() or model.startswith((".", "~")) or "\\" in model
-    if is_path or model.count("/") > 1 or (base / path).is_dir():
-        return str((base / path).resolve())
-    return model
 
 
 def is_section(candidate: object) -> bool:

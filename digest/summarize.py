@@ -53,7 +53,7 @@ _QUOTE = re.compile(
 class SummaryRequest:
     title: str
     text: str
-    language: str | None = None  # ISO 639-1 code (Story.language), None when not known
+    language: str | None = None  # ISO 639-1 code ("en", "de"), None when not known
 
 
 class Summarizer(Protocol):

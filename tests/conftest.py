@@ -198,6 +198,23 @@ def make_story(n: int, **fields: Any) -> Story:
     return replace(story, **fields)
 
 
+def outlet_story(number: int, feed: str, title: str, *, at: datetime, **fields: Any) -> Story:
+    """Story ``number`` of the outlet at ``https://{feed}/``, published at ``at``, in
+    English, with no text unless given: what dedupe tests cluster."""
+    defaults: dict[str, Any] = {
+        "story_id": f"sha256:{number:04d}",
+        "feed_url": f"https://{feed}/feed.xml",
+        "source_name": feed,
+        "url": f"https://{feed}/story/{number}",
+        "title": title,
+        "published_at": at,
+        "text": "",
+        "html": "",
+        "language": "en",
+    }
+    return make_story(number, **(defaults | fields))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:

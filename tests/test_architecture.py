@@ -67,6 +67,7 @@ STAGES = {
     "serve",
     "store",
     "summarize",
+    "llm",
     "rank",
     "urls",
     "decode",

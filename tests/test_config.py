@@ -51,6 +51,7 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented.add("render.template_dir")
     documented |= {"summarize.max_new_tokens", "summarize.min_new_tokens"}
     documented.add("summarize.max_input_tokens")
+    documented.add("summarize.prompt")  # a long template: shown commented out
     documented.add("schedule.log_file")
     # the optional delivery extras too (a recipients file would have to exist)
     documented |= {"delivery.recipients_file", "delivery.unsubscribe_url"}

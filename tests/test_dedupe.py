@@ -27,7 +27,7 @@ from digest.encoder import SentenceEncoder, load_encoder
 from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
-from tests.conftest import REPO, SHARED_DATA, in_corpus, make_story
+from tests.conftest import REPO, SHARED_DATA, in_corpus, outlet_story
 
 CODEHOLLOW = SHARED_DATA / "feeds" / "codehollow__FeedReader"
 EXAMPLES = REPO / "examples" / "feeds"
@@ -189,20 +189,10 @@ def _story(
     is_deduped: bool = True,
     language: str | None = "en",
 ) -> Story:
-    return make_story(
-        number,
-        story_id=f"sha256:{number:04d}",
-        feed_url=f"https://{feed}/feed.xml",
-        source_name=feed,
-        category=None,
-        url=url or f"https://{feed}/story/{number}",
-        title=title,
-        published_at=NOW - timedelta(hours=hours_ago),
-        text=text,
-        html="",
-        is_deduped=is_deduped,
-        language=language,
-    )
+    at = NOW - timedelta(hours=hours_ago)
+    links = {"url": url} if url else {}
+    fields = {"text": text, "is_deduped": is_deduped, "language": language, "category": None}
+    return outlet_story(number, feed, title, at=at, **fields, **links)
 
 
 QUAKE_A = "Powerful earthquake strikes central Chile, killing at least twelve people"

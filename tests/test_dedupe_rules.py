@@ -24,7 +24,7 @@ from digest.errors import FeedError
 from digest.models import Cluster, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
 from digest.summarize import LeadSummarizer
-from tests.conftest import SHARED_DATA, make_story
+from tests.conftest import SHARED_DATA, outlet_story
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
 CAPTURED_AT = datetime(2026, 1, 1, tzinfo=UTC)  # the fetch time of the corpus files
@@ -46,18 +46,9 @@ def _story(
     hours_ago: float = 1.0,
     language: str | None = "en",
 ) -> Story:
-    return make_story(
-        number,
-        story_id=f"sha256:{number:04d}",
-        feed_url=f"https://{feed}/feed.xml",
-        source_name=feed,
-        url=url or f"https://{feed}/story/{number}",
-        title=title,
-        published_at=NOW - timedelta(hours=hours_ago),
-        text="",
-        html="",
-        language=language,
-    )
+    at = NOW - timedelta(hours=hours_ago)
+    links = {"url": url} if url else {}
+    return outlet_story(number, feed, title, at=at, language=language, **links)
 
 
 def _members(cluster: Cluster) -> tuple[Story, ...]:
