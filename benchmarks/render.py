@@ -60,7 +60,7 @@ def build(stories: list[Story], count: int) -> Digest:
         )
     leads, spare = stories[:count], iter(stories[count:])
     summaries = LeadSummarizer(60).summarize(
-        [SummaryRequest(title=s.title, text=s.text) for s in leads]
+        [SummaryRequest(title=s.title, text=s.text, language=s.language) for s in leads]
     )
     items = []
     for n, (lead, text) in enumerate(zip(leads, summaries, strict=True)):

@@ -152,8 +152,10 @@ class CachedSummarizer:
 
 
 def summary_key(request: SummaryRequest) -> str:
-    """What a summary depends on besides the model: the headline and the text."""
-    digest = hashlib.sha256(f"{request.title}\0{request.text}".encode()).hexdigest()
+    """What a summary depends on besides the model: the headline, the text and its language
+    (which decides the sentences and the budget's unit; unknown keeps the old key)."""
+    language = f"\0{request.language}" if request.language else ""
+    digest = hashlib.sha256(f"{request.title}\0{request.text}{language}".encode()).hexdigest()
     return f"sha256:{digest}"
 
 

@@ -28,7 +28,7 @@ from digest.models import Article, FeedSource, FeedState, FetchResult, Story
 from digest.normalise import image_url
 from digest.parse import ParseOutcome, parse_fetched
 from digest.runtime import Clock, Runtime
-from digest.summarize import word_count
+from digest.sentences import word_count
 from digest.urls import is_http_url
 from digest.workers import process_pool
 
