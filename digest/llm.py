@@ -35,7 +35,14 @@ from tenacity import (
 )
 
 from digest.errors import SummarizerError
-from digest.summarize import Summarizer, SummaryRequest, split_sentences, word_count
+from digest.sentences import (
+    budget_length,
+    is_measured_in_characters,
+    join_sentences,
+    split_sentences,
+    text_length,
+)
+from digest.summarize import Summarizer, SummaryRequest
 
 if TYPE_CHECKING:
     from digest.config import SummarizeSettings
@@ -162,7 +169,7 @@ class LlmSummarizer:
                 with attempt:
                     async with slots:  # not held while waiting to retry
                         content = await self._post(session, body)
-            return fit_answer(content, self.words)
+            return fit_answer(content, self.words, request.language)
         except EndpointError as error:
             if error.is_retryable and self.retries:
                 return EndpointError(f"{error.reason}; {self.retries + 1} attempts")
@@ -203,7 +210,7 @@ def render_prompt(template: str, request: SummaryRequest, words: int) -> str:
     ``MAX_INPUT_WORDS`` words), word budget and language name filled in."""
     return template.format(
         title=request.title,
-        text=_first_words(request.text, MAX_INPUT_WORDS),
+        text=_first_words(request.text, MAX_INPUT_WORDS, request.language),
         words=words,
         language=language_name(request.language),
     )
@@ -223,7 +230,9 @@ def language_name(code: str | None) -> str:
 _SAME_LANGUAGE = "the language the story is written in"
 
 
-def _first_words(text: str, limit: int) -> str:
+def _first_words(text: str, limit: int, language: str | None) -> str:
+    if is_measured_in_characters(language):
+        return text[: budget_length(limit, language)]
     words = list(re.finditer(r"\S+", text))
     return text if len(words) <= limit else text[: words[limit - 1].end()]
 
@@ -278,27 +287,31 @@ def _seconds(retry_after: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def fit_answer(content: str, words: int) -> str:
-    """The model's answer as a summary: cleaned, then its first sentences within ``words``. A
-    first sentence longer than that is kept whole rather than cut mid-sentence, up to twice
-    ``words``; a longer one makes the answer a failure (the story falls back)."""
-    sentences = split_sentences(clean_answer(content))
+def fit_answer(content: str, words: int, language: str | None = None) -> str:
+    """The model's answer as a summary: cleaned, then its first sentences within ``words``
+    (in the language's unit: characters for Chinese, Japanese, Korean). A first sentence
+    longer than that is kept whole rather than cut mid-sentence, up to twice the budget; a
+    longer one makes the answer a failure (the story falls back)."""
+    sentences = split_sentences(clean_answer(content), language)
     if len(sentences) > 1 and not _SENTENCE_END.search(sentences[-1]):
         sentences.pop()  # the model stopped mid-sentence (its token limit)
     if not sentences:
         raise EndpointError("the answer has no text once cleaned")
-    if word_count(sentences[0]) > 2 * words:
+    budget = budget_length(words, language)
+    unit = "characters" if is_measured_in_characters(language) else "words"
+    first = text_length(sentences[0], language)
+    if first > 2 * budget:
         raise EndpointError(
-            f"the answer's first sentence has {word_count(sentences[0])} words, over twice "
-            f"the budget of {words}: it cannot be cut at a sentence end"
+            f"the answer's first sentence has {first} {unit}, over twice the budget of "
+            f"{budget}: it cannot be cut at a sentence end"
         )
-    kept, used = [sentences[0]], word_count(sentences[0])
+    kept, used = [sentences[0]], first
     for sentence in sentences[1:]:
-        used += word_count(sentence)
-        if used > words:
+        used += text_length(sentence, language)
+        if used > budget:
             break
         kept.append(sentence)
-    return " ".join(kept)
+    return join_sentences(kept, language)
 
 
 def clean_answer(content: str) -> str:

@@ -335,6 +335,19 @@ def test_a_long_answer_is_cut_at_a_sentence_end(chat_server: ChatServer) -> None
     assert summary == " ".join(sentences[:2])
 
 
+def test_a_chinese_answer_is_cut_at_a_sentence_end_within_the_character_budget(
+    chat_server: ChatServer,
+) -> None:
+    # 20 words are 40 characters in Chinese: the first two sentences (17 + 17) fit, not a third.
+    sentences = ["市议会周一投票决定关闭这座老桥梁。", "工程师认为这座桥已经不再安全了。"]
+    answer = "".join([*sentences, "维修工作预计将持续到明年夏天才能完成。"])
+    chat_server.queue("大桥", Reply(content=answer))
+    story = SummaryRequest(title="大桥将关闭", text="市议会投票决定关闭老桥。" * 400, language="zh")
+    (summary,) = _llm(_settings(chat_server.base_url, words=20)).summarize([story])
+    assert summary == "".join(sentences)
+    assert len(chat_server.prompts()[0]) < 4000  # the story's text is capped in characters too
+
+
 def test_an_answer_cut_by_the_token_limit_loses_its_unfinished_sentence(
     chat_server: ChatServer,
 ) -> None:
