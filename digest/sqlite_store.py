@@ -10,7 +10,8 @@ Every SQLite failure leaves the store as a ``StoreError`` that names the file, s
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
 connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3``
 error out. Its parts: the feeds (``digest.sqlite_feeds``), the delivery ledger and the send
-lock (``digest.sqlite_ledger``), and here the rest: stories, editions, caches, job runs.
+lock (``digest.sqlite_ledger``), the subscribers (``digest.sqlite_subscribers``), and here the
+rest: stories, editions, caches, job runs.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from digest.sqlite_connection import (
 from digest.sqlite_feeds import SQLiteFeeds
 from digest.sqlite_ledger import SQLiteLedger
 from digest.sqlite_migrations import MIGRATIONS
+from digest.sqlite_subscribers import SQLiteSubscribers
 
 if TYPE_CHECKING:
     from digest.store import Store
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(SQLiteFeeds, SQLiteLedger):
+class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers):
     """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``
     (or ``open_empty`` where there is no file yet)."""
 
