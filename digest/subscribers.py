@@ -54,10 +54,8 @@ def active_subscribers(store: Store) -> tuple[Subscriber, ...]:
 def edition_recipients(runtime: Runtime) -> tuple[str, ...]:
     """Who an edition would go to now, without writing: the active subscribers, then the
     settings file's addresses the store does not know yet (the next send imports them)."""
-    known = {s.address.lower() for s in runtime.store.subscribers(LIST_SLUG)}
     active = [s.recipient for s in active_subscribers(runtime.store)]
-    new = [r for r in runtime.settings.delivery.recipients if _reader(r)[0].lower() not in known]
-    return (*active, *new)
+    return (*active, *list_subscribers(runtime)[1])
 
 
 def require_recipients(runtime: Runtime) -> None:
@@ -113,9 +111,13 @@ class Bounces:
 # digest subscribers list | add | remove
 
 
-def list_subscribers(runtime: Runtime) -> tuple[Subscriber, ...]:
-    """Every subscriber of the list, in any state, oldest first."""
-    return runtime.store.subscribers(LIST_SLUG)
+def list_subscribers(runtime: Runtime) -> tuple[tuple[Subscriber, ...], tuple[str, ...]]:
+    """Every subscriber of the list, in any state, oldest first; and the settings file's
+    addresses not in the store yet (the next send adds them)."""
+    found = runtime.store.subscribers(LIST_SLUG)
+    known = {s.address.lower() for s in found}
+    new = [r for r in runtime.settings.delivery.recipients if _reader(r)[0].lower() not in known]
+    return found, tuple(new)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +129,7 @@ class Change:
 
     @property
     def is_changed(self) -> bool:
-        return self.before is None or self.before.state is not self.subscriber.state
+        return self.before is None or self.before != self.subscriber
 
 
 def add_subscriber(runtime: Runtime, recipient: str) -> Change:
@@ -138,7 +140,7 @@ def add_subscriber(runtime: Runtime, recipient: str) -> Change:
     except ValueError as exc:
         raise DigestError(f"{recipient!r}: {exc}") from None
     address, name = _reader(recipient)
-    return _change(runtime, address, ACTIVE, name)
+    return _change(runtime, address, ACTIVE, name, done=(ACTIVE,))
 
 
 def remove_subscriber(runtime: Runtime, address: str) -> Change:
@@ -148,14 +150,23 @@ def remove_subscriber(runtime: Runtime, address: str) -> Change:
         check_address(address)
     except ValueError as exc:
         raise DigestError(f"{address!r}: {exc}") from None
-    return _change(runtime, _reader(address)[0], SubscriberState.UNSUBSCRIBED, None)
+    gone = (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED)  # a bounce keeps its reason
+    return _change(runtime, _reader(address)[0], SubscriberState.UNSUBSCRIBED, None, done=gone)
 
 
-def _change(runtime: Runtime, address: str, state: SubscriberState, name: str | None) -> Change:
+def _change(
+    runtime: Runtime,
+    address: str,
+    state: SubscriberState,
+    name: str | None,
+    *,
+    done: tuple[SubscriberState, ...],
+) -> Change:
+    """Move the address to ``state``, unless it is in one of ``done`` already."""
     store = runtime.store
     with store.atomic():
         before = store.subscriber(LIST_SLUG, address)
-        if before is not None and before.state is state:
+        if before is not None and before.state in done:
             return Change(subscriber=before, before=before)
         now = runtime.clock()
         after = store.set_subscriber_state(LIST_SLUG, address, state, how="cli", now=now, name=name)
