@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
+
+from digest.sqlite_connection import Connection, to_text
 
 
 def _run_each(conn: sqlite3.Connection, script: str) -> None:
@@ -195,3 +198,19 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m009_article_image", _m009_article_image),
     ("m010_subscribers", _m010_subscribers),
 )
+
+
+def apply_migrations(conn: Connection) -> None:
+    """Apply the migrations not applied yet, in order, each with its record in one commit."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        with conn.atomic():
+            # Asked again under the write lock: another process opening the store at the
+            # same moment may have applied it since ``done`` was read.
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                continue
+            migration(conn.raw)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC))))

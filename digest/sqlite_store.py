@@ -22,7 +22,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -46,7 +46,7 @@ from digest.sqlite_connection import (
 )
 from digest.sqlite_feeds import SQLiteFeeds
 from digest.sqlite_ledger import SQLiteLedger
-from digest.sqlite_migrations import MIGRATIONS
+from digest.sqlite_migrations import apply_migrations
 from digest.sqlite_subscribers import SQLiteSubscribers
 
 if TYPE_CHECKING:
@@ -166,18 +166,7 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers):
         return self._conn.atomic()
 
     def _migrate(self) -> None:
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {row[0] for row in self._conn.execute("SELECT name FROM migrations")}
-        for name, migration in MIGRATIONS:
-            if name in done:
-                continue
-            with self.atomic():
-                migration(self._conn.raw)
-                self._conn.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC)))
-                )
+        apply_migrations(self._conn)
 
     def applied_migrations(self) -> tuple[str, ...]:
         rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")
