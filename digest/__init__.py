@@ -27,6 +27,8 @@ from digest.models import (
     RenderedDigest,
     SendLockHolder,
     Story,
+    Subscriber,
+    SubscriberState,
     Summary,
 )
 
@@ -55,6 +57,8 @@ __all__ = [
     "RenderedDigest",
     "SendLockHolder",
     "Story",
+    "Subscriber",
+    "SubscriberState",
     "Summary",
     "__version__",
 ]

@@ -118,7 +118,8 @@ def validate_settings(raw: dict[str, Any], path: Path) -> Settings:
 
 
 def _check_recipients(settings: Settings, recipients_file: _RecipientsFile | None) -> None:
-    """Raise ConfigError if the recipients file has a bad line or nobody is left to send to."""
+    """Raise ConfigError if the recipients file has a bad line. No recipient at all is fine
+    here: the store's subscribers may be the readers (``digest send`` says if nobody is)."""
     if recipients_file and recipients_file.problems:
         raise ConfigError(
             f"{recipients_file.path}: {len(recipients_file.problems)} problem(s) in "
@@ -126,12 +127,6 @@ def _check_recipients(settings: Settings, recipients_file: _RecipientsFile | Non
             path=str(recipients_file.path),
             problems=recipients_file.problems,
             hint="one address per line; lines starting with # are comments",
-        )
-    if not settings.delivery.recipients:
-        raise ConfigError(
-            f"{settings.config_path}: [delivery]: no recipients",
-            path=str(settings.config_path),
-            hint="set [delivery].recipients = [...] or [delivery].recipients_file",
         )
 
 

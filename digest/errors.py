@@ -10,6 +10,8 @@ DigestError
  ├── DeliveryError      a message could not be handed over: the server refused it (5xx, or
  │   │                  4xx after every retry) or the outbox file could not be written;
  │   │                  nothing was delivered
+ │   ├── RecipientRefusedError    the server refused this recipient for good (5xx at RCPT
+ │   │                            TO or DATA): a bounce (carries the server's answer)
  │   ├── UncertainDeliveryError   the connection broke after the whole message was sent and
  │   │                            before the server's answer: it may have been delivered
  │   └── MailerUnavailableError   the mail backend cannot be used at all (connection
@@ -87,6 +89,16 @@ class TemplateError(DigestError):
 
 class DeliveryError(DigestError):
     pass
+
+
+class RecipientRefusedError(DeliveryError):
+    """The server refused the recipient or their message with a 5xx at RCPT TO or DATA:
+    what counts as a bounce. ``answer`` is the server's reply, code first."""
+
+    def __init__(self, message: str, *, code: int, answer: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.answer = answer
 
 
 class UncertainDeliveryError(DeliveryError):

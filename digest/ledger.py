@@ -9,6 +9,7 @@ from email.utils import parseaddr
 from digest.config import Settings
 from digest.models import Delivery, DeliveryState
 from digest.runtime import Runtime
+from digest.subscribers import edition_recipients
 
 
 def edition_date(settings: Settings, now: datetime) -> date:
@@ -17,11 +18,12 @@ def edition_date(settings: Settings, now: datetime) -> date:
 
 
 def is_edition_outstanding(runtime: Runtime, day: date) -> bool:
-    """Is a configured recipient still owed ``day``'s edition (not sent, and not in hand)?"""
+    """Is an active subscriber (or a new recipient in the settings) still owed ``day``'s
+    edition (not sent, and not in hand)?"""
     ledger = {d.address: d.state for d in runtime.store.deliveries(day)}
     owed = (DeliveryState.PENDING, DeliveryState.FAILED, None)
     # Bare and lower-cased, as Delivery.address keys the ledger.
-    addresses = (parseaddr(r)[1].lower() for r in runtime.settings.delivery.recipients)
+    addresses = (parseaddr(r)[1].lower() for r in edition_recipients(runtime))
     return any(ledger.get(address) in owed for address in addresses)
 
 

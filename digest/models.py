@@ -2,7 +2,8 @@
 
 FeedSource (config) -> FetchResult (one HTTP or file read) -> Story (one normalised entry)
 -> Cluster (one real-world story, its lead and the other outlets) -> Summary
--> Digest (one edition) -> RenderedDigest (subject, HTML, text) -> Delivery (one recipient).
+-> Digest (one edition) -> RenderedDigest (subject, HTML, text) -> Delivery (one recipient),
+who is an active Subscriber.
 
 Every record is a frozen value: sequences are tuples, datetimes are aware UTC (``*_at``),
 local calendar days are ``date`` (``*_on``).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import date, datetime
+from email.headerregistry import Address
 from email.utils import parseaddr
 from enum import StrEnum
 from typing import Literal
@@ -315,6 +317,42 @@ class Delivery:
     def address(self) -> str:
         """The bare, lower-cased address: what identifies a recipient in the ledger."""
         return _bare_address(self.recipient).lower()
+
+
+class SubscriberState(StrEnum):
+    PENDING = "pending"  # asked to join, not confirmed yet
+    ACTIVE = "active"  # gets every edition
+    UNSUBSCRIBED = "unsubscribed"  # asked to stop (or removed by the operator)
+    BOUNCED = "bounced"  # the mail server refused the address for good
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscriber:
+    """A reader of one list, as the store keeps them: their state and the last change to it.
+
+    ``subscriber_id`` is the store's random, stable id (what a signed link names);
+    ``address`` has its domain in lower case and its local part as given, and is compared
+    case-insensitively. ``how`` says what made the last change ("settings", "cli",
+    "import", "form", "one-click", "bounce"); ``reason`` why, when there is more to say
+    (a bounce's server answer). ``bounce_count`` counts consecutive editions refused.
+    """
+
+    subscriber_id: str
+    list_slug: str
+    address: str
+    name: str | None = None
+    state: SubscriberState
+    created_at: datetime
+    state_changed_at: datetime
+    how: str
+    reason: str | None = None
+    bounce_count: int = 0
+    last_bounce_on: date | None = None  # the edition of the latest counted bounce
+
+    @property
+    def recipient(self) -> str:
+        """The address with its display name, as a message's To header has it."""
+        return str(Address(self.name, addr_spec=self.address)) if self.name else self.address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ time per store (the store's send lock). ``plan_edition`` is the read-only dry ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from digest.errors import (
     DeliveryError,
     DigestError,
     MailerUnavailableError,
+    RecipientRefusedError,
     StoreError,
     UncertainDeliveryError,
 )
@@ -33,6 +35,13 @@ from digest.messages import EditionMessages, make_message_id
 from digest.models import Delivery, DeliveryState, RenderedDigest, SendLockHolder
 from digest.runtime import Clock, MailerFactory, Runtime
 from digest.store import Store
+from digest.subscribers import (
+    Bounces,
+    active_subscribers,
+    edition_recipients,
+    import_settings_recipients,
+    require_recipients,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +89,8 @@ def plan_edition(runtime: Runtime) -> SendReport:
         digest = build_edition(runtime, stories, edition_failures(runtime, day), now)
         rendered = render_edition(settings, digest)
     ledger = {d.address: d for d in store.deliveries(day)}
-    deliveries = tuple(ledger.get(d.address, d) for d in _planned(settings, day))
+    planned = _planned(settings, edition_recipients(runtime), day)
+    deliveries = tuple(ledger.get(d.address, d) for d in planned)
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
 
@@ -113,6 +123,7 @@ def send_edition(
     mailers = _mailers(runtime)
     mailers.require_usable()  # before any work: a missing password fails in a moment
     _ = runtime.summarizer  # and so does a summarizer's bad name
+    require_recipients(runtime)  # and an edition for nobody
     # Locked before the final collect: a second sender waits, then finds the edition sent,
     # instead of collecting (and building) for nothing.
     lock = runtime.store.send_lock(
@@ -170,16 +181,19 @@ def _send_locked(
         return SendReport(edition_on=day, rendered=None, stopped=True, stopped_while="building")
     if rendered is None:
         return SendReport(edition_on=day, rendered=None)
-    planned = _planned(runtime.settings, day)
-    wanted = {d.address for d in planned}
     with store.atomic():
+        import_settings_recipients(runtime, now)  # new ones only: a reader who left stays out
+        subscribers = active_subscribers(store)
+        planned = _planned(runtime.settings, [s.recipient for s in subscribers], day)
+        wanted = {d.address for d in planned}
         store.add_deliveries(planned, now)
         if force:
             store.reopen_deliveries(day, wanted, now)
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
+    bounces = Bounces(store, runtime.settings.delivery.bounce_limit, subscribers)
     with noting(stop, "finishing the message in flight, then stopping"):
-        halt = _deliver(runtime, mailers, rendered, ledger, resend_uncertain, stop)
+        halt = _deliver(runtime, mailers, rendered, ledger, bounces, resend_uncertain, stop)
     is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
@@ -225,7 +239,7 @@ def _archived_edition(runtime: Runtime, now: datetime, day: date) -> RenderedDig
     return store.edition(day) or rendered
 
 
-def _planned(settings: Settings, day: date) -> list[Delivery]:
+def _planned(settings: Settings, recipients: Sequence[str], day: date) -> list[Delivery]:
     sender = settings.delivery.from_
     newsletter = settings.delivery.list_id or settings.render.title
     return [
@@ -235,7 +249,7 @@ def _planned(settings: Settings, day: date) -> list[Delivery]:
             message_id=make_message_id(day, recipient, sender, newsletter),
             state=DeliveryState.PENDING,
         )
-        for recipient in settings.delivery.recipients
+        for recipient in recipients
     ]
 
 
@@ -252,6 +266,7 @@ def _deliver(
     mailers: MailerFactory,
     rendered: RenderedDigest,
     ledger: Sequence[Delivery],
+    bounces: Bounces,
     resend_uncertain: bool,
     stop: threading.Event | None,
 ) -> _Halt | None:
@@ -272,7 +287,7 @@ def _deliver(
                 logger.warning("stopped: %d recipients left pending", len(due) - done)
                 return None
             try:
-                _deliver_one(store, mailer, messages, delivery, clock, resend_uncertain)
+                _deliver_one(store, mailer, messages, delivery, clock, bounces, resend_uncertain)
             except MailerUnavailableError as exc:
                 # Not an error line too: the caller reports it (the CLI's "Error:", the
                 # daemon's run line), and a log line besides printed every fatal error twice.
@@ -302,11 +317,13 @@ def _deliver_one(
     messages: EditionMessages,
     delivery: Delivery,
     clock: Clock,
+    bounces: Bounces,
     resend_uncertain: bool = False,
 ) -> None:
     """Send one message; the row becomes ``sending`` (own commit) just before the message
-    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after. If the
-    store cannot record that outcome, ``_NotRecorded`` stops the run."""
+    goes out and ``sent``, ``failed`` or stays ``sending`` (uncertain) right after, with the
+    subscriber's bounce count in the same commit. If the store cannot record that outcome,
+    ``_NotRecorded`` stops the run."""
     message = messages.for_recipient(delivery.recipient, delivery.message_id, clock())
     claimed: list[Delivery] = []
 
@@ -332,8 +349,9 @@ def _deliver_one(
         _record(store, claimed[0], DeliveryState.SENDING, clock(), f"uncertain: {exc}")
     except DeliveryError as exc:
         logger.error("delivery to %s failed: %s", delivery.recipient, exc)
-        row = claimed[0] if claimed else delivery
-        _record(store, row, DeliveryState.FAILED, clock(), str(exc))
+        row, now = claimed[0] if claimed else delivery, clock()
+        bounce = _bounce(bounces, row, exc, now)
+        _record(store, row, DeliveryState.FAILED, now, str(exc), also=bounce)
     except Exception as exc:  # the per-recipient boundary: the others still get theirs
         logger.exception("unexpected error delivering to %s", delivery.recipient)
         if claimed:  # whether the backend took the message is unknown: uncertain
@@ -342,7 +360,20 @@ def _deliver_one(
     else:
         # Not synced to disk: if a power cut lost it, the row would be "sending" (reported
         # as uncertain), never "pending"; the next claim's synced commit carries it anyway.
-        _record(store, claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False)
+        address = delivery.address
+        clear = (
+            functools.partial(bounces.delivered, address) if bounces.has_count(address) else None
+        )
+        _record(store, claimed[0], DeliveryState.SENT, clock(), answer, is_synced=False, also=clear)
+
+
+def _bounce(
+    bounces: Bounces, row: Delivery, error: DeliveryError, now: datetime
+) -> Callable[[], None] | None:
+    """Counting a refusal towards the subscriber's bounce; None for any other failure."""
+    if not isinstance(error, RecipientRefusedError):
+        return None
+    return functools.partial(bounces.refused, row.address, row.edition_on, error, now)
 
 
 def _record(
@@ -353,9 +384,17 @@ def _record(
     detail: str,
     *,
     is_synced: bool = True,
+    also: Callable[[], None] | None = None,
 ) -> None:
+    """Move the row to ``state`` in its own commit, with ``also`` (the subscriber's bounce
+    count) in the same one."""
     try:
-        store.set_delivery_state(row, state, now, detail, is_synced=is_synced)
+        if also is None:
+            store.set_delivery_state(row, state, now, detail, is_synced=is_synced)
+            return
+        with store.atomic():
+            store.set_delivery_state(row, state, now, detail)
+            also()
     except StoreError as exc:
         raise _NotRecorded(row, state, detail, exc) from exc
 

@@ -201,6 +201,8 @@ class DeliverySettings(_Section):
     unsubscribe_url: str | None = None
     unsubscribe_mailto: EmailAddress | None = None
     list_id: str | None = None
+    # Consecutive editions refused with a 5xx (other than "user unknown") before a bounce.
+    bounce_limit: StrictInt = Field(default=3, ge=1, le=100)
 
     @field_validator("unsubscribe_url", "list_id")
     @classmethod

@@ -20,7 +20,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from digest.errors import DeliveryError, MailerUnavailableError, UncertainDeliveryError
+from digest.errors import (
+    DeliveryError,
+    MailerUnavailableError,
+    RecipientRefusedError,
+    UncertainDeliveryError,
+)
 from digest.mailers import do_nothing
 from digest.models import OutgoingMessage
 
@@ -278,7 +283,8 @@ def _check(
     address: str,
     ok: tuple[int, ...] = (250, 251),
 ) -> None:
-    """Raise what a non-success answer means: 421 or 4xx temporary, 5xx the recipient failed."""
+    """Raise what a non-success answer means: 421 or 4xx temporary, 5xx the recipient failed
+    (at RCPT TO or DATA: refused, a bounce)."""
     code, text = reply
     if code in ok:
         return
@@ -288,7 +294,10 @@ def _check(
     _reset(smtp)
     if 400 <= code < 500:
         raise _RetryableError(f"{address}: {stage} answered {answer}", is_connection=False)
-    raise DeliveryError(f"{address}: {stage} refused: {answer}")
+    message = f"{address}: {stage} refused: {answer}"
+    if stage == "MAIL FROM" or not 500 <= code < 600:  # the sender refused: not a bounce
+        raise DeliveryError(message)
+    raise RecipientRefusedError(message, code=code, answer=answer)
 
 
 def _envelope(smtp: smtplib.SMTP, sender: str, address: str, payload: bytes) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
+
+from digest.sqlite_connection import Connection, to_text
 
 
 def _run_each(conn: sqlite3.Connection, script: str) -> None:
@@ -157,6 +160,32 @@ def _m009_article_image(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE articles ADD COLUMN image_url TEXT")
 
 
+def _m010_subscribers(conn: sqlite3.Connection) -> None:
+    # NOCASE: addresses are ASCII (checked before they get here), compared case-insensitively
+    # as the ledger compares them, and kept as given.
+    _run_each(
+        conn,
+        """
+        CREATE TABLE subscribers (
+            subscriber_id TEXT PRIMARY KEY,
+            list_slug TEXT NOT NULL,
+            address TEXT NOT NULL COLLATE NOCASE,
+            name TEXT,
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            created_at TEXT NOT NULL,
+            state_changed_at TEXT NOT NULL,
+            how TEXT NOT NULL,
+            reason TEXT,
+            bounce_count INTEGER NOT NULL DEFAULT 0,
+            last_bounce_on TEXT,
+            UNIQUE (list_slug, address)
+        );
+        CREATE INDEX subscribers_by_state ON subscribers (list_slug, state)
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -167,4 +196,21 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m007_embedding_cache", _m007_embedding_cache),
     ("m008_story_language_and_image", _m008_story_language_and_image),
     ("m009_article_image", _m009_article_image),
+    ("m010_subscribers", _m010_subscribers),
 )
+
+
+def apply_migrations(conn: Connection) -> None:
+    """Apply the migrations not applied yet, in order, each with its record in one commit."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        with conn.atomic():
+            # Asked again under the write lock: another process opening the store at the
+            # same moment may have applied it since ``done`` was read.
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                continue
+            migration(conn.raw)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC))))

@@ -10,7 +10,8 @@ Every SQLite failure leaves the store as a ``StoreError`` that names the file, s
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
 connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3``
 error out. Its parts: the feeds (``digest.sqlite_feeds``), the delivery ledger and the send
-lock (``digest.sqlite_ledger``), and here the rest: stories, editions, caches, job runs.
+lock (``digest.sqlite_ledger``), the subscribers (``digest.sqlite_subscribers``), and here the
+rest: stories, editions, caches, job runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,7 +46,8 @@ from digest.sqlite_connection import (
 )
 from digest.sqlite_feeds import SQLiteFeeds
 from digest.sqlite_ledger import SQLiteLedger
-from digest.sqlite_migrations import MIGRATIONS
+from digest.sqlite_migrations import apply_migrations
+from digest.sqlite_subscribers import SQLiteSubscribers
 
 if TYPE_CHECKING:
     from digest.store import Store
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(SQLiteFeeds, SQLiteLedger):
+class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers):
     """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``
     (or ``open_empty`` where there is no file yet)."""
 
@@ -164,18 +166,7 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger):
         return self._conn.atomic()
 
     def _migrate(self) -> None:
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {row[0] for row in self._conn.execute("SELECT name FROM migrations")}
-        for name, migration in MIGRATIONS:
-            if name in done:
-                continue
-            with self.atomic():
-                migration(self._conn.raw)
-                self._conn.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (name, to_text(datetime.now(UTC)))
-                )
+        apply_migrations(self._conn)
 
     def applied_migrations(self) -> tuple[str, ...]:
         rows = self._conn.execute("SELECT name FROM migrations ORDER BY name")

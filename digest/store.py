@@ -1,10 +1,11 @@
 """The store: what digest keeps between runs, as a protocol the use cases are written against.
 
 It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
-delivery ledger, the daemon's job runs, and caches (summaries, sentence vectors, article
-texts). Records go in and come out, never rows or dicts. ``digest.sqlite_store.SQLiteStore``
-(one SQLite file) is the implementation; the only places that build one are
-``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything else says ``Store``.
+subscribers, the delivery ledger, the daemon's job runs, and caches (summaries, sentence
+vectors, article texts). Records go in and come out, never rows or dicts.
+``digest.sqlite_store.SQLiteStore`` (one SQLite file) is the implementation; the only places
+that build one are ``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything
+else says ``Store``.
 
 Every implementation:
 
@@ -24,7 +25,7 @@ before the hand-over, and only one sender holds the send lock at a time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from types import TracebackType
@@ -46,6 +47,8 @@ from digest.models import (
     RenderedDigest,
     SendLockHolder,
     Story,
+    Subscriber,
+    SubscriberState,
 )
 
 
@@ -106,7 +109,72 @@ class Ledger(Protocol):
         ...
 
 
-class Store(Ledger, Protocol):
+class Subscribers(Protocol):
+    """Each list's readers (keyed by list and address, compared case-insensitively), never
+    deleted: one who leaves stays, unsubscribed or bounced, so no import brings them back."""
+
+    def subscribers(
+        self, list_slug: str, states: Collection[SubscriberState] = ()
+    ) -> tuple[Subscriber, ...]:
+        """The list's subscribers (in one of ``states``; all if none given), oldest first."""
+        ...
+
+    def subscriber(self, list_slug: str, address: str) -> Subscriber | None:
+        """One subscriber of the list by address, in any case."""
+        ...
+
+    def subscriber_by_id(self, subscriber_id: str) -> Subscriber | None:
+        """A subscriber by the id a signed link carries."""
+        ...
+
+    def add_subscribers(
+        self,
+        list_slug: str,
+        readers: Iterable[tuple[str, str | None]],
+        *,
+        how: str,
+        now: datetime,
+        state: SubscriberState = SubscriberState.ACTIVE,
+    ) -> int:
+        """Add each (address, name) not on the list yet, all in one transaction; one already
+        there keeps its state. How many were added."""
+        ...
+
+    def set_subscriber_state(
+        self,
+        list_slug: str,
+        address: str,
+        state: SubscriberState,
+        *,
+        how: str,
+        now: datetime,
+        reason: str | None = None,
+        name: str | None = None,
+    ) -> Subscriber:
+        """Move a subscriber (added if new) to ``state``, recording when, how and why; their
+        consecutive bounces restart from zero; a ``name`` given replaces theirs."""
+        ...
+
+    def record_bounce(
+        self,
+        list_slug: str,
+        address: str,
+        edition_on: date,
+        answer: str,
+        now: datetime,
+        *,
+        limit: int,
+    ) -> Subscriber | None:
+        """Count an edition refused for an active subscriber, once per edition; at ``limit``
+        consecutive ones they are bounced, ``answer`` the reason. None: no such address."""
+        ...
+
+    def clear_bounces(self, list_slug: str, address: str) -> None:
+        """An edition reached the subscriber: their consecutive bounces restart from zero."""
+        ...
+
+
+class Store(Ledger, Subscribers, Protocol):
     """What digest keeps between runs. Close it (or use it as a context manager) when done."""
 
     @property

@@ -38,6 +38,7 @@ USE_CASES = {
     "preview",
     "sending",
     "status",
+    "subscribers",
 }
 ALLOWED = USE_CASES | {"runtime", "config", "models", "errors", "interrupt", "logs", "triggers"}
 ALLOWED |= {name.removesuffix(".py") for name in FRONT}

@@ -78,6 +78,26 @@ def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
         assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
 
 
+def test_a_read_only_look_at_a_store_from_before_subscribers_finds_none(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    with SQLiteStore.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE subscribers")
+    conn.execute("DELETE FROM migrations WHERE name = 'm010_subscribers'")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore.open_read_only(path)
+    assert store is not None
+    with store:
+        assert store.subscribers("default") == ()
+        assert store.subscriber("default", "a@example.org") is None
+        assert store.subscriber_by_id("sub_x") is None
+    with SQLiteStore.open(path) as store:  # migrated on the next writable open
+        assert store.subscribers("default") == ()
+        assert "m010_subscribers" in store.applied_migrations()
+
+
 # Transactions and SQLite's own rollbacks
 
 

@@ -33,6 +33,7 @@ from digest.models import (
     RenderedDigest,
     SendLockHolder,
     Story,
+    SubscriberState,
 )
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
@@ -430,6 +431,104 @@ def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
 # Transactions and read-only stores
 
 
+# Subscribers
+
+LIST = "default"
+ACTIVE, BOUNCED = SubscriberState.ACTIVE, SubscriberState.BOUNCED
+
+
+def test_subscribers_are_added_once_by_address_in_any_case(store: Store) -> None:
+    added = store.add_subscribers(
+        LIST, [("Ann@example.org", "Ann"), ("bob@example.org", None)], how="import", now=NOW
+    )
+    assert added == 2
+    later = NOW + timedelta(days=1)
+    again = [("ANN@example.org", "Other"), ("cy@example.org", None)]
+    assert store.add_subscribers(LIST, again, how="settings", now=later) == 1
+    found = store.subscribers(LIST)
+    assert [s.address for s in found] == ["Ann@example.org", "bob@example.org", "cy@example.org"]
+    ann = found[0]
+    assert (ann.name, ann.state, ann.how, ann.created_at) == ("Ann", ACTIVE, "import", NOW)
+    assert ann.state_changed_at == NOW and ann.reason is None and ann.bounce_count == 0
+    assert ann.recipient == "Ann <Ann@example.org>"
+    assert store.subscriber(LIST, "ann@EXAMPLE.ORG") == ann
+    assert store.subscriber_by_id(ann.subscriber_id) == ann
+    assert len({s.subscriber_id for s in found}) == 3
+    assert (
+        store.subscribers("another-list") == () and store.subscriber("x", "ann@example.org") is None
+    )
+
+
+def test_a_state_change_keeps_the_subscriber_and_says_when_how_and_why(store: Store) -> None:
+    store.add_subscribers(LIST, [("ann@example.org", None)], how="settings", now=NOW)
+    first = store.subscriber(LIST, "ann@example.org")
+    later = NOW + timedelta(hours=3)
+    gone = store.set_subscriber_state(
+        LIST, "ANN@example.org", SubscriberState.UNSUBSCRIBED, how="cli", now=later
+    )
+    assert first is not None and gone.subscriber_id == first.subscriber_id
+    assert (gone.state, gone.how, gone.state_changed_at, gone.created_at) == (
+        SubscriberState.UNSUBSCRIBED, "cli", later, NOW,
+    )  # fmt: skip
+    # An import never brings them back; only a state change does.
+    assert store.add_subscribers(LIST, [("ann@example.org", None)], how="settings", now=later) == 0
+    assert store.subscribers(LIST, [ACTIVE]) == ()
+    new = store.set_subscriber_state(
+        LIST, "new@example.org", SubscriberState.PENDING, how="form", now=later, name="New"
+    )
+    assert (new.state, new.name, new.created_at) == (SubscriberState.PENDING, "New", later)
+    states = [SubscriberState.UNSUBSCRIBED, SubscriberState.PENDING]
+    assert [s.address for s in store.subscribers(LIST, states)] == [
+        "ann@example.org", "new@example.org",
+    ]  # fmt: skip
+
+
+def test_bounces_count_once_per_edition_until_the_limit(store: Store) -> None:
+    store.add_subscribers(LIST, [("a@example.org", None)], how="cli", now=NOW)
+    answer = "550 5.7.1 rejected"
+    first = store.record_bounce(LIST, "a@example.org", DAY, answer, NOW, limit=3)
+    again = store.record_bounce(LIST, "A@example.org", DAY, answer, NOW, limit=3)  # same edition
+    assert first is not None and again is not None
+    assert (first.bounce_count, again.bounce_count, again.state) == (1, 1, ACTIVE)
+    assert again.last_bounce_on == DAY
+    store.clear_bounces(LIST, "a@example.org")
+    cleared = store.subscriber(LIST, "a@example.org")
+    assert cleared is not None and cleared.bounce_count == 0
+    for n in range(3):
+        day = DAY + timedelta(days=n + 1)
+        bounced = store.record_bounce(LIST, "a@example.org", day, answer, NOW, limit=3)
+    assert bounced is not None
+    assert (bounced.state, bounced.how, bounced.reason, bounced.bounce_count) == (
+        BOUNCED, "bounce", answer, 3,
+    )  # fmt: skip
+    assert store.record_bounce(LIST, "nobody@example.org", DAY, answer, NOW, limit=1) is None
+
+
+def test_a_hard_bounce_counts_at_once_and_only_for_an_active_subscriber(store: Store) -> None:
+    store.add_subscribers(LIST, [("a@example.org", None)], how="cli", now=NOW)
+    store.set_subscriber_state(
+        LIST, "b@example.org", SubscriberState.UNSUBSCRIBED, how="cli", now=NOW
+    )
+    bounced = store.record_bounce(LIST, "a@example.org", DAY, "550 5.1.1 unknown", NOW, limit=1)
+    kept = store.record_bounce(LIST, "b@example.org", DAY, "550 5.1.1 unknown", NOW, limit=1)
+    assert bounced is not None and bounced.state is BOUNCED
+    assert (
+        kept is not None and kept.state is SubscriberState.UNSUBSCRIBED and kept.bounce_count == 0
+    )
+    back = store.set_subscriber_state(LIST, "a@example.org", ACTIVE, how="cli", now=NOW)
+    assert (back.state, back.bounce_count, back.reason) == (ACTIVE, 0, None)
+
+
+def test_ten_thousand_subscribers_are_added_in_one_transaction(store: Store) -> None:
+    readers = [(f"reader{n}@example.org", None) for n in range(10_000)]
+    with pytest.raises(RuntimeError), store.atomic():
+        store.add_subscribers(LIST, readers, how="import", now=NOW)
+        raise RuntimeError("rolled back")
+    assert store.subscribers(LIST) == ()
+    assert store.add_subscribers(LIST, [*readers, readers[0]], how="import", now=NOW) == 10_000
+    assert len(store.subscribers(LIST, [ACTIVE])) == 10_000
+
+
 def test_atomic_rolls_back_and_nests_with_savepoints(store: Store) -> None:
     with store.atomic():
         store.add_stories([make_story(1)], NOW)
@@ -463,6 +562,8 @@ def test_read_only_store_cannot_write(stores: Stores) -> None:
             store.record_fetch(
                 FetchResult(source=FeedSource(url="https://example.org/f"), fetched_at=NOW)
             )
-        assert store.stories_for_edition(DAY) == ()
+        with pytest.raises(StoreError):
+            store.add_subscribers("default", [("a@example.org", None)], how="cli", now=NOW)
+        assert store.stories_for_edition(DAY) == () and store.subscribers("default") == ()
     with stores.open() as store:
         assert not store.is_read_only
