@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -25,6 +26,13 @@ from sentencex import segment
 
 from digest.encoder import MODEL_ID, Vectors, load_encoder
 from digest.errors import SummarizerError
+from digest.sentence_kinds import (
+    is_citation,
+    is_cut,
+    is_fragment,
+    opens_with_reference,
+    without_cut_mark,
+)
 
 if TYPE_CHECKING:
     from digest.config import SummarizeSettings
@@ -66,26 +74,80 @@ def word_count(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def _truncate(sentence: str, words: int) -> str:
-    tokens = sentence.split()
-    return sentence if len(tokens) <= words else " ".join(tokens[:words]) + "…"
-
-
-def fit_to_budget(sentences: Sequence[str], order: Sequence[int], words: int) -> str:
-    """Whole sentences taken in ``order`` while they fit, printed in reading order. The first
-    in ``order`` always leads: cut to the budget if it alone is too long, as lead does."""
-    if not order:
-        return ""
-    if word_count(sentences[order[0]]) > words:
-        return _truncate(sentences[order[0]], words)
-    chosen: list[int] = []
+def fit_to_budget(
+    sentences: Sequence[str], order: Sequence[int], words: int, *, fill: bool = True
+) -> str:
+    """Whole sentences taken in ``order`` while they fit, printed in reading order, each
+    with the sentences it refers back to (``opens_with_reference``); sentences that cannot
+    stand in a summary (``can_stand``) are never taken. ``fill``: go on past one that does
+    not fit (else stop there, as lead does). When not even the first fits: it whole within
+    ``TOLERANCE``, else the first shorter one that fits, else it cut with a single "…"."""
+    counts = Counter(sentences)
+    usable = [i for i in order if can_stand(sentences[i], counts)]
+    chosen: set[int] = set()
     used = 0
-    for index in order:
-        length = word_count(sentences[index])
-        if used + length <= words:
-            chosen.append(index)
+    for index in usable:
+        group = set(_with_antecedents(sentences, index)) - chosen
+        length = sum(word_count(sentences[i]) for i in group)
+        fits = used + length <= words
+        if group and fits and all(can_stand(sentences[i], counts) for i in group):
+            chosen |= group
             used += length
-    return " ".join(sentences[i] for i in sorted(chosen))
+        elif not fill:
+            break
+    if chosen:
+        return " ".join(sentences[i] for i in sorted(chosen))
+    return _too_long(sentences, usable, words) if usable else _only_cut(sentences, words)
+
+
+# How far past the budget a single first sentence may run rather than be cut.
+TOLERANCE = 1.5
+
+
+def _too_long(sentences: Sequence[str], usable: Sequence[int], words: int) -> str:
+    first = sentences[usable[0]]
+    if word_count(first) <= words * TOLERANCE:
+        return first
+    standalone = [i for i in usable if not _leans_back(sentences, i)]
+    fitting = [i for i in standalone if word_count(sentences[i]) <= words]
+    if fitting:
+        return sentences[fitting[0]]
+    return _cut(first, words)
+
+
+def _only_cut(sentences: Sequence[str], words: int) -> str:
+    """A story of nothing but cut sentences and fragments: its first cut sentence, ending
+    in a single "…", or nothing."""
+    cut = [s for s in sentences if is_cut(s) and not is_fragment(without_cut_mark(s))]
+    return _cut(without_cut_mark(cut[0]), words, always=True) if cut else ""
+
+
+def _cut(sentence: str, words: int, *, always: bool = False) -> str:
+    tokens = sentence.split()
+    if len(tokens) <= words and not always:
+        return sentence
+    return " ".join(tokens[:words]).rstrip(" ,;:.-\u2013\u2014") + "\u2026"
+
+
+def can_stand(sentence: str, counts: Counter[str]) -> bool:
+    """Whether a story's sentence may be in a summary: not cut by the publisher, not a
+    fragment or a citation, not a line the story repeats (a chorus). ``counts``: how often
+    the story has each of its sentences."""
+    if counts[sentence] > 1 or is_cut(sentence) or is_fragment(sentence):
+        return False
+    return not is_citation(sentence)
+
+
+def _leans_back(sentences: Sequence[str], index: int) -> bool:
+    return index > 0 and opens_with_reference(sentences[index])
+
+
+def _with_antecedents(sentences: Sequence[str], index: int) -> list[int]:
+    """``index`` and the sentences before it that it leans on, back to one that does not."""
+    start = index
+    while _leans_back(sentences, start):
+        start -= 1
+    return list(range(start, index + 1))
 
 
 class LeadSummarizer:
@@ -99,20 +161,8 @@ class LeadSummarizer:
         return [self._one(r.text) for r in requests]
 
     def _one(self, text: str) -> str:
-        if word_count(text) <= self.words:
-            return " ".join(text.split())
         sentences = split_sentences(text)
-        if not sentences:
-            return ""
-        chosen: list[str] = []
-        used = 0
-        for sentence in sentences:
-            length = word_count(sentence)
-            if used + length > self.words:
-                break
-            chosen.append(sentence)
-            used += length
-        return " ".join(chosen) if chosen else _truncate(sentences[0], self.words)
+        return fit_to_budget(sentences, range(len(sentences)), self.words, fill=False)
 
 
 class ExtractiveSummarizer:
@@ -129,6 +179,9 @@ class ExtractiveSummarizer:
     CENTROID, HEADLINE, LEXICAL, POSITION, QUOTE = 0.5, 0.3, 0.3, 0.2, 0.05
     POSITION_DECAY = 2.0
     MMR_LAMBDA = 0.9
+    # Take the story's first OPENING candidates first when they open it (Lead-3 is the
+    # strongest unsupervised baseline on news), and fill the rest by relevance.
+    OPENING = 1
     MAX_CANDIDATES, LEAD_CANDIDATES, MIN_WORDS = 12, 6, 10
     # Candidates come from the story's opening stretch of WINDOW times the budget's length
     # (its whole text when the budget is a third of it or more), never past MAX_SENTENCES.
@@ -158,13 +211,17 @@ class ExtractiveSummarizer:
         """The story's sentences and which of them are worth embedding (none: shown as is):
         the first ``LEAD_CANDIDATES`` of its window, then the window's most central others."""
         story_words = word_count(request.text)
-        if story_words <= self.words:
-            text = " ".join(request.text.split())
-            return _Plan(headline=None, sentences=(text,), candidates=(), centrality=())
         sentences = tuple(split_sentences(request.text))
+        if story_words <= self.words:
+            return _Plan(headline=None, sentences=sentences, candidates=(), centrality=())
         window = min(len(sentences), self.MAX_SENTENCES, self._window(len(sentences), story_words))
         centrality = lexical_centrality(sentences[: self.MAX_SENTENCES])
-        usable = [i for i in range(window) if word_count(sentences[i]) >= self.MIN_WORDS]
+        counts = Counter(sentences)
+        usable = [
+            i
+            for i in range(window)
+            if word_count(sentences[i]) >= self.MIN_WORDS and can_stand(sentences[i], counts)
+        ]
         lead = [i for i in usable if i < self.LEAD_CANDIDATES]
         others = sorted(set(usable) - set(lead), key=lambda i: -centrality[i])
         candidates = tuple(sorted(lead + others[: self.MAX_CANDIDATES - len(lead)]))
@@ -176,6 +233,7 @@ class ExtractiveSummarizer:
             sentences=sentences,
             candidates=candidates,
             centrality=tuple(float(centrality[i]) for i in candidates),
+            first=next((i for i in range(len(sentences)) if can_stand(sentences[i], counts)), None),
         )
 
     def _window(self, sentences: int, story_words: int) -> int:
@@ -184,8 +242,9 @@ class ExtractiveSummarizer:
 
     def select(self, plan: _Plan, vectors: Vectors) -> str:
         """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
-        if len(plan.candidates) < 2:
-            return _truncate(plan.sentences[0], self.words) if plan.sentences else ""
+        if len(plan.candidates) < 2:  # a short story, or too few sentences to compare
+            everything = range(len(plan.sentences))
+            return fit_to_budget(plan.sentences, everything, self.words, fill=False)
         body = vectors[1:] if plan.headline is not None else vectors
         title = vectors[0]
         centroid = body.mean(0)
@@ -196,6 +255,9 @@ class ExtractiveSummarizer:
         quoted = np.array([bool(_QUOTE.search(plan.sentences[i])) for i in plan.candidates])
         relevance = relevance + self.POSITION * prior - self.QUOTE * quoted
         order = _mmr_order(relevance.tolist(), body, self.MMR_LAMBDA)
+        if plan.candidates[0] == plan.first:  # news: the opening sentences lead
+            opening = list(range(min(self.OPENING, len(order))))
+            order = [*opening, *(k for k in order if k not in opening)]
         return fit_to_budget(plan.sentences, [plan.candidates[i] for i in order], self.words)
 
 
@@ -205,6 +267,7 @@ class _Plan:
     sentences: tuple[str, ...]
     candidates: tuple[int, ...]
     centrality: tuple[float, ...]  # of each candidate, 1.0 for the story's most central
+    first: int | None = None  # the first sentence that can stand in a summary
 
     def texts(self) -> list[str]:
         """What to embed: the headline if there is one, then each candidate sentence
