@@ -10,9 +10,9 @@ checkout's ``digest.sentence_kinds``, the summaries that
 - end mid-sentence: on a cut mark ("…", "...", "[…]", "Read more") or on a sentence of the
   story cut short, unless the story is one cut sentence (fragments aside) and the summary
   ends in one "…";
-- contain a line repeated across the feed: a line, sentence or parenthesised group found in
-  at least 3 of the feed's entries (and a fifth of them) as the feed sent them, before any
-  cleaning, matched whole or, from 3 words, as a run of words;
+- contain a line repeated across the feed: a line, sentence, or parenthesised group opening
+  or closing a line, found in at least 3 of the feed's entries (and a fifth of them) as the
+  feed sent them, before any cleaning, matched whole or, from 3 words, as a run of words;
 - contain a citation or a fragment (``is_citation``, ``is_fragment``);
 - open a sentence other than the story's first with a reference to the one before it
   (``opens_with_reference``, English only) without that sentence just before it.
@@ -47,7 +47,8 @@ WORDS = 60
 SYSTEMS = ("extractive", "lead")
 DEFECTS = ("mid-sentence", "repeated", "citation", "fragment", "dangling")
 _REPEAT_COUNT, _REPEAT_SHARE = 3, 0.2
-_PARENS = re.compile(r"\(([^()]{1,120})\)")
+# A parenthesised group that opens or closes a line (a tag list, "( CNN )"), not one inside.
+_PARENS = re.compile(r"^\s*\(([^()]{1,120})\)|\(([^()]{1,120})\)\s*$", re.MULTILINE)
 
 
 # Child: summaries with one digest/ package
@@ -145,7 +146,8 @@ def _segments(text: str) -> set[str]:
     from digest.clean import normalise_line
     from digest.summarize import split_sentences
 
-    pieces = [*text.splitlines(), *split_sentences(text), *_PARENS.findall(text)]
+    groups = [a or b for a, b in _PARENS.findall(text)]
+    pieces = [*text.splitlines(), *split_sentences(text), *groups]
     return {n for piece in pieces if (n := normalise_line(piece))}
 
 
@@ -177,8 +179,8 @@ def ends_mid_sentence(summary: str, story: str) -> bool:
         whole = [s for s in sentences if not is_fragment(without_cut_mark(s))]
         only_one = len(whole) == 1 and is_cut(whole[0])
         return not (only_one and summary.endswith("…") and not summary.endswith("……"))
-    last = split_sentences(summary)[-1]
-    return not any(s == last or s.endswith(last) for s in sentences)
+    # A summary's sentences are split again after joining, so compare the story's instead.
+    return not any(summary.endswith(s) for s in sentences)
 
 
 def dangling(summary: str, story: str) -> bool:

@@ -5,8 +5,8 @@ site's sentences:
 
 - lines repeated across a feed's entries or a site's pages (``repeated_lines``), or repeated
   within the text itself;
-- a leading or trailing sentence, line or parenthesised group that recurs at that end of a
-  good share of a feed's entries (``repeated_edges``): outlet labels, bylines, sign-offs, tag
+- a leading or trailing sentence, line or parenthesised group that recurs in a good share
+  of a feed's entries (``repeated_edges``): outlet labels, bylines, sign-offs, tag
   lists such as "(Nvidia Volta, Grafikhardware)"; and a news wire's label at the start of a
   story, "(CNN)", "(Reuters) -", "LONDON (AP) —";
 - call-to-action lines: an imperative of the subscribe / sign up / follow / share / read more
@@ -192,11 +192,12 @@ def repeated_lines(
 def repeated_edges(
     texts: Iterable[str], *, min_count: int = 3, min_share: float = 0.1
 ) -> frozenset[str]:
-    """Normalised first and last sentences (or lines) and parenthesised groups that open or
-    close at least ``min_count`` different texts and ``min_share`` of them: a feed's outlet
-    labels, bylines and sign-offs. ``PARENTHESISED_TAILS`` is in it when most texts end on a
-    parenthesised group (a tag list), whatever it says, and the last sentences are counted
-    without it; ``CLOSING_LABELS`` when most close on a label or byline after a sentence."""
+    """Normalised sentences (or lines) and opening or closing parenthesised groups found in
+    at least ``min_count`` different texts and ``min_share`` of them, which ``clean_text``
+    trims from a text's two ends: a feed's outlet labels, bylines and sign-offs.
+    ``PARENTHESISED_TAILS`` is in it when most texts end on a parenthesised group (a tag
+    list), whatever it says, and the sentences are counted without it; ``CLOSING_LABELS``
+    when most close on a label or byline after a sentence."""
     distinct = [t for t in {text.strip() for text in texts} if t]
     needed = max(min_count, min_share * len(distinct))
     tails = sum(bool(_PAREN_TAIL.search(text)) for text in distinct)
@@ -216,8 +217,11 @@ def _is_habit(count: int, texts: int, min_count: int) -> bool:
 
 
 def _edge_keys(text: str) -> set[str]:
+    """Every sentence and line of a text (one that recurs anywhere in the feed's texts is
+    trimmed once it is at an end), its opening and closing parenthesised groups, and
+    ``CLOSING_LABELS`` if it closes on a label."""
     pieces = _SENTENCE_BREAK.split(text)
-    keys = {normalise_line(pieces[0]), normalise_line(pieces[-1])}
+    keys = {normalise_line(piece) for piece in pieces}
     if len(pieces) > 1 and _is_label(pieces[-1]):
         keys.add(CLOSING_LABELS)
     for pattern in (_PAREN_HEAD, _PAREN_TAIL):

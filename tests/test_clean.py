@@ -541,3 +541,16 @@ def _clean_feed_edges(stories: tuple[Story, ...]) -> list[str]:
     texts = [s.text for s in stories]
     boilerplate = repeated_lines(texts) | repeated_edges(texts)
     return [clean_text(s.text, title=s.title, boilerplate=boilerplate) for s in stories]
+
+
+@pytest.mark.corpus("feeds/spacecowboy__Feeder/model/rss_nixos.xml")
+def test_a_sentence_the_feed_repeats_goes_once_it_is_at_an_end() -> None:
+    # NixOS closes its release notes on "See the release notes for details." and often
+    # "For installation information, see the manual." after it: both go, the news stays.
+    stories = _stories("spacecowboy__Feeder/model/rss_nixos.xml")
+    cleaned = dict(zip((s.title for s in stories), _clean_feed_edges(stories), strict=True))
+    assert cleaned["Nixpkgs 0.10 released"] == "Nixpkgs 0.10 has been released."
+    assert cleaned["Nix 1.3 released"] == (
+        "Nix 1.3 has been released. This is primarily a bug fix release."
+    )
+    assert not any(text.endswith("see the manual.") for text in cleaned.values())
