@@ -190,7 +190,7 @@ def repeated_lines(
 
 
 def repeated_edges(
-    texts: Iterable[str], *, min_count: int = 3, min_share: float = 0.1
+    texts: Iterable[str], *, min_count: int = 3, min_share: float = 0.05
 ) -> frozenset[str]:
     """Normalised sentences (or lines) and opening or closing parenthesised groups found in
     at least ``min_count`` different texts and ``min_share`` of them, which ``clean_text``
