@@ -105,10 +105,13 @@ TOLERANCE = 1.5
 
 
 def _too_long(sentences: Sequence[str], usable: Sequence[int], words: int) -> str:
-    first = sentences[usable[0]]
+    """One sentence that stands alone (no reference back to one not shown)."""
+    standalone = [i for i in usable if not _leans_back(sentences, i)]
+    if not standalone:
+        return ""
+    first = sentences[standalone[0]]
     if word_count(first) <= words * TOLERANCE:
         return first
-    standalone = [i for i in usable if not _leans_back(sentences, i)]
     fitting = [i for i in standalone if word_count(sentences[i]) <= words]
     if fitting:
         return sentences[fitting[0]]

@@ -192,6 +192,16 @@ def _dev_stories(per_source: int) -> list[dict[str, str]]:
 DEV = SAMPLE / "eval" / "news_summ_dev.sample.jsonl"
 
 
+def test_a_sentence_referring_back_to_a_fragment_is_not_shown_alone() -> None:
+    # danmactough__node-feedparser/wapowellness.xml: the heading before it is no sentence
+    sentences = [
+        "Holiday Eating",
+        "That year-end onslaught of cookies, candy, cakes and calories.",
+        SEED_THREAT,
+    ]
+    assert LeadSummarizer(60)._one("\n".join(sentences)) == SEED_THREAT
+
+
 def test_fit_to_budget_fills_in_rank_order_and_prints_in_reading_order() -> None:
     _, text = _seed_article()
     sentences = split_sentences(text)
