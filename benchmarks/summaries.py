@@ -8,8 +8,8 @@ built through ``digest.summarize`` (``LeadSummarizer(words)``, ``ExtractiveSumma
 LexRank and TextRank are sumy's, fed digest's own sentences (``split_sentences``) and a regex
 word tokenizer, so no NLTK data is needed. Each peer's sentence ranking is cut to the budget by
 digest's ``fit_to_budget``, the rule the extractive summarizer uses: whole sentences in rank
-order while they fit, printed in reading order; one sentence cut with "…" only when even the
-best-ranked one alone is too long.
+order while they fit (with the sentence before one that refers back; never a cut sentence, a
+fragment or a citation), printed in reading order; see its docstring for an overlong one.
 
 Each system runs in its own fresh child process (one after the other, so they do not share the
 2 cores): it reports its summaries, articles/s (``summarize`` calls only: tokenizer, encoder and

@@ -5,6 +5,10 @@ site's sentences:
 
 - lines repeated across a feed's entries or a site's pages (``repeated_lines``), or repeated
   within the text itself;
+- a leading or trailing sentence, line or parenthesised group that recurs in a good share
+  of a feed's entries (``repeated_edges``): outlet labels, bylines, sign-offs, tag
+  lists such as "(Nvidia Volta, Grafikhardware)"; and a news wire's label at the start of a
+  story, "(CNN)", "(Reuters) -", "LONDON (AP) —";
 - call-to-action lines: an imperative of the subscribe / sign up / follow / share / read more
   / accept-cookies class aimed at its usual object (a newsletter, an email box, a social
   network, an app, "the full story"), cookie and "appeared first on" notices, and bare link
@@ -34,6 +38,7 @@ __all__ = [
     "extract_article",
     "is_call_to_action",
     "normalise_line",
+    "repeated_edges",
     "repeated_lines",
     "split_headline",
 ]
@@ -54,6 +59,23 @@ _LEADING_MARKS = re.compile(r"^[\W_]+")
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019\u00bb)\]]*$")
 _BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _NO_HEADLINE_END = re.compile(r"[;:,\u2026]$")
+# Where one sentence ends and the next starts, for a text's first and last sentence: closing
+# punctuation (and closing quotes) before a space, or a line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])[\"'\u201d\u2019\u00bb)\]]*\s+|\n")
+_PAREN_TAIL = re.compile(r"\s*\((?P<inside>[^()\n]{1,200})\)\s*$")
+_PAREN_HEAD = re.compile(r"^\s*\((?P<inside>[^()\n]{1,60})\)\s*")
+# Stands in ``repeated_edges``' answer for "this feed ends its texts on a tag list"; no
+# normalised line has brackets.
+PARENTHESISED_TAILS = "(\u2026)"
+# The same for "this feed closes its texts on a label or byline" (one without punctuation).
+CLOSING_LABELS = "(label)"
+_LABEL_WORDS = 6
+# A news wire's label before the story: "(CNN)", "( CNN )", "(Reuters) -", "LONDON (AP) \u2014".
+_WIRES = r"CNN|Reuters|AP|AFP|UPI|Bloomberg|dpa|EFE|PA|Xinhua|ANSA|Kyodo|Yonhap|TASS|IANS|PTI"
+_WIRE_LABEL = re.compile(
+    rf"^\s*(?:[A-Z][A-Z.'\u2019 -]{{1,40}}(?:,\s*[A-Z][\w.' -]{{1,30}})?\s*)?"
+    rf"\(\s*(?:{_WIRES})(?: [A-Z][a-z]+)?\s*\)\s*(?:[-\u2013\u2014:]+\s*)?"
+)
 
 _DASHES = r"[|\u2022\u00b7\u2013\u2014-]"  # a bar, bullet, middle dot or dash after a date
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
@@ -167,6 +189,88 @@ def repeated_lines(
     return frozenset(line for line, count in counts.items() if count >= needed)
 
 
+def repeated_edges(
+    texts: Iterable[str], *, min_count: int = 3, min_share: float = 0.05
+) -> frozenset[str]:
+    """Normalised sentences (or lines) and opening or closing parenthesised groups found in
+    at least ``min_count`` different texts and ``min_share`` of them, which ``clean_text``
+    trims from a text's two ends: a feed's outlet labels, bylines and sign-offs.
+    ``PARENTHESISED_TAILS`` is in it when most texts end on a parenthesised group (a tag
+    list), whatever it says, and the sentences are counted without it; ``CLOSING_LABELS``
+    when most close on a label or byline after a sentence."""
+    distinct = [t for t in {text.strip() for text in texts} if t]
+    needed = max(min_count, min_share * len(distinct))
+    tails = sum(bool(_PAREN_TAIL.search(text)) for text in distinct)
+    habits = {PARENTHESISED_TAILS} if _is_habit(tails, len(distinct), min_count) else set()
+    counts: Counter[str] = Counter()
+    for text in distinct:
+        body = _PAREN_TAIL.sub("", text) if habits else text
+        counts.update(_edge_keys(body) - {""})
+    labels = counts.pop(CLOSING_LABELS, 0)
+    habits |= {CLOSING_LABELS} if _is_habit(labels, len(distinct), min_count) else set()
+    return frozenset({key for key, count in counts.items() if count >= needed} | habits)
+
+
+def _is_habit(count: int, texts: int, min_count: int) -> bool:
+    """Whether a shape seen at the end of ``count`` of ``texts`` is the feed's habit."""
+    return count >= min_count and count * 2 >= texts
+
+
+def _edge_keys(text: str) -> set[str]:
+    """Every sentence and line of a text (one that recurs anywhere in the feed's texts is
+    trimmed once it is at an end), its opening and closing parenthesised groups, and
+    ``CLOSING_LABELS`` if it closes on a label."""
+    pieces = _SENTENCE_BREAK.split(text)
+    keys = {normalise_line(piece) for piece in pieces}
+    if len(pieces) > 1 and _is_label(pieces[-1]):
+        keys.add(CLOSING_LABELS)
+    for pattern in (_PAREN_HEAD, _PAREN_TAIL):
+        if match := pattern.search(text):
+            keys.add(normalise_line(match["inside"]))
+    return keys
+
+
+def _trim_edges(text: str, boilerplate: frozenset[str]) -> str:
+    """``text`` without a wire label in front, and without the first and last sentences and
+    parenthesised groups found in ``boilerplate`` (``repeated_edges``), never down to nothing."""
+    text = _WIRE_LABEL.sub("", text, count=1)
+    while True:
+        trimmed = _trim_once(text, boilerplate).strip()
+        if trimmed == text or not trimmed:
+            return text
+        text = trimmed
+
+
+def _trim_once(text: str, boilerplate: frozenset[str]) -> str:
+    tail = _PAREN_TAIL.search(text)
+    if tail and (PARENTHESISED_TAILS in boilerplate or _is_known(tail["inside"], boilerplate)):
+        return text[: tail.start()]
+    head = _PAREN_HEAD.search(text)
+    if head and _is_known(head["inside"], boilerplate):
+        return text[head.end() :]
+    breaks = list(_SENTENCE_BREAK.finditer(text))
+    last = text[breaks[-1].end() :] if breaks else ""
+    # A byline sits before a feed's tag list too: "Ein Test von Ingo Pakalski (Google)".
+    signs = CLOSING_LABELS in boilerplate or PARENTHESISED_TAILS in boilerplate
+    is_label = signs and _is_label(last)
+    if last and (is_label or _is_known(last, boilerplate) or is_call_to_action(last)):
+        return text[: breaks[-1].start()]
+    if breaks and _is_known(text[: breaks[0].start()], boilerplate):
+        return text[breaks[0].end() :]
+    return text
+
+
+def _is_known(piece: str, boilerplate: frozenset[str]) -> bool:
+    return normalise_line(piece) in boilerplate
+
+
+def _is_label(piece: str) -> bool:
+    """A closing label or byline: a few words, no closing punctuation ("Medscape News
+    Canada", "Reuters Health Information", "Ein Test von Ingo Pakalski")."""
+    words = normalise_line(piece).split()
+    return 1 <= len(words) <= _LABEL_WORDS and not _SENTENCE_END.search(piece.strip())
+
+
 def is_call_to_action(line: str) -> bool:
     """Whether a line asks the reader to subscribe, follow, share, read on, accept cookies...
     or is such a notice or link label, rather than saying something."""
@@ -195,9 +299,9 @@ def clean_text(
     else:  # all furniture-like (a teaser, a list of links): no header or footer to tell apart
         drop |= {i for i, kind in enumerate(kinds) if kind is _Kind.BOILERPLATE}
     if not drop and lines == original:
-        return text.strip()  # byte for byte: clean text is never reformatted
+        return _trim_edges(text.strip(), boilerplate)  # clean text is never reformatted
     kept = [line for i, line in enumerate(lines) if i not in drop]
-    return _BLANK_RUN.sub("\n\n", "\n".join(kept)).strip()
+    return _trim_edges(_BLANK_RUN.sub("\n\n", "\n".join(kept)).strip(), boilerplate)
 
 
 def split_headline(text: str, title: str = "") -> tuple[str, str]:

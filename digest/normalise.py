@@ -23,7 +23,7 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 import ftfy
 import nh3
 
-from digest.clean import clean_text, repeated_lines
+from digest.clean import clean_text, repeated_edges, repeated_lines
 from digest.entries import RawEntry, RawFeed
 from digest.language import declared_language, story_language
 from digest.models import FeedSource, Story
@@ -58,7 +58,8 @@ def to_stories(feed: RawFeed, source: FeedSource, fetched_at: datetime) -> tuple
 def without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
     """Each story's text cleaned of site boilerplate, lines the feed repeats included, and
     its title of the section label the feed puts before its headlines."""
-    boilerplate = repeated_lines(story.text for story in stories)
+    texts = [story.text for story in stories]
+    boilerplate = repeated_lines(texts) | repeated_edges(texts)
     labels = _section_labels(story.title for story in stories)
     cleaned = []
     for story in stories:

@@ -28,9 +28,17 @@ import numpy as np
 
 from digest.encoder import MODEL_ID, MODEL_LANGUAGES, Vectors, load_encoder
 from digest.errors import SummarizerError
+from digest.sentence_kinds import (
+    is_citation,
+    is_cut,
+    is_fragment,
+    opens_with_reference,
+    without_cut_mark,
+)
 from digest.sentences import (
     budget_length,
     content_terms,
+    is_measured_in_characters,
     join_sentences,
     text_length,
     truncate,
@@ -65,24 +73,108 @@ class Summarizer(Protocol):
 
 
 def fit_to_budget(
-    sentences: Sequence[str], order: Sequence[int], words: int, language: str | None = None
+    sentences: Sequence[str],
+    order: Sequence[int],
+    words: int,
+    language: str | None = None,
+    *,
+    fill: bool = True,
 ) -> str:
     """Whole sentences taken in ``order`` while they fit a budget of ``words`` words (in the
-    language's unit), printed in reading order. The first in ``order`` always leads: cut to
-    the budget if it alone is too long, as lead does."""
-    if not order:
+    language's unit), printed in reading order, each with the sentences it refers back to
+    (``opens_with_reference``); sentences that cannot stand in a summary (``can_stand``) are
+    never taken. ``fill``: go on past one that does not fit (else stop there, as lead does).
+    When not even the first fits: it whole within ``TOLERANCE``, else the first shorter one
+    that fits, else it cut with a single "…"."""
+    once = _first_occurrences(sentences)
+    usable = [i for i in order if i in once and can_stand(sentences[i])]
+    limit = budget_length(words, language)
+    chosen: set[int] = set()
+    used = 0
+    for index in usable:
+        group = set(_with_antecedents(sentences, index, language)) - chosen
+        length = sum(text_length(sentences[i], language) for i in group)
+        fits = used + length <= limit
+        if group and fits and all(can_stand(sentences[i]) for i in group):
+            chosen |= group
+            used += length
+        elif not fill:
+            break
+    if chosen:
+        return join_sentences((sentences[i] for i in sorted(chosen)), language)
+    if usable:
+        return _too_long(sentences, usable, words, language)
+    return _only_cut(sentences, words, language)
+
+
+# How far past the budget a single first sentence may run rather than be cut.
+TOLERANCE = 1.5
+
+
+def _too_long(
+    sentences: Sequence[str], usable: Sequence[int], words: int, language: str | None
+) -> str:
+    """One sentence that stands alone (no reference back to one not shown)."""
+    standalone = [i for i in usable if not _leans_back(sentences, i, language)]
+    if not standalone:
         return ""
     limit = budget_length(words, language)
-    if text_length(sentences[order[0]], language) > limit:
-        return truncate(sentences[order[0]], words, language)
-    chosen: list[int] = []
-    used = 0
-    for index in order:
-        length = text_length(sentences[index], language)
-        if used + length <= limit:
-            chosen.append(index)
-            used += length
-    return join_sentences((sentences[i] for i in sorted(chosen)), language)
+    first = sentences[standalone[0]]
+    if text_length(first, language) <= limit * TOLERANCE:
+        return first
+    fitting = [i for i in standalone if text_length(sentences[i], language) <= limit]
+    if fitting:
+        return sentences[fitting[0]]
+    return _cut(first, words, language)
+
+
+def _only_cut(sentences: Sequence[str], words: int, language: str | None) -> str:
+    """A story of nothing but cut sentences and fragments: its first cut sentence, ending
+    in a single "…", or nothing."""
+    cut = [s for s in sentences if is_cut(s) and not is_fragment(without_cut_mark(s))]
+    return _cut(without_cut_mark(cut[0]), words, language, always=True) if cut else ""
+
+
+def _cut(sentence: str, words: int, language: str | None, *, always: bool = False) -> str:
+    limit = budget_length(words, language)
+    if text_length(sentence, language) <= limit and not always:
+        return sentence
+    if is_measured_in_characters(language):
+        head = truncate(sentence, words, language).removesuffix("\u2026")
+    else:
+        head = " ".join(sentence.split()[:limit])
+    return head.rstrip(" ,;:.-\u2013\u2014\u3001\u3002\uff0c") + "\u2026"
+
+
+def can_stand(sentence: str) -> bool:
+    """Whether a story's sentence may be in a summary: not cut by the publisher, not a
+    fragment or a citation."""
+    return not (is_cut(sentence) or is_fragment(sentence) or is_citation(sentence))
+
+
+def _first_occurrences(sentences: Sequence[str]) -> set[int]:
+    """The index of each distinct sentence's first occurrence: a line the story repeats (a
+    chorus, a text sent twice) is shown once at most."""
+    first: dict[str, int] = {}
+    for index, sentence in enumerate(sentences):
+        first.setdefault(sentence, index)
+    return set(first.values())
+
+
+def _leans_back(sentences: Sequence[str], index: int, language: str | None) -> bool:
+    """Whether sentence ``index`` refers back to the one before it; English words only, so
+    in another language nothing is taken for a reference."""
+    if language not in (None, "en"):
+        return False
+    return index > 0 and opens_with_reference(sentences[index])
+
+
+def _with_antecedents(sentences: Sequence[str], index: int, language: str | None) -> list[int]:
+    """``index`` and the sentences before it that it leans on, back to one that does not."""
+    start = index
+    while _leans_back(sentences, start, language):
+        start -= 1
+    return list(range(start, index + 1))
 
 
 class LeadSummarizer:
@@ -95,24 +187,9 @@ class LeadSummarizer:
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         return [self._one(r.text, r.language) for r in requests]
 
-    def _one(self, text: str, language: str | None) -> str:
-        limit = budget_length(self.words, language)
-        if text_length(text, language) <= limit:
-            return " ".join(text.split())
+    def _one(self, text: str, language: str | None = None) -> str:
         sentences = split_sentences(text, language)
-        if not sentences:
-            return ""
-        chosen: list[str] = []
-        used = 0
-        for sentence in sentences:
-            length = text_length(sentence, language)
-            if used + length > limit:
-                break
-            chosen.append(sentence)
-            used += length
-        if not chosen:
-            return truncate(sentences[0], self.words, language)
-        return join_sentences(chosen, language)
+        return fit_to_budget(sentences, range(len(sentences)), self.words, language, fill=False)
 
 
 class ExtractiveSummarizer:
@@ -132,6 +209,9 @@ class ExtractiveSummarizer:
     CENTROID, HEADLINE, LEXICAL, POSITION, QUOTE = 0.5, 0.3, 0.3, 0.2, 0.05
     POSITION_DECAY = 2.0
     MMR_LAMBDA = 0.9
+    # Take the story's first OPENING candidates first when they open it (Lead-3 is the
+    # strongest unsupervised baseline on news), and fill the rest by relevance.
+    OPENING = 1
     MAX_CANDIDATES, LEAD_CANDIDATES, MIN_WORDS = 12, 6, 10
     # Candidates come from the story's opening stretch of WINDOW times the budget's length
     # (its whole text when the budget is a third of it or more), never past MAX_SENTENCES.
@@ -164,17 +244,23 @@ class ExtractiveSummarizer:
         the first ``LEAD_CANDIDATES`` of its window, then the window's most central others."""
         language = request.language
         story_length = text_length(request.text, language)
-        if story_length <= budget_length(self.words, language):
-            text = " ".join(request.text.split())
-            return _Plan(
-                headline=None, sentences=(text,), candidates=(), centrality=(), language=language
-            )
         sentences = tuple(split_sentences(request.text, language))
+        if story_length <= budget_length(self.words, language):
+            return _Plan(
+                headline=None, sentences=sentences, candidates=(), centrality=(), language=language
+            )
         window = self._window(len(sentences), story_length / budget_length(self.words, language))
         window = min(len(sentences), self.MAX_SENTENCES, window)
         centrality = lexical_centrality(sentences[: self.MAX_SENTENCES])
+        once = _first_occurrences(sentences)
         shortest = budget_length(self.MIN_WORDS, language)
-        usable = [i for i in range(window) if text_length(sentences[i], language) >= shortest]
+        usable = [
+            i
+            for i in range(window)
+            if i in once
+            and text_length(sentences[i], language) >= shortest
+            and can_stand(sentences[i])
+        ]
         lead = [i for i in usable if i < self.LEAD_CANDIDATES]
         others = sorted(set(usable) - set(lead), key=lambda i: -centrality[i])
         candidates = tuple(sorted(lead + others[: self.MAX_CANDIDATES - len(lead)]))
@@ -188,6 +274,7 @@ class ExtractiveSummarizer:
             centrality=tuple(float(centrality[i]) for i in candidates),
             language=language,
             is_encoded=language is None or language in self.languages,
+            first=next((i for i in range(len(sentences)) if can_stand(sentences[i])), None),
         )
 
     def _window(self, sentences: int, budgets: float) -> int:
@@ -197,8 +284,9 @@ class ExtractiveSummarizer:
 
     def select(self, plan: _Plan, vectors: Vectors) -> str:
         """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
-        if len(plan.candidates) < 2:
-            return truncate(plan.sentences[0], self.words, plan.language) if plan.sentences else ""
+        if len(plan.candidates) < 2:  # a short story, or too few sentences to compare
+            everything = range(len(plan.sentences))
+            return fit_to_budget(plan.sentences, everything, self.words, plan.language, fill=False)
         if not plan.is_encoded:
             return self.select_by_words(plan)
         body = vectors[1:] if plan.headline is not None else vectors
@@ -211,9 +299,7 @@ class ExtractiveSummarizer:
         quoted = np.array([bool(_QUOTE.search(plan.sentences[i])) for i in plan.candidates])
         relevance = relevance + self.POSITION * prior - self.QUOTE * quoted
         order = _mmr_order(relevance.tolist(), body, self.MMR_LAMBDA)
-        return fit_to_budget(
-            plan.sentences, [plan.candidates[i] for i in order], self.words, plan.language
-        )
+        return self._fit(plan, order)
 
     def select_by_words(self, plan: _Plan) -> str:
         """The summary of a story the encoder cannot read: its candidates by word-overlap
@@ -225,9 +311,16 @@ class ExtractiveSummarizer:
         relevance = self.LEXICAL * np.asarray(plan.centrality, dtype=np.float32)
         relevance = relevance + self.POSITION * prior - self.QUOTE * quoted
         order = sorted(range(len(plan.candidates)), key=lambda i: -float(relevance[i]))
-        return fit_to_budget(
-            plan.sentences, [plan.candidates[i] for i in order], self.words, plan.language
-        )
+        return self._fit(plan, order)
+
+    def _fit(self, plan: _Plan, order: list[int]) -> str:
+        """The candidates in ``order`` (best first) fitted to the budget; when the story opens
+        with a candidate (news), its first ``OPENING`` lead."""
+        if plan.candidates[0] == plan.first:
+            opening = list(range(min(self.OPENING, len(order))))
+            order = [*opening, *(k for k in order if k not in opening)]
+        chosen = [plan.candidates[i] for i in order]
+        return fit_to_budget(plan.sentences, chosen, self.words, plan.language)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,6 +331,7 @@ class _Plan:
     centrality: tuple[float, ...]  # of each candidate, 1.0 for the story's most central
     language: str | None = None
     is_encoded: bool = True  # False: a language the encoder does not read
+    first: int | None = None  # the first sentence that can stand in a summary
 
     def texts(self) -> list[str]:
         """What to embed: the headline if there is one, then each candidate sentence

@@ -194,7 +194,7 @@ def test_a_story_failing_every_retry_falls_back_with_a_warning_naming_it(
     chat_server: ChatServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     chat_server.queue("Bridge", *[Reply(status=500, body=b'{"error": {"message": "OOM"}}')] * 3)
-    other = SummaryRequest(title="Other story", text="Other text. " * 30)
+    other = SummaryRequest(title="Other story", text="The ferry will not run on Sunday. " * 30)
     summarizer = _llm(_settings(chat_server.base_url, retries=2))
     with caplog.at_level(logging.WARNING, logger="digest.llm"):
         results = summarizer.summarize_attributed([STORY, other])
@@ -282,14 +282,14 @@ def test_the_api_key_comes_from_the_environment(
 def test_summaries_are_cached_but_a_fallback_is_asked_again(
     chat_server: ChatServer, tmp_path: Path
 ) -> None:
-    other = SummaryRequest(title="Other story", text="Other text. " * 30)
+    other = SummaryRequest(title="Other story", text="The ferry will not run on Sunday. " * 30)
     chat_server.queue("Other story", Reply(status=503))
     settings = _settings(chat_server.base_url, retries=0)
     now = datetime(2024, 3, 1, tzinfo=UTC)
     with SQLiteStore.open(tmp_path / "digest.db") as store:
         cached = CachedSummarizer(_llm(settings), store, lambda: now)
         first = cached.summarize([STORY, other])
-        assert first == [ANSWER, " ".join(["Other text."] * 10)]  # lead's, as the fallback
+        assert first == [ANSWER, "The ferry will not run on Sunday."]  # lead's, as the fallback
         second = cached.summarize([STORY, other])
         assert second == [ANSWER, ANSWER]  # the endpoint answers the fallen-back story now
         assert sum("Bridge to close" in p for p in chat_server.prompts()) == 1

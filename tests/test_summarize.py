@@ -29,6 +29,11 @@ from tests.conftest import SAMPLE, SHARED_DATA
 
 SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"
 ARTICLE_END = "will not be integrated into NATO."
+SEED_THREAT = (
+    "Washington says the S-400s pose a threat to its F-35 fighter jets and to NATO's broader"
+    " defence systems."
+)
+SEED_REJECTS = "Turkey rejects this and says S-400s will not be integrated into NATO."
 
 
 def _seed_article() -> tuple[str, str]:
@@ -59,16 +64,75 @@ def test_lead_takes_whole_sentences_within_the_budget() -> None:
     assert summary.endswith(".")
 
 
-def test_short_text_is_shown_as_is_and_an_overlong_sentence_is_cut() -> None:
-    lead = LeadSummarizer(words=5)
-    short, long = lead.summarize(
-        [
-            SummaryRequest(title="t", text="Two  words."),
-            SummaryRequest(title="t", text="One two three four five six seven. Eight."),
-        ]
+def test_short_text_is_shown_whole() -> None:
+    (short,) = LeadSummarizer(words=60).summarize([SummaryRequest(title="t", text=SEED_THREAT)])
+    assert short == SEED_THREAT
+
+
+# rbren__rss-parser/itunes-href.rss and uolNoticias.rss: teasers whose publisher cut the last
+# sentence.
+CUT_TEASERS = [
+    "Max Eberl (Foto) hat dem BVB zum Transfererl\u00f6s von Christian Pulisic (20) gratuliert."
+    " Gleichzeitig prangerte Gladbachs Sportdirektor allerdings auch derart hohe"
+    " Abl\u00f6sesummen an....",
+    "Programa Pr\u00e9 Aprendiz, que \u00e9 realizado pela Secretaria Municipal de"
+    " Assist\u00eancia Social de Apucarana em parceria com o Servi\u00e7o Social do"
+    " Com\u00e9rcio (Sesc), ter\u00e1 continuidade em 2019. O termo de renova\u00e7...",
+]
+
+
+@pytest.mark.parametrize("teaser", CUT_TEASERS)
+@pytest.mark.parametrize("name", ["lead", "extractive"])
+def test_a_teaser_cut_by_its_publisher_loses_the_cut_sentence(name: str, teaser: str) -> None:
+    summarizer = LeadSummarizer(60) if name == "lead" else ExtractiveSummarizer(60)
+    (summary,) = summarizer.summarize([SummaryRequest(title="", text=teaser)])
+    assert summary == split_sentences(teaser)[0]
+
+
+def test_a_story_of_one_cut_sentence_ends_in_a_single_ellipsis() -> None:
+    # From the issue: a feed teaser of a single sentence, cut by the feed.
+    teaser = "The suspect was questioned by the FBI and homicide detectives over..."
+    (summary,) = LeadSummarizer(60).summarize([SummaryRequest(title="", text=teaser)])
+    assert summary == "The suspect was questioned by the FBI and homicide detectives over\u2026"
+
+
+def test_an_overlong_first_sentence_is_kept_whole_within_the_tolerance_never_cut() -> None:
+    _, text = _seed_article()
+    first = split_sentences(text)[0]  # 41 words
+    lead = LeadSummarizer(words=30)
+    assert lead.summarize([SummaryRequest(title="", text=text)]) == [first]
+    # Far over the budget: the first shorter sentence that stands alone, whole.
+    (summary,) = LeadSummarizer(words=22).summarize([SummaryRequest(title="", text=text)])
+    assert summary == (
+        "Akar also reiterated that Turkey was in talks with Russia on obtaining a second"
+        " consignment of the S400 defence systems."
     )
-    assert short == "Two words."
-    assert long == "One two three four five…"
+    # Nothing else fits: then, and only then, the first sentence cut with one "…".
+    assert (
+        fit_to_budget([first, SEED_THREAT], [0, 1], 5)
+        == "Turkish Defence Minister Hulusi Akar\u2026"
+    )
+
+
+def test_fragments_citations_and_choruses_are_never_chosen() -> None:
+    # spacecowboy__Feeder/model/rss_morningpaper.xml, feedjira__feedjira/json_feed.json
+    citation = (
+        "Practical black-box attacks against deep learning systems using adversarial examples,"
+        " Papernot et al., 2016"
+    )
+    chorus = "B & L: Teenage wasteland, oh yeah, only teenage wasteland [repeated]"
+    sentences = [citation, chorus, "Medscape News Canada", SEED_THREAT]
+    assert fit_to_budget(sentences, [0, 1, 2, 3], 60) == SEED_THREAT
+    assert fit_to_budget(sentences, [0, 1, 2], 60) == ""
+
+
+def test_a_sentence_that_refers_back_comes_with_the_one_before_or_not_at_all() -> None:
+    _, text = _seed_article()
+    sentences = split_sentences(text)
+    rejects = sentences.index(SEED_REJECTS)
+    both = f"{sentences[rejects - 1]} {SEED_REJECTS}"
+    assert fit_to_budget(sentences, [rejects], 60) == both
+    assert fit_to_budget(sentences, [rejects, 1], 20) == sentences[1]
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +192,23 @@ def _dev_stories(per_source: int) -> list[dict[str, str]]:
 DEV = SAMPLE / "eval" / "news_summ_dev.sample.jsonl"
 
 
+def test_a_sentence_referring_back_to_a_fragment_is_not_shown_alone() -> None:
+    # danmactough__node-feedparser/wapowellness.xml: the heading before it is no sentence
+    sentences = [
+        "Holiday Eating",
+        "That year-end onslaught of cookies, candy, cakes and calories.",
+        SEED_THREAT,
+    ]
+    assert LeadSummarizer(60)._one("\n".join(sentences)) == SEED_THREAT
+
+
 def test_fit_to_budget_fills_in_rank_order_and_prints_in_reading_order() -> None:
-    sentences = ["One two three.", "Four five.", "Six seven eight nine.", "Ten."]
-    assert fit_to_budget(sentences, [2, 0, 1, 3], 7) == "One two three. Six seven eight nine."
-    assert fit_to_budget(sentences, [2, 3], 5) == "Six seven eight nine. Ten."
-    # The top-ranked sentence always leads: cut, never skipped, when it alone is too long.
-    assert fit_to_budget(sentences, [2, 0], 3) == "Six seven eight…"
+    _, text = _seed_article()
+    sentences = split_sentences(text)
+    lengths = [word_count(s) for s in sentences]
+    assert fit_to_budget(sentences, [2, 0, 1], lengths[0] + lengths[2]) == " ".join(
+        [sentences[0], sentences[2]]
+    )
     assert fit_to_budget(sentences, [], 3) == ""
 
 
