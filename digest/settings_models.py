@@ -35,6 +35,7 @@ from pydantic import (
 
 from digest.filters import term_problem
 from digest.models import FeedSource, FilterField, KeywordRules
+from digest.settings_web import WebSettings
 from digest.urls import is_web_url
 
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -402,6 +403,7 @@ class Settings(_Section):
     delivery: DeliverySettings
     smtp: SmtpSettings = SmtpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
 
     @field_validator("timezone")
     @classmethod
