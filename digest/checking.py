@@ -17,7 +17,6 @@ from digest.reader_links import reader_link_warnings
 from digest.render import check_templates, make_environment
 from digest.render_settings import render_options
 from digest.runtime import read_smtp_password
-from digest.web_tokens import secret_key_problem
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,6 @@ def check_settings(settings: Settings) -> list[str]:
     if encoder_missing:
         problems.append(encoder_missing)
     problems.extend(mailer_problems(settings, read_smtp_password()))
-    key_problem = secret_key_problem() if settings.web.base_url else None
-    if key_problem:  # readers' links are signed on every send, and by `digest web`
-        problems.append(f"[web].base_url is set, but {key_problem}")
     for warning in reader_link_warnings(settings):  # a warning: the check still passes
         logger.warning("%s", warning)
     return problems

@@ -42,7 +42,7 @@ from digest.subscribers import (
     import_settings_recipients,
     require_recipients,
 )
-from digest.subscribing import reader_links, require_link_key
+from digest.subscribing import reader_links
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,6 @@ def send_edition(
     mailers.require_usable()  # before any work: a missing password fails in a moment
     _ = runtime.summarizer  # and so does a summarizer's bad name
     require_recipients(runtime)  # and an edition for nobody
-    require_link_key(runtime.settings)  # and readers' links that cannot be signed
     # Locked before the final collect: a second sender waits, then finds the edition sent,
     # instead of collecting (and building) for nothing.
     lock = runtime.store.send_lock(

@@ -174,12 +174,6 @@ def reader_links(settings: Settings, subscribers: Iterable[Subscriber]) -> dict[
     return {s.address.lower(): unsubscribe_link(base_url, signer, s) for s in subscribers}
 
 
-def require_link_key(settings: Settings) -> None:
-    """With ``[web].base_url``, raise DigestError now if messages' links cannot be signed."""
-    if settings.web.base_url:
-        read_secret_key()
-
-
 # An unsubscribe link's "issued at" is fixed: it never expires, and the same reader gets the
 # same link in every edition (which keeps the per-edition cost to one signature each).
 _EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")

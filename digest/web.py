@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -71,7 +72,9 @@ class _Pages:
             undefined=jinja2.StrictUndefined,
         )
         self.templates = Jinja2Templates(env=environment)
-        self.is_https = (settings.web.base_url or "").startswith("https:")
+        public = urlsplit(settings.web.base_url or "")
+        self.is_https = public.scheme == "https"
+        self.cookie_path = f"{public.path}/subscribe"  # the form's path behind the proxy
 
     def page(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
         context = {"title": self.settings.render.title, **values}
@@ -97,7 +100,7 @@ class _Pages:
         )
         response.set_cookie(
             CSRF_COOKIE, token, httponly=True, samesite="strict", secure=self.is_https,
-            path="/subscribe", max_age=2 * 3600,
+            path=self.cookie_path, max_age=2 * 3600,
         )  # fmt: skip
         return response
 

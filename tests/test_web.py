@@ -369,5 +369,5 @@ def test_web_and_check_refuse_without_the_secret_key(tmp_path: Path) -> None:
     assert checked.exit_code == 1
     assert "[web].base_url is set, but $DIGEST_SECRET_KEY is not set" in checked.output
     sent = CliRunner().invoke(cli, ["--config", str(config), "send", "--no-collect"])
-    assert sent.exit_code != 0 and "DIGEST_SECRET_KEY" in sent.output
+    assert sent.exit_code == 2 and "DIGEST_SECRET_KEY is not set" in sent.output
     assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").iterdir())
