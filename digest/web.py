@@ -3,14 +3,15 @@
 Routes: ``GET|POST /subscribe`` (the form; a post mails a confirm link), ``GET
 /confirm/<token>``, ``GET /unsubscribe/<token>`` (a page with one button: a GET never
 unsubscribes, since mail scanners follow links) and ``POST /unsubscribe/<token>`` (RFC 8058
-one-click, or the button). Each request opens its own ``Runtime`` on the store in a worker
+one-click, or the button); ``GET /archive/``, ``/archive/YYYY-MM-DD/`` and ``/feed.atom``
+(``digest.archive_pages``). Each request opens its own ``Runtime`` on the store in a worker
 thread, so several processes may serve one store. What the pages do is ``digest.subscribing``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.archive_pages import atom_feed, edition_list, public_edition
 from digest.config import Settings
 from digest.render import bundled_template_dir
 from digest.runtime import Runtime, utc_now
@@ -32,6 +34,12 @@ from digest.subscribing import Asked, confirm_subscription, request_subscription
 from digest.web_tokens import BadTokenError, FormTokens, LinkSigner, read_secret_key
 
 CSRF_COOKIE = "digest_form"
+# An archived edition is third-party text: it may show images and nothing else.
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; base-uri 'none';"
+    " form-action 'none'; frame-ancestors 'none'; sandbox allow-popups"
+    " allow-popups-to-escape-sandbox"
+)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058's body: List-Unsubscribe=One-Click
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
@@ -54,6 +62,9 @@ def create_app(
         Route("/confirm/{token}", pages.confirm, methods=["GET"]),
         Route("/unsubscribe/{token}", pages.unsubscribe_form, methods=["GET"]),
         Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
+        Route("/archive/", pages.archive),
+        Route("/archive/{day}/", pages.archived_edition),
+        Route("/feed.atom", pages.feed),
     ]
     limit = settings.web.max_body_bytes
     middleware = [Middleware(_BodyLimit, limit=limit), Middleware(_SecurityHeaders)]
@@ -162,6 +173,35 @@ class _Pages:
         text = "You will receive no more editions. Sorry to see you go."
         return self.message(request, "You are unsubscribed", text)
 
+    def base(self, request: Request) -> str:
+        """The site's public address: ``[web].base_url``, else as this request reached us."""
+        return self.settings.web.base_url or str(request.base_url).rstrip("/")
+
+    async def archive(self, request: Request) -> Response:
+        editions = await run_in_threadpool(self._run, edition_list)
+        return self.page(request, "archive.html.j2", editions=editions, base=self.base(request))
+
+    async def archived_edition(self, request: Request) -> Response:
+        try:
+            day = date.fromisoformat(request.path_params["day"])
+        except ValueError:
+            return self.message(request, "Not found", "There is no such edition.", 404)
+        base = self.base(request)
+        found = await run_in_threadpool(self._run, lambda rt: public_edition(rt, day, base))
+        if found is None:
+            return self.message(request, "Not found", "There is no such edition.", 404)
+        return HTMLResponse(found.html, headers={"Content-Security-Policy": ARCHIVE_CSP})
+
+    async def feed(self, request: Request) -> Response:
+        editions = await run_in_threadpool(self._run, edition_list)
+        document = atom_feed(
+            title=self.settings.render.title,
+            base_url=self.base(request),
+            editions=editions,
+            now=self.clock(),
+        )
+        return Response(document, media_type="application/atom+xml")
+
     def _bad_link(self, request: Request, error: BadTokenError) -> Response:
         text = f"Sorry: {error.message}. Nothing was changed."
         return self.message(request, "This link does not work", text, 400)
@@ -176,8 +216,10 @@ class _SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
                 extra = [(k.lower().encode(), v.encode()) for k, v in _HEADERS.items()]
-                message["headers"] = [*message.get("headers", []), *extra]
+                message["headers"] = headers + [h for h in extra if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
