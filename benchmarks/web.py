@@ -128,7 +128,7 @@ def _wait(port: int) -> None:
 
 
 def _edition(size_kb: int) -> RenderedDigest:
-    story = "<p>" + "Çanakkale köprüsü açıldı; the story goes on. " * 20 + "</p>\n"
+    story = "<p>" + "Çanakkale köprüsü, Köln, Straße: the story goes on. " * 20 + "</p>\n"
     stories = story * max(1, size_kb * 1024 // len(story.encode()))
     footer = f'<a href="{BASE}/unsubscribe/{UNSUBSCRIBE_TOKEN}">Unsubscribe</a>'
     return RenderedDigest(
