@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from enum import StrEnum
 
+from digest.errors import DeliveryError
 from digest.messages import header_safe, outgoing
 from digest.models import Subscriber, SubscriberState
 from digest.runtime import Runtime
@@ -38,6 +39,7 @@ class Asked(StrEnum):
     ANSWERED = "answered"  # "check your inbox" (mailed, or quietly not: the page is the same)
     BAD_ADDRESS = "bad-address"  # not one plain email address
     TOO_MANY = "too-many"  # this client posted too often
+    NOT_MAILED = "not-mailed"  # the mail backend failed: the reader should try again later
 
 
 def web_address(settings_base_url: str | None, path: str) -> str:
@@ -64,7 +66,11 @@ def request_subscription(runtime: Runtime, signer: LinkSigner, raw: str, client:
             "confirm-email", address.lower(), now, window=_DAY, limit=daily
         )
     if is_due:
-        _mail_confirm_link(runtime, signer, found, now)
+        try:
+            _mail_confirm_link(runtime, signer, found, now)
+        except DeliveryError as exc:  # the backend's failure: logged for the operator
+            logger.error("subscribe form: the confirmation to %s failed: %s", address, exc)
+            return Asked.NOT_MAILED
     else:
         logger.info("subscribe form: no email to %s (%s)", address, found.state)
     return Asked.ANSWERED

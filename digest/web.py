@@ -131,6 +131,9 @@ class _Pages:
         if asked is Asked.TOO_MANY:
             text = "Too many requests from your network. Please try again in an hour."
             return self.message(request, "Please try later", text, 429)
+        if asked is Asked.NOT_MAILED:
+            text = "We could not send the confirmation email just now. Please try again later."
+            return self.message(request, "Please try later", text, 503)
         if asked is Asked.BAD_ADDRESS:
             error = "Please enter one email address, like reader@example.org."
             return self._form(request, address=address[:254], error=error, status=400)

@@ -26,7 +26,7 @@ from digest.subscribers import LIST_SLUG
 from digest.subscribing import unsubscribe_link
 from digest.web import CSRF_COOKIE, create_app
 from digest.web_tokens import LinkSigner
-from tests.conftest import FEEDS, write_settings
+from tests.conftest import FEEDS, free_port, write_settings
 
 KEY = "k" * 40
 BASE = "https://news.example.org"
@@ -371,3 +371,26 @@ def test_web_and_check_refuse_without_the_secret_key(tmp_path: Path) -> None:
     sent = CliRunner().invoke(cli, ["--config", str(config), "send", "--no-collect"])
     assert sent.exit_code == 2 and "DIGEST_SECRET_KEY is not set" in sent.output
     assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").iterdir())
+
+
+def test_a_mail_server_that_cannot_be_reached_gets_a_try_later_page(
+    tmp_path: Path, clock: Clock
+) -> None:
+    config = write_settings(
+        tmp_path,
+        [{"url": str(FEEDS / "nasa.xml"), "name": "NASA"}],
+        sections={
+            "web": {"base_url": BASE},
+            "delivery": {"backend": "smtp"},
+            "smtp": {"host": "127.0.0.1", "port": free_port(), "security": "none",
+                     "retries": 0, "timeout_seconds": 2.0},
+        },
+    )  # fmt: skip
+    settings = load_settings(config)
+    with TestClient(
+        create_app(settings, KEY, clock=clock), base_url="https://testserver"
+    ) as client:
+        answer = _post_subscribe(client, "ann@example.org")
+    assert answer.status_code == 503 and "try again later" in answer.text
+    pending = _subscriber(settings, "ann@example.org")
+    assert pending is not None and pending.state is SubscriberState.PENDING
