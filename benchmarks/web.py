@@ -32,7 +32,7 @@ from digest.messages import UNSUBSCRIBE_TOKEN, EditionMessages
 from digest.models import RenderedDigest, SubscriberState
 from digest.runtime import Runtime
 from digest.subscribers import LIST_SLUG
-from digest.subscribing import reader_links, unsubscribe_link
+from digest.subscribing import unsubscribe_link, unsubscribe_links
 from digest.web_tokens import LinkSigner
 
 KEY = "benchmark-" + "k" * 40
@@ -150,7 +150,7 @@ def message_cost(readers: int) -> None:
     rendered = _edition(40)
     for label in ("static", "per-reader"):
         started = time.perf_counter()
-        links = reader_links(settings, subscribers) if label == "per-reader" else None
+        links = unsubscribe_links(settings, subscribers) if label == "per-reader" else None
         messages = EditionMessages(
             rendered,
             sender="Digest <digest@example.org>",

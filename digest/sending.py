@@ -42,7 +42,7 @@ from digest.subscribers import (
     import_settings_recipients,
     require_recipients,
 )
-from digest.subscribing import reader_links
+from digest.subscribing import unsubscribe_links
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     bounces = Bounces(store, runtime.settings.delivery.bounce_limit, subscribers)
-    links = reader_links(runtime.settings, subscribers)
+    links = unsubscribe_links(runtime.settings, subscribers)
     messages = _edition_messages(runtime.settings, rendered, links)
     with noting(stop, "finishing the message in flight, then stopping"):
         halt = _deliver(runtime, mailers, messages, ledger, bounces, resend_uncertain, stop)

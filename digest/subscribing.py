@@ -170,7 +170,9 @@ def unsubscribe_link(base_url: str, signer: LinkSigner, subscriber: Subscriber) 
     return f"{base_url}/unsubscribe/{token}"
 
 
-def reader_links(settings: Settings, subscribers: Iterable[Subscriber]) -> dict[str, str] | None:
+def unsubscribe_links(
+    settings: Settings, subscribers: Iterable[Subscriber]
+) -> dict[str, str] | None:
     """Each subscriber's one-click URL by lower-case address, with ``[web].base_url``
     (signed with ``$DIGEST_SECRET_KEY``, DigestError if it is unusable); None without."""
     base_url = settings.web.base_url
