@@ -9,8 +9,11 @@ body serialised once. The mail backends that take them are in ``digest.mailers``
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from email import policy
 from email.errors import HeaderParseError
@@ -24,6 +27,9 @@ from typing import cast
 from digest.models import OutgoingMessage, RenderedDigest
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# Stands for the reader's own unsubscribe token in a rendered edition (letters only: the
+# same in HTML, text and quoted-printable); each message has the reader's token instead.
+UNSUBSCRIBE_TOKEN = "xDigestReaderUnsubscribeTokenx"
 
 
 def make_message_id(edition_on: date, recipient: str, sender: str, newsletter: str = "") -> str:
@@ -144,7 +150,12 @@ def outgoing(message: EmailMessage, recipient: str) -> OutgoingMessage:
 
 class EditionMessages:
     """Each recipient's message of one edition, as ``build_message`` makes it, faster: the
-    MIME body (the same for everyone) is serialised once, only the headers per recipient."""
+    MIME body (the same for everyone) is serialised once, only the headers per recipient.
+
+    With ``reader_links`` (address -> that reader's one-click unsubscribe URL, ending in
+    their token), each reader's List-Unsubscribe carries their own URL, and their token
+    replaces ``UNSUBSCRIBE_TOKEN`` in the body (the footer's link): the body's parts are
+    still encoded once, around the placeholder, and only the token is encoded per reader."""
 
     def __init__(
         self,
@@ -154,25 +165,70 @@ class EditionMessages:
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
         list_id: str | None = None,
+        reader_links: Mapping[str, str] | None = None,
     ) -> None:
         self.rendered, self.sender = rendered, sender
+        self._mailto, self._list_id = unsubscribe_mailto, list_id
         self._list_headers = list_headers(unsubscribe_url, unsubscribe_mailto, list_id)
+        self._links = reader_links
+        self._body = _BodyWithToken(rendered) if reader_links is not None else None
         body = EmailMessage(policy=_POLICY)
         _set_body(body, rendered)
-        self._body = wire_bytes(body)  # its own Content-Type and MIME-Version, then the parts
+        self._plain_body = wire_bytes(body)  # its own Content-Type and MIME-Version, then the parts
 
     def for_recipient(self, recipient: str, message_id: str, sent_at: datetime) -> OutgoingMessage:
         head = EmailMessage(policy=_POLICY)
         _set_headers(head, self.rendered.subject, self.sender, recipient, message_id, sent_at)
-        for name, value in self._list_headers.items():
+        list_headers_, body = self._list_headers, self._plain_body
+        link = self._links.get(parseaddr(recipient)[1].lower()) if self._links else None
+        if link is not None and self._body is not None:
+            list_headers_ = list_headers(link, self._mailto, self._list_id)
+            body = self._body.with_token(link.rpartition("/")[2])
+        for name, value in list_headers_.items():
             head[name] = value
-        data = wire_bytes(head).removesuffix(b"\r\n") + self._body  # no blank line between
+        data = wire_bytes(head).removesuffix(b"\r\n") + body  # no blank line between
         return OutgoingMessage(
             recipient=recipient,
             sender=parseaddr(self.sender)[1],
             message_id=message_id,
             data=data,
         )
+
+
+_SLOTS = ("xDigestTextPartx", "xDigestHtmlPartx")
+
+
+class _BodyWithToken:
+    """The edition's MIME body with a reader's token in place of ``UNSUBSCRIBE_TOKEN``.
+
+    The skeleton (headers, boundaries) is serialised once with a slot for each part, and each
+    part's text is quoted-printable encoded once, in pieces split at the placeholder; a
+    reader's body joins the pieces around their encoded token with soft line breaks, so no
+    line grows past what quoted-printable allows."""
+
+    def __init__(self, rendered: RenderedDigest) -> None:
+        skeleton = EmailMessage(policy=_POLICY)
+        _set_body(skeleton, replace(rendered, text=_SLOTS[0], html=_SLOTS[1]))
+        self._skeleton = wire_bytes(skeleton)
+        self._parts = tuple(
+            tuple(_quoted_printable(piece) for piece in text.split(UNSUBSCRIBE_TOKEN))
+            for text in (rendered.text, rendered.html)
+        )
+
+    def with_token(self, token: str) -> bytes:
+        encoded = b"=\r\n" + _quoted_printable(token) + b"=\r\n"
+        body = self._skeleton
+        for slot, pieces in zip(_SLOTS, self._parts, strict=True):
+            part = encoded.join(pieces)  # ends in a line break, as the email package's does:
+            part = part if pieces[-1].endswith(b"\r\n") else part + b"\r\n"
+            body = body.replace(slot.encode() + b"\r\n", part, 1)
+        return body
+
+
+def _quoted_printable(text: str) -> bytes:
+    """``text`` as quoted-printable UTF-8 with CRLF line ends (lines of at most 76)."""
+    plain = re.sub(r"\r\n|\r", "\n", text).encode()
+    return binascii.b2a_qp(plain, istext=True).replace(b"\n", b"\r\n")
 
 
 def list_headers(

@@ -2,7 +2,8 @@
 
 ``mailer_problems(settings, password)`` reads the file system only (the CA file, the outbox
 folder, the sendmail command; the password is given, as read from the environment by
-``digest.runtime``), so ``digest send`` can
+``digest.runtime``) and, with ``[web].base_url``, whether ``$DIGEST_SECRET_KEY`` can sign
+the readers' links, so ``digest send`` can
 refuse in a moment instead of after collecting and building, and ``digest check`` reports
 the same problems. Addresses and the recipients file are validated when the settings load.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from digest.config import Settings
 from digest.errors import ConfigError
 from digest.smtp_mailer import PASSWORD_ENV_VAR
+from digest.web_tokens import SECRET_KEY_VARIABLE, secret_key_problem
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Ports whose protocol is fixed by convention: 465 speaks TLS from the first byte (RFC
@@ -27,13 +29,25 @@ _PLAIN_START_PORTS = {25, 587}
 
 def mailer_problems(settings: Settings, password: str | None) -> list[str]:
     """Each reason the configured mail backend cannot work, naming the key and the fix
-    (``password``: the SMTP password, None if not set)."""
+    (``password``: the SMTP password, None if not set), and a missing link-signing key."""
+    return [*_backend_problems(settings, password), *_link_key_problems(settings)]
+
+
+def _backend_problems(settings: Settings, password: str | None) -> list[str]:
     backend = settings.delivery.backend
     if backend == "smtp":
         return _smtp_problems(settings, password)
     if backend == "sendmail":
         return _sendmail_problems(settings.delivery.sendmail_command)
     return _outbox_problems(settings.delivery.outbox)
+
+
+def _link_key_problems(settings: Settings) -> list[str]:
+    """With ``[web].base_url`` every message carries a signed link: the key must be there."""
+    problem = secret_key_problem() if settings.web.base_url else None
+    if problem is None:
+        return []
+    return [f"[web].base_url is set, but {problem}: export {SECRET_KEY_VARIABLE}=... (see README)"]
 
 
 def _smtp_problems(settings: Settings, password: str | None) -> list[str]:

@@ -41,6 +41,11 @@ def reader_link_warnings(settings: Settings) -> list[str]:
             delivery.unsubscribe_url,
             "the Unsubscribe link and the List-Unsubscribe header",
         ),
+        _url_warning(
+            "[web].base_url",
+            settings.web.base_url,
+            "the readers' own Unsubscribe links and the confirmation links",
+        ),
         _address_warning(
             "[delivery].unsubscribe_mailto",
             delivery.unsubscribe_mailto,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digest.config import Settings
-from digest.messages import html_part_size
+from digest.messages import UNSUBSCRIBE_TOKEN, html_part_size
 from digest.rank import SectionRules
 from digest.render import RenderOptions
 
@@ -23,8 +23,12 @@ def render_options(settings: Settings) -> RenderOptions:
 
 
 def _unsubscribe_link(settings: Settings) -> str | None:
-    """The footer's unsubscribe link: the one-click page, else a mail to the unsubscribe address."""
+    """The footer's unsubscribe link: each reader's own page with ``[web].base_url`` (the
+    placeholder becomes their token as each message is made), else the one static one-click
+    page, else a mail to the unsubscribe address."""
     delivery = settings.delivery
+    if settings.web.base_url:
+        return f"{settings.web.base_url}/unsubscribe/{UNSUBSCRIBE_TOKEN}"
     if delivery.unsubscribe_url:
         return delivery.unsubscribe_url
     return f"mailto:{delivery.unsubscribe_mailto}" if delivery.unsubscribe_mailto else None

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -42,6 +42,7 @@ from digest.subscribers import (
     import_settings_recipients,
     require_recipients,
 )
+from digest.subscribing import unsubscribe_links
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +193,10 @@ def _send_locked(
     ledger = [d for d in store.deliveries(day) if d.address in wanted]
     already = tuple(d for d in ledger if d.state is DeliveryState.SENT)
     bounces = Bounces(store, runtime.settings.delivery.bounce_limit, subscribers)
+    links = unsubscribe_links(runtime.settings, subscribers)
+    messages = _edition_messages(runtime.settings, rendered, links)
     with noting(stop, "finishing the message in flight, then stopping"):
-        halt = _deliver(runtime, mailers, rendered, ledger, bounces, resend_uncertain, stop)
+        halt = _deliver(runtime, mailers, messages, ledger, bounces, resend_uncertain, stop)
     is_store = halt is not None and isinstance(halt.error, StoreError)
     return SendReport(
         edition_on=day,
@@ -264,7 +267,7 @@ class _Halt:
 def _deliver(
     runtime: Runtime,
     mailers: MailerFactory,
-    rendered: RenderedDigest,
+    messages: EditionMessages,
     ledger: Sequence[Delivery],
     bounces: Bounces,
     resend_uncertain: bool,
@@ -280,7 +283,6 @@ def _deliver(
     if not due:
         return None
     store, clock = runtime.store, runtime.clock
-    messages = _edition_messages(runtime.settings, rendered)
     with contextlib.closing(mailers()) as mailer:
         for done, delivery in enumerate(due):
             if stop is not None and stop.is_set():
@@ -428,7 +430,11 @@ class _NotRecorded(Exception):
         )
 
 
-def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMessages:
+def _edition_messages(
+    settings: Settings, rendered: RenderedDigest, links: Mapping[str, str] | None
+) -> EditionMessages:
+    """The edition's messages: with ``links`` (``[web].base_url``) each reader's own one-click
+    URL in List-Unsubscribe and the footer, else the one static ``unsubscribe_url``."""
     options = settings.delivery
     return EditionMessages(
         rendered,
@@ -436,4 +442,5 @@ def _edition_messages(settings: Settings, rendered: RenderedDigest) -> EditionMe
         unsubscribe_url=options.unsubscribe_url,
         unsubscribe_mailto=options.unsubscribe_mailto,
         list_id=options.list_id,
+        reader_links=links,
     )

@@ -38,6 +38,7 @@ from digest.settings_base import SettingsPath
 from digest.settings_base import SettingsSource as SettingsSource  # re-exported
 from digest.settings_base import settings_source as _source
 from digest.settings_summarize import SummarizeSettings as SummarizeSettings  # re-exported
+from digest.settings_web import WebSettings
 from digest.urls import is_web_url
 
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -349,6 +350,7 @@ class Settings(_Section):
     delivery: DeliverySettings
     smtp: SmtpSettings = SmtpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -186,6 +186,18 @@ def _m010_subscribers(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m011_web_requests(conn: sqlite3.Connection) -> None:
+    # What `digest web` counts for its limits; rows older than a limit's window are deleted
+    # as the next request for the same key is counted.
+    _run_each(
+        conn,
+        """
+        CREATE TABLE web_requests (kind TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL);
+        CREATE INDEX web_requests_by_key ON web_requests (kind, key, at)
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -197,6 +209,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m008_story_language_and_image", _m008_story_language_and_image),
     ("m009_article_image", _m009_article_image),
     ("m010_subscribers", _m010_subscribers),
+    ("m011_web_requests", _m011_web_requests),
 )
 
 

@@ -48,6 +48,7 @@ from digest.sqlite_feeds import SQLiteFeeds
 from digest.sqlite_ledger import SQLiteLedger
 from digest.sqlite_migrations import apply_migrations
 from digest.sqlite_subscribers import SQLiteSubscribers
+from digest.sqlite_web_limits import SQLiteWebLimits
 
 if TYPE_CHECKING:
     from digest.store import Store
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers):
+class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers, SQLiteWebLimits):
     """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``
     (or ``open_empty`` where there is no file yet)."""
 

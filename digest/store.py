@@ -1,8 +1,8 @@
 """The store: what digest keeps between runs, as a protocol the use cases are written against.
 
 It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
-subscribers, the delivery ledger, the daemon's job runs, and caches (summaries, sentence
-vectors, article texts). Records go in and come out, never rows or dicts.
+subscribers, the delivery ledger, the web limits' counts, the daemon's job runs, and caches
+(summaries, sentence vectors, article texts). Records go in and come out, never rows or dicts.
 ``digest.sqlite_store.SQLiteStore`` (one SQLite file) is the implementation; the only places
 that build one are ``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything
 else says ``Store``.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -174,7 +174,18 @@ class Subscribers(Protocol):
         ...
 
 
-class Store(Ledger, Subscribers, Protocol):
+class WebLimits(Protocol):
+    """The requests ``digest web`` counts, so that its limits hold across processes."""
+
+    def take_allowance(
+        self, kind: str, key: str, now: datetime, *, window: timedelta, limit: int
+    ) -> bool:
+        """Count one ``kind`` request for ``key`` unless ``limit`` were counted in the last
+        ``window``; whether it was counted (allowed)."""
+        ...
+
+
+class Store(Ledger, Subscribers, WebLimits, Protocol):
     """What digest keeps between runs. Close it (or use it as a context manager) when done."""
 
     @property

@@ -57,7 +57,7 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented |= {"delivery.recipients_file", "delivery.unsubscribe_url"}
     documented |= {"delivery.unsubscribe_mailto", "delivery.list_id", "smtp.ca_file"}
     # and what readers would see or the server would be asked: no working value to ship
-    documented |= {"render.archive_url", "smtp.username"}
+    documented |= {"render.archive_url", "smtp.username", "web.base_url"}
     assert settings_keys(Settings) == documented
 
 
