@@ -3,7 +3,8 @@
 Summarises every story of every feed in ``shared/data/feeds`` (parsed and cleaned by
 ``digest.parse.parse_feed``, as collecting does) plus the seed page (cleaned as ``digest
 summarize`` does), with ``extractive`` and ``lead`` at the default budget of 60 words, once
-with main's ``digest/`` (BEFORE: ``git archive main digest`` unpacked in a temporary folder)
+with main's ``digest/`` (BEFORE: ``git archive main digest`` unpacked in a temporary folder;
+``--base COMMIT`` for another commit's)
 and once with this checkout's (AFTER), each in a child process. The parent counts, with this
 checkout's ``digest.sentence_kinds``, the summaries that
 
@@ -19,6 +20,7 @@ checkout's ``digest.sentence_kinds``, the summaries that
 
     .venv/bin/python benchmarks/summary_defects.py                 # both systems, ~2 min
     .venv/bin/python benchmarks/summary_defects.py --systems lead --show repeated
+    .venv/bin/python benchmarks/summary_defects.py --base 2e1ef3e   # against a given commit
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ _PARENS = re.compile(r"^\s*\(([^()]{1,120})\)|\(([^()]{1,120})\)\s*$", re.MULTIL
 # Child: summaries with one digest/ package
 
 
-def _feed_items(path: Path) -> list[dict[str, str]]:
+def _feed_items(path: Path) -> list[dict[str, Any]]:
     """Each story of a feed file: its text as the feed sent it, and title and text cleaned."""
     from datetime import UTC, datetime
 
@@ -69,7 +71,15 @@ def _feed_items(path: Path) -> list[dict[str, str]]:
         stories = parse_feed(_with_body(result, path.read_bytes())).stories
     except DigestError:
         return []
-    return [{"raw": html_to_text(s.html or ""), "title": s.title, "text": s.text} for s in stories]
+    return [
+        {
+            "raw": html_to_text(s.html or ""),
+            "title": s.title,
+            "text": s.text,
+            "language": getattr(s, "language", None),
+        }
+        for s in stories
+    ]
 
 
 def _with_body(result: Any, body: bytes) -> Any:
@@ -98,10 +108,17 @@ def run_child(systems: Sequence[str], out: Path) -> None:
     for system in systems:
         summarizer = builders[system](WORDS)
         for items in feeds.values():
-            requests = [SummaryRequest(title=i["title"], text=i["text"]) for i in items]
+            requests = [_request(SummaryRequest, item) for item in items]
             for item, summary in zip(items, summarizer.summarize(requests), strict=True):
                 item[system] = summary
     out.write_text(json.dumps(feeds, ensure_ascii=False), encoding="utf-8")
+
+
+def _request(request_type: Any, item: dict[str, Any]) -> Any:
+    """The item's summary request, with its language where that digest/ takes one."""
+    if "language" in request_type.__dataclass_fields__:
+        return request_type(title=item["title"], text=item["text"], language=item.get("language"))
+    return request_type(title=item["title"], text=item["text"])
 
 
 def summaries_with(src: str, systems: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -112,10 +129,10 @@ def summaries_with(src: str, systems: Sequence[str]) -> dict[str, list[dict[str,
         return dict(json.loads(out.read_text(encoding="utf-8")))
 
 
-def unpack_main(folder: str) -> str:
-    """main's ``digest/`` package, unpacked under ``folder``."""
+def unpack_commit(commit: str, folder: str) -> str:
+    """The ``digest/`` package of ``commit``, unpacked under ``folder``."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "main", "digest"], check=True, capture_output=True
+        ["git", "-C", str(REPO), "archive", commit, "digest"], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
@@ -123,14 +140,14 @@ def unpack_main(folder: str) -> str:
 
 
 def _load_or_run(
-    path: Path | None, systems: Sequence[str], *, main_digest: bool
+    path: Path | None, systems: Sequence[str], *, commit: str | None
 ) -> dict[str, list[dict[str, str]]]:
     """The summaries kept in ``path``, or made now (and kept there if given)."""
     if path is not None and path.exists():
         return dict(json.loads(path.read_text(encoding="utf-8")))
-    if main_digest:
+    if commit is not None:
         with tempfile.TemporaryDirectory() as folder:
-            feeds = summaries_with(unpack_main(folder), systems)
+            feeds = summaries_with(unpack_commit(commit, folder), systems)
     else:
         feeds = summaries_with(str(REPO), systems)
     if path is not None:
@@ -237,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             type=Path,
             help=f"reuse {run.upper()}'s summaries kept in this file, or keep them there",
         )
+    parser.add_argument("--base", default="main", help="BEFORE: this commit's digest/")
     parser.add_argument("--digest-src", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -244,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.child:
         run_child(args.systems, args.out)
         return
-    before = _load_or_run(args.before, args.systems, main_digest=True)
-    after = _load_or_run(args.after, args.systems, main_digest=False)
+    before = _load_or_run(args.before, args.systems, commit=args.base)
+    after = _load_or_run(args.after, args.systems, commit=None)
     columns = ("summaries", *DEFECTS, "with a defect")
     print(f"{'system':<11} {'run':<7} " + " ".join(f"{c:>13}" for c in columns))
     for system in args.systems:
