@@ -185,13 +185,13 @@ def has_repeat(summary: str, repeats: set[str]) -> str | None:
     return next((s for s in repeats if len(s.split()) >= 3 and f" {s} " in whole), None)
 
 
-def ends_mid_sentence(summary: str, story: str) -> bool:
+def ends_mid_sentence(summary: str, story: str, language: str | None) -> bool:
     from digest.sentence_kinds import is_cut, is_fragment, without_cut_mark
     from digest.summarize import split_sentences
 
     if not summary:
         return False
-    sentences = split_sentences(story)
+    sentences = split_sentences(story, language)
     if is_cut(summary):
         whole = [s for s in sentences if not is_fragment(without_cut_mark(s))]
         only_one = len(whole) == 1 and is_cut(whole[0])
@@ -200,13 +200,15 @@ def ends_mid_sentence(summary: str, story: str) -> bool:
     return not any(summary.endswith(s) for s in sentences)
 
 
-def dangling(summary: str, story: str) -> bool:
+def dangling(summary: str, story: str, language: str | None) -> bool:
     from digest.sentence_kinds import opens_with_reference
     from digest.summarize import split_sentences
 
-    sentences = split_sentences(story)
+    if language not in (None, "en"):
+        return False  # the references are English words
+    sentences = split_sentences(story, language)
     position = {s: i for i, s in reversed(list(enumerate(sentences)))}
-    shown = split_sentences(summary)
+    shown = split_sentences(summary, language)
     for k, sentence in enumerate(shown):
         i = position.get(sentence)
         if i is None or i == 0 or not opens_with_reference(sentence):
@@ -216,26 +218,28 @@ def dangling(summary: str, story: str) -> bool:
     return False
 
 
-def defects(summary: str, story: str, repeats: set[str]) -> dict[str, bool]:
+def defects(summary: str, story: str, language: str | None, repeats: set[str]) -> dict[str, bool]:
+    """Which defects the summary has; its sentences and the story's split by the story's
+    language's rules, as the summarizers split them."""
     from digest.sentence_kinds import is_citation, is_fragment
     from digest.summarize import split_sentences
 
-    shown = split_sentences(summary)
+    shown = split_sentences(summary, language)
     return {
-        "mid-sentence": ends_mid_sentence(summary, story),
+        "mid-sentence": ends_mid_sentence(summary, story, language),
         "repeated": has_repeat(summary, repeats) is not None,
         "citation": any(is_citation(s) for s in shown),
         "fragment": any(is_fragment(s) for s in shown),
-        "dangling": dangling(summary, story),
+        "dangling": dangling(summary, story, language),
     }
 
 
-def count(feeds: dict[str, list[dict[str, str]]], system: str, show: str | None) -> Counter[str]:
+def count(feeds: dict[str, list[dict[str, Any]]], system: str, show: str | None) -> Counter[str]:
     totals: Counter[str] = Counter()
     for name, items in feeds.items():
         repeats = feed_repeats(items)
         for item in items:
-            found = defects(item[system], item["text"], repeats)
+            found = defects(item[system], item["text"], item.get("language"), repeats)
             totals.update(k for k, v in found.items() if v)
             totals["summaries"] += 1
             totals["with a defect"] += any(found.values())
