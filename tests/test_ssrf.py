@@ -49,6 +49,8 @@ def _article(sentence: str) -> str:
 
 
 SECRET = _article(f"The admin token is {TOKEN}.")
+# A sentence, not a bare word: a summary leaves fragments out.
+PUBLIC_PAGE = _article(f"The page {PUBLIC_TEXT} was read from the public host.")
 
 
 def _feed(links: list[str], title: str = "Story") -> str:
@@ -98,7 +100,7 @@ def _hosts(namespace: Namespace, folder: Path) -> Path:
             "/to-mapped": _redirect(f"http://[::ffff:127.0.0.1]:{PORT}/secret"),
             "/to-name": _redirect(f"http://internal.example:{PORT}/secret"),
             "/to-v6": _redirect(f"http://[::1]:{PORT}/secret"),
-            "/article": [200, HTML, _article(f"{PUBLIC_TEXT}.")],
+            "/article": [200, HTML, PUBLIC_PAGE],
         },
         f"127.0.0.1:{PORT}": {
             "/secret": [200, HTML, SECRET],
@@ -242,7 +244,7 @@ def test_a_feed_of_your_own_on_loopback_gets_its_own_pages_and_no_others(
     ]
     feed_server.extra_routes |= {
         "/bridge.xml": (200, RSS, _feed(links).encode()),
-        "/article/own": (200, HTML, _article(f"{PUBLIC_TEXT}.").encode()),
+        "/article/own": (200, HTML, PUBLIC_PAGE.encode()),
         "/article/hop": (302, {"Location": "/article/own?again"}, b""),
         "/article/away": (302, {"Location": links[4]}, b""),
     }
