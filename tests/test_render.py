@@ -178,6 +178,22 @@ def test_html_is_email_ready() -> None:
     assert all(tree.get_element_by_id(href[1:]) is not None for href in toc)
 
 
+def test_a_story_without_a_summary_leaves_no_empty_paragraph_or_gap() -> None:
+    # A story whose text is only fragments or cut pieces ("Some text.", "3.9.0") has none.
+    edition = _digest()
+    blank = replace(edition.items[1], summary=replace(edition.items[1].summary, text=""))
+    rendered = render_digest(
+        replace(edition, items=(edition.items[0], blank)),
+        make_environment(),
+        tz=ISTANBUL,
+        options=D,
+    )
+    tree = lxml.html.document_fromstring(rendered.html)
+    summaries = [p.text_content() for p in _by_class(tree, "summary", "p")]
+    assert summaries == ["A gunman opened fire in the baggage claim area. Five people were killed."]
+    assert "\n\n\n" not in rendered.text
+
+
 def test_an_edition_of_one_section_lists_more_of_its_headlines() -> None:
     items = tuple(
         DigestItem(
