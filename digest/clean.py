@@ -51,6 +51,7 @@ _MIN_ARTICLE_CHARS = 200  # less than this is a teaser at best: the feed text al
 _MIN_SENTENCE_CHARS = 40
 _DENSE_SHARE = 2  # an end zone that is at least half boilerplate is furniture all through
 _SELF_REPEATS = 3  # a line this often in one text is page furniture (if it has 3+ words)
+_STOCK_WORDS = 4  # a sentence a feed repeats, from this long, is its stock phrase
 
 _WORDS = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -237,8 +238,29 @@ def _trim_edges(text: str, boilerplate: frozenset[str]) -> str:
     while True:
         trimmed = _trim_once(text, boilerplate).strip()
         if trimmed == text or not trimmed:
-            return text
+            return _without_stock_sentences(text, boilerplate)
         text = trimmed
+
+
+def _without_stock_sentences(text: str, boilerplate: frozenset[str]) -> str:
+    """``text`` without the whole sentences of ``_STOCK_WORDS`` words or more that the feed
+    repeats anywhere ("See the release notes for details."), never down to nothing. Only
+    sentences: a repeated line without closing punctuation (a heading, a data field) stays."""
+    kept: list[str] = []
+    start = 0
+    for match in [*_SENTENCE_BREAK.finditer(text), None]:
+        end = match.end() if match else len(text)
+        piece = text[start : match.start() if match else len(text)]
+        is_stock = (
+            _SENTENCE_END.search(piece.strip()) is not None
+            and len(piece.split()) >= _STOCK_WORDS
+            and _is_known(piece, boilerplate)
+        )
+        if not is_stock:
+            kept.append(text[start:end])
+        start = end
+    rest = "".join(kept).strip()
+    return rest or text
 
 
 def _trim_once(text: str, boilerplate: frozenset[str]) -> str:

@@ -554,3 +554,8 @@ def test_a_sentence_the_feed_repeats_goes_once_it_is_at_an_end() -> None:
         "Nix 1.3 has been released. This is primarily a bug fix release."
     )
     assert not any(text.endswith("see the manual.") for text in cleaned.values())
+    # In the middle too: a whole sentence the feed repeats is its stock phrase, not news.
+    assert not any("See the release notes for details." in text for text in cleaned.values())
+    assert cleaned["NixOS 18.09 released"].startswith(
+        "NixOS 18.09 “Jellyfish” has been released, the tenth stable release branch. You can"
+    )
