@@ -132,6 +132,10 @@ _NOTICE = re.compile(
     r"\b(?:we|this (?:web)?site|our (?:web)?site|(?:this|the) website) uses? cookies\b"
     r"|\bby (?:continuing to (?:use|browse)|using|browsing) (?:this|our|the) (?:web)?site\b"
     r"|^the post .+ appeared first on "
+    # WordPress's own translations of it: de, fr, es, it, nl, pt
+    r"|^der beitrag .+ erschien zuerst auf |^l['\u2019]article .+ est apparu en premier sur "
+    r"|^la entrada .+ se public\u00f3 primero en |^l['\u2019]articolo .+ sembra essere il primo su "
+    r"|^het bericht .+ verscheen eerst op |^o post .+ apareceu primeiro em "
     r"|\boriginally published (?:in|on|at) .*\b(?:medium|blog|(?:web)?site|\.com|\.org)\b"
     r"|^(?:\u00a9|\(c\)|copyright (?:\u00a9|\(c\)|\d{4}))|\ball rights reserved\b"
     r"|^\[if .+ original (?:article|post)\.?\]$",

@@ -149,6 +149,9 @@ def test_a_teaser_and_prompts_only_keeps_the_teaser() -> None:
         "By continuing to use this site you consent to our use of cookies.",
         "Accept all cookies",
         "The post Ten tips for spring appeared first on Garden Notes.",
+        # anime2you.de: WordPress's German notice
+        "Der Beitrag Geschichte von »Jujutsu Kaisen« nähert sich dem Ende erschien zuerst auf Anime2You.",
+        "L’article Dix conseils pour le printemps est apparu en premier sur Jardin.",
         "© 2021 Example News. All rights reserved.",
         "Related stories",
         "You may also like",
