@@ -236,8 +236,7 @@ class SQLiteLedger:
 
     def sent_since(self, at: datetime) -> tuple[datetime, ...]:
         rows = self._conn.execute(
-            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at >= ?"
-            " ORDER BY sent_at",
+            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? ORDER BY sent_at",
             (to_text(at),),
         )
         return tuple(datetime.fromisoformat(r[0]) for r in rows)

@@ -97,8 +97,8 @@ class Ledger(Protocol):
         ...
 
     def sent_since(self, at: datetime) -> tuple[datetime, ...]:
-        """When each message of any edition sent at or after ``at`` was sent, oldest first
-        (the rate limits count these)."""
+        """When each message of any edition sent after ``at`` was sent, oldest first (the
+        rate limits count these)."""
         ...
 
     def send_lock(

@@ -426,9 +426,9 @@ def test_sent_since_lists_the_messages_sent_of_every_edition_oldest_first(
     store.set_delivery_state(a_today, DeliveryState.SENT, later, "250 OK", is_synced=False)
     store.set_delivery_state(b_today, DeliveryState.FAILED, later, "451 try later")
     assert store.sent_since(NOW - timedelta(hours=1)) == (NOW, later)
-    assert store.sent_since(NOW) == (NOW, later)  # at the moment itself: counted
-    assert store.sent_since(NOW + timedelta(seconds=1)) == (later,)
-    assert store.sent_since(later + timedelta(microseconds=1)) == ()
+    assert store.sent_since(NOW - timedelta(microseconds=1)) == (NOW, later)
+    assert store.sent_since(NOW) == (later,)  # after the moment, not at it
+    assert store.sent_since(later) == ()
 
 
 def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
