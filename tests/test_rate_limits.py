@@ -4,6 +4,7 @@ with time-machine); ``max_per_minute`` paces one run, its waits shifting the sam
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from digest.config import load_settings
 from digest.ledger import delivery_ledger
 from digest.models import DeliveryState
 from digest.runtime import Runtime
+from digest.schedule import build_scheduler
 from digest.sending import send_edition
 from tests.conftest import FEEDS, write_settings
 from tests.deliver_sink import Sink, running
@@ -28,7 +30,9 @@ def _readers(count: int) -> tuple[str, ...]:
     return tuple(f"reader{n}@example.org" for n in range(count))
 
 
-def _config(tmp_path: Path, port: int, readers: int, **delivery: Any) -> Path:
+def _config(
+    tmp_path: Path, port: int, readers: int, schedule: dict[str, Any] | None = None, **delivery: Any
+) -> Path:
     return write_settings(
         tmp_path,
         [{"url": str(FEEDS / "nasa.xml"), "name": "NASA"}],
@@ -37,6 +41,7 @@ def _config(tmp_path: Path, port: int, readers: int, **delivery: Any) -> Path:
             "delivery": {"backend": "smtp", **delivery},
             "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "retries": 0,
                      "timeout_seconds": 5.0, "retry_backoff_seconds": 0.01},
+            "schedule": schedule or {},
         },
     )  # fmt: skip
 
@@ -100,3 +105,23 @@ def test_the_minute_limit_paces_one_run_without_leaving_anyone_out(tmp_path: Pat
     assert _most_in_a_minute(sink.accepted_at) == 2
     assert waits == [60.0]  # the third waits for the first to leave the window, once
     assert sink.accepted_at[-1] - sink.accepted_at[0] == timedelta(minutes=1)
+
+
+def test_the_daemon_sends_the_held_back_rest_when_the_hour_frees_up(tmp_path: Path) -> None:
+    sink = Sink()
+    with running(sink) as port:
+        schedule = {"send_at": "08:00", "misfire_grace_hours": 0.5}  # shorter than the wait
+        settings = load_settings(_config(tmp_path, port, 5, schedule, max_per_hour=3))
+        scheduler = build_scheduler(settings, threading.Event(), now=START - timedelta(minutes=1))
+        assert scheduler.get_job("edition-resume") is None
+        edition = scheduler.get_job("edition-0")
+        with time_machine.travel(START, tick=False):
+            first = edition.func(*edition.args, **edition.kwargs)
+        assert first is not None and first.resumes_at == START + timedelta(hours=1)
+        assert len(first.in_state(DeliveryState.PENDING)) == 2
+        resume = scheduler.get_job("edition-resume")  # once, at the hour: not a hot loop
+        assert resume is not None and resume.trigger.run_date == START + timedelta(hours=1)
+        with time_machine.travel(resume.trigger.run_date, tick=False):
+            rest = resume.func(*resume.args, **resume.kwargs)
+    assert rest is not None and rest.ok and rest.resumes_at is None
+    assert sink.copies_by_recipient() == dict.fromkeys(_readers(5), 1)
