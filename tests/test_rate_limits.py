@@ -125,3 +125,19 @@ def test_the_daemon_sends_the_held_back_rest_when_the_hour_frees_up(tmp_path: Pa
             rest = resume.func(*resume.args, **resume.kwargs)
     assert rest is not None and rest.ok and rest.resumes_at is None
     assert sink.copies_by_recipient() == dict.fromkeys(_readers(5), 1)
+
+
+def test_a_stop_while_waiting_for_the_minute_leaves_the_rest_pending(tmp_path: Path) -> None:
+    sink, stop = Sink(), threading.Event()
+    with running(sink) as port, time_machine.travel(START, tick=False):
+        settings = load_settings(_config(tmp_path, port, 4, max_per_minute=2))
+        with Runtime.open(settings, sleep=lambda seconds, event: stop.set()) as runtime:
+            report = send_edition(runtime, collect=True, stop=stop)
+    assert report.stopped and len(sink.recipients) == 2
+    assert len(report.in_state(DeliveryState.PENDING)) == 2
+
+
+def test_a_limit_below_one_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    config = _config(tmp_path, 25, 1, max_per_hour=0)
+    result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code == 2 and "[delivery].max_per_hour" in result.output
