@@ -266,8 +266,8 @@ def _deliver(
     stop: threading.Event | None,
 ) -> _Halt | None:
     """Hand each due delivery to the mail backend, one commit each; why the run stopped
-    early if the backend could not be used at all or the store failed (no message is sent
-    after that: the SMTP session is closed)."""
+    early if the backend could not be used at all, the store failed or the hourly rate
+    limit was reached (no message is sent after that: the SMTP session is closed)."""
     due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
     if resend_uncertain:
         due_states.add(DeliveryState.SENDING)
