@@ -119,6 +119,9 @@ def test_the_daemon_sends_the_held_back_rest_when_the_hour_frees_up(tmp_path: Pa
             first = edition.func(*edition.args, **edition.kwargs)
         assert first is not None and first.resumes_at == START + timedelta(hours=1)
         assert len(first.in_state(DeliveryState.PENDING)) == 2
+        with Runtime.open(settings, access="read") as runtime:
+            [run] = runtime.store.job_runs("edition")
+        assert run.summary.endswith("the rest go at 2024-03-01T06:00:00+00:00"), run.summary
         resume = scheduler.get_job("edition-resume")  # once, at the hour: not a hot loop
         assert resume is not None and resume.trigger.run_date == START + timedelta(hours=1)
         with time_machine.travel(resume.trigger.run_date, tick=False):
