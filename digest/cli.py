@@ -39,6 +39,7 @@ from digest.cli_web import web
 from digest.logs import ZonedFormatter
 
 if TYPE_CHECKING:
+    from digest import sending
     from digest.config import Settings
 
 # Each command imports its use case (and the settings, pydantic) in its own body, so that it
@@ -232,7 +233,18 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
     if stop.is_set() and not report.ok:
         sys.exit(stop.exit_code)
     if not report.ok:
-        sys.exit(1)
+        sys.exit(RATE_LIMITED_EXIT if _is_only_held_back(report) else 1)
+
+
+RATE_LIMITED_EXIT = 75  # EX_TEMPFAIL: all went well so far, the rest go later
+
+
+def _is_only_held_back(report: sending.SendReport) -> bool:
+    """The hourly limit held recipients back, and nothing else went wrong."""
+    from digest.models import DeliveryState
+
+    bad = (DeliveryState.FAILED, DeliveryState.SENDING)
+    return report.resumes_at is not None and not any(d.state in bad for d in report.deliveries)
 
 
 @cli.command()

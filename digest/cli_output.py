@@ -234,6 +234,12 @@ def print_send(report: sending.SendReport, tz: tzinfo) -> None:
     summary = f"sent {sent}, failed {failed}, already sent {len(already)}, uncertain {uncertain}"
     click.echo(summary + (f", not sent yet {pending}" if pending else ""))
     _print_send_notes(report, uncertain, pending)
+    if report.resumes_at is not None:
+        click.echo(
+            f"rate limit reached ([delivery].max_per_hour): sent {sent}, {pending} left pending;"
+            f" they can go on at {local_time(report.resumes_at, tz)}"
+            " (`digest send` then; the daemon goes on by itself)"
+        )
 
 
 def _print_send_notes(report: sending.SendReport, uncertain: int, pending: int) -> None:

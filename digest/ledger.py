@@ -3,10 +3,12 @@ got it. Reads the runtime's store, never writes it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from email.utils import parseaddr
 
 from digest.config import Settings
+from digest.messages import make_message_id
 from digest.models import Delivery, DeliveryState
 from digest.runtime import Runtime
 from digest.subscribers import edition_recipients
@@ -15,6 +17,21 @@ from digest.subscribers import edition_recipients
 def edition_date(settings: Settings, now: datetime) -> date:
     """The edition a moment belongs to: the readers' local calendar day."""
     return now.astimezone(settings.tz).date()
+
+
+def planned_deliveries(settings: Settings, recipients: Sequence[str], day: date) -> list[Delivery]:
+    """A pending row for each recipient of ``day``'s edition, with its Message-ID."""
+    sender = settings.delivery.from_
+    newsletter = settings.delivery.list_id or settings.render.title
+    return [
+        Delivery(
+            edition_on=day,
+            recipient=recipient,
+            message_id=make_message_id(day, recipient, sender, newsletter),
+            state=DeliveryState.PENDING,
+        )
+        for recipient in recipients
+    ]
 
 
 def is_edition_outstanding(runtime: Runtime, day: date) -> bool:

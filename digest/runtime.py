@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from digest.config import Settings, SummarizeSettings
+from digest.rate_limits import Sleep, real_sleep
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 
@@ -54,6 +55,7 @@ class Runtime:
         store: Store,
         *,
         clock: Clock = utc_now,
+        sleep: Sleep = real_sleep,
         access: StoreAccess = "write",
         mailers: MailerFactory | None = None,
         summarizer: Summarizer | None = None,
@@ -61,6 +63,7 @@ class Runtime:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.sleep = sleep  # the rate limits' waits: with the clock, tests make them instant
         self.mailers = mailers
         self._access = access
         self._summarizer = summarizer
@@ -74,6 +77,7 @@ class Runtime:
         *,
         access: StoreAccess = "write",
         clock: Clock = utc_now,
+        sleep: Sleep = real_sleep,
         summarizer: Summarizer | None = None,
     ) -> Iterator[Runtime]:
         """Open the store as ``access`` says, for the block; ``summarizer`` replaces the
@@ -84,6 +88,7 @@ class Runtime:
                 settings,
                 store,
                 clock=clock,
+                sleep=sleep,
                 access=access,
                 mailers=mailers,
                 summarizer=summarizer,
@@ -92,7 +97,11 @@ class Runtime:
     def reopen(self) -> contextlib.AbstractContextManager[Runtime]:
         """A runtime like this one with its own store connection, for another thread."""
         return Runtime.open(
-            self.settings, access=self._access, clock=self.clock, summarizer=self._summarizer
+            self.settings,
+            access=self._access,
+            clock=self.clock,
+            sleep=self.sleep,
+            summarizer=self._summarizer,
         )
 
     @property

@@ -147,20 +147,68 @@ def _collect(runtime: Runtime) -> collecting.CollectReport:
     return report
 
 
+# Told of an edition run the hourly rate limit stopped (``SendReport.resumes_at``).
+HeldBack = Callable[[sending.SendReport], None]
+
+
 def edition_job(
     settings: Settings,
     stop: threading.Event,
     scheduled_at: datetime | None = None,
     *,
     is_reraised: bool = False,
+    on_held_back: HeldBack | None = None,
 ) -> sending.SendReport | None:
     """Send the edition due at ``scheduled_at`` (default: the latest time due); record and
     log the run; an edition past its grace is recorded as missed, never sent. An error is
-    recorded, then raised again only if ``is_reraised`` (``run --once``: its exit code)."""
+    recorded, then raised again only if ``is_reraised`` (``run --once``: its exit code).
+    ``on_held_back`` is told of a run the hourly rate limit stopped."""
     if stop.is_set():
         return None
     with Runtime.open(settings) as runtime:
-        return _edition(runtime, stop, scheduled_at, is_reraised=is_reraised)
+        report = _edition(runtime, stop, scheduled_at, is_reraised=is_reraised)
+    if report is not None and report.resumes_at is not None and on_held_back is not None:
+        on_held_back(report)
+    return report
+
+
+def resume_edition_job(
+    settings: Settings, stop: threading.Event, day: date, on_held_back: HeldBack
+) -> sending.SendReport | None:
+    """Send the rest of ``day``'s edition, held back by the hourly rate limit: no collect
+    and no grace (the edition is archived and partly sent, its readers are owed it)."""
+    if stop.is_set():
+        return None
+    with Runtime.open(settings) as runtime:
+        report = _send_and_record(
+            runtime, stop, utc_now(), None, timedelta(0), day, collect=False, is_reraised=False
+        )
+    if report is not None and report.resumes_at is not None:
+        on_held_back(report)
+    return report
+
+
+def _resume_later(
+    scheduler: BackgroundScheduler, settings: Settings, stop: threading.Event
+) -> HeldBack:
+    """Schedule the rest of a held-back edition for when the hour's window frees up."""
+
+    def resume(report: sending.SendReport) -> None:
+        logger.warning(
+            "edition %s: hourly rate limit reached; the rest go at %s",
+            report.edition_on,
+            iso(report.resumes_at),
+        )
+        scheduler.add_job(
+            resume_edition_job,
+            DateTrigger(run_date=report.resumes_at),
+            args=[settings, stop, report.edition_on, resume],
+            id="edition-resume",
+            replace_existing=True,
+            **_job_options(settings),
+        )
+
+    return resume
 
 
 def _edition(
@@ -183,8 +231,24 @@ def _edition(
     # The scheduled time's date, not the clock's: a 23:30 edition sent at 00:30 is still
     # its own day's, and leaves the new day's edition to its own time.
     day = edition_date(settings, scheduled_at) if scheduled_at else None
+    return _send_and_record(
+        runtime, stop, started, scheduled_at, late, day, collect=True, is_reraised=is_reraised
+    )
+
+
+def _send_and_record(
+    runtime: Runtime,
+    stop: threading.Event,
+    started: datetime,
+    scheduled_at: datetime | None,
+    late: timedelta,
+    day: date | None,
+    *,
+    collect: bool,
+    is_reraised: bool,
+) -> sending.SendReport | None:
     try:
-        report = sending.send_edition(runtime, collect=True, stop=stop, edition_on=day)
+        report = sending.send_edition(runtime, collect=collect, stop=stop, edition_on=day)
     except Exception as exc:  # the job boundary: logged and recorded, the daemon goes on
         if not is_reraised:  # else the caller reports it (`run --once`: "Error:"), once
             logger.exception("edition job failed")
@@ -240,7 +304,8 @@ def build_scheduler(
         next_run_time=now,
         **options,
     )
-    _add_edition_jobs(scheduler, settings, stop, now)
+    resume = _resume_later(scheduler, settings, stop)
+    _add_edition_jobs(scheduler, settings, stop, now, resume)
     with Runtime.open(settings) as runtime:
         catch_up = _catch_up(runtime, now)
     if catch_up.late is not None:
@@ -248,6 +313,7 @@ def build_scheduler(
             edition_job,
             DateTrigger(run_date=now),
             args=[settings, stop, catch_up.late],
+            kwargs={"on_held_back": resume},
             id="edition-catch-up",
             **options,
         )
@@ -265,7 +331,11 @@ def _job_options(settings: Settings) -> dict[str, object]:
 
 
 def _add_edition_jobs(
-    scheduler: BackgroundScheduler, settings: Settings, stop: threading.Event, now: datetime
+    scheduler: BackgroundScheduler,
+    settings: Settings,
+    stop: threading.Event,
+    now: datetime,
+    on_held_back: HeldBack,
 ) -> None:
     """One job per edition schedule."""
     for number, trigger in enumerate(edition_triggers(settings)):
@@ -273,6 +343,7 @@ def _add_edition_jobs(
             edition_job,
             trigger,
             args=[settings, stop],
+            kwargs={"on_held_back": on_held_back},
             id=f"edition-{number}",
             # From the catch-up's own ``now``, not the later start(): a time that passes in
             # between is neither caught up nor next, and the day would be lost unnoticed.

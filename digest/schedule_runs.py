@@ -168,6 +168,8 @@ def edition_run(
         summary = f"edition {report.edition_on}: {why}; nothing sent"
     if late:
         summary += f"; late by {span(late)} (scheduled {iso(scheduled_at)})"
+    if report.resumes_at is not None:
+        summary += f"; hourly rate limit reached: the rest go at {iso(report.resumes_at)}"
     return edition_job_run(started, scheduled_at, outcome, summary, failures, report.edition_on)
 
 

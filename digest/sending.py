@@ -29,10 +29,11 @@ from digest.errors import (
     UncertainDeliveryError,
 )
 from digest.interrupt import Interrupted, abandonable, noting
-from digest.ledger import edition_date
+from digest.ledger import edition_date, planned_deliveries
 from digest.mailers import Mailer
-from digest.messages import EditionMessages, make_message_id
+from digest.messages import EditionMessages
 from digest.models import Delivery, DeliveryState, RenderedDigest, SendLockHolder
+from digest.rate_limits import Pacer
 from digest.runtime import Clock, MailerFactory, Runtime
 from digest.store import Store
 from digest.subscribers import (
@@ -62,6 +63,8 @@ class SendReport:
     # The store failed (a full disk, a lock held too long, ...): sending stopped there, and
     # the row it could not update is reported as this run knows it
     store_error: str | None = None
+    # ``[delivery].max_per_hour`` was reached: the rest stay pending until this time
+    resumes_at: datetime | None = None
 
     def in_state(self, state: DeliveryState) -> tuple[Delivery, ...]:
         return tuple(d for d in self.deliveries if d.state is state)
@@ -90,7 +93,7 @@ def plan_edition(runtime: Runtime) -> SendReport:
         digest = build_edition(runtime, stories, edition_failures(runtime, day), now)
         rendered = render_edition(settings, digest)
     ledger = {d.address: d for d in store.deliveries(day)}
-    planned = _planned(settings, edition_recipients(runtime), day)
+    planned = planned_deliveries(settings, edition_recipients(runtime), day)
     deliveries = tuple(ledger.get(d.address, d) for d in planned)
     return SendReport(edition_on=day, rendered=rendered, deliveries=deliveries)
 
@@ -185,7 +188,7 @@ def _send_locked(
     with store.atomic():
         import_settings_recipients(runtime, now)  # new ones only: a reader who left stays out
         subscribers = active_subscribers(store)
-        planned = _planned(runtime.settings, [s.recipient for s in subscribers], day)
+        planned = planned_deliveries(runtime.settings, [s.recipient for s in subscribers], day)
         wanted = {d.address for d in planned}
         store.add_deliveries(planned, now)
         if force:
@@ -204,8 +207,9 @@ def _send_locked(
         deliveries=_ledger_after(store, day, wanted, halt),
         already_sent=already,
         stopped=stop is not None and stop.is_set(),
-        aborted=str(halt.error) if halt and not is_store else None,
+        aborted=str(halt.error) if halt and halt.error and not is_store else None,
         store_error=str(halt.error) if halt and is_store else None,
+        resumes_at=halt.resumes_at if halt else None,
     )
 
 
@@ -242,25 +246,13 @@ def _archived_edition(runtime: Runtime, now: datetime, day: date) -> RenderedDig
     return store.edition(day) or rendered
 
 
-def _planned(settings: Settings, recipients: Sequence[str], day: date) -> list[Delivery]:
-    sender = settings.delivery.from_
-    newsletter = settings.delivery.list_id or settings.render.title
-    return [
-        Delivery(
-            edition_on=day,
-            recipient=recipient,
-            message_id=make_message_id(day, recipient, sender, newsletter),
-            state=DeliveryState.PENDING,
-        )
-        for recipient in recipients
-    ]
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Halt:
-    """Why delivering stopped before the last recipient: the backend or the store failed."""
+    """Why delivering stopped before the last recipient: the backend or the store failed,
+    or the hourly rate limit was reached (until ``resumes_at``)."""
 
-    error: MailerUnavailableError | StoreError
+    error: MailerUnavailableError | StoreError | None = None
+    resumes_at: datetime | None = None
     unrecorded: Delivery | None = None  # the row the store could not update, as it stands
 
 
@@ -274,8 +266,8 @@ def _deliver(
     stop: threading.Event | None,
 ) -> _Halt | None:
     """Hand each due delivery to the mail backend, one commit each; why the run stopped
-    early if the backend could not be used at all or the store failed (no message is sent
-    after that: the SMTP session is closed)."""
+    early if the backend could not be used at all, the store failed or the hourly rate
+    limit was reached (no message is sent after that: the SMTP session is closed)."""
     due_states = {DeliveryState.PENDING, DeliveryState.FAILED}
     if resend_uncertain:
         due_states.add(DeliveryState.SENDING)
@@ -283,8 +275,14 @@ def _deliver(
     if not due:
         return None
     store, clock = runtime.store, runtime.clock
+    pacer = Pacer(store, runtime.settings.delivery, clock, runtime.sleep, stop)
+    if (resumes_at := pacer.next_turn()) is not None:  # no SMTP session for nothing
+        return _Halt(resumes_at=resumes_at)
     with contextlib.closing(mailers()) as mailer:
         for done, delivery in enumerate(due):
+            if done and (resumes_at := pacer.next_turn()) is not None:
+                logger.warning("hourly limit reached: %d recipients left pending", len(due) - done)
+                return _Halt(resumes_at=resumes_at)
             if stop is not None and stop.is_set():
                 logger.warning("stopped: %d recipients left pending", len(due) - done)
                 return None

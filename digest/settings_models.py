@@ -204,6 +204,9 @@ class DeliverySettings(_Section):
     list_id: str | None = None
     # Consecutive editions refused with a 5xx (other than "user unknown") before a bounce.
     bounce_limit: StrictInt = Field(default=3, ge=1, le=100)
+    # Messages per rolling minute / hour, across runs (ESPs and relays impose them); None: no limit.
+    max_per_minute: StrictInt | None = Field(default=None, ge=1)
+    max_per_hour: StrictInt | None = Field(default=None, ge=1)
 
     @field_validator("unsubscribe_url", "list_id")
     @classmethod

@@ -234,6 +234,13 @@ class SQLiteLedger:
             for r in rows
         )
 
+    def sent_since(self, at: datetime) -> tuple[datetime, ...]:
+        rows = self._conn.execute(
+            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? ORDER BY sent_at",
+            (to_text(at),),
+        )
+        return tuple(datetime.fromisoformat(r[0]) for r in rows)
+
     def undelivered(self, since: date) -> tuple[Delivery, ...]:
         """Deliveries of editions since ``since`` that are not (known to be) sent."""
         rows = self._conn.execute(

@@ -96,6 +96,11 @@ class Ledger(Protocol):
         """The most recent edition with any row."""
         ...
 
+    def sent_since(self, at: datetime) -> tuple[datetime, ...]:
+        """When each message of any edition sent after ``at`` was sent, oldest first (the
+        rate limits count these)."""
+        ...
+
     def send_lock(
         self,
         *,

@@ -84,6 +84,7 @@ class Sink:
     on_rcpt: Callable[[str, int], str | None] = lambda address, attempt: None
     on_data: Callable[[str, int], str | None] = lambda address, number: None
     accepted: list[tuple[str, bytes]] = field(default_factory=list)
+    accepted_at: list[datetime] = field(default_factory=list)  # the clock at each 250
     envelopes: list[Any] = field(default_factory=list)
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     data_count: int = 0
@@ -120,6 +121,7 @@ class Sink:
         if answer:
             return answer
         self.accepted.append((address, envelope.content))
+        self.accepted_at.append(datetime.now(UTC))
         self.envelopes.append(envelope)
         await asyncio.sleep(self.delay)
         return "250 OK queued"

@@ -58,6 +58,9 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented |= {"delivery.unsubscribe_mailto", "delivery.list_id", "smtp.ca_file"}
     # and what readers would see or the server would be asked: no working value to ship
     documented |= {"render.archive_url", "smtp.username", "web.base_url"}
+    # and the rate limits: unset is no limit
+    documented |= {"delivery.max_per_minute", "delivery.max_per_hour"}
+    assert "# max_per_minute = " in text and "# max_per_hour = " in text
     assert settings_keys(Settings) == documented
 
 

@@ -412,6 +412,25 @@ def test_undelivered_rows_and_a_forced_resend(store: Store) -> None:
     assert reopened.sent_at is None and reopened.detail == "resend forced"
 
 
+def test_sent_since_lists_the_messages_sent_of_every_edition_oldest_first(
+    store: Store,
+) -> None:
+    yesterday = DAY - timedelta(days=1)
+    for day in (yesterday, DAY):
+        store.create_edition(_edition(day), [], NOW)
+        store.add_deliveries([_pending("a@example.org", day), _pending("b@example.org", day)], NOW)
+    assert store.sent_since(NOW - timedelta(hours=1)) == ()
+    a_today, b_today = store.deliveries(DAY)
+    store.set_delivery_state(store.deliveries(yesterday)[0], DeliveryState.SENT, NOW, "250 OK")
+    later = NOW + timedelta(minutes=30, microseconds=5)
+    store.set_delivery_state(a_today, DeliveryState.SENT, later, "250 OK", is_synced=False)
+    store.set_delivery_state(b_today, DeliveryState.FAILED, later, "451 try later")
+    assert store.sent_since(NOW - timedelta(hours=1)) == (NOW, later)
+    assert store.sent_since(NOW - timedelta(microseconds=1)) == (NOW, later)
+    assert store.sent_since(NOW) == (later,)  # after the moment, not at it
+    assert store.sent_since(later) == ()
+
+
 def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
     told: list[SendLockHolder] = []
     stop = threading.Event()
