@@ -105,3 +105,11 @@ def test_a_rerun_adds_the_new_edition_and_keeps_the_rest(config: Path, tmp_path:
     assert "<h1>Third</h1>" in (site / "archive" / "2024-03-03" / "index.html").read_text()
     assert f"{BASE}/archive/2024-03-03/" in (site / "archive" / "index.html").read_text()
     assert "Third" in (site / "feed.atom").read_text()
+
+
+def test_without_a_base_url_it_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    config = write_settings(tmp_path, [{"url": str(FEEDS / "nasa.xml"), "name": "NASA"}])
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["--config", str(config), "archive", "build", str(site)])
+    assert result.exit_code == 2 and "[web].base_url" in result.output
+    assert not site.exists()
