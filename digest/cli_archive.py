@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from digest.cli_context import load_command_settings, open_runtime, translate_errors
+from digest.cli_context import Group, load_command_settings, open_runtime, translate_errors
 
 
-@click.group()
+@click.group(cls=Group)
 def archive() -> None:
     """The public archive of past editions, for static hosting."""
 
