@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from xml.etree import ElementTree
 
+import jinja2
+
 from digest.messages import UNSUBSCRIBE_TOKEN
 from digest.models import RenderedDigest
+from digest.render import bundled_template_dir
 from digest.runtime import Runtime
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -24,6 +27,27 @@ _READER_LINK = re.compile(r"[^\s\"'<>]*/unsubscribe/" + UNSUBSCRIBE_TOKEN)
 def edition_list(runtime: Runtime) -> tuple[tuple[date, str], ...]:
     """Every archived edition's date and subject, newest first."""
     return runtime.store.edition_subjects()
+
+
+def web_templates() -> jinja2.Environment:
+    """The readers' pages' templates (``templates/web``), as ``digest web`` renders them."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(bundled_template_dir() / "web"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def archive_index(
+    templates: jinja2.Environment,
+    *,
+    title: str,
+    base_url: str,
+    editions: Sequence[tuple[date, str]],
+) -> str:
+    """The archive's list page: each edition (newest first) linking to its own page."""
+    page = templates.get_template("archive.html.j2")
+    return page.render(title=title, editions=editions, base=base_url)
 
 
 def public_edition(runtime: Runtime, day: date, base_url: str) -> RenderedDigest | None:

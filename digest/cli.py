@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest import __version__, cli_output
+from digest.cli_archive import archive
 from digest.cli_context import (
     Group,
     global_options,
@@ -341,6 +342,7 @@ def summarize(source: str, target: str, summarizer: str | None, words: int | Non
     )
 
 
+cli.add_command(archive)
 cli.add_command(feeds)
 cli.add_command(subscribers)
 cli.add_command(web)

@@ -15,7 +15,6 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -26,9 +25,14 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.archive_pages import atom_feed, edition_list, public_edition
+from digest.archive_pages import (
+    archive_index,
+    atom_feed,
+    edition_list,
+    public_edition,
+    web_templates,
+)
 from digest.config import Settings
-from digest.render import bundled_template_dir
 from digest.runtime import Runtime, utc_now
 from digest.subscribing import Asked, confirm_subscription, request_subscription, unsubscribe
 from digest.web_tokens import BadTokenError, FormTokens, LinkSigner, read_secret_key
@@ -77,12 +81,8 @@ class _Pages:
     def __init__(self, settings: Settings, key: str, clock: Callable[[], datetime]) -> None:
         self.settings, self.clock = settings, clock
         self.signer, self.form_tokens = LinkSigner(key), FormTokens(key)
-        environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(bundled_template_dir() / "web"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        self.templates = Jinja2Templates(env=environment)
+        self.environment = web_templates()
+        self.templates = Jinja2Templates(env=self.environment)
         public = urlsplit(settings.web.base_url or "")
         self.is_https = public.scheme == "https"
         self.cookie_path = f"{public.path}/subscribe"  # the form's path behind the proxy
@@ -182,7 +182,9 @@ class _Pages:
 
     async def archive(self, request: Request) -> Response:
         editions = await run_in_threadpool(self._run, edition_list)
-        return self.page(request, "archive.html.j2", editions=editions, base=self.base(request))
+        title, base = self.settings.render.title, self.base(request)
+        page = archive_index(self.environment, title=title, base_url=base, editions=editions)
+        return HTMLResponse(page)
 
     async def archived_edition(self, request: Request) -> Response:
         try:

@@ -29,6 +29,7 @@ FRONT = sorted(
 # their own plumbing (signals, log lines, the schedule's triggers), and each other (cli runs
 # collect and send as the daemon's jobs are run, through schedule_runs).
 USE_CASES = {
+    "archive_build",
     "batch",
     "checking",
     "collecting",
