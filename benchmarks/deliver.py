@@ -5,7 +5,13 @@ message) against an aiosmtpd server in a child process, plain and STARTTLS, with
 connection reused for the edition vs one connection per message (what rss2email does),
 all in one run, printed as one table. Target: >= 200 msgs/s reused over STARTTLS.
 
+``--links`` measures instead what per-reader unsubscribe links cost a send: plain SMTP, one
+connection, the same edition to the same readers with one static ``List-Unsubscribe``
+against ``[web].base_url`` set (each reader's signed one-click link in the header and the
+footer), ``--repeat`` times each, alternating; the median is printed.
+
     .venv/bin/python benchmarks/deliver.py [--recipients 1000] [--size-kb 40]
+    .venv/bin/python benchmarks/deliver.py --links --recipients 5000 --repeat 3
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import multiprocessing
 import os
 import socket
 import ssl
+import statistics
 import subprocess
 import tempfile
 import time
@@ -112,9 +119,15 @@ def _digest_of(size_kb: int) -> RenderedDigest:
 
 
 def _settings(
-    folder: Path, port: int, security: str, per_connection: int, n: int, ca: Path
+    folder: Path,
+    port: int,
+    security: str,
+    per_connection: int,
+    n: int,
+    ca: Path,
+    base_url: str | None = None,
 ) -> Settings:
-    raw = {
+    raw: dict[str, Any] = {
         "timezone": "UTC",
         "store": {"path": "digest.db"},
         "feeds": [{"url": str(folder / "none.xml")}],
@@ -130,10 +143,13 @@ def _settings(
             "host": "127.0.0.1",
             "port": port,
             "security": security,
-            "ca_file": str(ca),
             "max_messages_per_connection": per_connection,
         },
     }
+    if security != "none":
+        raw["smtp"]["ca_file"] = str(ca)
+    if base_url is not None:
+        raw["web"] = {"base_url": base_url}
     return validate_settings(raw, folder / "settings.toml")
 
 
@@ -159,10 +175,12 @@ def _run_case(
     n: int,
     ca: Path,
     store_dir: str | None,
+    base_url: str | None = None,
 ) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="digest-bench-", dir=store_dir) as tmp:
         folder = Path(tmp)
-        settings = _settings(folder, port, security, 1 if per_message else n, n, ca)
+        per_connection = 1 if per_message else n
+        settings = _settings(folder, port, security, per_connection, n, ca, base_url)
         with SQLiteStore.open(settings.store.path) as store:
             store.create_edition(rendered, [], NOW)
         started = time.perf_counter()
@@ -180,6 +198,8 @@ def main() -> None:
     parser.add_argument(
         "--store-dir", help="where the SQLite store goes (default: the system's temp folder)"
     )
+    parser.add_argument("--links", action="store_true", help="static vs per-reader links")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each case, with --links")
     args = parser.parse_args()
     rendered = _digest_of(args.size_kb)
     messages = EditionMessages(rendered, sender="Daily Digest <digest@example.org>")
@@ -201,6 +221,11 @@ def main() -> None:
         parent.send(ports["none"])
         parent.send(ports["starttls"])
         assert parent.recv() == "ready"
+        if args.links:
+            _compare_links(rendered, ports["none"], cert, args, parent)
+            parent.send("stop")
+            server.join(10)
+            return
         rows = []
         for security in ("none", "starttls"):
             for per_message in (False, True):
@@ -222,6 +247,35 @@ def main() -> None:
     _print(rows, size, args.recipients)
     where = args.store_dir or tempfile.gettempdir()
     print(f"store in {where}: {_fsync_ms(args.store_dir):.2f} ms per fsync (one per message)")
+
+
+def _compare_links(
+    rendered: RenderedDigest, port: int, ca: Path, args: argparse.Namespace, server: Connection
+) -> None:
+    """Static List-Unsubscribe against per-reader links: median wall seconds of a whole
+    ``send_edition`` (ledger, subscribers, messages, SMTP) to ``args.recipients`` readers."""
+    os.environ.setdefault("DIGEST_SECRET_KEY", "benchmark-" + "k" * 40)
+    cases = {"static": None, "per-reader": "https://news.example.org"}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeat):
+        for name, base_url in cases.items():
+            seconds, sent = _run_case(
+                rendered, "none", False, port, args.recipients, ca, args.store_dir, base_url
+            )
+            server.send("none")
+            received, _ = server.recv()
+            assert sent == received == args.recipients, (name, sent, received)
+            times[name].append(seconds)
+    print(f"digest send: {args.recipients} readers, plain SMTP, one connection, loopback aiosmtpd")
+    print(f"{'links':<12} {'median s':>9} {'msgs/s':>8}  runs")
+    for name, runs in times.items():
+        median = statistics.median(runs)
+        shown = " ".join(f"{r:.1f}" for r in runs)
+        print(f"{name:<12} {median:>9.2f} {args.recipients / median:>8.0f}  {shown}")
+    static, per_reader = (statistics.median(times[n]) for n in cases)
+    each_ms = (per_reader - static) / args.recipients * 1000
+    ratio = per_reader / static
+    print(f"per-reader links: {ratio:.2f}x the static send's time ({each_ms:+.2f} ms a message)")
 
 
 def _fsync_ms(folder: str | None) -> float:
