@@ -26,12 +26,10 @@ checkout's ``digest.sentence_kinds``, the summaries that
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -129,16 +127,6 @@ def summaries_with(src: str, systems: Sequence[str]) -> dict[str, list[dict[str,
         return dict(json.loads(out.read_text(encoding="utf-8")))
 
 
-def unpack_commit(commit: str, folder: str) -> str:
-    """The ``digest/`` package of ``commit``, unpacked under ``folder``."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit, "digest"], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
-
-
 def _load_or_run(
     path: Path | None, systems: Sequence[str], *, commit: str | None
 ) -> dict[str, list[dict[str, str]]]:
@@ -146,8 +134,11 @@ def _load_or_run(
     if path is not None and path.exists():
         return dict(json.loads(path.read_text(encoding="utf-8")))
     if commit is not None:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from summary_languages import unpack_digest  # one way to get another commit's digest/
+
         with tempfile.TemporaryDirectory() as folder:
-            feeds = summaries_with(unpack_commit(commit, folder), systems)
+            feeds = summaries_with(str(unpack_digest(commit, Path(folder))), systems)
     else:
         feeds = summaries_with(str(REPO), systems)
     if path is not None:
