@@ -195,14 +195,12 @@ def dangling(summary: str, story: str, language: str | None) -> bool:
     from digest.sentence_kinds import opens_with_reference
     from digest.summarize import split_sentences
 
-    if language not in (None, "en"):
-        return False  # the references are English words
     sentences = split_sentences(story, language)
     position = {s: i for i, s in reversed(list(enumerate(sentences)))}
     shown = split_sentences(summary, language)
     for k, sentence in enumerate(shown):
         i = position.get(sentence)
-        if i is None or i == 0 or not opens_with_reference(sentence):
+        if i is None or i == 0 or not opens_with_reference(sentence, language):
             continue
         if k == 0 or shown[k - 1] != sentences[i - 1]:
             return True

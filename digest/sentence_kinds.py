@@ -97,10 +97,13 @@ def is_fragment(sentence: str) -> bool:
     return _is_heading(sentence, words) or _is_name_list(sentence)
 
 
-def opens_with_reference(sentence: str) -> bool:
-    """Whether an English sentence opens by pointing back at the one before it ("This",
-    "He", "But", "However", "The company"...), or points back with a bare "this" in its
-    first words ("Turkey rejects this and says...")."""
+def opens_with_reference(sentence: str, language: str | None = None) -> bool:
+    """Whether a sentence opens by pointing back at the one before it ("This", "He", "But",
+    "However", "The company"...), or points back with a bare "this" in its first words
+    ("Turkey rejects this and says..."). The words are English: in a story known to be in
+    another ``language``, no sentence is taken for a reference."""
+    if language not in (None, "en"):
+        return False
     return bool(_REFERENCE.match(sentence.lstrip()) or _BARE_THIS.match(sentence.lstrip()))
 
 

@@ -162,11 +162,8 @@ def _first_occurrences(sentences: Sequence[str]) -> set[int]:
 
 
 def _leans_back(sentences: Sequence[str], index: int, language: str | None) -> bool:
-    """Whether sentence ``index`` refers back to the one before it; English words only, so
-    in another language nothing is taken for a reference."""
-    if language not in (None, "en"):
-        return False
-    return index > 0 and opens_with_reference(sentences[index])
+    """Whether sentence ``index`` refers back to the one before it."""
+    return index > 0 and opens_with_reference(sentences[index], language)
 
 
 def _with_antecedents(sentences: Sequence[str], index: int, language: str | None) -> list[int]:

@@ -109,3 +109,10 @@ def test_sentences_leaning_on_the_one_before_open_with_a_reference(sentence: str
 )
 def test_sentences_that_stand_alone_open_with_no_reference(sentence: str) -> None:
     assert not opens_with_reference(sentence)
+
+
+def test_references_are_english_words_so_another_language_has_none() -> None:
+    # A German story quoting "But ..." or opening "Die ..." leans on nothing we can tell.
+    assert opens_with_reference("But Washington says the S-400s pose a threat.", "en")
+    assert not opens_with_reference("But Washington says the S-400s pose a threat.", "de")
+    assert not opens_with_reference("Die Firma sagte, der Ausfall sei behoben.", "de")
