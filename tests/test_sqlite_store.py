@@ -61,35 +61,31 @@ def test_a_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> N
         other.close()
 
 
-def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "d.db"
+def _read_only_before(path: Path, table: str, migration: str) -> SQLiteStore:
+    """A store made now, then taken back to before ``migration`` (its ``table`` dropped),
+    opened read-only: what a newer ``digest`` reading an older store sees."""
     with SQLiteStore.open(path):
         pass
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE embeddings")
-    conn.execute("DELETE FROM migrations WHERE name = 'm007_embedding_cache'")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM migrations WHERE name = ?", (migration,))
     conn.commit()
     conn.close()
     store = SQLiteStore.open_read_only(path)
     assert store is not None
-    with store:
+    return store
+
+
+def test_a_read_only_look_at_a_store_from_before_the_embedding_cache_finds_none(
+    tmp_path: Path,
+) -> None:
+    with _read_only_before(tmp_path / "d.db", "embeddings", "m007_embedding_cache") as store:
         assert store.cached_embeddings("m/fp32", ["sha256:a"]) == ()
 
 
 def test_a_read_only_look_at_a_store_from_before_subscribers_finds_none(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    with SQLiteStore.open(path):
-        pass
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE subscribers")
-    conn.execute("DELETE FROM migrations WHERE name = 'm010_subscribers'")
-    conn.commit()
-    conn.close()
-    store = SQLiteStore.open_read_only(path)
-    assert store is not None
-    with store:
+    with _read_only_before(path, "subscribers", "m010_subscribers") as store:
         assert store.subscribers("default") == ()
         assert store.subscriber("default", "a@example.org") is None
         assert store.subscriber_by_id("sub_x") is None
