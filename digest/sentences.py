@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from sentencex import segment
 
+from digest.sentence_kinds import is_cut
+
 # Characters of a summary per word of the budget, for the languages measured in characters.
 CHARACTERS_PER_WORD = {"zh": 2.0, "ja": 2.5, "ko": 2.5}
 
@@ -92,9 +94,23 @@ def split_sentences(text: str, language: str | None = None) -> list[str]:
         if language in ("zh", "ja"):
             pieces = _split_cjk(paragraph, is_japanese=language == "ja")
         else:
-            pieces = list(segment(language or "en", paragraph))
+            pieces = _run_on_past_ellipses(list(segment(language or "en", paragraph)))
         sentences.extend(s.strip() for s in pieces if s.strip())
     return sentences
+
+
+def _run_on_past_ellipses(pieces: list[str]) -> list[str]:
+    """A paragraph's sentences, each one that ends on an ellipsis (or another cut mark) run
+    on into the next: a publisher cuts a teaser only at its end, so a "..." with more of the
+    paragraph after it is the author's pause ("...de Star Wars... Carrie Fisher est
+    décédée..."), not the end of a sentence that could be shown alone."""
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and is_cut(merged[-1]):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 def _split_cjk(paragraph: str, *, is_japanese: bool) -> list[str]:

@@ -123,6 +123,20 @@ def test_abbreviations_and_dates_of_the_language_do_not_end_a_sentence(
     assert split_sentences(text, language) == sentences
 
 
+def test_an_ellipsis_ends_a_sentence_only_at_the_end_of_its_paragraph() -> None:
+    # codehollow__FeedReader/Rss20LeFil.xml: the author's pause, then the feed's cut.
+    paused = (
+        "VIDEOS - Elle \u00e9tait un peu plus que la princesse Le\u00efa de Star Wars... Carrie"
+        " Fisher est d\u00e9c\u00e9d\u00e9e mardi des suites de la crise cardiaque qui..."
+    )
+    assert split_sentences(paused, "fr") == [paused]
+    # One paragraph cut at its end is followed by another: two sentences, as before.
+    assert split_sentences("The new iMac...\nIt ships in May.") == [
+        "The new iMac...",
+        "It ships in May.",
+    ]
+
+
 def test_unknown_languages_are_split_by_english_rules() -> None:
     text = "Dr. Smith arrived at 9 a.m. on Monday. He left on Friday."
     assert split_sentences(text) == split_sentences(text, "xx") == split_sentences(text, "en")
