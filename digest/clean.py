@@ -20,8 +20,10 @@ site's sentences:
 Repeated lines and headline lists are cut only at the two ends of a text, where a site's
 header and footer sit: an end zone goes whole when a call to action leads it or at least half
 of it is boilerplate, otherwise only its lines known from the feed go. In the middle only
-call-to-action lines go: a line repeated in the middle of a story is usually a heading, a
-separator or a data field, and is kept.
+call-to-action lines go, and the sentences and lines of three words or more that the feed
+repeats ("Wir fassen zusammen.", "Ending theme by Jonathan Mann"): a shorter line repeated in
+the middle of a story is usually a heading or a separator, and is kept. A phrase the feed
+sends as a line of its own goes too when it is glued onto the end of a text.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _MIN_ARTICLE_CHARS = 200  # less than this is a teaser at best: the feed text al
 _MIN_SENTENCE_CHARS = 40
 _DENSE_SHARE = 2  # an end zone that is at least half boilerplate is furniture all through
 _SELF_REPEATS = 3  # a line this often in one text is page furniture (if it has 3+ words)
-_STOCK_WORDS = 4  # a sentence a feed repeats, from this long, is its stock phrase
+_STOCK_WORDS = 3  # a sentence or line a feed repeats, from this long, is its stock phrase
 
 _WORDS = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -62,7 +64,10 @@ _BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _NO_HEADLINE_END = re.compile(r"[;:,\u2026]$")
 # Where one sentence ends and the next starts, for a text's first and last sentence: closing
 # punctuation (and closing quotes) before a space, or a line break.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])[\"'\u201d\u2019\u00bb)\]]*\s+|\n")
+_CLOSERS = "\"'\u201d\u2019\u00bb)]"
+_SENTENCE_BREAK = re.compile(rf"(?<=[.!?\u2026\u3002\uff01\uff1f])[{re.escape(_CLOSERS)}]*\s+|\n")
+_PHRASE_WORDS = 8  # the longest glued-on closing phrase looked for
+_CLOSING_MARKS = re.compile(r"[.!?\u2026\u3002\uff01\uff1f]+$")
 _PAREN_TAIL = re.compile(r"\s*\((?P<inside>[^()\n]{1,200})\)\s*$")
 _PAREN_HEAD = re.compile(r"^\s*\((?P<inside>[^()\n]{1,60})\)\s*")
 # Stands in ``repeated_edges``' answer for "this feed ends its texts on a tag list"; no
@@ -107,6 +112,8 @@ _CALLS = (
     rf"follow (?:us|me|our|on {_SOCIAL}|@)",
     rf"(?:share|tweet|email|e-mail|print|save|pin|bookmark)(?: {_THIS} (?:{_CONTENT}|link)"
     rf"| this| it)?(?: on {_SOCIAL}| via \w+| with (?:your )?friends)?\W*$",
+    rf"share (?:it|this|them|{_THIS} {_CONTENT}) with (?:your |all your )?(?:friends|family"
+    r"|colleagues|followers)\b",
     r"like us on\b|like (?:our|my) (?:page|facebook)",
     r"(?:keep|continue) reading\b",
     rf"read (?:more|on|full|in full|the (?:full|whole|rest|entire|original)|{_THIS} (?:full )?"
@@ -242,29 +249,52 @@ def _trim_edges(text: str, boilerplate: frozenset[str]) -> str:
     while True:
         trimmed = _trim_once(text, boilerplate).strip()
         if trimmed == text or not trimmed:
-            return _without_stock_sentences(text, boilerplate)
+            return _without_stock_pieces(text, boilerplate)
         text = trimmed
 
 
-def _without_stock_sentences(text: str, boilerplate: frozenset[str]) -> str:
-    """``text`` without the whole sentences of ``_STOCK_WORDS`` words or more that the feed
-    repeats anywhere ("See the release notes for details."), never down to nothing. Only
-    sentences: a repeated line without closing punctuation (a heading, a data field) stays."""
-    kept: list[str] = []
+def _without_stock_pieces(text: str, boilerplate: frozenset[str]) -> str:
+    """``text`` without the sentences and lines of ``_STOCK_WORDS`` words or more that the
+    feed repeats anywhere ("See the release notes for details.", "Ending theme by Jonathan
+    Mann", "Wir fassen zusammen."), nor such a sentence joined on by a semicolon; never down
+    to nothing. A shorter repeated line (a heading: "Key points") stays."""
+    kept: list[list[str]] = []  # [piece, the break after it]
+    dropped = False
     start = 0
     for match in [*_SENTENCE_BREAK.finditer(text), None]:
         end = match.end() if match else len(text)
         piece = text[start : match.start() if match else len(text)]
-        is_stock = (
-            _SENTENCE_END.search(piece.strip()) is not None
-            and len(piece.split()) >= _STOCK_WORDS
-            and _is_known(piece, boilerplate)
-        )
-        if not is_stock:
-            kept.append(text[start:end])
+        gap = text[match.start() : end] if match else ""
+        if _is_stock(piece, boilerplate):
+            dropped = True
+            if kept:  # the wider break stays: a line or paragraph break is not lost
+                space = gap.lstrip(_CLOSERS)  # its closing quote goes with it
+                kept[-1][1] = max(kept[-1][1], space, key=lambda g: g.count("\n"))
+        else:
+            shorter = _without_stock_clause(piece, boilerplate)
+            dropped |= shorter != piece
+            kept.append([shorter, gap])
         start = end
-    rest = "".join(kept).strip()
-    return rest or text
+    if not dropped:
+        return text
+    return "".join(piece + gap for piece, gap in kept).strip() or text
+
+
+def _is_stock(piece: str, boilerplate: frozenset[str]) -> bool:
+    """A stock sentence or line of the feed, a parenthesised aside after it or not ("Ending
+    theme by Jonathan Mann (a brief return of the Summer 2014 remix)")."""
+    bare = _PAREN_TAIL.sub("", piece)
+    return len(bare.split()) >= _STOCK_WORDS and _is_known(bare, boilerplate)
+
+
+def _without_stock_clause(sentence: str, boilerplate: frozenset[str]) -> str:
+    """``sentence`` ended where a stock sentence of the feed was joined on with a semicolon:
+    "...bug fixes; see the release notes for details." -> "...bug fixes."."""
+    head, semicolon, clause = sentence.rpartition("; ")
+    if not (semicolon and head.strip() and _is_stock(clause, boilerplate)):
+        return sentence
+    mark = _CLOSING_MARKS.search(clause.rstrip())
+    return head.rstrip() + (mark[0] if mark else "")
 
 
 def _trim_once(text: str, boilerplate: frozenset[str]) -> str:
@@ -283,7 +313,20 @@ def _trim_once(text: str, boilerplate: frozenset[str]) -> str:
         return text[: breaks[-1].start()]
     if breaks and _is_known(text[: breaks[0].start()], boilerplate):
         return text[breaks[0].end() :]
-    return text
+    return text[: len(text) - len(_closing_phrase(text, boilerplate))]
+
+
+def _closing_phrase(text: str, boilerplate: frozenset[str]) -> str:
+    """The words closing ``text`` that the feed sends as a line or sentence of their own,
+    when they are glued on after a bracket, a number or a mark rather than ending a sentence
+    ("eyesight.zip ( 1,34 мегабайт ) Обсуждение ведем здесь"); else ""."""
+    words = list(_WORDS.finditer(text))
+    for k in range(min(len(words) - 1, _PHRASE_WORDS), _STOCK_WORDS - 1, -1):
+        start = words[-k].start()
+        phrase, before = text[start:], text[:start].rstrip()
+        if phrase[:1].isupper() and not before[-1:].isalpha() and _is_known(phrase, boilerplate):
+            return phrase
+    return ""
 
 
 def _is_known(piece: str, boilerplate: frozenset[str]) -> bool:

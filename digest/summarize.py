@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from digest.clean import is_call_to_action
 from digest.encoder import MODEL_ID, MODEL_LANGUAGES, Vectors, load_encoder
 from digest.errors import SummarizerError
 from digest.sentence_kinds import (
@@ -148,8 +149,14 @@ def _cut(sentence: str, words: int, language: str | None, *, always: bool = Fals
 
 def can_stand(sentence: str) -> bool:
     """Whether a story's sentence may be in a summary: not cut by the publisher, not a
-    fragment or a citation."""
-    return not (is_cut(sentence) or is_fragment(sentence) or is_citation(sentence))
+    fragment or a citation, not a call to action ("Share it with your friends to see how it
+    goes.": cleaning takes those out only as whole lines or at a text's end)."""
+    return not (
+        is_cut(sentence)
+        or is_fragment(sentence)
+        or is_citation(sentence)
+        or is_call_to_action(sentence)
+    )
 
 
 def _first_occurrences(sentences: Sequence[str]) -> set[int]:

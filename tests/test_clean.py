@@ -139,6 +139,8 @@ def test_a_teaser_and_prompts_only_keeps_the_teaser() -> None:
         "Like us on Facebook",
         "Share this article",
         "Share on LinkedIn",
+        # spacecowboy__Feeder/model/rss_nixers_newsletter.xml
+        "Share it with your friends to see how it goes.",
         "Read more »",
         "Continue reading →",
         "Read the full story",
@@ -557,8 +559,59 @@ def test_a_sentence_the_feed_repeats_goes_once_it_is_at_an_end() -> None:
         "Nix 1.3 has been released. This is primarily a bug fix release."
     )
     assert not any(text.endswith("see the manual.") for text in cleaned.values())
-    # In the middle too: a whole sentence the feed repeats is its stock phrase, not news.
+    # In the middle too: a whole sentence the feed repeats is its stock phrase, not news;
+    # and joined on by a semicolon, the sentence before it ends there.
     assert not any("See the release notes for details." in text for text in cleaned.values())
+    assert cleaned["Nix 0.10 released"] == (
+        "Nix 0.10 has been released. This release has many improvements and bug fixes."
+    )
     assert cleaned["NixOS 18.09 released"].startswith(
         "NixOS 18.09 “Jellyfish” has been released, the tenth stable release branch. You can"
     )
+
+
+@pytest.mark.corpus("feeds/Ranchero-Software__NetNewsWire/atp.rss")
+def test_a_line_the_feed_repeats_goes_from_the_middle_too_a_short_heading_stays() -> None:
+    # ATP's show notes credit "Ending theme by Jonathan Mann" in a third of its episodes,
+    # once with an aside after it; "Sponsored by:", two words, heads the sponsor lists.
+    stories = _stories("Ranchero-Software__NetNewsWire/atp.rss")
+    credited = [s.text for s in stories if "Ending theme by Jonathan Mann" in s.text]
+    assert len(credited) > len(stories) / 4
+    assert any("\nEnding theme by Jonathan Mann\n" in text for text in credited)
+    cleaned = _clean_feed_edges(stories)
+    assert not any("Ending theme by Jonathan Mann" in text for text in cleaned)
+    assert sum("\nSponsored by:\n" in text for text in cleaned) > 10
+    for story, text in zip(stories, cleaned, strict=True):  # what is left is theirs, as it was
+        assert all(line in story.text for line in text.splitlines()), story.url
+
+
+@pytest.mark.corpus("feeds/spacecowboy__Feeder/model/rss_anime2you.xml")
+def test_a_three_word_stock_sentence_goes() -> None:
+    stories = _stories("spacecowboy__Feeder/model/rss_anime2you.xml")
+    assert sum("Wir fassen zusammen." in s.text for s in stories) >= 5
+    cleaned = _clean_feed_edges(stories)
+    assert not any("Wir fassen zusammen." in text for text in cleaned)
+    (jujutsu,) = [text for text in cleaned if "Gege Akutami" in text]
+    assert "nähert. Ende innerhalb eines Jahres?" in jujutsu
+
+
+@pytest.mark.corpus(
+    "feeds/kurtmckee__feedparser/wellformed/sanitize/large_atom_feed_that_needs_css_sanitisation.xml"
+)
+def test_a_closing_line_of_the_feed_glued_onto_the_last_line_goes() -> None:
+    # "Обсуждение ведем здесь" ("discuss it here") is a line of its own in some entries and
+    # glued after the file size in others.
+    stories = _stories(
+        "kurtmckee__feedparser/wellformed/sanitize/large_atom_feed_that_needs_css_sanitisation.xml"
+    )
+    glued = [s.text for s in stories if re.search(r"\) ?Обсуждение ведем здесь$", s.text)]
+    assert glued and any(s.text.endswith("\nОбсуждение ведем здесь") for s in stories)
+    cleaned = _clean_feed_edges(stories)
+    assert not any("Обсуждение ведем здесь" in text for text in cleaned)
+    assert sum(text.endswith("байт )") for text in cleaned) >= len(glued)
+
+
+def test_a_known_phrase_ending_a_sentence_is_not_cut_from_it() -> None:
+    boilerplate = frozenset({"the new york times"})
+    text = "The story was first reported by The New York Times"
+    assert clean_text(text, boilerplate=boilerplate) == text

@@ -96,6 +96,34 @@ def test_a_story_of_one_cut_sentence_ends_in_a_single_ellipsis() -> None:
     assert summary == "The suspect was questioned by the FBI and homicide detectives over\u2026"
 
 
+# codehollow__FeedReader/Rss20LeFil.xml and miniflux__v2/parser/testdata/encoding_WINDOWS-1251.xml:
+# an author's "..." inside the teaser, then the publisher's cut at its end.
+PAUSED_TEASERS = [
+    "VIDEOS - Elle \u00e9tait un peu plus que la princesse Le\u00efa de Star Wars... Carrie Fisher"
+    " est d\u00e9c\u00e9d\u00e9e mardi des suites de la crise cardiaque qui...",
+    "<dsmirnov> \u043d\u0430 \u0441\u0443\u043f\u0435\u0440\u043c\u0438\u043a\u0440\u043e"
+    " \u0438 \u0432 \u043e\u0442\u0432\u0440\u0430\u0442\u0438\u0442\u0435\u043b\u044c\u043d"
+    "\u044b\u0445 \u0448\u043a\u0430\u0444\u0430\u0445 ..... \u0430 \u0432\u044b"
+    " \u043b\u0430\u0431\u0443\u0442\u0435\u043d\u044b, \u043b\u0430\u0431\u0443\u0442\u0435"
+    "\u043d\u044b ....",
+]
+
+
+@pytest.mark.parametrize(
+    ("teaser", "language"), list(zip(PAUSED_TEASERS, ["fr", "ru"], strict=True)), ids=["fr", "ru"]
+)
+@pytest.mark.parametrize("name", ["lead", "extractive"])
+def test_a_teaser_with_an_authors_pause_before_its_cut_is_one_cut_sentence(
+    name: str, teaser: str, language: str
+) -> None:
+    """The author's "..." inside the teaser is no cut: the summary is the whole teaser, its
+    publisher's cut shown as one "\u2026", not its first half cut where the author paused."""
+    summarizer = LeadSummarizer(60) if name == "lead" else ExtractiveSummarizer(60)
+    request = SummaryRequest(title="", text=teaser, language=language)
+    (summary,) = summarizer.summarize([request])
+    assert summary == teaser.rstrip(" .") + "\u2026"
+
+
 def test_an_overlong_first_sentence_is_kept_whole_within_the_tolerance_never_cut() -> None:
     _, text = _seed_article()
     first = split_sentences(text)[0]  # 41 words
@@ -124,6 +152,14 @@ def test_fragments_citations_and_choruses_are_never_chosen() -> None:
     sentences = [citation, chorus, "Medscape News Canada", SEED_THREAT]
     assert fit_to_budget(sentences, [0, 1, 2, 3], 60) == SEED_THREAT
     assert fit_to_budget(sentences, [0, 1, 2], 60) == ""
+
+
+def test_a_call_to_action_inside_a_paragraph_is_never_chosen() -> None:
+    # spacecowboy__Feeder/model/rss_nixers_newsletter.xml: cleaning drops a prompt only as
+    # a whole line or at the text's end; this one sits between two sentences.
+    prompt = "Share it with your friends to see how it goes."
+    sentences = [prompt, SEED_THREAT]
+    assert fit_to_budget(sentences, [0, 1], 60) == SEED_THREAT
 
 
 def test_a_sentence_that_refers_back_comes_with_the_one_before_or_not_at_all() -> None:
