@@ -22,7 +22,8 @@ metric. It also checks each summary for markup, calls to action and text not in 
     .venv/bin/python benchmarks/summaries.py                       # the whole dev set, ~3 min
     .venv/bin/python benchmarks/summaries.py --limit 20 --systems lead extractive
     .venv/bin/python benchmarks/summaries.py --sources xsum_test cnndm_realsumm
-    .venv/bin/python benchmarks/summaries.py --split    # also ROUGE-2 on each half of the set
+    .venv/bin/python benchmarks/summaries.py --split    # also ROUGE-2 on each half of the set,
+                                                        # with a bootstrap interval of the gap
 """
 
 from __future__ import annotations
@@ -323,8 +324,12 @@ def half(row: dict[str, Any]) -> str:
 def print_split(
     rows: Sequence[dict[str, Any]], results: dict[str, dict[str, Any]], sources: Sequence[str]
 ) -> None:
-    """ROUGE-2 of every system per source on each half of the rows."""
-    print(f"{'half':<4} {'source':<18} {'n':>4}  " + " ".join(f"{n:>10}" for n in results))
+    """ROUGE-2 of every system per source on each half of the rows, and, with lead and
+    extractive, a 95% paired-bootstrap interval of extractive's R-2 minus lead's."""
+    paired = "lead" in results and "extractive" in results
+    gaps = rouge2_gaps(rows, results) if paired else []
+    header = f"{'half':<4} {'source':<18} {'n':>4}  " + " ".join(f"{n:>10}" for n in results)
+    print(header + ("  extractive - lead, 95% CI" if paired else ""))
     for which in "AB":
         kept = [i for i, row in enumerate(rows) if half(row) == which]
         subset = [rows[i] for i in kept]
@@ -332,7 +337,38 @@ def print_split(
         for source in sources:
             count = sum(row["source"] == source for row in subset)
             cells = " ".join(f"{scores[n][source]['rouge2']:>10.2f}" for n in results)
+            if paired:
+                mine = [gaps[i] for i in kept if rows[i]["source"] == source]
+                low, high = bootstrap_interval(mine)
+                cells += f"  {statistics.fmean(mine):+6.2f} [{low:+6.2f}, {high:+6.2f}]"
             print(f"{which:<4} {source:<18} {count:>4}  {cells}")
+
+
+def rouge2_gaps(rows: Sequence[dict[str, Any]], results: dict[str, dict[str, Any]]) -> list[float]:
+    """Per story: extractive's ROUGE-2 F1 x 100 minus lead's (best reference each)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge2"], use_stemmer=True)
+
+    def best(row: dict[str, Any], summary: str) -> float:
+        return max(
+            scorer.score(_lsum(ref), _lsum(summary))["rouge2"].fmeasure for ref in references(row)
+        )
+
+    pairs = zip(rows, results["extractive"]["summaries"], results["lead"]["summaries"], strict=True)
+    return [100 * (best(row, ours) - best(row, lead)) for row, ours, lead in pairs]
+
+
+def bootstrap_interval(
+    values: Sequence[float], rounds: int = 10_000, seed: int = 16
+) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the mean of ``values`` resampled with replacement."""
+    import numpy as np
+
+    generator = np.random.default_rng(seed)
+    samples = generator.choice(np.asarray(values), size=(rounds, len(values)), replace=True)
+    low, high = np.percentile(samples.mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

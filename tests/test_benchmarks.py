@@ -41,3 +41,14 @@ def test_collect_benchmark_quick_prints_its_table() -> None:
     assert "3x200" in rows["rerun-same-200"] and rows["rerun-same-200"].endswith(" 0/0")
     assert "rss2email" not in completed.stdout
     assert "target: digest peak memory (PSS of the process tree)" in completed.stdout
+
+
+def test_the_paired_bootstrap_interval_brackets_the_mean_gap() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from summaries import bootstrap_interval
+
+    assert bootstrap_interval([2.5] * 16) == (2.5, 2.5)
+    low, high = bootstrap_interval([-10.0, 10.0] * 8)  # the mean is 0, the spread wide
+    assert low < -2 and high > 2
+    low, high = bootstrap_interval([1.0, 3.0] * 200)  # 400 stories: narrow around 2
+    assert 1.8 < low < 2 < high < 2.2

@@ -248,6 +248,17 @@ def test_fit_to_budget_fills_in_rank_order_and_prints_in_reading_order() -> None
     assert fit_to_budget(sentences, [], 3) == ""
 
 
+def test_stopping_at_the_first_misfit_passes_over_an_antecedent_already_shown() -> None:
+    _, text = _seed_article()
+    sentences = split_sentences(text)
+    rejects = sentences.index(SEED_REJECTS)  # shown with the sentence before it
+    budget = (
+        word_count(sentences[rejects - 1]) + word_count(SEED_REJECTS) + word_count(sentences[1])
+    )
+    summary = fit_to_budget(sentences, [rejects, rejects - 1, 1], budget, fill=False)
+    assert summary == " ".join([sentences[1], sentences[rejects - 1], SEED_REJECTS])
+
+
 def test_encoder_output_is_the_mean_pooled_minilm_embedding_padding_aside() -> None:
     import numpy as np
     import torch
