@@ -320,6 +320,8 @@ def _closing_phrase(text: str, boilerplate: frozenset[str]) -> str:
     """The words closing ``text`` that the feed sends as a line or sentence of their own,
     when they are glued on after a bracket, a number or a mark rather than ending a sentence
     ("eyesight.zip ( 1,34 мегабайт ) Обсуждение ведем здесь"); else ""."""
+    if not boilerplate:
+        return ""
     words = list(_WORDS.finditer(text))
     for k in range(min(len(words) - 1, _PHRASE_WORDS), _STOCK_WORDS - 1, -1):
         start = words[-k].start()

