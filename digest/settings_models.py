@@ -207,6 +207,9 @@ class DeliverySettings(_Section):
     # Messages per rolling minute / hour, across runs (ESPs and relays impose them); None: no limit.
     max_per_minute: StrictInt | None = Field(default=None, ge=1)
     max_per_hour: StrictInt | None = Field(default=None, ge=1)
+    # How long a sender holds the rows it leased without renewing: a killed sender's rows
+    # go to the others after this (measured on the store's clock).
+    lease_seconds: StrictInt = Field(default=60, ge=1, le=3600)
 
     @field_validator("unsubscribe_url", "list_id")
     @classmethod
