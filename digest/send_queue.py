@@ -125,14 +125,19 @@ class _Sending:
         self.renewed = time.monotonic()
 
     def run(self, mailer: Mailer, stop: threading.Event | None) -> Halt | None:
+        is_told = False
         while not _is_set(stop):
             limited = self.pacer.limited_at(self.clock())
             if limited is not None and limited.is_hourly:  # lease nothing for nothing
                 return Halt(resumes_at=limited.until)
             batch = self._claim()
             if not batch:
-                if not self.store.leased_elsewhere(self.turn.edition_on, self.sender):
+                held = self.store.leased_elsewhere(self.turn.edition_on, self.sender)
+                if not held:
                     return None
+                if not is_told:
+                    logger.info("%d recipients are with other senders: waiting for them", held)
+                    is_told = True
                 _wait(stop, min(1.0, self.lease_seconds / 4))  # for others' rows, or their lease
                 continue
             try:

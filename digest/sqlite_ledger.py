@@ -258,8 +258,8 @@ class SQLiteLedger:
                 if time.monotonic() > started + wait_seconds:
                     raise StoreError(
                         f"{self.path}: another digest send (pid {holder.pid or '?'}) is still"
-                        f" sending after {wait_seconds:.0f} s of waiting",
-                        hint="let it finish; `digest deliveries` shows how far it got",
+                        f" building the edition after {wait_seconds:.0f} s of waiting",
+                        hint="let it finish, then run this one again: it joins the sending",
                     ) from None
             if stop is not None and stop.wait(0.2):
                 return False
