@@ -374,7 +374,8 @@ def write_settings(
     sections: dict[str, dict[str, Any]] | None = None,
     timezone: str = "Europe/Istanbul",
 ) -> Path:
-    """Write a complete settings file for a test and return its path."""
+    """Write a complete settings file for a test and return its path; ``sections`` add to
+    (or, with None, remove) the default keys."""
     chosen: dict[str, dict[str, Any]] = {
         "store": {"path": "digest.db"},
         "collect": {"max_age_days": 0, "timeout_seconds": 3, "full_text": False},
@@ -386,8 +387,9 @@ def write_settings(
             "recipients": list(recipients),
         },
     }
-    for name, values in (sections or {}).items():
-        chosen[name] = {**chosen.get(name, {}), **values}
+    for name, values in (sections or {}).items():  # a key given as None is left out
+        merged = {**chosen.get(name, {}), **values}
+        chosen[name] = {key: value for key, value in merged.items() if value is not None}
     lines = [f"timezone = {toml_value(timezone)}"]
     for feed in feeds:
         lines.append("[[feeds]]")
