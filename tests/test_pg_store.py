@@ -199,3 +199,42 @@ def _wait_for_the_holder_then_outlive_it(url: str, holder: subprocess.Popen[str]
         holder.wait()
         with store.send_lock(wait_seconds=30) as is_locked:  # the server let it go
             assert is_locked
+
+
+def _job_run(job: str = "collect") -> JobRun:
+    return JobRun(job=job, started_at=NOW, finished_at=NOW, outcome="ok", summary="-")
+
+
+@pytest.mark.postgres
+def test_a_lock_held_too_long_by_another_session_is_a_store_error_in_words(
+    postgres_url: str,
+) -> None:
+    PostgresStore.open(postgres_url).close()
+    with psycopg.connect(postgres_url) as other, other.transaction():
+        other.execute("LOCK TABLE job_runs IN ACCESS EXCLUSIVE MODE")
+        store = PostgresStore.open(postgres_url, lock_timeout=0.2)
+        with store, pytest.raises(StoreError) as failed:
+            store.add_job_run(_job_run())
+    assert failed.value.cause.startswith("a lock was held too long by another session")
+    assert "pg_stat_activity" in str(failed.value)
+    with PostgresStore.open(postgres_url) as store:  # once it is let go, the write goes in
+        store.add_job_run(_job_run())
+        assert store.job_runs("collect") == (_job_run(),)
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_drops_is_an_error_in_words_and_the_next_store_works(
+    postgres_url: str,
+) -> None:
+    with PostgresStore.open(postgres_url) as store:
+        _rows(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        with pytest.raises(StoreError) as failed:
+            store.add_job_run(_job_run())
+    assert "the server" in failed.value.cause and "run the command again" in str(failed.value)
+    with PostgresStore.open(postgres_url) as store:  # the pool made a new connection
+        store.add_job_run(_job_run())
+        assert store.last_activity() == NOW
