@@ -105,6 +105,21 @@ def test_a_read_only_runtime_on_postgresql_reads_and_refuses_every_write(
 
 
 @pytest.mark.postgres
+@pytest.mark.postgres
+def test_update_writes_an_existing_postgresql_store_and_never_creates_one(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    settings = load_settings(_settings_file(tmp_path, postgres_url))
+    with Runtime.open(settings, access="update") as runtime:
+        assert runtime.store.is_read_only
+    assert _rows(postgres_url, "SELECT to_regclass('migrations')") == [(None,)]
+    with Runtime.open(settings):
+        pass
+    with Runtime.open(settings, access="update") as runtime:
+        assert isinstance(runtime.store, PostgresStore) and not runtime.store.is_read_only
+        runtime.store.add_job_run(_job_run())
+
+
 @pytest.mark.parametrize(
     ("where", "cause"),
     [
