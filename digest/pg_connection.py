@@ -29,6 +29,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from digest.errors import StoreError
+from digest.store_urls import hide_password
 
 POOL_SIZE = 8  # a process's stores at once: a command's, the daemon's jobs, --workers
 _CONNECT_TIMEOUT_SECONDS = 10
@@ -66,6 +67,7 @@ def storage_error(server: str, exc: psycopg.Error) -> StoreError:
     in words, and what to do."""
     cause, hint = _explanation(server, exc)
     said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    said = hide_password(said)  # libpq never says it; a URL quoted in a message might
     return StoreError(f"{server}: {cause} (PostgreSQL: {said})", cause=cause, hint=hint)
 
 
