@@ -201,8 +201,7 @@ class Connection:
             return cursor.rowcount
 
     def close(self) -> None:
-        if self.raw.closed:
-            return
+        # Given back even when the server has closed it: the pool then makes a new one.
         with contextlib.suppress(psycopg.Error):
             self._pool.putconn(self.raw)
 
@@ -230,7 +229,12 @@ def open_connection(session: str) -> Connection:
         raw = pool.getconn()
     except PoolTimeout as exc:
         _probe(session, server)  # why, if the server says
-        raise storage_error(server, exc) from exc
+        cause = f"all {POOL_SIZE} of this process's connections to the server are in use"
+        raise StoreError(
+            f"{server}: {cause}",
+            cause=cause,
+            hint="fewer stores open at once in this process (threads, --workers)",
+        ) from exc
     return Connection(raw, server, pool)
 
 
