@@ -179,15 +179,14 @@ class PostgresStore(PostgresFeeds, PostgresLedger, PostgresSubscribers, Postgres
     # Stories
 
     def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
-        """Store stories not seen before (same id or same link), pipelined in one transaction;
-        return how many were new."""
+        """Store stories not seen before (same id or same link: both unique), pipelined in one
+        transaction; return how many were new."""
         with self.atomic():
             return self._conn.executemany(
-                f"INSERT INTO stories ({_STORY_COLUMNS})"
-                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
-                " WHERE NOT EXISTS (SELECT 1 FROM stories WHERE url = %s)"
-                " ON CONFLICT (story_id) DO NOTHING",
-                [(*_story_values(story), seen_at, story.url) for story in stories],
+                f"INSERT INTO stories ({_STORY_COLUMNS}) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(*_story_values(story), seen_at) for story in stories],
             )
 
     def has_story(self, story: Story) -> bool:
