@@ -1,6 +1,7 @@
-"""The PostgreSQL store's delivery ledger: one row per edition and recipient, claimed
+"""The PostgreSQL store's delivery ledger: one row per edition and recipient, leased to one
+sender in batches (``FOR UPDATE SKIP LOCKED``, the lease on the server's clock), claimed
 ``sending`` in its own commit before the hand-over and marked ``sent`` once the server has
-the message, and the send lock that keeps a second sender waiting.
+the message; and the send lock around building an edition.
 
 The send lock is a session-level advisory lock held on a connection of its own, so the
 server releases it when the holder's connection ends, however its process ended (killed
@@ -18,7 +19,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
@@ -32,6 +33,7 @@ from digest.pg_connection import Connection, connect_alone, storage_error
 from digest.pg_migrations import MIGRATION_LOCK
 
 SEND_LOCK = MIGRATION_LOCK + 1
+RATE_LOCK = MIGRATION_LOCK + 2  # held from counting the rate limits' window to the claim
 _LOCK_KEY = "%s, hashtext(current_schema())"  # the store's send lock, one per schema
 _POLL_SECONDS = 0.2
 
@@ -70,22 +72,105 @@ class PostgresLedger:
                 ],
             )
 
+    def claim_batch(
+        self,
+        edition_on: date,
+        sender: str,
+        *,
+        size: int,
+        lease_seconds: float,
+        retry_before: datetime,
+        is_uncertain_ok: bool = False,
+        excluding: Collection[str] = (),
+    ) -> tuple[Delivery, ...]:
+        """Lease up to ``size`` due rows whose lease is free or expired to ``sender``, in the
+        order they were added (see ``Ledger.claim_batch``); rows another sender is leasing
+        at this moment are skipped, not waited for."""
+        retried = ["failed", "sending"] if is_uncertain_ok else ["failed"]
+        with self._conn.atomic():
+            rows = self._conn.execute(
+                "UPDATE deliveries SET leased_by = %(sender)s,"
+                " lease_until = clock_timestamp() + make_interval(secs => %(lease)s)"
+                " WHERE seq IN (SELECT seq FROM deliveries WHERE edition_on = %(day)s"
+                " AND (state = 'pending' OR (state = ANY(%(retried)s)"
+                " AND updated_at <= %(before)s AND leased_by IS DISTINCT FROM %(sender)s))"
+                " AND (lease_until IS NULL OR lease_until <= clock_timestamp())"
+                " AND address <> ALL(%(excluding)s)"
+                " ORDER BY seq LIMIT %(size)s FOR UPDATE SKIP LOCKED)"
+                f" RETURNING seq, {_DELIVERY_COLUMNS}",
+                {
+                    "sender": sender,
+                    "lease": lease_seconds,
+                    "day": edition_on,
+                    "retried": retried,
+                    "before": retry_before,
+                    "excluding": list(excluding),
+                    "size": size,
+                },
+            ).fetchall()
+        return tuple(_delivery(row[1:]) for row in sorted(rows))
+
+    def renew_leases(self, sender: str, lease_seconds: float) -> int:
+        """Extend ``sender``'s leases by ``lease_seconds`` from now; how many it still holds."""
+        with self._conn.atomic():
+            return int(
+                self._conn.execute(
+                    "UPDATE deliveries"
+                    " SET lease_until = clock_timestamp() + make_interval(secs => %s)"
+                    " WHERE leased_by = %s AND lease_until IS NOT NULL",
+                    (lease_seconds, sender),
+                ).rowcount
+            )
+
+    def release_leases(self, sender: str) -> int:
+        """Give ``sender``'s leased rows back to the queue at once; how many."""
+        with self._conn.atomic():
+            return int(
+                self._conn.execute(
+                    "UPDATE deliveries SET lease_until = NULL"
+                    " WHERE leased_by = %s AND lease_until IS NOT NULL",
+                    (sender,),
+                ).rowcount
+            )
+
+    def leased_elsewhere(self, edition_on: date, sender: str) -> int:
+        """How many of the edition's rows other senders hold under a lease not yet expired."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM deliveries WHERE edition_on = %s AND leased_by <> %s"
+            " AND lease_until > clock_timestamp()",
+            (edition_on, sender),
+        ).fetchone()
+        return int(row[0])
+
     def claim_delivery(
-        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
+        self,
+        delivery: Delivery,
+        now: datetime,
+        *,
+        sender: str | None = None,
+        is_uncertain_ok: bool = False,
     ) -> Delivery | None:
         """Mark a pending or failed delivery ``sending`` in its own commit; None if another
         sender got to it first (two senders at once never hand over the same message).
 
-        ``is_uncertain_ok`` also claims a row left ``sending`` (``--resend-uncertain``).
+        With ``sender``, only a row leased to that sender is claimed. ``is_uncertain_ok``
+        also claims a row left ``sending`` (``--resend-uncertain``).
         """
         states = ["pending", "failed", "sending"] if is_uncertain_ok else ["pending", "failed"]
+        leased = "" if sender is None else " AND leased_by = %s"
         with self._conn.atomic():
             row = self._conn.execute(
                 "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = %s,"
                 " attempts = attempts + 1"
-                " WHERE edition_on = %s AND address = %s AND state = ANY(%s)"
+                f" WHERE edition_on = %s AND address = %s AND state = ANY(%s){leased}"
                 f" RETURNING {_DELIVERY_COLUMNS}",
-                (now, delivery.edition_on, delivery.address, states),
+                (
+                    now,
+                    delivery.edition_on,
+                    delivery.address,
+                    states,
+                    *([] if sender is None else [sender]),
+                ),
             ).fetchone()
         return _delivery(row) if row else None
 
@@ -126,10 +211,13 @@ class PostgresLedger:
         with self._conn.atomic():
             if not is_synced:
                 self._conn.execute("SET LOCAL synchronous_commit = off")
+            # A row that reached an outcome leaves its sender's hands; an uncertain one
+            # ("sending") stays leased until the sender lets its batch go.
             self._conn.execute(
-                "UPDATE deliveries SET state = %s, detail = %s, sent_at = %s, updated_at = %s"
+                "UPDATE deliveries SET state = %s, detail = %s, sent_at = %s, updated_at = %s,"
+                " lease_until = CASE WHEN %s = 'sending' THEN lease_until END"
                 " WHERE edition_on = %s AND address = %s",
-                (state, detail, sent_at, now, delivery.edition_on, delivery.address),
+                (state, detail, sent_at, now, state, delivery.edition_on, delivery.address),
             )
         return replace(delivery, state=state, sent_at=sent_at, detail=detail)
 
@@ -141,9 +229,15 @@ class PostgresLedger:
         return tuple(_delivery(row) for row in rows)
 
     def sent_since(self, at: datetime) -> tuple[datetime, ...]:
+        """When each message sent, or claimed ``sending``, after ``at`` was (oldest first).
+        Inside ``atomic()`` it holds the store's rate lock to the commit: another sender's
+        count waits for this one's claim."""
+        self._conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})", (RATE_LOCK,))
         rows = self._conn.execute(
-            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > %s ORDER BY sent_at",
-            (at,),
+            "SELECT coalesce(sent_at, updated_at) AS at FROM deliveries"
+            " WHERE (state = 'sent' AND sent_at > %s) OR (state = 'sending' AND updated_at > %s)"
+            " ORDER BY at",
+            (at, at),
         )
         return tuple(row[0] for row in rows)
 
@@ -196,8 +290,8 @@ class PostgresLedger:
             if time.monotonic() > started + wait_seconds:
                 raise StoreError(
                     f"{self._conn.server}: another digest send (pid {holder.pid or '?'}) is"
-                    f" still sending after {wait_seconds:.0f} s of waiting",
-                    hint="let it finish; `digest deliveries` shows how far it got",
+                    f" still building the edition after {wait_seconds:.0f} s of waiting",
+                    hint="let it finish, then run this one again: it joins the sending",
                 )
             if stop is not None and stop.wait(_POLL_SECONDS):
                 return False

@@ -150,7 +150,19 @@ CREATE TABLE web_requests (kind text NOT NULL, key text NOT NULL, at timestamptz
 CREATE INDEX web_requests_by_key ON web_requests (kind, key, at)
 """
 
-MIGRATIONS: tuple[tuple[str, str], ...] = (("m001_initial", _M001_INITIAL),)
+# The ledger as a work queue: a row is leased to one sender until lease_until, on the
+# server's clock (clock_timestamp()), so senders on several machines never compare clocks.
+_M002_DELIVERY_LEASES = """
+ALTER TABLE deliveries ADD COLUMN leased_by text;
+ALTER TABLE deliveries ADD COLUMN lease_until timestamptz;
+CREATE INDEX deliveries_due ON deliveries (edition_on, seq) WHERE state <> 'sent';
+CREATE INDEX deliveries_by_lease ON deliveries (leased_by) WHERE lease_until IS NOT NULL
+"""
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("m001_initial", _M001_INITIAL),
+    ("m002_delivery_leases", _M002_DELIVERY_LEASES),
+)
 
 
 def applied_migrations(conn: Connection) -> tuple[str, ...]:

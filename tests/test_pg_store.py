@@ -78,7 +78,7 @@ def test_a_runtime_from_a_postgresql_url_collects_and_sends_through_it(
     assert again.returncode == 0, again.stderr
     assert sorted((tmp_path / "outbox").glob("*.eml")) == messages  # exactly once
     checked = _digest(config, "check")
-    assert "1 migration applied, pending: none" in checked.stdout
+    assert f"{len(MIGRATIONS)} migrations applied, pending: none" in checked.stdout
 
 
 def _server_version() -> str:
@@ -203,7 +203,7 @@ def test_the_send_lock_names_its_holder_and_dies_with_its_process(postgres_url: 
 def _wait_for_the_holder_then_outlive_it(url: str, holder: subprocess.Popen[str]) -> None:
     told: list[SendLockHolder] = []
     with PostgresStore.open(url) as store:
-        still = rf"pid {holder.pid}\) is still sending"
+        still = rf"pid {holder.pid}\) is still building the edition"
         with (
             pytest.raises(StoreError, match=still),
             store.send_lock(wait_seconds=0, on_wait=told.append),
