@@ -125,6 +125,12 @@ class _Sending:
         self.renewed = time.monotonic()
 
     def run(self, mailer: Mailer, stop: threading.Event | None) -> Halt | None:
+        try:
+            return self._run(mailer, stop)
+        except StoreError as exc:  # leasing, renewing or counting: nothing was in flight
+            return Halt(error=with_context(exc, "sending stopped; nothing more was sent"))
+
+    def _run(self, mailer: Mailer, stop: threading.Event | None) -> Halt | None:
         is_told = False
         while not _is_set(stop):
             limited = self.pacer.limited_at(self.clock())
