@@ -203,8 +203,15 @@ def _temp_html_path() -> Path:
     help="Also resend messages a crash left uncertain (same Message-ID).",
 )
 @click.option("--force", is_flag=True, help="Send the edition again to those already served.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Senders at once (threads, each with its own SMTP connection).",
+)
 @translate_errors
-def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> None:
+def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool, workers: int) -> None:
     """Build today's edition and deliver it to every recipient, once.
 
     SIGTERM or Ctrl-C before the first message stops at once, archiving nothing; while
@@ -227,6 +234,7 @@ def send(dry_run: bool, collect: bool, resend_uncertain: bool, force: bool) -> N
             force=force,
             stop=stop,
             on_wait=functools.partial(cli_output.print_waiting, tz=settings.tz),
+            workers=workers,
         )
     cli_output.print_send(report, settings.tz)
     if report.aborted or report.store_error:
@@ -310,16 +318,21 @@ def status(as_json: bool) -> None:
 @cli.command()
 @translate_errors
 def check() -> None:
-    """Validate the settings and report every problem; exit non-zero if there are any."""
-    from digest.checking import check_settings
+    """Validate the settings and report every problem; exit non-zero if there are any. Say
+    the store's engine, version and migrations (applied, pending)."""
+    from digest.checking import check_settings, check_store
 
     settings = load_command_settings()
     problems = check_settings(settings)
+    store = check_store(settings)
+    if store.problem:
+        problems.append(f"[store]: {store.problem}")
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)
     if problems:
         sys.exit(1)
     cli_output.print_settings_ok(settings)
+    cli_output.print_store_check(store)
 
 
 @cli.command()

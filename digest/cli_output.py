@@ -23,6 +23,7 @@ from digest.models import (
     FilterCount,
     JobRun,
     SendLockHolder,
+    StoreCheck,
 )
 
 if TYPE_CHECKING:
@@ -171,16 +172,17 @@ def print_waiting(holder: SendLockHolder, *, tz: tzinfo) -> None:
     if holder.command:
         who += f", `{holder.command}`"
     if holder.since_at:
-        who += f", sending since {local_time(holder.since_at, tz)}"
+        who += f", building since {local_time(holder.since_at, tz)}"
     click.echo(
-        f"waiting for another digest send to finish ({who}); it will have sent the edition, "
-        "so this one then sends only what is left (Ctrl-C stops waiting)",
+        f"waiting for another digest send ({who}) to collect and build the edition; then this"
+        " one sends it with it, sharing the recipients (Ctrl-C stops waiting)",
         err=True,
     )
 
 
 _STOPPED_BEFORE_SENDING = {
-    "waiting": "stopped on request while waiting for another digest send to finish; nothing sent",
+    "waiting": "stopped on request while waiting for another digest send to build the edition;"
+    " nothing sent",
     "collecting": "stopped on request while collecting; nothing built or archived, nothing sent",
     "building": "stopped on request while building it; nothing archived, nothing sent (the "
     "stories collected are kept)",
@@ -344,6 +346,16 @@ def print_settings_ok(settings: Settings) -> None:
         f"{counted(len(settings.delivery.recipients), 'recipient')}, "
         f"summarizer {settings.summarize.summarizer}, backend {settings.delivery.backend})"
     )
+
+
+def print_store_check(store: StoreCheck) -> None:
+    version = f" {store.version}" if store.version else ""
+    if not store.exists:
+        state = "no store yet: the first collect or send makes it"
+    else:
+        pending = ", ".join(store.pending) or "none"
+        state = f"{counted(len(store.applied), 'migration')} applied, pending: {pending}"
+    click.echo(f"store: {store.engine}{version} at {store.location}: {state}")
 
 
 # feeds

@@ -63,6 +63,7 @@ def send_now(
     force: bool = False,
     stop: threading.Event | None = None,
     on_wait: Callable[[SendLockHolder], None] | None = None,
+    workers: int = 1,
 ) -> sending.SendReport:
     """``digest send``: send today's edition now, and record the run (an error too)."""
     started = runtime.clock()
@@ -74,6 +75,7 @@ def send_now(
             force=force,
             stop=stop,
             on_wait=on_wait,
+            workers=workers,
         )
     except DigestError as exc:
         failed = edition_job_run(started, None, "failed", f"error: {exc}", ())

@@ -1,7 +1,11 @@
-"""The SQLite store's delivery ledger: one row per edition and recipient, claimed
-``sending`` in its own commit before the hand-over and marked ``sent`` once the server has
-the message, and the send lock that keeps a second sender waiting (an OS file lock beside the
-store file, so a killed sender never keeps it).
+"""The SQLite store's delivery ledger: one row per edition and recipient, leased to one
+sender in batches (the work queue several senders share), claimed ``sending`` in its own
+commit before the hand-over and marked ``sent`` once the server has the message; and the
+send lock around building an edition (an OS file lock beside the store file, so a killed
+sender never keeps it).
+
+Leases are measured on SQLite's own clock (``julianday('now')``), and every claim runs under
+the write lock (``BEGIN IMMEDIATE``), so two processes never lease or claim the same row.
 
 ``SQLiteLedger`` is the ledger's part of ``SQLiteStore``: every ledger query is here.
 """
@@ -15,11 +19,12 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from digest.errors import StoreError
 from digest.models import Delivery, DeliveryState, SendLockHolder
@@ -48,6 +53,23 @@ def read_lock_holder(path: Path) -> SendLockHolder:
         return SendLockHolder()  # empty (being written, or released) or not ours
 
 
+_DELIVERY_COLUMNS = "recipient, message_id, state, sent_at, detail, attempts"
+
+
+def _delivery(edition_on: date, row: Sequence[Any]) -> Delivery:
+    """A ledger row (``_DELIVERY_COLUMNS``) as its record."""
+    recipient, message_id, state, sent_at, detail, attempts = row
+    return Delivery(
+        edition_on=edition_on,
+        recipient=recipient,
+        message_id=message_id,
+        state=DeliveryState(state),
+        sent_at=to_datetime(sent_at),
+        detail=detail,
+        attempts=attempts,
+    )
+
+
 class SQLiteLedger:
     """The delivery ledger and the send lock, on the store's connection (a part of
     ``SQLiteStore``)."""
@@ -74,21 +96,96 @@ class SQLiteLedger:
                 ],
             )
 
+    def claim_batch(
+        self,
+        edition_on: date,
+        sender: str,
+        *,
+        size: int,
+        lease_seconds: float,
+        retry_before: datetime,
+        is_uncertain_ok: bool = False,
+        excluding: Collection[str] = (),
+    ) -> tuple[Delivery, ...]:
+        """Lease up to ``size`` due rows whose lease is free or expired to ``sender``, in the
+        order they were added (see ``Ledger.claim_batch``)."""
+        retried = "'failed', 'sending'" if is_uncertain_ok else "'failed'"
+        skip = ", ".join("?" * len(excluding))
+        with self._conn.atomic():
+            rows = self._conn.execute(
+                "UPDATE deliveries SET leased_by = ?, lease_until = julianday('now') + ? / 86400.0"
+                " WHERE rowid IN (SELECT rowid FROM deliveries WHERE edition_on = ?"
+                f" AND (state = 'pending' OR (state IN ({retried}) AND updated_at <= ?"
+                " AND (leased_by IS NULL OR leased_by != ?)))"
+                " AND (lease_until IS NULL OR lease_until <= julianday('now'))"
+                f" AND address NOT IN ({skip}) ORDER BY rowid LIMIT ?)"
+                f" RETURNING rowid, {_DELIVERY_COLUMNS}",
+                (
+                    sender,
+                    lease_seconds,
+                    edition_on.isoformat(),
+                    to_text(retry_before),
+                    sender,
+                    *excluding,
+                    size,
+                ),
+            ).fetchall()
+        return tuple(_delivery(edition_on, row[1:]) for row in sorted(rows))
+
+    def renew_leases(self, sender: str, lease_seconds: float) -> int:
+        """Extend ``sender``'s leases by ``lease_seconds`` from now; how many it still holds."""
+        with self._conn.atomic():
+            return self._conn.execute(
+                "UPDATE deliveries SET lease_until = julianday('now') + ? / 86400.0"
+                " WHERE leased_by = ? AND lease_until IS NOT NULL",
+                (lease_seconds, sender),
+            ).rowcount
+
+    def release_leases(self, sender: str) -> int:
+        """Give ``sender``'s leased rows back to the queue at once; how many."""
+        with self._conn.atomic():
+            return self._conn.execute(
+                "UPDATE deliveries SET lease_until = NULL"
+                " WHERE leased_by = ? AND lease_until IS NOT NULL",
+                (sender,),
+            ).rowcount
+
+    def leased_elsewhere(self, edition_on: date, sender: str) -> int:
+        """How many of the edition's rows other senders hold under a lease not yet expired."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM deliveries WHERE edition_on = ? AND leased_by != ?"
+            " AND lease_until > julianday('now')",
+            (edition_on.isoformat(), sender),
+        ).fetchone()
+        return int(row[0])
+
     def claim_delivery(
-        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
+        self,
+        delivery: Delivery,
+        now: datetime,
+        *,
+        sender: str | None = None,
+        is_uncertain_ok: bool = False,
     ) -> Delivery | None:
         """Mark a pending or failed delivery ``sending`` in its own commit; None if another
         sender got to it first (two senders at once never hand over the same message).
 
-        ``is_uncertain_ok`` also claims a row left ``sending`` (``--resend-uncertain``).
+        With ``sender``, only a row leased to that sender is claimed. ``is_uncertain_ok``
+        also claims a row left ``sending`` (``--resend-uncertain``).
         """
         states = "'pending', 'failed', 'sending'" if is_uncertain_ok else "'pending', 'failed'"
+        leased = "" if sender is None else " AND leased_by = ?"
         with self._conn.atomic():
             claimed = self._conn.execute(
                 "UPDATE deliveries SET state = 'sending', detail = NULL, updated_at = ?,"
                 " attempts = attempts + 1"
-                f" WHERE edition_on = ? AND address = ? AND state IN ({states})",
-                (to_text(now), delivery.edition_on.isoformat(), delivery.address),
+                f" WHERE edition_on = ? AND address = ? AND state IN ({states}){leased}",
+                (
+                    to_text(now),
+                    delivery.edition_on.isoformat(),
+                    delivery.address,
+                    *([] if sender is None else [sender]),
+                ),
             ).rowcount
         if not claimed:
             return None
@@ -161,8 +258,8 @@ class SQLiteLedger:
                 if time.monotonic() > started + wait_seconds:
                     raise StoreError(
                         f"{self.path}: another digest send (pid {holder.pid or '?'}) is still"
-                        f" sending after {wait_seconds:.0f} s of waiting",
-                        hint="let it finish; `digest deliveries` shows how far it got",
+                        f" building the edition after {wait_seconds:.0f} s of waiting",
+                        hint="let it finish, then run this one again: it joins the sending",
                     ) from None
             if stop is not None and stop.wait(0.2):
                 return False
@@ -201,15 +298,19 @@ class SQLiteLedger:
         sent_at: datetime | None,
         detail: str | None,
     ) -> None:
+        # A row that reached an outcome leaves its sender's hands; an uncertain one ("sending")
+        # stays leased until the sender lets its batch go, so the others wait for it.
         with self._conn.atomic():
             self._conn.execute(
-                "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?"
+                "UPDATE deliveries SET state = ?, detail = ?, sent_at = ?, updated_at = ?,"
+                " lease_until = CASE WHEN ? = 'sending' THEN lease_until END"
                 " WHERE edition_on = ? AND address = ?",
                 (
                     state,
                     detail,
                     to_text(sent_at),
                     to_text(now),
+                    state,
                     delivery.edition_on.isoformat(),
                     delivery.address,
                 ),
@@ -217,27 +318,18 @@ class SQLiteLedger:
 
     def deliveries(self, edition_on: date) -> tuple[Delivery, ...]:
         rows = self._conn.execute(
-            "SELECT recipient, message_id, state, sent_at, detail, attempts FROM deliveries"
-            " WHERE edition_on = ? ORDER BY rowid",
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE edition_on = ? ORDER BY rowid",
             (edition_on.isoformat(),),
         )
-        return tuple(
-            Delivery(
-                edition_on=edition_on,
-                recipient=r[0],
-                message_id=r[1],
-                state=DeliveryState(r[2]),
-                sent_at=to_datetime(r[3]),
-                detail=r[4],
-                attempts=r[5],
-            )
-            for r in rows
-        )
+        return tuple(_delivery(edition_on, r) for r in rows)
 
     def sent_since(self, at: datetime) -> tuple[datetime, ...]:
+        """When each message sent, or claimed ``sending``, after ``at`` was (oldest first)."""
         rows = self._conn.execute(
-            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? ORDER BY sent_at",
-            (to_text(at),),
+            "SELECT coalesce(sent_at, updated_at) AS at FROM deliveries"
+            " WHERE (state = 'sent' AND sent_at > ?) OR (state = 'sending' AND updated_at > ?)"
+            " ORDER BY at",
+            (to_text(at), to_text(at)),
         )
         return tuple(datetime.fromisoformat(r[0]) for r in rows)
 

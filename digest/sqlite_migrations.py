@@ -198,6 +198,20 @@ def _m011_web_requests(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m012_delivery_leases(conn: sqlite3.Connection) -> None:
+    # The ledger as a work queue: a row is leased to one sender until ``lease_until``, a
+    # julianday() on SQLite's own clock, so senders never compare their clocks.
+    _run_each(
+        conn,
+        """
+        ALTER TABLE deliveries ADD COLUMN leased_by TEXT;
+        ALTER TABLE deliveries ADD COLUMN lease_until REAL;
+        CREATE INDEX deliveries_by_state ON deliveries (edition_on, state);
+        CREATE INDEX deliveries_by_lease ON deliveries (leased_by)
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -210,6 +224,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m009_article_image", _m009_article_image),
     ("m010_subscribers", _m010_subscribers),
     ("m011_web_requests", _m011_web_requests),
+    ("m012_delivery_leases", _m012_delivery_leases),
 )
 
 

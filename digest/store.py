@@ -3,9 +3,11 @@
 It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
 subscribers, the delivery ledger, the web limits' counts, the daemon's job runs, and caches
 (summaries, sentence vectors, article texts). Records go in and come out, never rows or dicts.
-``digest.sqlite_store.SQLiteStore`` (one SQLite file) is the implementation; the only places
-that build one are ``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything
-else says ``Store``.
+There is one implementation per engine: ``digest.sqlite_store.SQLiteStore`` (one SQLite file,
+the default) and ``digest.pg_store.PostgresStore`` (a PostgreSQL database that several
+processes and machines share), each with its own SQL and migrations. The only places that
+build one are their ``open`` and ``open_read_only`` (called by ``digest.runtime``, from
+``[store].path`` or ``[store].url``), and everything else says ``Store``.
 
 Every implementation:
 
@@ -17,9 +19,12 @@ Every implementation:
 - once opened read-only (``is_read_only``), refuses every write with ``StoreError``;
 - passes tests/test_store.py, the conformance suite, run against every implementation.
 
-The delivery ledger (``Ledger``) is the part that makes delivery exactly-once, and the part
-several sender processes will share: its rows are claimed ``sending`` in their own commit
-before the hand-over, and only one sender holds the send lock at a time.
+The delivery ledger (``Ledger``) is the part that makes delivery exactly-once, and the work
+queue any number of senders share: each leases batches of rows (a lease measured on the
+database's clock, so a dead sender's rows go back to the others when it runs out), claims
+each row ``sending`` in its own commit before the hand-over, and only one sender at a time
+holds the send lock, around building the edition and adding its rows (a file lock beside
+the SQLite file; a session advisory lock on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -54,17 +59,54 @@ from digest.models import (
 
 class Ledger(Protocol):
     """The delivery ledger: one row per edition and recipient (keyed by ``Delivery.address``),
-    and the lock that lets one sender at a time work through it."""
+    the work queue senders lease rows from, and the lock around building an edition."""
 
     def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
         """Record pending deliveries; a recipient already in the ledger keeps its row."""
         ...
 
+    def claim_batch(
+        self,
+        edition_on: date,
+        sender: str,
+        *,
+        size: int,
+        lease_seconds: float,
+        retry_before: datetime,
+        is_uncertain_ok: bool = False,
+        excluding: Collection[str] = (),
+    ) -> tuple[Delivery, ...]:
+        """Lease to ``sender`` (for ``lease_seconds`` on the database's clock) up to ``size``
+        of the edition's rows in the order added, among those whose lease is free or expired:
+        pending rows, and failed ones (uncertain ones too, if ``is_uncertain_ok``) last
+        updated by another sender at or before ``retry_before`` (so no sender retries its own
+        failures in a loop); none of the addresses ``excluding``. Two senders never lease the
+        same row at once."""
+        ...
+
+    def renew_leases(self, sender: str, lease_seconds: float) -> int:
+        """Extend the leases ``sender`` still holds to ``lease_seconds`` from now; how many."""
+        ...
+
+    def release_leases(self, sender: str) -> int:
+        """Give the rows leased to ``sender`` back to the queue now; how many."""
+        ...
+
+    def leased_elsewhere(self, edition_on: date, sender: str) -> int:
+        """How many of the edition's rows other senders hold under a lease not yet expired."""
+        ...
+
     def claim_delivery(
-        self, delivery: Delivery, now: datetime, *, is_uncertain_ok: bool = False
+        self,
+        delivery: Delivery,
+        now: datetime,
+        *,
+        sender: str | None = None,
+        is_uncertain_ok: bool = False,
     ) -> Delivery | None:
         """Mark a pending or failed row ``sending`` in its own commit, one attempt more; None
-        if another sender claimed it first. ``is_uncertain_ok`` also claims a ``sending`` row."""
+        if another sender claimed it first, or (given ``sender``) it is no longer leased to
+        ``sender``. ``is_uncertain_ok`` also claims a ``sending`` row. Its lease is kept."""
         ...
 
     def set_delivery_state(
@@ -77,7 +119,8 @@ class Ledger(Protocol):
         is_synced: bool = True,
     ) -> Delivery:
         """Move a row to ``state`` in its own commit (``sent_at`` set when sent); return it.
-        ``is_synced=False`` may lose this commit on a power cut, never an earlier one."""
+        Any other state than ``sending`` ends its lease. ``is_synced=False`` may lose this
+        commit on a power cut, never an earlier one."""
         ...
 
     def reopen_deliveries(self, edition_on: date, addresses: Iterable[str], now: datetime) -> int:
@@ -97,8 +140,10 @@ class Ledger(Protocol):
         ...
 
     def sent_since(self, at: datetime) -> tuple[datetime, ...]:
-        """When each message of any edition sent after ``at`` was sent, oldest first (the
-        rate limits count these)."""
+        """When each message of any edition sent after ``at`` was sent, or claimed if it is
+        still ``sending``, oldest first (the rate limits count these). Inside ``atomic()``,
+        no other sender can claim a row until the block ends: read with a claim, the count
+        is exact across processes."""
         ...
 
     def send_lock(
@@ -108,9 +153,9 @@ class Ledger(Protocol):
         stop: threading.Event | None = None,
         on_wait: Callable[[SendLockHolder], None] | None = None,
     ) -> AbstractContextManager[bool]:
-        """Hold the one sender's lock, released however the holder ends (killed included);
-        wait up to ``wait_seconds`` (then ``StoreError``), telling ``on_wait`` who holds it.
-        Yields False if ``stop`` was set while waiting."""
+        """Hold the lock around building an edition and adding its rows, released however
+        the holder ends (killed included); wait up to ``wait_seconds`` (then ``StoreError``),
+        telling ``on_wait`` who holds it. Yields False if ``stop`` was set while waiting."""
         ...
 
 

@@ -114,7 +114,9 @@ def _config(
         recipients=recipients,
         timezone=ZONE,
         sections={
-            "delivery": {"backend": "smtp"},
+            # A daemon that exits at once (a second signal) leaves its leased rows to the
+            # next one after this long.
+            "delivery": {"backend": "smtp", "lease_seconds": 3},
             "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout_seconds": 10},
             "schedule": {
                 "send_at": send_at,

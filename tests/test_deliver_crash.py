@@ -1,7 +1,8 @@
 """Crash tests with real processes: `digest send` to 200 recipients over real SMTP, killed
 (SIGKILL) at several points, including between the server's 250 and our commit, then run
 again: every recipient has exactly one copy, except at most the one uncertain row, which is
-reported. SIGTERM finishes the message in flight; two senders at once send each copy once."""
+reported. SIGTERM finishes the message in flight; two senders at once share the edition and
+send each copy once."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from digest.send_queue import BATCH_SIZE
+from digest.sqlite_store import SQLiteStore
 from tests.conftest import REPO
 from tests.deliver_sink import DROP, RECIPIENTS, Sink, running, smtp_settings
 
@@ -149,7 +153,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path
 
 
 class _FrozenFirstSender:
-    """A sink that freezes (SIGSTOP) the first sender at its 10th message, lock in hand."""
+    """A sink that freezes (SIGSTOP) the first sender at its 10th message, its batch leased."""
 
     def __init__(self) -> None:
         self.pids: list[int] = []
@@ -169,40 +173,53 @@ class _FrozenFirstSender:
         return first
 
 
-def test_two_senders_at_once_the_second_waits_and_sends_nothing_twice(tmp_path: Path) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def test_two_senders_at_once_share_the_edition_and_send_each_copy_once(tmp_path: Path) -> None:
     frozen = _FrozenFirstSender()
     sink = frozen.sink
     with running(sink) as port:
         config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
-        first = frozen.start_first(config)
+        first = frozen.start_first(config)  # frozen at message 10 of its leased batch
         second = _start(config, "--no-collect")
-        time.sleep(3)  # long enough for the second to start and reach the lock
-        assert second.poll() is None and len(sink.accepted) == 10
+        # The second sends every row the first has not leased, then waits for those: the
+        # first's lease is renewed by nobody, but it has not run out (60 s).
+        leased = BATCH_SIZE - 10
+        _wait_for(lambda: len(sink.accepted) == 200 - leased)
+        time.sleep(1)
+        assert second.poll() is None and len(sink.accepted) == 200 - leased
+        assert _states(tmp_path) == Counter(sent=200 - leased - 1, sending=1, pending=leased)
         os.kill(first.pid, signal.SIGCONT)
-        first_code, first_out, _ = _finish(first)
+        first_code, first_out, first_err = _finish(first)
         second_code, second_out, _ = _finish(second)
-    assert first_code == 0 and "sent 200, failed 0" in first_out
-    assert second_code == 0 and "sent 0, failed 0, already sent 200" in second_out
+    assert first_code == 0 and "failed 0, already sent 0, uncertain 0" in first_out, first_err
+    assert second_code == 0 and "failed 0, already sent 9, uncertain 0" in second_out
     assert sorted(sink.copies_by_recipient().values()) == [1] * 200
+    assert len(sink.copies_by_message_id()) == 200
+    assert _states(tmp_path) == Counter(sent=200)
 
 
 def test_sigterm_while_waiting_for_another_sender_says_so_and_exits_1(tmp_path: Path) -> None:
-    frozen = _FrozenFirstSender()
-    sink = frozen.sink
+    sink = Sink()
     with running(sink) as port:
         config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
-        first = frozen.start_first(config)
-        second = _start(config, "--no-collect")
-        # Its stop handler is in place once it says it waits: a loaded machine can take
-        # seconds to get there, and a SIGTERM before would meet Python's default.
-        said = _read_until(second, "waiting for another digest send to finish")
-        second.send_signal(signal.SIGTERM)
-        code, out, err = _finish(second)
+        # This test holds the send lock, as a sender building the edition does.
+        with SQLiteStore.open(tmp_path / "digest.db") as store, store.send_lock(wait_seconds=1):
+            second = _start(config, "--no-collect")
+            # Its stop handler is in place once it says it waits: a loaded machine can take
+            # seconds to get there, and a SIGTERM before would meet Python's default.
+            said = _read_until(second, "waiting for another digest send")
+            second.send_signal(signal.SIGTERM)
+            code, out, err = _finish(second)
         err = said + err
-        os.kill(first.pid, signal.SIGCONT)
-        first_code, _, _ = _finish(first)
     # It sent nothing and did not finish its job: not "no new stories", and not exit 0.
+    assert f"pid {os.getpid()}" in said and "to collect and build the edition" in said
     assert code == 128 + signal.SIGTERM, out + err
     assert "no new stories" not in out
     assert "stopped on request while waiting for another digest send" in out
-    assert first_code == 0 and sorted(sink.copies_by_recipient().values()) == [1] * 200
+    assert sink.accepted == [] and _states(tmp_path) == Counter()

@@ -101,37 +101,29 @@ def _feed_fetches(server: FeedServer) -> int:
 
 
 @pytest.mark.slow
-def test_a_second_sender_waits_before_collecting_and_says_for_whom(
+def test_a_second_sender_waits_for_the_edition_then_sends_with_the_first_without_collecting(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    pids: list[int] = []
-    frozen = threading.Event()
-
-    def on_data(address: str, number: int) -> str | None:
-        if number == 10:  # the first sender, the lock in hand, stops mid-edition
-            os.kill(pids[0], signal.SIGSTOP)
-            frozen.set()
-        return None
-
-    sink = Sink(on_data=on_data)
+    sink = Sink()
     with running(sink) as port:
-        config = smtp_settings(tmp_path, port, [{"url": feed_server.url("feeds/nasa.xml")}])
-        first = _Digest(config, "send")
-        pids.append(first.process.pid)
-        assert frozen.wait(60)
+        feeds = [{"url": feed_server.url("feeds/nasa.xml")}, {"url": feed_server.url("slow")}]
+        config = smtp_settings(tmp_path, port, feeds)
+        first = _Digest(config, "send")  # collects for 5 s (the slow feed), the lock in hand
+        deadline = time.monotonic() + 60
+        while not any(path == "/slow" for path, _ in feed_server.requests):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         second = _Digest(config, "send")
-        line = second.wait_for_err("waiting for another digest send to finish")
+        line = second.wait_for_err("waiting for another digest send")
         assert f"pid {first.process.pid}, `digest --config {config} send`" in line
-        assert "sending since 20" in line
+        assert "building since 20" in line and "to collect and build the edition" in line
         assert _feed_fetches(feed_server) == 1  # the second has not collected while it waits
-        assert second.process.poll() is None
-        os.kill(first.process.pid, signal.SIGCONT)
         first_code, first_out, _ = first.finish()
         second_code, second_out, _ = second.finish()
-    assert first_code == 0 and "sent 200, failed 0" in first_out
-    assert second_code == 0, second_out
-    assert "sent 0, failed 0, already sent 200" in second_out
-    assert _feed_fetches(feed_server) == 2  # it collected once it had the lock
+    assert first_code == 0 and "failed 0, already sent 0, uncertain 0" in first_out
+    assert second_code == 0 and "failed 0" in second_out and "uncertain 0" in second_out
+    assert "no new stories" not in second_out
+    assert _feed_fetches(feed_server) == 1  # it found the edition archived: no collect
     assert sorted(sink.copies_by_recipient().values()) == [1] * 200
     assert _ledger(tmp_path) == Counter(sent=200)
 

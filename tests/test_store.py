@@ -1,9 +1,10 @@
 """The store's conformance suite: what every ``Store`` implementation does, run against each.
 
 A new implementation joins by one line in ``IMPLEMENTATIONS``: a callable that takes the
-test's temporary folder and gives ``Stores``, which opens one store as many times as a test
-needs (two senders are two connections). What is particular to SQLite (its file, WAL, locks,
-an older schema) is tested in tests/test_sqlite_store.py.
+test's request (for the fixtures it needs: a temporary folder, a PostgreSQL schema) and gives
+``Stores``, which opens one store as many times as a test needs (two senders are two
+connections). What is particular to SQLite (its file, WAL, locks, an older schema) is tested
+in tests/test_sqlite_store.py, what is particular to PostgreSQL in tests/test_pg_store.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from digest.models import (
     Story,
     SubscriberState,
 )
+from digest.pg_store import PostgresStore
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from tests.conftest import make_story
@@ -64,15 +66,37 @@ class SQLiteStores:
         return store
 
 
+@dataclass(frozen=True)
+class PostgresStores:
+    url: str
+
+    def open(self) -> Store:
+        return PostgresStore.open(self.url)
+
+    def open_read_only(self) -> Store:
+        store = PostgresStore.open_read_only(self.url)
+        assert store is not None
+        return store
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Stores:
+    return SQLiteStores(request.getfixturevalue("tmp_path"))
+
+
+def _postgres(request: pytest.FixtureRequest) -> Stores:
+    return PostgresStores(request.getfixturevalue("postgres_url"))
+
+
 IMPLEMENTATIONS: list[object] = [
-    pytest.param(SQLiteStores, id="sqlite"),
+    pytest.param(_sqlite, id="sqlite"),
+    pytest.param(_postgres, id="postgresql", marks=pytest.mark.postgres),
 ]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
-    make: Callable[[Path], Stores] = request.param
-    return make(tmp_path)
+def stores(request: pytest.FixtureRequest) -> Stores:
+    make: Callable[[pytest.FixtureRequest], Stores] = request.param
+    return make(request)
 
 
 @pytest.fixture
@@ -429,9 +453,78 @@ def test_sent_since_lists_the_messages_sent_of_every_edition_oldest_first(
     assert store.sent_since(NOW - timedelta(microseconds=1)) == (NOW, later)
     assert store.sent_since(NOW) == (later,)  # after the moment, not at it
     assert store.sent_since(later) == ()
+    claimed = store.claim_delivery(b_today, later + timedelta(seconds=1))
+    assert claimed is not None  # in flight: its slot is taken from its claim
+    assert store.sent_since(NOW) == (later, later + timedelta(seconds=1))
 
 
-def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
+def _queue(store: Store, count: int) -> tuple[Delivery, ...]:
+    store.create_edition(_edition(), [], NOW)
+    store.add_deliveries([_pending(f"r{n}@example.org") for n in range(count)], NOW)
+    return store.deliveries(DAY)
+
+
+def _lease(store: Store, sender: str, size: int = 50, **options: object) -> tuple[str, ...]:
+    """Lease a batch (60 s, retrying failures before NOW); the recipients leased."""
+    chosen = {"lease_seconds": 60.0, "retry_before": NOW, **options}
+    batch = store.claim_batch(DAY, sender, size=size, **chosen)  # type: ignore[arg-type]
+    return tuple(d.recipient for d in batch)
+
+
+def test_two_senders_lease_separate_batches_and_a_claim_needs_the_lease(stores: Stores) -> None:
+    with stores.open() as first, stores.open() as second:
+        rows = _queue(first, 5)
+        assert _lease(first, "one", size=3) == (
+            "r0@example.org",
+            "r1@example.org",
+            "r2@example.org",
+        )
+        assert _lease(second, "two", size=3) == ("r3@example.org", "r4@example.org")
+        assert _lease(second, "two") == ()  # all leased, none expired
+        assert second.claim_delivery(rows[0], NOW, sender="two") is None  # first's row
+        claimed = first.claim_delivery(rows[0], NOW, sender="one")
+        assert claimed is not None and claimed.state is DeliveryState.SENDING
+        assert second.leased_elsewhere(DAY, "two") == 3  # the one in flight too
+        assert first.leased_elsewhere(DAY, "one") == 2
+        first.set_delivery_state(claimed, DeliveryState.SENT, NOW, "250 OK")
+        assert second.leased_elsewhere(DAY, "two") == 2  # an outcome ends the lease
+        assert first.renew_leases("one", 60.0) == 2
+        assert first.release_leases("one") == 2
+        assert second.leased_elsewhere(DAY, "two") == 0
+        assert _lease(second, "two") == ("r1@example.org", "r2@example.org")
+        assert first.claim_delivery(rows[1], NOW, sender="one") is None  # lost with its lease
+
+
+def test_an_expired_lease_goes_back_to_the_queue(stores: Stores) -> None:
+    with stores.open() as first, stores.open() as second:
+        rows = _queue(first, 2)
+        assert len(_lease(first, "dead", lease_seconds=0.0)) == 2  # runs out at once
+        assert first.leased_elsewhere(DAY, "alive") == 0
+        assert _lease(second, "alive") == ("r0@example.org", "r1@example.org")
+        assert first.renew_leases("dead", 60.0) == 0  # not its rows any more
+        assert first.claim_delivery(rows[0], NOW, sender="dead") is None
+
+
+def test_a_failure_is_retried_by_another_sender_that_started_after_it(store: Store) -> None:
+    rows = _queue(store, 3)
+    _lease(store, "one")
+    failed = store.claim_delivery(rows[0], NOW, sender="one")
+    uncertain = store.claim_delivery(rows[1], NOW, sender="one")
+    assert failed is not None and uncertain is not None
+    store.set_delivery_state(failed, DeliveryState.FAILED, NOW, "451 try later")
+    store.release_leases("one")
+    assert _lease(store, "one") == ("r2@example.org",)  # never its own failure again
+    store.release_leases("one")
+    before = NOW - timedelta(seconds=1)
+    assert _lease(store, "two", retry_before=before) == ("r2@example.org",)  # failed after
+    store.release_leases("two")
+    assert _lease(store, "two") == ("r0@example.org", "r2@example.org")
+    store.release_leases("two")
+    resend = _lease(store, "three", is_uncertain_ok=True, excluding=["r2@example.org"])
+    assert resend == ("r0@example.org", "r1@example.org")  # --resend-uncertain
+
+
+def test_one_sender_builds_an_edition_at_a_time(stores: Stores) -> None:
     told: list[SendLockHolder] = []
     stop = threading.Event()
     stop.set()
@@ -440,7 +533,10 @@ def test_one_sender_holds_the_send_lock_at_a_time(stores: Stores) -> None:
             assert is_locked
             with second.send_lock(wait_seconds=60, stop=stop, on_wait=told.append) as is_second:
                 assert not is_second  # stopped while waiting
-            with pytest.raises(StoreError, match="still sending"), second.send_lock(wait_seconds=0):
+            with (
+                pytest.raises(StoreError, match="still building the edition"),
+                second.send_lock(wait_seconds=0),
+            ):
                 pass
         assert [holder.pid for holder in told] == [os.getpid()]
         with second.send_lock(wait_seconds=0) as is_locked:

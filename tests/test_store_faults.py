@@ -303,9 +303,10 @@ def test_a_store_locked_mid_send_stops_the_run_and_the_uncertain_row_says_why(
     sink = Sink(on_data=on_data)
     with running(sink) as port:
         config = smtp_settings(tmp_path, port, [{"url": FEED, "name": "NASA"}])
-        config.write_text(
-            config.read_text().replace("[store]\n", "[store]\nbusy_timeout_seconds = 0.5\n")
-        )
+        # A run that stops on a locked store cannot give its leased rows back either: the
+        # next send waits for the lease to run out.
+        text = config.read_text().replace("[store]\n", "[store]\nbusy_timeout_seconds = 0.5\n")
+        config.write_text(text.replace("[delivery]\n", "[delivery]\nlease_seconds = 2\n"))
         try:
             code, out, err = _digest(config, "send")
         finally:
