@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
 from enum import StrEnum
@@ -86,6 +86,35 @@ class FeedState:
     ttl_minutes: int | None = None  # the feed's own RSS <ttl>, as last read
     not_before: datetime | None = None  # politeness: not fetched again before this
     hold_reason: str | None = None  # why not before then (TTL, max-age, Retry-After, ...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueFeed:
+    """A feed a collector means to fetch in this round (see ``Store.claim_feeds``)."""
+
+    url: str
+    host: str  # the host it is fetched from: a collector claims all of a host's feeds at once
+    # Another collector's fetch less than this long ago counts as this round's fetch.
+    round: timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedTaken:
+    """A due feed another collector has: being fetched under a live lease, or fetched in this
+    round (``is_fetched``); ``until`` is when the lease or the round ends, on the store's clock."""
+
+    url: str
+    holder: str
+    until: datetime
+    is_fetched: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedClaims:
+    """What one claim gave a collector: the feeds it fetches, and those others have."""
+
+    claimed: tuple[str, ...] = ()
+    taken: tuple[FeedTaken, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -42,6 +44,19 @@ StoreAccess = Literal["read", "write", "update"]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def claim_holder() -> str:
+    """This process's name in the store's work claims (``digest.store.WorkClaims``): its
+    machine and process id, for people to read, and a random part, as process ids are
+    reused and machines' names need not differ."""
+    return _claim_holder(os.getpid())
+
+
+@functools.cache
+def _claim_holder(pid: int) -> str:
+    # Keyed by the process id, so that a forked child is not taken for its parent.
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}"
 
 
 class Runtime:

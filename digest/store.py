@@ -36,7 +36,9 @@ from digest.models import (
     CachedSummary,
     Delivery,
     DeliveryState,
+    DueFeed,
     Embedding,
+    FeedClaims,
     FeedFailure,
     FeedHealth,
     FeedSource,
@@ -190,7 +192,47 @@ class WebLimits(Protocol):
         ...
 
 
-class Store(Ledger, Subscribers, WebLimits, Protocol):
+class WorkClaims(Protocol):
+    """Work several collecting processes share, each piece done by one of them: claims with a
+    lease measured on the store's own clock (so the machines' clocks do not matter), held by a
+    ``holder`` (one name per process). A claim whose lease has run out is anyone's again, so
+    the work of a process that died is taken up by the next."""
+
+    def claim_feeds(self, holder: str, feeds: Sequence[DueFeed], *, lease: timedelta) -> FeedClaims:
+        """Claim, in one transaction, the hosts of these feeds for ``lease``: all of a host's
+        feeds go to one holder. A host another holder has under a live lease is not claimed
+        (its feeds are taken); of a host claimed, a feed another holder fetched less than its
+        ``round`` ago is taken too. A host with nothing left to fetch is not kept claimed."""
+        ...
+
+    def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
+        """Extend the holder's host claims to ``lease`` from now."""
+        ...
+
+    def feed_fetched(self, holder: str, url: str) -> None:
+        """Remember that ``holder`` fetched the feed now (what a round is measured from)."""
+        ...
+
+    def release_feed_claims(self, holder: str) -> None:
+        """Give up the holder's host claims."""
+        ...
+
+    def claim_summaries(
+        self, holder: str, model_id: str, text_hashes: Sequence[str], *, lease: timedelta
+    ) -> tuple[str, ...]:
+        """Claim, in one transaction, the summaries by this model of these texts that are not
+        cached and that no other holder has under a live lease; which were claimed (the
+        holder's own claims among them, renewed)."""
+        ...
+
+    def release_summary_claims(
+        self, holder: str, model_id: str, text_hashes: Sequence[str]
+    ) -> None:
+        """Give up the holder's claims on these summaries (made, or not to be made by it)."""
+        ...
+
+
+class Store(Ledger, Subscribers, WebLimits, WorkClaims, Protocol):
     """What digest keeps between runs. Close it (or use it as a context manager) when done."""
 
     @property
