@@ -39,6 +39,7 @@ from digest.settings_models import (
     check_address,
     is_section,
 )
+from digest.store_urls import hide_password
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -190,7 +191,7 @@ def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
     message = _PLAIN_MESSAGES.get(error["type"], error["msg"].removeprefix("Value error, "))
     if isinstance(error["input"], dict):  # a check across a table's keys: no single value
         return f"{where}: {message}"
-    return f"{where} = {error['input']!r}: {message}"
+    return f"{where} = {hide_password(repr(error['input']))}: {message}"
 
 
 # pydantic's wording for a value of the wrong TOML type, said as the file is written.

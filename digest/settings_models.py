@@ -39,6 +39,7 @@ from digest.settings_base import SettingsSource as SettingsSource  # re-exported
 from digest.settings_base import settings_source as _source
 from digest.settings_summarize import SummarizeSettings as SummarizeSettings  # re-exported
 from digest.settings_web import WebSettings
+from digest.store_urls import check_postgres_url, sqlite_url_path
 from digest.urls import is_web_url
 
 DEFAULT_CONFIG_NAME = "settings.toml"
@@ -93,8 +94,39 @@ InternalNetwork = Annotated[
 
 
 class StoreSettings(_Section):
+    """Where the store is: a SQLite file (``path``, or ``url = "sqlite:///…"``, which becomes
+    ``path``) or a PostgreSQL server (``url = "postgresql://…"``, kept as ``url``)."""
+
     path: SettingsPath = Field(default=Path("digest.db"), validate_default=True)
+    url: str | None = None  # PostgreSQL's; None: the SQLite file at ``path``
     busy_timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_url_as_path(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "url" not in data:
+            return data
+        if "path" in data:
+            raise ValueError(
+                'both path and url are set: keep one (url = "sqlite:///digest.db" is the'
+                ' same as path = "digest.db")'
+            )
+        path = sqlite_url_path(data["url"])
+        return {**data, "path": path, "url": None} if path is not None else data
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_postgres_url(value)
+
+    @property
+    def location(self) -> str:
+        """The store as a message names it: the file, or the server and database."""
+        if self.url is None:
+            return str(self.path)
+        from digest.pg_connection import server_name
+
+        return server_name(self.url)
 
 
 class CollectSettings(_Section):

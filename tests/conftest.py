@@ -10,6 +10,10 @@ skipped, saying which path is missing, and under ``CI=true`` they fail instead. 
 that matter most per stage read ``SAMPLE``, byte-for-byte copies of corpus files kept in the
 repository, so a fresh clone still exercises every stage.
 
+Tests marked ``postgres`` use a real PostgreSQL server (tests/postgres.py: a database of the
+run's own, a schema per test): without one they are skipped, saying why, and under
+``CI=true`` they fail.
+
 Tests marked ``netns`` create a network namespace of their own (tests/netns.py): without root
 and a working ``ip netns`` they are skipped, saying why, and under ``CI=true`` they fail.
 """
@@ -39,6 +43,10 @@ import pytest
 from pydantic import BaseModel
 
 from digest.models import Story
+from tests.postgres import postgres_database, postgres_url
+from tests.postgres import unavailable_reason as postgres_unavailable
+
+__all__ = ["postgres_database", "postgres_url"]  # fixtures for every test module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -53,6 +61,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "corpus(*paths): reads the ../shared/data corpus beside the clone (the paths under it);"
         " skipped without it, failed under CI=true",
+    )
+    config.addinivalue_line(
+        "markers",
+        "postgres: uses the PostgreSQL server of $DIGEST_TEST_POSTGRES_URL (default"
+        " 127.0.0.1:5432/test); skipped without it, failed under CI=true",
     )
     config.addinivalue_line(
         "markers",
@@ -71,6 +84,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"{reason}; put the corpus there to run it"))
         elif reason := _missing_netns(item):
             item.add_marker(pytest.mark.skip(reason=f"{reason}; it needs root and iproute2"))
+        elif reason := _missing_postgres(item):
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,6 +98,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"{reason}; CI must provide it there", pytrace=False)
     if reason := _missing_netns(item):
         pytest.fail(f"{reason}; CI must run these tests as root, with iproute2", pytrace=False)
+    if reason := _missing_postgres(item):
+        pytest.fail(f"{reason}; CI must provide a PostgreSQL server", pytrace=False)
+
+
+def _missing_postgres(item: pytest.Item) -> str | None:
+    """Why a ``postgres`` test cannot reach its server, or None."""
+    return postgres_unavailable() if item.get_closest_marker("postgres") else None
 
 
 def _missing_netns(item: pytest.Item) -> str | None:
@@ -374,7 +396,8 @@ def write_settings(
     sections: dict[str, dict[str, Any]] | None = None,
     timezone: str = "Europe/Istanbul",
 ) -> Path:
-    """Write a complete settings file for a test and return its path."""
+    """Write a complete settings file for a test and return its path; ``sections`` add to
+    (or, with None, remove) the default keys."""
     chosen: dict[str, dict[str, Any]] = {
         "store": {"path": "digest.db"},
         "collect": {"max_age_days": 0, "timeout_seconds": 3, "full_text": False},
@@ -386,8 +409,9 @@ def write_settings(
             "recipients": list(recipients),
         },
     }
-    for name, values in (sections or {}).items():
-        chosen[name] = {**chosen.get(name, {}), **values}
+    for name, values in (sections or {}).items():  # a key given as None is left out
+        merged = {**chosen.get(name, {}), **values}
+        chosen[name] = {key: value for key, value in merged.items() if value is not None}
     lines = [f"timezone = {toml_value(timezone)}"]
     for feed in feeds:
         lines.append("[[feeds]]")

@@ -60,6 +60,7 @@ def test_every_setting_is_documented_in_the_example_file() -> None:
     documented |= {"render.archive_url", "smtp.username", "web.base_url"}
     # and the rate limits: unset is no limit
     documented |= {"delivery.max_per_minute", "delivery.max_per_hour"}
+    documented.add("store.url")  # instead of path: shown commented out
     assert "# max_per_minute = " in text and "# max_per_hour = " in text
     assert settings_keys(Settings) == documented
 
@@ -425,3 +426,59 @@ def test_a_subject_template_cannot_take_the_machines_memory(tmp_path: Path, subj
     result = CliRunner().invoke(cli, ["--config", str(config), "check"])
     assert result.exit_code == 1, result.output
     assert "subject" in result.output and "Traceback" not in result.output
+
+
+# [store].url
+
+
+def _store_url_settings(tmp_path: Path, **store: str | None) -> Path:
+    feeds = [{"url": "https://example.org/rss"}]
+    return write_settings(tmp_path, feeds, sections={"store": {"path": None, **store}})
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///state/digest.db", "state/digest.db"),  # beside the settings file
+        ("sqlite:////var/lib/digest.db", "/var/lib/digest.db"),
+    ],
+)
+def test_a_sqlite_url_is_the_same_as_a_path(tmp_path: Path, url: str, expected: str) -> None:
+    settings = load_settings(_store_url_settings(tmp_path, url=url))
+    assert settings.store.path == tmp_path / expected and settings.store.url is None
+
+
+def test_a_postgresql_url_names_the_server_and_keeps_libpq_parameters(tmp_path: Path) -> None:
+    url = "postgres://digest@db.example.org:6543/news?sslmode=require&application_name=d"
+    settings = load_settings(_store_url_settings(tmp_path, url=url))
+    assert settings.store.url == url
+    assert settings.store.location == "db.example.org:6543/news"
+    service = "postgresql:///?service=digest"
+    assert load_settings(_store_url_settings(tmp_path, url=service)).store.url == service
+
+
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        ({"url": "sqlite:///a.db", "path": "b.db"}, "[store]: both path and url are set"),
+        ({"url": "mysql://db/news"}, "[store].url = 'mysql://db/news': is not a store URL"),
+        ({"url": "sqlite://digest.db"}, "is not a SQLite URL digest reads"),
+        ({"url": "postgresql://db:port/news"}, "is not a well-formed URL"),
+        ({"url": "postgresql://db/news?nonsense=1"}, "is not a URL libpq reads"),
+    ],
+)
+def test_a_store_url_that_cannot_work_is_refused(
+    tmp_path: Path, store: dict[str, str], said: str
+) -> None:
+    problems = _problems(_store_url_settings(tmp_path, **store))
+    assert str(tmp_path / "settings.toml") in problems and said in problems
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://digest:s3cret@db.example.org/news", "postgresql://db/news?password=s3cret"],
+)
+def test_a_password_in_the_store_url_is_refused_and_never_shown(tmp_path: Path, url: str) -> None:
+    problems = _problems(_store_url_settings(tmp_path, url=url))
+    assert "[store].url" in problems and "s3cret" not in problems
+    assert "passwords come from $PGPASSWORD, a ~/.pgpass file or a pg_service.conf" in problems

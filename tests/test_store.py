@@ -1,9 +1,10 @@
 """The store's conformance suite: what every ``Store`` implementation does, run against each.
 
 A new implementation joins by one line in ``IMPLEMENTATIONS``: a callable that takes the
-test's temporary folder and gives ``Stores``, which opens one store as many times as a test
-needs (two senders are two connections). What is particular to SQLite (its file, WAL, locks,
-an older schema) is tested in tests/test_sqlite_store.py.
+test's request (for the fixtures it needs: a temporary folder, a PostgreSQL schema) and gives
+``Stores``, which opens one store as many times as a test needs (two senders are two
+connections). What is particular to SQLite (its file, WAL, locks, an older schema) is tested
+in tests/test_sqlite_store.py, what is particular to PostgreSQL in tests/test_pg_store.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from digest.models import (
     Story,
     SubscriberState,
 )
+from digest.pg_store import PostgresStore
 from digest.sqlite_store import SQLiteStore
 from digest.store import Store
 from tests.conftest import make_story
@@ -65,15 +67,37 @@ class SQLiteStores:
         return store
 
 
+@dataclass(frozen=True)
+class PostgresStores:
+    url: str
+
+    def open(self) -> Store:
+        return PostgresStore.open(self.url)
+
+    def open_read_only(self) -> Store:
+        store = PostgresStore.open_read_only(self.url)
+        assert store is not None
+        return store
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Stores:
+    return SQLiteStores(request.getfixturevalue("tmp_path"))
+
+
+def _postgres(request: pytest.FixtureRequest) -> Stores:
+    return PostgresStores(request.getfixturevalue("postgres_url"))
+
+
 IMPLEMENTATIONS: list[object] = [
-    pytest.param(SQLiteStores, id="sqlite"),
+    pytest.param(_sqlite, id="sqlite"),
+    pytest.param(_postgres, id="postgresql", marks=pytest.mark.postgres),
 ]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
-    make: Callable[[Path], Stores] = request.param
-    return make(tmp_path)
+def stores(request: pytest.FixtureRequest) -> Stores:
+    make: Callable[[pytest.FixtureRequest], Stores] = request.param
+    return make(request)
 
 
 @pytest.fixture
