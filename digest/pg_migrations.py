@@ -149,7 +149,31 @@ CREATE TABLE web_requests (kind text NOT NULL, key text NOT NULL, at timestamptz
 CREATE INDEX web_requests_by_key ON web_requests (kind, key, at)
 """
 
-MIGRATIONS: tuple[tuple[str, str], ...] = (("m001_initial", _M001_INITIAL),)
+# Work claims (digest.pg_claims): leases on the server's clock.
+_M013_WORK_CLAIMS = """
+CREATE TABLE feed_host_claims (
+    host text PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE feed_rounds (
+    url text PRIMARY KEY,
+    holder text NOT NULL,
+    fetched_at timestamptz NOT NULL
+);
+CREATE TABLE summary_claims (
+    model_id text NOT NULL,
+    text_hash text NOT NULL,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (model_id, text_hash)
+);
+"""
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("m001_initial", _M001_INITIAL),
+    ("m013_work_claims", _M013_WORK_CLAIMS),
+)
 
 
 def applied_migrations(conn: Connection) -> tuple[str, ...]:
