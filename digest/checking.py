@@ -1,8 +1,9 @@
 """Check: ``digest check``, the problems in the settings that validation alone cannot see.
 
 Reads files (feeds, templates, the abstractive model's files) and loads no model: it imports
-no numpy, torch or transformers. The network only for the llm summarizer: its endpoint is
-asked which models it serves.
+no numpy, torch or transformers. The network only for the llm summarizer (its endpoint is
+asked which models it serves) and a PostgreSQL store (its server is asked its version and
+the store's migrations; nothing is written).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 
 from digest.config import Settings, SummarizeSettings
 from digest.model_files import bundled_model_problem, find_model
+from digest.models import StoreCheck
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.preflight import mailer_problems
 from digest.reader_links import reader_link_warnings
@@ -50,6 +52,18 @@ def check_settings(settings: Settings) -> list[str]:
     for warning in reader_link_warnings(settings):  # a warning: the check still passes
         logger.warning("%s", warning)
     return problems
+
+
+def check_store(settings: Settings) -> StoreCheck:
+    """The store's engine, version and migrations (applied, pending), or why it cannot be
+    read; nothing is written, and a store not made yet is not made."""
+    if settings.store.url is not None:
+        from digest.pg_store import check_store as check_postgres  # psycopg: only for it
+
+        return check_postgres(settings.store.url)
+    from digest.sqlite_store import check_store as check_sqlite
+
+    return check_sqlite(settings.store.path, settings.store.busy_timeout_seconds)
 
 
 def _check_abstractive_model(settings: SummarizeSettings) -> list[str]:

@@ -310,16 +310,21 @@ def status(as_json: bool) -> None:
 @cli.command()
 @translate_errors
 def check() -> None:
-    """Validate the settings and report every problem; exit non-zero if there are any."""
-    from digest.checking import check_settings
+    """Validate the settings and report every problem; exit non-zero if there are any. Say
+    the store's engine, version and migrations (applied, pending)."""
+    from digest.checking import check_settings, check_store
 
     settings = load_command_settings()
     problems = check_settings(settings)
+    store = check_store(settings)
+    if store.problem:
+        problems.append(f"[store]: {store.problem}")
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)
     if problems:
         sys.exit(1)
     cli_output.print_settings_ok(settings)
+    cli_output.print_store_check(store)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from digest.models import (
     FilterCount,
     JobRun,
     SendLockHolder,
+    StoreCheck,
 )
 
 if TYPE_CHECKING:
@@ -344,6 +345,16 @@ def print_settings_ok(settings: Settings) -> None:
         f"{counted(len(settings.delivery.recipients), 'recipient')}, "
         f"summarizer {settings.summarize.summarizer}, backend {settings.delivery.backend})"
     )
+
+
+def print_store_check(store: StoreCheck) -> None:
+    version = f" {store.version}" if store.version else ""
+    if not store.exists:
+        state = "no store yet: the first collect or send makes it"
+    else:
+        pending = ", ".join(store.pending) or "none"
+        state = f"{counted(len(store.applied), 'migration')} applied, pending: {pending}"
+    click.echo(f"store: {store.engine}{version} at {store.location}: {state}")
 
 
 # feeds

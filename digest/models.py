@@ -403,6 +403,20 @@ class JobRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCheck:
+    """What ``digest check`` found of the store: its engine and version, where it is, and its
+    migrations applied and pending; ``problem`` if it could not be read."""
+
+    engine: str  # "SQLite" or "PostgreSQL"
+    location: str  # the file, or host:port/database
+    version: str | None = None
+    exists: bool = True  # False: no file (or no tables) yet, the first write makes it
+    applied: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SendLockHolder:
     """The sender holding a store's send lock, as its lock file tells (None: not told)."""
 

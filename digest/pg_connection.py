@@ -48,11 +48,12 @@ def server_name(conninfo: str) -> str:
     return f"{host}:{port}/{database}"
 
 
-def session_conninfo(conninfo: str, *, is_read_only: bool) -> str:
+def session_conninfo(conninfo: str, *, is_read_only: bool, lock_timeout: float) -> str:
     """``conninfo`` with what every store session needs: UTC timestamps, a connect timeout,
-    and, for a read-only store, transactions that refuse every write."""
+    how long to wait for another session's lock (``[store].busy_timeout_seconds``) and, for
+    a read-only store, transactions that refuse every write."""
     params = conninfo_to_dict(conninfo)
-    settings = ["-c TimeZone=UTC"]
+    settings = ["-c TimeZone=UTC", f"-c lock_timeout={round(lock_timeout * 1000)}"]
     if is_read_only:
         settings.append("-c default_transaction_read_only=on")
     options = " ".join([str(params.get("options") or ""), *settings]).strip()
@@ -214,30 +215,29 @@ class Connection:
                 raise self.explain(pg_errors.InFailedSqlTransaction())
 
 
-_pools: dict[tuple[str, bool], ConnectionPool] = {}
+_pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
-def open_connection(conninfo: str, *, is_read_only: bool) -> Connection:
-    """A session from the process's pool for this server and access (the pool is made, and
-    the server asked, on first use)."""
-    server = server_name(conninfo)
-    pool = _pool(conninfo, server, is_read_only)
+def open_connection(session: str) -> Connection:
+    """A session (a ``session_conninfo``) from the process's pool for it: the pool is made,
+    and the server asked, on first use."""
+    server = server_name(session)
+    pool = _pool(session, server)
     try:
         raw = pool.getconn()
     except PoolTimeout as exc:
-        _probe(session_conninfo(conninfo, is_read_only=is_read_only), server)  # why, if it can
+        _probe(session, server)  # why, if the server says
         raise storage_error(server, exc) from exc
     return Connection(raw, server, pool)
 
 
-def _pool(conninfo: str, server: str, is_read_only: bool) -> ConnectionPool:
-    # One pool per server and access, shared by the process's stores (as psycopg advises),
-    # closed when the process ends.
+def _pool(session: str, server: str) -> ConnectionPool:
+    # One pool per server and kind of session, shared by the process's stores (as psycopg
+    # advises), closed when the process ends.
     with _pools_lock:
-        if pool := _pools.get((conninfo, is_read_only)):
+        if pool := _pools.get(session):
             return pool
-        session = session_conninfo(conninfo, is_read_only=is_read_only)
         _probe(session, server)  # the first failure in words, not a pool's timeout
         pool = ConnectionPool(
             session,
@@ -249,7 +249,7 @@ def _pool(conninfo: str, server: str, is_read_only: bool) -> ConnectionPool:
             timeout=_CONNECT_TIMEOUT_SECONDS * 3,
             name=f"digest {server}",
         )
-        _pools[(conninfo, is_read_only)] = pool
+        _pools[session] = pool
         return pool
 
 
@@ -260,13 +260,12 @@ def _probe(session: str, server: str) -> None:
         raise storage_error(server, exc) from exc
 
 
-def connect_alone(conninfo: str, *, is_read_only: bool) -> psycopg.Connection[Any]:
+def connect_alone(session: str) -> psycopg.Connection[Any]:
     """A connection of its own, outside the pool (the send lock's: closing it releases it)."""
-    session = session_conninfo(conninfo, is_read_only=is_read_only)
     try:
         return psycopg.connect(session, autocommit=True)
     except psycopg.Error as exc:
-        raise storage_error(server_name(conninfo), exc) from exc
+        raise storage_error(server_name(session), exc) from exc
 
 
 @atexit.register

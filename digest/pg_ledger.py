@@ -55,8 +55,7 @@ class PostgresLedger:
     ``PostgresStore``)."""
 
     _conn: Connection
-    conninfo: str
-    is_read_only: bool
+    session: str
 
     def add_deliveries(self, deliveries: Iterable[Delivery], now: datetime) -> None:
         """Record pending deliveries; a recipient already in the ledger keeps its row."""
@@ -169,7 +168,7 @@ class PostgresLedger:
         killed sender never keeps it); wait for another sender up to ``wait_seconds``,
         calling ``on_wait`` with who it is once the wait begins. Yields False if ``stop``
         was set."""
-        lock = connect_alone(self.conninfo, is_read_only=self.is_read_only)
+        lock = connect_alone(self.session)
         try:
             is_locked = self._lock(lock, wait_seconds, stop, on_wait)
             if is_locked:

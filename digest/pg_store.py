@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from digest.models import Article, CachedSummary, Embedding, JobRun, RenderedDigest, Story
+from digest.errors import StoreError
+from digest.models import (
+    Article,
+    CachedSummary,
+    Embedding,
+    JobRun,
+    RenderedDigest,
+    StoreCheck,
+    Story,
+)
 from digest.pg_claims import PostgresClaims
-from digest.pg_connection import Connection, open_connection
+from digest.pg_connection import Connection, open_connection, server_name, session_conninfo
 from digest.pg_feeds import PostgresFeeds
 from digest.pg_ledger import PostgresLedger
-from digest.pg_migrations import applied_migrations, apply_migrations
+from digest.pg_migrations import applied_migrations, apply_migrations, pending_migrations
 from digest.pg_subscribers import PostgresSubscribers
 from digest.pg_web_limits import PostgresWebLimits
 
@@ -50,17 +60,19 @@ class PostgresStore(
     """A session on the store's database, a ``Store``. Build with ``open`` or
     ``open_read_only``."""
 
-    def __init__(self, conn: Connection, conninfo: str, *, is_read_only: bool) -> None:
+    def __init__(self, conn: Connection, session: str, *, is_read_only: bool) -> None:
         self._conn = conn
-        self.conninfo = conninfo
+        self.session = session
         self.server = conn.server
         self.is_read_only = is_read_only
 
     @classmethod
-    def open(cls, conninfo: str) -> PostgresStore:
-        """Open the store for reading and writing, migrated to the latest (its tables are
-        made on first use)."""
-        store = cls(open_connection(conninfo, is_read_only=False), conninfo, is_read_only=False)
+    def open(cls, url: str, *, lock_timeout: float = 30.0) -> PostgresStore:
+        """Open the store at ``url`` for reading and writing, migrated to the latest (its
+        tables are made on first use). A write waits up to ``lock_timeout`` seconds for
+        another session's lock."""
+        session = session_conninfo(url, is_read_only=False, lock_timeout=lock_timeout)
+        store = cls(open_connection(session), session, is_read_only=False)
         try:
             apply_migrations(store._conn)
         except BaseException:
@@ -69,9 +81,11 @@ class PostgresStore(
         return store
 
     @classmethod
-    def open_read_only(cls, conninfo: str) -> PostgresStore | None:
-        """Open the store so that no write is possible; None if it has no tables yet."""
-        store = cls(open_connection(conninfo, is_read_only=True), conninfo, is_read_only=True)
+    def open_read_only(cls, url: str, *, lock_timeout: float = 30.0) -> PostgresStore | None:
+        """Open the store at ``url`` so that no write is possible; None if it has no tables
+        yet."""
+        session = session_conninfo(url, is_read_only=True, lock_timeout=lock_timeout)
+        store = cls(open_connection(session), session, is_read_only=True)
         if not store.applied_migrations():
             store.close()
             return None
@@ -297,6 +311,25 @@ class PostgresStore(
         ).fetchone()
         moment: datetime | None = row[0]
         return moment
+
+
+def check_store(url: str) -> StoreCheck:
+    """The server's version and the store's migrations, read without writing anything."""
+    session = session_conninfo(url, is_read_only=True, lock_timeout=30.0)
+    found = StoreCheck(engine="PostgreSQL", location=server_name(url))
+    try:
+        conn = open_connection(session)
+    except StoreError as exc:
+        return replace(found, problem=str(exc))
+    try:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        applied = applied_migrations(conn)
+        pending = pending_migrations(conn)
+    except StoreError as exc:
+        return replace(found, problem=str(exc))
+    finally:
+        conn.close()
+    return replace(found, version=version, exists=bool(applied), applied=applied, pending=pending)
 
 
 def _story_values(story: Story) -> tuple[Any, ...]:

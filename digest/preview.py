@@ -102,7 +102,7 @@ def archived_edition(runtime: Runtime, day: date) -> RenderedDigest:
         return found
     dates = ", ".join(d.isoformat() for d, _ in runtime.store.edition_subjects()[:10])
     raise DigestError(
-        f"no edition of {day.isoformat()} in the archive ({runtime.settings.store.path})",
+        f"no edition of {day.isoformat()} in the archive ({runtime.settings.store.location})",
         hint=f"archived editions, newest first: {dates}" if dates else "none was sent yet",
     )
 

@@ -1,18 +1,21 @@
 """Runtime: what one command or one daemon job works with, opened once and closed at its end.
 
 A ``Runtime`` holds the settings, the store (one connection; a SQLite connection must not
-cross threads, so each daemon job opens its own runtime), the clock, the summarizer and the
+cross threads, so each daemon job opens its own runtime; a PostgreSQL one comes from the
+process's pool), the clock, the summarizer and the
 encoder (built on first use; their models load once per process) and, for a runtime that may
 write, the mail backend's factory. The SMTP password is read here, once, from the environment.
 
 How the store is opened (``access``):
 
+The store is the SQLite file ``[store].path``, or the PostgreSQL database ``[store].url``:
+
 - ``write``: opened for reading and writing, created and migrated if needed;
 - ``read``: read-only, so nothing can be written, and no mailer factory (``digest preview``,
-  ``status``, ``send --dry-run``). Where there is no store file yet, an empty read-only
-  store stands in: the use cases never branch on "no store";
+  ``status``, ``send --dry-run``). Where there is no store yet (no file, no tables), an
+  empty read-only store stands in: the use cases never branch on "no store";
 - ``update``: for commands that only change what is stored already (``digest feeds add``
-  reviving a feed): writable if the store file exists, else as ``read``.
+  reviving a feed): writable if the store exists, else as ``read``.
 """
 
 from __future__ import annotations
@@ -208,11 +211,33 @@ def _opened_store(
     settings: Settings, access: StoreAccess
 ) -> contextlib.AbstractContextManager[Store]:
     """The store as ``access`` says (see the module docstring); closed at the block's end."""
+    if settings.store.url is not None:
+        return _opened_postgres_store(
+            settings.store.url, settings.store.busy_timeout_seconds, access
+        )
     path, timeout = settings.store.path, settings.store.busy_timeout_seconds
     if access == "write" or (access == "update" and path.exists()):
         return SQLiteStore.open(path, busy_timeout=timeout)
     store = SQLiteStore.open_read_only(path, busy_timeout=timeout)
     return store if store is not None else _empty_store(timeout)
+
+
+def _opened_postgres_store(
+    url: str, lock_timeout: float, access: StoreAccess
+) -> contextlib.AbstractContextManager[Store]:
+    """The PostgreSQL store as ``access`` says: a database whose store has no tables yet is
+    read as an empty store, as a SQLite file that does not exist yet is."""
+    from digest.pg_store import PostgresStore  # psycopg: only for a PostgreSQL store
+
+    if access == "write":
+        return PostgresStore.open(url, lock_timeout=lock_timeout)
+    store = PostgresStore.open_read_only(url, lock_timeout=lock_timeout)
+    if store is None:
+        return _empty_store(lock_timeout)
+    if access == "update":
+        store.close()
+        return PostgresStore.open(url, lock_timeout=lock_timeout)
+    return store
 
 
 @contextlib.contextmanager

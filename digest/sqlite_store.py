@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +36,7 @@ from digest.models import (
     Embedding,
     JobRun,
     RenderedDigest,
+    StoreCheck,
     Story,
 )
 from digest.sqlite_claims import SQLiteClaims
@@ -48,7 +50,7 @@ from digest.sqlite_connection import (
 )
 from digest.sqlite_feeds import SQLiteFeeds
 from digest.sqlite_ledger import SQLiteLedger
-from digest.sqlite_migrations import apply_migrations
+from digest.sqlite_migrations import MIGRATIONS, apply_migrations
 from digest.sqlite_subscribers import SQLiteSubscribers
 from digest.sqlite_web_limits import SQLiteWebLimits
 
@@ -438,6 +440,22 @@ class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers, SQLiteWebLimits,
             times.append(self._conn.execute("SELECT max(started_at) FROM job_runs").fetchone()[0])
         known = [from_text(t) for t in times if t]
         return max(known) if known else None
+
+
+def check_store(path: Path, busy_timeout: float) -> StoreCheck:
+    """The SQLite library's version and the store file's migrations, read without writing."""
+    found = StoreCheck(engine="SQLite", location=str(path), version=sqlite3.sqlite_version)
+    everything = tuple(name for name, _ in MIGRATIONS)
+    try:
+        store = SQLiteStore.open_read_only(path, busy_timeout=busy_timeout)
+    except StoreError as exc:
+        return replace(found, problem=str(exc))
+    if store is None:
+        return replace(found, exists=False, pending=everything)
+    with store:
+        applied = store.applied_migrations()
+    pending = tuple(name for name in everything if name not in applied)
+    return replace(found, applied=applied, pending=pending)
 
 
 if TYPE_CHECKING:

@@ -69,7 +69,7 @@ def require_recipients(runtime: Runtime) -> None:
         else "[delivery].recipients and recipients_file list nobody"
     )
     raise DigestError(
-        f"no one to send to: {in_settings}, and the store ({runtime.settings.store.path})"
+        f"no one to send to: {in_settings}, and the store ({runtime.settings.store.location})"
         " has no active subscriber",
         hint="add readers to [delivery].recipients, or with `digest subscribers add ADDRESS`"
         " or `digest subscribers import FILE.csv`; `digest subscribers list` shows who is there",
