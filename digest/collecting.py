@@ -47,6 +47,7 @@ class FeedReport:
     warnings: tuple[str, ...] = ()  # e.g. a feed that is not well-formed, read in part
     not_before: datetime | None = None  # skipped: not fetched before this time ...
     hold_reason: str | None = None  # ... for this reason
+    taken_by: str | None = None  # skipped as another collector's: which (its claim's holder)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +85,11 @@ class CollectReport:
     def skipped(self) -> tuple[FeedReport, ...]:
         """Feeds not fetched this time: not due yet, or another collector's."""
         return tuple(f for f in self.feeds if f.status == "skipped")
+
+    @property
+    def taken(self) -> tuple[FeedReport, ...]:
+        """Feeds skipped as another collector's (fetching them, or fetched in this round)."""
+        return tuple(f for f in self.feeds if f.taken_by is not None)
 
     @property
     def not_read(self) -> tuple[FeedReport, ...]:
@@ -221,6 +227,7 @@ def _taken_report(source: FeedSource, taken: FeedTaken) -> FeedReport:
         status="skipped",
         not_before=taken.until,
         hold_reason=taken_reason(taken),
+        taken_by=taken.holder,
     )
 
 

@@ -148,6 +148,7 @@ def test_two_collectors_fetch_each_feed_once_and_store_each_story_once(
     # Read by one, skipped by the other (it was another collector's), never failed.
     assert all(sorted(s) == ["new", "skipped"] for s in statuses.values()), statuses
     assert len(statuses) == len(feeds)
+    assert any("another collector's" in run.stdout for run in runs)
     with Runtime.open(load_settings(config), access="read") as runtime:
         stories = runtime.store.stories_for_edition(datetime.now(UTC).date())
     assert len(stories) == 3 * len(feeds)
