@@ -13,16 +13,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from digest.collecting import collect_all
 from digest.config import load_settings
+from digest.models import DueFeed
 from digest.runtime import Runtime
 from tests.conftest import FEEDS, REPO, serving, write_settings
 
@@ -202,6 +204,7 @@ _SUMMARISE_AT_THE_GATE = """
 import sys, time
 from pathlib import Path
 from digest.config import load_settings
+from digest.models import DueFeed
 from digest.editions import summarize_edition
 from digest.runtime import Runtime
 
@@ -265,3 +268,34 @@ def test_two_processes_summarise_each_text_once(
     summarised = log.read_text(encoding="utf-8").splitlines()
     assert len(summarised) > 3  # an edition's worth
     assert [title for title, n in Counter(summarised).items() if n > 1] == []
+
+
+def test_a_collector_leaves_a_live_collectors_host_and_takes_a_dead_ones(
+    tmp_path: Path, counting_server: CountingServer, store_section: dict[str, str | None]
+) -> None:
+    port = counting_server.base_url.rsplit(":", 1)[1]
+    alive = [f"http://127.0.0.1:{port}/alive{n}.xml" for n in range(3)]
+    dead = [f"http://localhost:{port}/dead{n}.xml" for n in range(2)]
+    feeds = [{"url": url, "name": f"F{i}"} for i, url in enumerate(alive + dead)]
+    config = write_settings(tmp_path, feeds, sections={"store": store_section})
+    with Runtime.open(load_settings(config)) as runtime:
+        store = runtime.store
+        round = timedelta(minutes=1)
+        due = [DueFeed(url=u, host=urlsplit(u).hostname or "", round=round) for u in alive + dead]
+        store.claim_feeds("another:1:aaaaaa", due[:3], lease=timedelta(hours=1))
+        store.claim_feeds("died:2:bbbbbb", due[3:], lease=timedelta(0))  # its lease ran out
+
+        first = collect_all(runtime)
+        store.release_feed_claims("another:1:aaaaaa")
+        second = collect_all(runtime)
+
+    assert [(f.status, f.taken_by) for f in first.feeds] == [
+        *[("skipped", "another:1:aaaaaa")] * 3,
+        *[("new", None)] * 2,
+    ]
+    assert "another:1:aaaaaa" in (first.feeds[0].hold_reason or "")
+    # Its own fetches never count against it: a single collector fetches as it always did.
+    assert [f.status for f in second.feeds] == ["new"] * 3 + ["unchanged"] * 2
+    assert counting_server.requests == Counter(
+        {**{f"/alive{n}.xml": 1 for n in range(3)}, **{f"/dead{n}.xml": 2 for n in range(2)}}
+    )
