@@ -17,13 +17,12 @@ from datetime import datetime
 
 from digest.editions import summarize_edition
 from digest.errors import StoreError
-from digest.feed_claims import claims_kept, taken_reason
+from digest.feed_claims import claims_kept
 from digest.fetching import FeedOutcome, Fetched, PageFetch, feed_hold, fetch_new_stories
 from digest.interrupt import Interrupted, abandonable
 from digest.models import FeedSource, FeedState, FeedTaken
 from digest.runtime import Runtime, claim_holder
 from digest.store import Store
-from digest.urls import is_http_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class FeedReport:
     name: str
     # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), "skipped": not due
     # yet (politeness: its TTL, max-age, Retry-After or minimum interval) or another
-    # collector's (fetching it, or fetched it in this round), "not read": an
+    # collector's (fetching its host's feeds), "not read": an
     # interrupt came first (nothing of it stored; the next collect fetches it), or "not
     # saved": the store failed first (likewise)
     status: str
@@ -88,7 +87,7 @@ class CollectReport:
 
     @property
     def taken(self) -> tuple[FeedReport, ...]:
-        """Feeds skipped as another collector's (fetching them, or fetched in this round)."""
+        """Feeds skipped as another collector's (it is fetching their hosts' feeds)."""
         return tuple(f for f in self.feeds if f.taken_by is not None)
 
     @property
@@ -139,7 +138,7 @@ def collect_all(runtime: Runtime, *, stop: threading.Event | None = None) -> Col
             fetched = fetch_new_stories(runtime, save_articles=True, holder=holder)
             with abandonable(stop):
                 for feed in fetched.feeds:
-                    reports.append(_store_feed(runtime.store, feed, fetched.states, holder))
+                    reports.append(_store_feed(runtime.store, feed, fetched.states))
                     pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
@@ -176,9 +175,7 @@ def _unfetched_reports(
     return reports
 
 
-def _store_feed(
-    store: Store, feed: FeedOutcome, states: dict[str, FeedState], holder: str | None
-) -> FeedReport:
+def _store_feed(store: Store, feed: FeedOutcome, states: dict[str, FeedState]) -> FeedReport:
     result = feed.result
     state = states.get(result.source.url)
     ttl = feed.ttl_minutes if feed.is_parsed else (state.ttl_minutes if state else None)
@@ -186,8 +183,6 @@ def _store_feed(
         store.record_fetch(result)
         new = store.add_stories(feed.stories, seen_at=result.fetched_at)
         store.hold_feed(result.source.url, *feed_hold(result, ttl), ttl)
-        if holder and is_http_url(result.source.url):
-            store.feed_fetched(holder, result.source.url)
     if result.error:
         logger.info("feed %s failed: %s", result.source.url, result.error)  # the report says it
     return _feed_report(feed, new)
@@ -226,7 +221,7 @@ def _taken_report(source: FeedSource, taken: FeedTaken) -> FeedReport:
         name=source.title,
         status="skipped",
         not_before=taken.until,
-        hold_reason=taken_reason(taken),
+        hold_reason=f"another collector ({taken.holder}) is fetching its host's feeds",
         taken_by=taken.holder,
     )
 

@@ -4,12 +4,15 @@ holds across all of them.
 
 Before fetching, a collector claims the hosts of its due http(s) feeds (``Store.claim_feeds``):
 all of a host's feeds together, under a lease on the store's clock, which a thread of the
-collector renews while it runs and which it gives up at its end. A due feed is left to the
-others (reported "skipped", not failed) when its host is claimed by another live collector,
-or when another collector fetched it in this round: less than the longer of the feed's
-minimum interval and ``ROUND_FLOOR`` ago. A collector that dies stops renewing: once its
-lease runs out its hosts are anyone's, and the feeds it did not store are fetched by the
-next collector. Local files are read by every collector (there is no server to spare).
+collector renews while it runs and which it gives up at its end. A due feed whose host
+another live collector has is left to it (reported "skipped", not failed). Once claimed, the
+feeds' state is read again: one another collector fetched since it was first read is held
+by that fetch's politeness (its minimum interval, TTL, max-age) and skipped as not due. So a
+round is the feed's minimum interval, and at least one collect run: a collector started
+after another's run ended fetches again what is due, as a single collector always has. A
+collector that dies stops renewing: once its lease runs out its hosts are anyone's, and the
+feeds it did not store are fetched by the next collector. Local files are read by every
+collector (there is no server to spare).
 """
 
 from __future__ import annotations
@@ -32,10 +35,6 @@ logger = logging.getLogger(__name__)
 # How long a claimed host stays claimed without being renewed: how soon the hosts of a
 # collector that died are anyone's again. Renewed four times as often.
 FEED_LEASE = timedelta(seconds=60)
-# A fetch by another collector less than this long ago is this round's, whatever the feed's
-# minimum interval: collectors started together (by cron on several machines, say) fetch
-# each feed once.
-ROUND_FLOOR = timedelta(minutes=1)
 
 
 def claim_due_feeds(
@@ -51,16 +50,7 @@ def claim_due_feeds(
 
 def _due(source: FeedSource, state: FeedState | None) -> DueFeed:
     url = (state.fetch_url if state else None) or source.url  # where it is fetched from
-    interval = timedelta(minutes=source.min_interval_minutes)
-    return DueFeed(
-        url=source.url, host=urlsplit(url).hostname or "", round=max(interval, ROUND_FLOOR)
-    )
-
-
-def taken_reason(taken: FeedTaken) -> str:
-    if taken.is_fetched:
-        return f"another collector ({taken.holder}) fetched it in this round"
-    return f"another collector ({taken.holder}) is fetching its host's feeds"
+    return DueFeed(url=source.url, host=urlsplit(url).hostname or "")
 
 
 @contextlib.contextmanager

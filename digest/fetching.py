@@ -114,7 +114,7 @@ class Fetched:
     gone: list[FeedSource]  # feeds not fetched because they answered 410 Gone before
     held: list[FeedSource] = dataclass_field(default_factory=list)  # not due yet: not fetched
     states: dict[str, FeedState] = dataclass_field(default_factory=dict)  # as before the fetch
-    # Due, but another collector is fetching them or fetched them in this round: not fetched
+    # Due, but another collector is fetching their hosts' feeds: not fetched
     taken: dict[str, FeedTaken] = dataclass_field(default_factory=dict)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from email.headerregistry import Address
 from email.utils import parseaddr
 from enum import StrEnum
@@ -90,23 +90,20 @@ class FeedState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DueFeed:
-    """A feed a collector means to fetch in this round (see ``Store.claim_feeds``)."""
+    """A feed a collector means to fetch now (see ``Store.claim_feeds``)."""
 
     url: str
     host: str  # the host it is fetched from: a collector claims all of a host's feeds at once
-    # Another collector's fetch less than this long ago counts as this round's fetch.
-    round: timedelta
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedTaken:
-    """A due feed another collector has: being fetched under a live lease, or fetched in this
-    round (``is_fetched``); ``until`` is when the lease or the round ends, on the store's clock."""
+    """A due feed another collector is fetching: its host is claimed under a live lease, which
+    ends at ``until`` (on the store's clock) unless renewed."""
 
     url: str
     holder: str
     until: datetime
-    is_fetched: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,13 +1,12 @@
-"""The PostgreSQL store's work claims: the hosts a collector is fetching, who last fetched
-each feed, and the summaries being made, each under a lease on the server's clock.
+"""The PostgreSQL store's work claims: the hosts a collector is fetching and the summaries
+being made, each under a lease on the server's clock.
 
 A claim is an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that takes a row only if it is
 free, the claimer's own or its lease has run out: two sessions claiming one row at once wait
 for each other on it, and the second sees what the first committed. Rows are claimed in a
 fixed order (hosts, text hashes sorted), so two claimers never wait for each other in a
-circle. What a claim then reads (who fetched a feed, is a summary cached) it reads in a
-statement of its own, after the row is held, so it sees whatever the previous holder
-committed before letting go.
+circle. Whether a claimed summary is cached by now is asked in a statement of its own, after
+the row is held, so it sees whatever the previous holder committed before letting go.
 """
 
 from __future__ import annotations
@@ -25,33 +24,21 @@ class PostgresClaims:
     _conn: Connection
 
     def claim_feeds(self, holder: str, feeds: Sequence[DueFeed], *, lease: timedelta) -> FeedClaims:
-        by_host: dict[str, list[DueFeed]] = {}
+        by_host: dict[str, list[str]] = {}
         for feed in feeds:
-            by_host.setdefault(feed.host, []).append(feed)
-        claimed: list[str] = []
+            by_host.setdefault(feed.host, []).append(feed.url)
         taken: list[FeedTaken] = []
         with self._conn.atomic():
             for host in sorted(by_host):
-                due = by_host[host]
                 other = self._claim_host(holder, host, lease)
                 if other is not None:
                     taken += [
-                        FeedTaken(url=f.url, holder=other[0], until=other[1], is_fetched=False)
-                        for f in due
+                        FeedTaken(url=u, holder=other[0], until=other[1]) for u in by_host[host]
                     ]
-                    continue
-                fetched = self._fetched_in_round(holder, due)
-                taken += fetched
-                mine = [f.url for f in due if f.url not in {t.url for t in fetched}]
-                if not mine:
-                    self._conn.execute(
-                        "DELETE FROM feed_host_claims WHERE host = %s AND holder = %s",
-                        (host, holder),
-                    )
-                claimed += mine
         order = {feed.url: i for i, feed in enumerate(feeds)}
+        lost = {t.url for t in taken}
         return FeedClaims(
-            claimed=tuple(sorted(claimed, key=order.__getitem__)),
+            claimed=tuple(f.url for f in feeds if f.url not in lost),
             taken=tuple(sorted(taken, key=lambda t: order[t.url])),
         )
 
@@ -72,31 +59,11 @@ class PostgresClaims:
         ).fetchone()
         return str(other[0]), other[1]
 
-    def _fetched_in_round(self, holder: str, due: list[DueFeed]) -> list[FeedTaken]:
-        """The feeds another holder fetched less than their round ago, as taken."""
-        rows = self._conn.execute(
-            "SELECT due.url, rounds.holder, rounds.fetched_at + due.round"
-            " FROM unnest(%s::text[], %s::interval[]) AS due (url, round)"
-            " JOIN feed_rounds AS rounds ON rounds.url = due.url"
-            " WHERE rounds.holder <> %s AND rounds.fetched_at + due.round > now()",
-            ([f.url for f in due], [f.round for f in due], holder),
-        ).fetchall()
-        return [FeedTaken(url=r[0], holder=r[1], until=r[2], is_fetched=True) for r in rows]
-
     def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
         with self._conn.atomic():
             self._conn.execute(
                 "UPDATE feed_host_claims SET expires_at = now() + %s WHERE holder = %s",
                 (lease, holder),
-            )
-
-    def feed_fetched(self, holder: str, url: str) -> None:
-        with self._conn.atomic():
-            self._conn.execute(
-                "INSERT INTO feed_rounds (url, holder, fetched_at) VALUES (%s, %s, now())"
-                " ON CONFLICT (url) DO UPDATE"
-                " SET holder = excluded.holder, fetched_at = excluded.fetched_at",
-                (url, holder),
             )
 
     def release_feed_claims(self, holder: str) -> None:

@@ -157,11 +157,6 @@ CREATE TABLE feed_host_claims (
     holder text NOT NULL,
     expires_at timestamptz NOT NULL
 );
-CREATE TABLE feed_rounds (
-    url text PRIMARY KEY,
-    holder text NOT NULL,
-    fetched_at timestamptz NOT NULL
-);
 CREATE TABLE summary_claims (
     model_id text NOT NULL,
     text_hash text NOT NULL,

@@ -1,5 +1,5 @@
-"""The SQLite store's work claims: the hosts a collector is fetching, who last fetched each
-feed, and the summaries being made, each under a lease on SQLite's own clock, taken under the
+"""The SQLite store's work claims: the hosts a collector is fetching and the summaries being
+made, each under a lease on SQLite's own clock, taken under the
 store's write lock (``BEGIN IMMEDIATE``), so that two processes never both take one."""
 
 from __future__ import annotations
@@ -27,63 +27,35 @@ class SQLiteClaims:
         return float(self._conn.execute(_NOW).fetchone()[0])
 
     def claim_feeds(self, holder: str, feeds: Sequence[DueFeed], *, lease: timedelta) -> FeedClaims:
-        by_host: dict[str, list[DueFeed]] = {}
+        by_host: dict[str, list[str]] = {}
         for feed in feeds:
-            by_host.setdefault(feed.host, []).append(feed)
+            by_host.setdefault(feed.host, []).append(feed.url)
         claimed: list[str] = []
         taken: list[FeedTaken] = []
         with self._conn.atomic():
             now = self._clock()
-            for host, due in by_host.items():
+            for host, urls in by_host.items():
                 row = self._conn.execute(
                     "SELECT holder, expires_at FROM feed_host_claims WHERE host = ?", (host,)
                 ).fetchone()
                 if row is not None and row[0] != holder and row[1] > now:
                     until = _moment(row[1])
-                    taken += [
-                        FeedTaken(url=f.url, holder=row[0], until=until, is_fetched=False)
-                        for f in due
-                    ]
+                    taken += [FeedTaken(url=url, holder=row[0], until=until) for url in urls]
                     continue
-                fetched = [self._fetched_in_round(holder, feed, now) for feed in due]
-                taken += [t for t in fetched if t is not None]
-                mine = [f.url for f, t in zip(due, fetched, strict=True) if t is None]
-                if mine:
-                    self._conn.execute(
-                        "INSERT INTO feed_host_claims (host, holder, expires_at) VALUES (?, ?, ?)"
-                        " ON CONFLICT (host) DO UPDATE"
-                        " SET holder = excluded.holder, expires_at = excluded.expires_at",
-                        (host, holder, now + lease.total_seconds()),
-                    )
-                    claimed += mine
+                self._conn.execute(
+                    "INSERT INTO feed_host_claims (host, holder, expires_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (host) DO UPDATE"
+                    " SET holder = excluded.holder, expires_at = excluded.expires_at",
+                    (host, holder, now + lease.total_seconds()),
+                )
+                claimed += urls
         return FeedClaims(claimed=tuple(claimed), taken=tuple(taken))
-
-    def _fetched_in_round(self, holder: str, feed: DueFeed, now: float) -> FeedTaken | None:
-        """The feed as taken, if another holder fetched it less than its round ago."""
-        row = self._conn.execute(
-            "SELECT holder, fetched_at FROM feed_rounds WHERE url = ?", (feed.url,)
-        ).fetchone()
-        if row is None or row[0] == holder:
-            return None
-        ends = row[1] + feed.round.total_seconds()
-        if ends <= now:
-            return None
-        return FeedTaken(url=feed.url, holder=row[0], until=_moment(ends), is_fetched=True)
 
     def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
         with self._conn.atomic():
             self._conn.execute(
                 "UPDATE feed_host_claims SET expires_at = ? WHERE holder = ?",
                 (self._clock() + lease.total_seconds(), holder),
-            )
-
-    def feed_fetched(self, holder: str, url: str) -> None:
-        with self._conn.atomic():
-            self._conn.execute(
-                "INSERT INTO feed_rounds (url, holder, fetched_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (url) DO UPDATE"
-                " SET holder = excluded.holder, fetched_at = excluded.fetched_at",
-                (url, holder, self._clock()),
             )
 
     def release_feed_claims(self, holder: str) -> None:

@@ -209,11 +209,6 @@ def _m013_work_claims(conn: sqlite3.Connection) -> None:
             holder TEXT NOT NULL,
             expires_at REAL NOT NULL
         );
-        CREATE TABLE feed_rounds (
-            url TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            fetched_at REAL NOT NULL
-        );
         CREATE TABLE summary_claims (
             model_id TEXT NOT NULL,
             text_hash TEXT NOT NULL,

@@ -203,17 +203,12 @@ class WorkClaims(Protocol):
 
     def claim_feeds(self, holder: str, feeds: Sequence[DueFeed], *, lease: timedelta) -> FeedClaims:
         """Claim, in one transaction, the hosts of these feeds for ``lease``: all of a host's
-        feeds go to one holder. A host another holder has under a live lease is not claimed
-        (its feeds are taken); of a host claimed, a feed another holder fetched less than its
-        ``round`` ago is taken too. A host with nothing left to fetch is not kept claimed."""
+        feeds go to one holder. A host another holder has under a live lease is not claimed:
+        its feeds come back as taken. The holder's own live claims are renewed."""
         ...
 
     def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
         """Extend the holder's host claims to ``lease`` from now."""
-        ...
-
-    def feed_fetched(self, holder: str, url: str) -> None:
-        """Remember that ``holder`` fetched the feed now (what a round is measured from)."""
         ...
 
     def release_feed_claims(self, holder: str) -> None:

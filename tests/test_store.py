@@ -618,8 +618,8 @@ def test_read_only_store_cannot_write(stores: Stores) -> None:
 HOUR = timedelta(hours=1)
 
 
-def _due(url: str, round: timedelta = HOUR) -> DueFeed:
-    return DueFeed(url=url, host=url.split("/")[2], round=round)
+def _due(url: str) -> DueFeed:
+    return DueFeed(url=url, host=url.split("/")[2])
 
 
 def test_a_hosts_feeds_are_claimed_together_by_one_holder(stores: Stores) -> None:
@@ -634,7 +634,7 @@ def test_a_hosts_feeds_are_claimed_together_by_one_holder(stores: Stores) -> Non
         claims = second.claim_feeds("two", wanted, lease=HOUR)
     assert claims.claimed == ("https://c.example/",)
     (taken,) = claims.taken
-    assert (taken.url, taken.holder, taken.is_fetched) == ("https://a.example/2", "one", False)
+    assert (taken.url, taken.holder) == ("https://a.example/2", "one")
     assert taken.until > datetime.now(UTC) + HOUR - timedelta(minutes=5)  # the store's clock
 
 
@@ -646,26 +646,6 @@ def test_a_claim_whose_lease_ran_out_or_was_given_up_is_anyones(stores: Stores) 
         assert first.claim_feeds("one", [_due("https://a.example/")], lease=timedelta(0)).claimed
         first.renew_feed_claims("one", lease=HOUR)  # and now it lasts
         assert not second.claim_feeds("two", [_due("https://a.example/")], lease=HOUR).claimed
-
-
-def test_a_feed_another_holder_fetched_in_its_round_is_not_claimed(stores: Stores) -> None:
-    with stores.open() as first, stores.open() as second:
-        first.claim_feeds("one", [_due("https://a.example/1")], lease=HOUR)
-        first.feed_fetched("one", "https://a.example/1")
-        first.release_feed_claims("one")
-        feeds = [_due("https://a.example/1"), _due("https://a.example/2")]
-        claims = second.claim_feeds("two", feeds, lease=HOUR)
-        assert claims.claimed == ("https://a.example/2",)
-        assert [(t.url, t.holder, t.is_fetched) for t in claims.taken] == [
-            ("https://a.example/1", "one", True)
-        ]
-        second.release_feed_claims("two")
-        # Its round over, it is due again; the holder's own fetch never counts against it.
-        due_again = [_due("https://a.example/1", timedelta(0))]
-        assert second.claim_feeds("two", due_again, lease=HOUR).claimed
-        assert first.claim_feeds("one", [_due("https://a.example/1")], lease=timedelta(0)).taken
-        second.release_feed_claims("two")
-        assert first.claim_feeds("one", [_due("https://a.example/1")], lease=HOUR).claimed
 
 
 def test_two_holders_claiming_at_once_never_share_a_host(stores: Stores) -> None:
