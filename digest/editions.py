@@ -38,7 +38,7 @@ from digest.models import (
 from digest.rank import SectionRules, arrange_clusters
 from digest.render import make_environment, render_digest
 from digest.render_settings import render_options, section_rules
-from digest.runtime import Clock, Runtime, claim_holder
+from digest.runtime import Clock, Runtime, claim_holder, drop_ended_holders
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest
 
@@ -134,7 +134,8 @@ class CachedSummarizer:
 
     Given a ``holder`` (this process, in the store's claims), it first claims the texts it
     will summarise: one another process has claimed is waited for (looked for in the cache
-    until it is there, or until that claim runs out, and then claimed), so that processes
+    until it is there, or until that claim runs out or its process on this machine has
+    ended, and then claimed), so that processes
     sharing a store never summarise the same text twice."""
 
     def __init__(
@@ -161,6 +162,7 @@ class CachedSummarizer:
         the cache once made."""
         made: dict[str, str] = {}
         while todo:
+            drop_ended_holders(self.store)
             mine = self.store.claim_summaries(
                 holder, self.model_id, list(todo), lease=SUMMARY_LEASE
             )

@@ -10,8 +10,9 @@ feeds' state is read again: one another collector fetched since it was first rea
 by that fetch's politeness (its minimum interval, TTL, max-age) and skipped as not due. So a
 round is the feed's minimum interval, and at least one collect run: a collector started
 after another's run ended fetches again what is due, as a single collector always has. A
-collector that dies stops renewing: once its lease runs out its hosts are anyone's, and the
-feeds it did not store are fetched by the next collector. Local files are read by every
+collector that dies stops renewing: once its lease runs out its hosts are anyone's (at once,
+for a collector on the same machine that finds its process gone), and the feeds it did not
+store are fetched by the next collector. Local files are read by every
 collector (there is no server to spare).
 """
 
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from digest.errors import StoreError
 from digest.models import DueFeed, FeedSource, FeedState, FeedTaken
-from digest.runtime import Runtime
+from digest.runtime import Runtime, drop_ended_holders
 from digest.store import Store
 from digest.urls import is_http_url
 
@@ -43,6 +44,7 @@ def claim_due_feeds(
     """The due feeds this collector fetches (its claimed ones, and local files), and those
     another collector has, by URL."""
     due = [_due(s, states.get(s.url)) for s in sources if is_http_url(s.url)]
+    drop_ended_holders(store)
     claims = store.claim_feeds(holder, due, lease=FEED_LEASE)
     taken = {t.url: t for t in claims.taken}
     return [s for s in sources if s.url not in taken], taken

@@ -104,3 +104,14 @@ class PostgresClaims:
                 " WHERE holder = %s AND model_id = %s AND text_hash = ANY(%s)",
                 (holder, model_id, list(text_hashes)),
             )
+
+    def claim_holders(self) -> tuple[str, ...]:
+        rows = self._conn.execute(
+            "SELECT holder FROM feed_host_claims UNION SELECT holder FROM summary_claims"
+        )
+        return tuple(sorted(row[0] for row in rows))
+
+    def drop_claims(self, holder: str) -> None:
+        with self._conn.atomic():
+            self._conn.execute("DELETE FROM feed_host_claims WHERE holder = %s", (holder,))
+            self._conn.execute("DELETE FROM summary_claims WHERE holder = %s", (holder,))

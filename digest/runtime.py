@@ -62,6 +62,29 @@ def _claim_holder(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}"
 
 
+def drop_ended_holders(store: Store) -> None:
+    """Give up the claims of holders on this machine whose process has ended (killed, or its
+    store failed before it could give them up), rather than wait for their leases to run
+    out. Machines are told apart by name: each needs its own."""
+    for holder in store.claim_holders():
+        if _has_ended(holder):
+            store.drop_claims(holder)
+
+
+def _has_ended(holder: str) -> bool:
+    machine, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if machine != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's
+        return False
+    return False
+
+
 class Runtime:
     """One command's (or daemon job's) settings, store, clock, models and mail backend.
 

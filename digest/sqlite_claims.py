@@ -1,6 +1,6 @@
 """The SQLite store's work claims: the hosts a collector is fetching and the summaries being
-made, each under a lease on SQLite's own clock, taken under the
-store's write lock (``BEGIN IMMEDIATE``), so that two processes never both take one."""
+made, each under a lease on SQLite's own clock, taken under the store's write lock (``BEGIN
+IMMEDIATE``), so that two processes never both take one."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ class SQLiteClaims:
         by_host: dict[str, list[str]] = {}
         for feed in feeds:
             by_host.setdefault(feed.host, []).append(feed.url)
-        claimed: list[str] = []
         taken: list[FeedTaken] = []
         with self._conn.atomic():
             now = self._clock()
@@ -48,8 +47,10 @@ class SQLiteClaims:
                     " SET holder = excluded.holder, expires_at = excluded.expires_at",
                     (host, holder, now + lease.total_seconds()),
                 )
-                claimed += urls
-        return FeedClaims(claimed=tuple(claimed), taken=tuple(taken))
+        lost = {t.url for t in taken}
+        return FeedClaims(
+            claimed=tuple(f.url for f in feeds if f.url not in lost), taken=tuple(taken)
+        )
 
     def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
         with self._conn.atomic():
@@ -99,3 +100,14 @@ class SQLiteClaims:
                 "DELETE FROM summary_claims WHERE holder = ? AND model_id = ? AND text_hash = ?",
                 [(holder, model_id, text_hash) for text_hash in text_hashes],
             )
+
+    def claim_holders(self) -> tuple[str, ...]:
+        rows = self._conn.execute(
+            "SELECT holder FROM feed_host_claims UNION SELECT holder FROM summary_claims"
+        )
+        return tuple(sorted(row[0] for row in rows))
+
+    def drop_claims(self, holder: str) -> None:
+        with self._conn.atomic():
+            self._conn.execute("DELETE FROM feed_host_claims WHERE holder = ?", (holder,))
+            self._conn.execute("DELETE FROM summary_claims WHERE holder = ?", (holder,))

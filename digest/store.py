@@ -229,6 +229,14 @@ class WorkClaims(Protocol):
         """Give up the holder's claims on these summaries (made, or not to be made by it)."""
         ...
 
+    def claim_holders(self) -> tuple[str, ...]:
+        """Every holder with a claim of any kind, its lease live or not."""
+        ...
+
+    def drop_claims(self, holder: str) -> None:
+        """Give up every claim of a holder known to be gone (its process has ended)."""
+        ...
+
 
 class Store(Ledger, Subscribers, WebLimits, WorkClaims, Protocol):
     """What digest keeps between runs. Close it (or use it as a context manager) when done."""

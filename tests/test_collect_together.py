@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -24,8 +25,10 @@ import pytest
 
 from digest.collecting import collect_all
 from digest.config import load_settings
+from digest.editions import CachedSummarizer, summary_key
 from digest.models import DueFeed
-from digest.runtime import Runtime
+from digest.runtime import Runtime, claim_holder, utc_now
+from digest.summarize import SummaryRequest
 from tests.conftest import FEEDS, REPO, serving, write_settings
 
 ENGINES = [
@@ -298,3 +301,64 @@ def test_a_collector_leaves_a_live_collectors_host_and_takes_a_dead_ones(
     assert counting_server.requests == Counter(
         {**{f"/alive{n}.xml": 1 for n in range(3)}, **{f"/dead{n}.xml": 2 for n in range(2)}}
     )
+
+
+def test_the_feeds_of_a_killed_collector_are_fetched_by_the_next_one(
+    tmp_path: Path, store_section: dict[str, str | None]
+) -> None:
+    asked: Counter[str] = Counter()
+    hanging, let_go = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked[self.path] += 1
+            if asked[self.path] == 1:  # the first collector's fetch: it is killed meanwhile
+                hanging.set()
+                let_go.wait(30)
+            body = _rss(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Handler) as base_url:
+        feeds = [{"url": f"{base_url}/feed.xml", "name": "F0"}]
+        config = write_settings(tmp_path, feeds, sections={"store": store_section})
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "digest", "--config", str(config), "collect"]
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        assert hanging.wait(60)  # it has claimed the host, and is fetching
+        first.kill()
+        first.wait()
+        let_go.set()
+        # Long before its lease runs out: its process is gone, so its claim is too.
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert second.returncode == 0, second.stderr
+    assert _ROW.findall(second.stdout) == [("F0", "new")]
+    assert asked == Counter({"/feed.xml": 2})
+
+
+def test_a_summary_claimed_by_a_process_that_ended_is_made_at_once(
+    tmp_path: Path, store_section: dict[str, str | None]
+) -> None:
+    feeds = [{"url": str(FEEDS / "nasa.xml"), "name": "NASA"}]
+    config = write_settings(tmp_path, feeds, sections={"store": store_section})
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = f"{socket.gethostname()}:{ended.stdout.strip()}:abcdef"
+    requests = [SummaryRequest(title="A headline", text="The story. It goes on.")]
+    with Runtime.open(load_settings(config)) as runtime:
+        key = summary_key(requests[0])
+        model_id = runtime.summarizer.model_id
+        assert runtime.store.claim_summaries(gone, model_id, [key], lease=timedelta(hours=1))
+        summarizer = CachedSummarizer(runtime.summarizer, runtime.store, utc_now, claim_holder())
+        assert summarizer.summarize(requests) == runtime.summarizer.summarize(requests)
+        assert runtime.store.cached_summaries(summarizer.model_id, [key])

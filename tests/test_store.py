@@ -679,3 +679,15 @@ def test_a_summary_is_claimed_by_one_holder_unless_cached(stores: Stores) -> Non
         assert second.claim_summaries("two", "m", ["h1", "h2"], lease=HOUR) == ("h2",)
         first.claim_summaries("one", "m", ["h1"], lease=timedelta(0))  # runs out at once
         assert second.claim_summaries("two", "m", ["h1"], lease=HOUR) == ("h1",)
+
+
+def test_the_claims_of_a_holder_that_is_gone_are_dropped_all_at_once(stores: Stores) -> None:
+    with stores.open() as store:
+        store.claim_feeds("gone", [_due("https://a.example/")], lease=HOUR)
+        store.claim_summaries("gone", "m", ["h1"], lease=HOUR)
+        store.claim_summaries("here", "m", ["h2"], lease=HOUR)
+        assert store.claim_holders() == ("gone", "here")
+        store.drop_claims("gone")
+        assert store.claim_holders() == ("here",)
+        assert store.claim_feeds("here", [_due("https://a.example/")], lease=HOUR).claimed
+        assert store.claim_summaries("here", "m", ["h1"], lease=HOUR) == ("h1",)
