@@ -61,7 +61,9 @@ def print_collect(report: collecting.CollectReport, tz: tzinfo) -> None:
         click.echo("\n".join(_wrapped(row, detail)).rstrip())
     ok = len(report.feeds) - len(report.failed)
     ok -= len(report.skipped) + len(report.not_read) + len(report.not_saved)
-    skipped = f", {len(report.skipped)} not due yet" if report.skipped else ""
+    not_due = len(report.skipped) - len(report.taken)
+    skipped = f", {not_due} not due yet" if not_due else ""
+    skipped += f", {len(report.taken)} another collector's" if report.taken else ""
     skipped += f", {len(report.not_saved)} not saved" if report.not_saved else ""
     click.echo(
         f"{counted(len(report.feeds), 'feed')}: {ok} read, {len(report.failed)} failed"

@@ -8,6 +8,7 @@ collect_once: collect_all, then (unless told not to) today's edition summarised 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -16,10 +17,11 @@ from datetime import datetime
 
 from digest.editions import summarize_edition
 from digest.errors import StoreError
+from digest.feed_claims import claims_kept
 from digest.fetching import FeedOutcome, Fetched, PageFetch, feed_hold, fetch_new_stories
 from digest.interrupt import Interrupted, abandonable
-from digest.models import FeedSource, FeedState
-from digest.runtime import Runtime
+from digest.models import FeedSource, FeedState, FeedTaken
+from digest.runtime import Runtime, claim_holder
 from digest.store import Store
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ class FeedReport:
     url: str
     name: str
     # "new", "unchanged" (304 or nothing new), "failed", "gone" (410), "skipped": not due
-    # yet (politeness: its TTL, max-age, Retry-After or minimum interval), "not read": an
+    # yet (politeness: its TTL, max-age, Retry-After or minimum interval) or another
+    # collector's (fetching its host's feeds), "not read": an
     # interrupt came first (nothing of it stored; the next collect fetches it), or "not
     # saved": the store failed first (likewise)
     status: str
@@ -43,6 +46,7 @@ class FeedReport:
     warnings: tuple[str, ...] = ()  # e.g. a feed that is not well-formed, read in part
     not_before: datetime | None = None  # skipped: not fetched before this time ...
     hold_reason: str | None = None  # ... for this reason
+    taken_by: str | None = None  # skipped as another collector's: which (its claim's holder)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,8 +82,13 @@ class CollectReport:
 
     @property
     def skipped(self) -> tuple[FeedReport, ...]:
-        """Feeds not fetched this time because they were not due yet."""
+        """Feeds not fetched this time: not due yet, or another collector's."""
         return tuple(f for f in self.feeds if f.status == "skipped")
+
+    @property
+    def taken(self) -> tuple[FeedReport, ...]:
+        """Feeds skipped as another collector's (it is fetching their hosts' feeds)."""
+        return tuple(f for f in self.feeds if f.taken_by is not None)
 
     @property
     def not_read(self) -> tuple[FeedReport, ...]:
@@ -116,18 +125,21 @@ def collect_all(runtime: Runtime, *, stop: threading.Event | None = None) -> Col
     its own transaction: a stop request ends the run at once, keeping the feeds stored so far
     (the others are reported "not read"), and so does a store failure (the others are "not
     saved"; ``store_error`` says why). Feeds that answered 410 Gone are not fetched again
-    (``digest feeds add`` revives one).
+    (``digest feeds add`` revives one). Several collectors may share the store: each claims
+    its feeds first (``digest.feed_claims``), and skips those another one has.
     """
     fetched = Fetched(feeds=iter(()), gone=[])
     reports: list[FeedReport] = []
     pages: list[PageFetch] = []
     stopped_while = store_error = None
+    holder = None if runtime.store.is_read_only else claim_holder()
     try:
-        fetched = fetch_new_stories(runtime, save_articles=True)
-        with abandonable(stop):
-            for feed in fetched.feeds:
-                reports.append(_store_feed(runtime.store, feed, fetched.states))
-                pages += feed.pages
+        with claims_kept(runtime, holder) if holder else contextlib.nullcontext():
+            fetched = fetch_new_stories(runtime, save_articles=True, holder=holder)
+            with abandonable(stop):
+                for feed in fetched.feeds:
+                    reports.append(_store_feed(runtime.store, feed, fetched.states))
+                    pages += feed.pages
     except Interrupted:
         stopped_while = "collecting"
     except StoreError as exc:  # nothing more can be stored: stop, and report what was
@@ -154,10 +166,12 @@ def _unfetched_reports(
 ) -> list[FeedReport]:
     """The reports of the feeds this run did not store: gone, held, not read or not saved."""
     done = {r.url for r in stored} | {s.url for s in (*fetched.gone, *fetched.held)}
+    done |= fetched.taken.keys()
     why = _NOT_SAVED if is_store_failed else _NOT_READ
     reports = [_left_report(s, why) for s in sources if s.url not in done]
     reports += [_gone_report(source) for source in fetched.gone]
     reports += [_held_report(source, fetched.states[source.url]) for source in fetched.held]
+    reports += [_taken_report(s, fetched.taken[s.url]) for s in sources if s.url in fetched.taken]
     return reports
 
 
@@ -198,6 +212,17 @@ def _held_report(source: FeedSource, state: FeedState) -> FeedReport:
         status="skipped",
         not_before=state.not_before,
         hold_reason=state.hold_reason,
+    )
+
+
+def _taken_report(source: FeedSource, taken: FeedTaken) -> FeedReport:
+    return FeedReport(
+        url=source.url,
+        name=source.title,
+        status="skipped",
+        not_before=taken.until,
+        hold_reason=f"another collector ({taken.holder}) is fetching its host's feeds",
+        taken_by=taken.holder,
     )
 
 

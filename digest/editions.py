@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar, runtime_checkable
 
 from tqdm import tqdm
@@ -37,7 +38,7 @@ from digest.models import (
 from digest.rank import SectionRules, arrange_clusters
 from digest.render import make_environment, render_digest
 from digest.render_settings import render_options, section_rules
-from digest.runtime import Clock, Runtime
+from digest.runtime import Clock, Runtime, claim_holder, drop_ended_holders
 from digest.store import Store
 from digest.summarize import Summarizer, SummaryRequest
 
@@ -119,36 +120,94 @@ class AttributingSummarizer(Summarizer, Protocol):
         ...
 
 
+# How long a claim on a summary lasts unless renewed (each batch made renews the rest):
+# how long other processes wait for the summaries of one that died.
+SUMMARY_LEASE = timedelta(minutes=5)
+# How often a process waiting for another's summaries looks for them in the cache.
+SUMMARY_POLL_SECONDS = 0.2
+
+
 class CachedSummarizer:
     """A summarizer behind the store's summary cache: a text it summarised before (same model,
     same settings) is never summarised again; a read-only store is read, never written. A
-    summary a stand-in wrote is not cached, so the next edition asks the summarizer again."""
+    summary a stand-in wrote is not cached, so the next edition asks the summarizer again.
 
-    def __init__(self, summarizer: Summarizer, store: Store, clock: Clock) -> None:
+    Given a ``holder`` (this process, in the store's claims), it first claims the texts it
+    will summarise: one another process has claimed is waited for (looked for in the cache
+    until it is there, or until that claim runs out or its process on this machine has
+    ended, and then claimed), so that processes
+    sharing a store never summarise the same text twice."""
+
+    def __init__(
+        self, summarizer: Summarizer, store: Store, clock: Clock, holder: str | None = None
+    ) -> None:
         self.inner = summarizer
         self.model_id = summarizer.model_id
         self.store = store
         self.clock = clock
+        self.holder = None if store.is_read_only else holder
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
-        keys = [summary_key(request) for request in requests]
-        cached = self.store.cached_summaries(self.model_id, keys)
-        done = {summary.text_hash: summary.text for summary in cached}
-        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
-        written = self._written(list(todo.values()))
-        fresh = {key: text for key, (text, _) in zip(todo, written, strict=True)}
-        own = [
-            k for k, (_, model_id) in zip(todo, written, strict=True) if model_id == self.model_id
-        ]
-        if own and not self.store.is_read_only:
-            kept = [CachedSummary(model_id=self.model_id, text_hash=k, text=fresh[k]) for k in own]
-            self.store.save_summaries(kept, self.clock())
-        return [done[key] if key in done else fresh[key] for key in keys]
+        todo = dict(zip((summary_key(r) for r in requests), requests, strict=True))
+        done = self._cached(list(todo))
+        todo = {k: r for k, r in todo.items() if k not in done}
+        done |= self._made(todo) if self.holder is None else self._made_once(todo, self.holder)
+        return [done[summary_key(request)] for request in requests]
 
-    def _written(self, requests: list[SummaryRequest]) -> list[tuple[str, str]]:
+    def _cached(self, keys: list[str]) -> dict[str, str]:
+        return {s.text_hash: s.text for s in self.store.cached_summaries(self.model_id, keys)}
+
+    def _made_once(self, todo: dict[str, SummaryRequest], holder: str) -> dict[str, str]:
+        """Each text summarised by whichever process claims it first; the others' read from
+        the cache once made."""
+        made: dict[str, str] = {}
+        while todo:
+            drop_ended_holders(self.store)
+            mine = self.store.claim_summaries(
+                holder, self.model_id, list(todo), lease=SUMMARY_LEASE
+            )
+            try:
+                made |= self._made({k: todo[k] for k in mine})
+            finally:
+                self.store.release_summary_claims(holder, self.model_id, mine)
+            made |= self._cached([k for k in todo if k not in made])
+            todo = {k: r for k, r in todo.items() if k not in made}
+            if todo:
+                time.sleep(SUMMARY_POLL_SECONDS)  # another process is making them
+        return made
+
+    def _made(self, todo: dict[str, SummaryRequest]) -> dict[str, str]:
+        """Summarise, keeping each batch's own summaries in the cache as it is made (and,
+        holding claims, renewing those of the batches still to come)."""
+        keys = list(todo)
+        made: dict[str, str] = {}
+
+        def keep(written: list[tuple[str, str]]) -> None:
+            batch = list(zip(keys[len(made) :], written[len(made) :], strict=False))
+            made.update((key, text) for key, (text, _) in batch)
+            own = [key for key, (_, model_id) in batch if model_id == self.model_id]
+            self._save(own, made)
+            if self.holder is not None and len(made) < len(keys):
+                rest = keys[len(made) :]
+                self.store.claim_summaries(self.holder, self.model_id, rest, lease=SUMMARY_LEASE)
+
+        self._written(list(todo.values()), keep)
+        return made
+
+    def _save(self, keys: list[str], made: dict[str, str]) -> None:
+        if keys and not self.store.is_read_only:
+            kept = [CachedSummary(model_id=self.model_id, text_hash=k, text=made[k]) for k in keys]
+            self.store.save_summaries(kept, self.clock())
+
+    def _written(
+        self, requests: list[SummaryRequest], after: Callable[[list[tuple[str, str]]], None]
+    ) -> list[tuple[str, str]]:
         if isinstance(self.inner, AttributingSummarizer):
-            return _in_batches(self.inner.summarize_attributed, requests)
-        return [(text, self.model_id) for text in summarize_with_progress(self.inner, requests)]
+            return _in_batches(self.inner.summarize_attributed, requests, after=after)
+        return _in_batches(self._attributed, requests, after=after)
+
+    def _attributed(self, requests: Sequence[SummaryRequest]) -> list[tuple[str, str]]:
+        return [(text, self.model_id) for text in self.inner.summarize(requests)]
 
 
 def summary_key(request: SummaryRequest) -> str:
@@ -174,13 +233,19 @@ def _in_batches(
     summarize: Callable[[Sequence[SummaryRequest]], list[_Result]],
     requests: Sequence[SummaryRequest],
     batch: int = 16,
+    *,
+    after: Callable[[list[_Result]], None] | None = None,
 ) -> list[_Result]:
+    """``summarize`` over ``requests`` in batches; ``after`` is given the results so far after
+    each batch."""
     results: list[_Result] = []
     is_shown = bool(requests) and sys.stderr.isatty()
     with tqdm(total=len(requests), desc="summarising", unit="story", disable=not is_shown) as bar:
         for start in range(0, len(requests), batch):
             results += summarize(requests[start : start + batch])
             bar.update(min(batch, len(requests) - start))
+            if after is not None:
+                after(results)
     return results
 
 
@@ -221,7 +286,7 @@ def build_edition(
     digest = build_digest(
         stories,
         failures,
-        CachedSummarizer(runtime.summarizer, runtime.store, lambda: now),
+        CachedSummarizer(runtime.summarizer, runtime.store, lambda: now, claim_holder()),
         edition_on=edition_on or edition_date(settings, now),
         now=now,
         max_stories=settings.render.max_stories,

@@ -24,11 +24,13 @@ from urllib.parse import urlsplit
 from digest.clean import MAX_ARTICLE_HTML_SIZE, article_image, extract_article, split_headline
 from digest.collect import FeedStream, FetchLimits, fetch_pages
 from digest.config import Settings
-from digest.models import Article, FeedSource, FeedState, FetchResult, Story
+from digest.feed_claims import claim_due_feeds
+from digest.models import Article, FeedSource, FeedState, FeedTaken, FetchResult, Story
 from digest.normalise import image_url
 from digest.parse import ParseOutcome, parse_fetched
 from digest.runtime import Clock, Runtime
 from digest.sentences import word_count
+from digest.store import Store
 from digest.urls import is_http_url
 from digest.workers import process_pool
 
@@ -112,17 +114,31 @@ class Fetched:
     gone: list[FeedSource]  # feeds not fetched because they answered 410 Gone before
     held: list[FeedSource] = dataclass_field(default_factory=list)  # not due yet: not fetched
     states: dict[str, FeedState] = dataclass_field(default_factory=dict)  # as before the fetch
+    # Due, but another collector is fetching their hosts' feeds: not fetched
+    taken: dict[str, FeedTaken] = dataclass_field(default_factory=dict)
 
 
-def fetch_new_stories(runtime: Runtime, *, save_articles: bool) -> Fetched:
-    """Fetch and parse every active feed; keep the stories the store does not have yet."""
+def fetch_new_stories(
+    runtime: Runtime, *, save_articles: bool, holder: str | None = None
+) -> Fetched:
+    """Fetch and parse every active feed; keep the stories the store does not have yet.
+
+    Given a ``holder``, the due feeds are claimed first (``digest.feed_claims``) and only the
+    claimed ones fetched."""
     settings, store = runtime.settings, runtime.store
     sources = settings.feed_sources
-    states = {s.url: state for s in sources if (state := store.feed_state(s.url))}
+    states = _states(store, sources)
     gone = [s for s in sources if s.url in states and states[s.url].is_gone]
     now = runtime.clock()
     held = [s for s in sources if s not in gone and _is_held(s, states.get(s.url), now)]
     active = [s for s in sources if s not in gone and s not in held]
+    taken: dict[str, FeedTaken] = {}
+    if holder is not None and active:
+        active, taken = claim_due_feeds(store, holder, active, states)
+        # Read again under the claim: another collector may have fetched some since.
+        states |= _states(store, active)
+        held += [s for s in active if _is_held(s, states.get(s.url), now)]
+        active = [s for s in active if s not in held]
 
     def new_stories() -> Iterator[FeedOutcome]:
         waiting_for_pages = []
@@ -135,7 +151,11 @@ def fetch_new_stories(runtime: Runtime, *, save_articles: bool) -> Fetched:
         if waiting_for_pages:
             yield from _add_full_text(runtime, waiting_for_pages, save=save_articles)
 
-    return Fetched(feeds=new_stories(), gone=gone, held=held, states=states)
+    return Fetched(feeds=new_stories(), gone=gone, held=held, states=states, taken=taken)
+
+
+def _states(store: Store, sources: Sequence[FeedSource]) -> dict[str, FeedState]:
+    return {s.url: state for s in sources if (state := store.feed_state(s.url))}
 
 
 def _teasers(settings: Settings, feed: FeedOutcome) -> dict[str, str]:

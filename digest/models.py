@@ -89,6 +89,32 @@ class FeedState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DueFeed:
+    """A feed a collector means to fetch now (see ``Store.claim_feeds``)."""
+
+    url: str
+    host: str  # the host it is fetched from: a collector claims all of a host's feeds at once
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedTaken:
+    """A due feed another collector is fetching: its host is claimed under a live lease, which
+    ends at ``until`` (on the store's clock) unless renewed."""
+
+    url: str
+    holder: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedClaims:
+    """What one claim gave a collector: the feeds it fetches, and those others have."""
+
+    claimed: tuple[str, ...] = ()
+    taken: tuple[FeedTaken, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FetchFailure:
     """One failed fetch of a feed, as the store keeps it."""
 

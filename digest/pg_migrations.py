@@ -159,9 +159,26 @@ CREATE INDEX deliveries_due ON deliveries (edition_on, seq) WHERE state <> 'sent
 CREATE INDEX deliveries_by_lease ON deliveries (leased_by) WHERE lease_until IS NOT NULL
 """
 
+# Work claims (digest.pg_claims): leases on the server's clock.
+_M003_WORK_CLAIMS = """
+CREATE TABLE feed_host_claims (
+    host text PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE summary_claims (
+    model_id text NOT NULL,
+    text_hash text NOT NULL,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (model_id, text_hash)
+);
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("m001_initial", _M001_INITIAL),
     ("m002_delivery_leases", _M002_DELIVERY_LEASES),
+    ("m003_work_claims", _M003_WORK_CLAIMS),
 )
 
 

@@ -10,8 +10,9 @@ cannot mark anything sent.
 Every psycopg failure leaves the store as a ``StoreError`` that names the server, says the
 cause in words and what to do (``digest.pg_connection``). Its parts: the feeds
 (``digest.pg_feeds``), the delivery ledger and the send lock (``digest.pg_ledger``), the
-subscribers (``digest.pg_subscribers``), the web limits (``digest.pg_web_limits``), and here
-the rest: stories, editions, caches, job runs.
+subscribers (``digest.pg_subscribers``), the web limits (``digest.pg_web_limits``), the work
+claims several processes share (``digest.pg_claims``), and here the rest: stories, editions,
+caches, job runs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from digest.models import (
     StoreCheck,
     Story,
 )
+from digest.pg_claims import PostgresClaims
 from digest.pg_connection import Connection, open_connection, server_name, session_conninfo
 from digest.pg_feeds import PostgresFeeds
 from digest.pg_ledger import PostgresLedger
@@ -52,7 +54,9 @@ _JOB_RUN_COLUMNS = (
 )
 
 
-class PostgresStore(PostgresFeeds, PostgresLedger, PostgresSubscribers, PostgresWebLimits):
+class PostgresStore(
+    PostgresFeeds, PostgresLedger, PostgresSubscribers, PostgresWebLimits, PostgresClaims
+):
     """A session on the store's database, a ``Store``. Build with ``open`` or
     ``open_read_only``."""
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -45,6 +47,42 @@ StoreAccess = Literal["read", "write", "update"]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def claim_holder() -> str:
+    """This process's name in the store's work claims (``digest.store.WorkClaims``): its
+    machine and process id, for people to read, and a random part, as process ids are
+    reused and machines' names need not differ."""
+    return _claim_holder(os.getpid())
+
+
+@functools.cache
+def _claim_holder(pid: int) -> str:
+    # Keyed by the process id, so that a forked child is not taken for its parent.
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}"
+
+
+def drop_ended_holders(store: Store) -> None:
+    """Give up the claims of holders on this machine whose process has ended (killed, or its
+    store failed before it could give them up), rather than wait for their leases to run
+    out. Machines are told apart by name: each needs its own."""
+    for holder in store.claim_holders():
+        if _has_ended(holder):
+            store.drop_claims(holder)
+
+
+def _has_ended(holder: str) -> bool:
+    machine, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if machine != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's
+        return False
+    return False
 
 
 class Runtime:

@@ -33,7 +33,9 @@ def collect_run(report: collecting.CollectReport, started: datetime, finished: d
         outcome="stopped" if report.stopped_while else "failed" if is_failed else "ok",
         summary=(
             f"{len(report.feeds)} feeds: {len(report.failed)} failed, "
-            f"{len(report.skipped)} not due; {report.new_stories} new stories"
+            f"{len(report.skipped) - len(report.taken)} not due"
+            + (f", {len(report.taken)} another collector's" if report.taken else "")
+            + f"; {report.new_stories} new stories"
             + (f"; stopped while {report.stopped_while}" if report.stopped_while else "")
         ),
         failures=failures,

@@ -212,6 +212,28 @@ def _m012_delivery_leases(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m013_work_claims(conn: sqlite3.Connection) -> None:
+    # Times here are seconds since the epoch by SQLite's clock: a lease is measured on the
+    # store's clock, never on a process's.
+    _run_each(
+        conn,
+        """
+        CREATE TABLE feed_host_claims (
+            host TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE TABLE summary_claims (
+            model_id TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (model_id, text_hash)
+        )
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m001_initial", _m001_initial),
     ("m002_feed_health_and_articles", _m002_feed_health_and_articles),
@@ -225,6 +247,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("m010_subscribers", _m010_subscribers),
     ("m011_web_requests", _m011_web_requests),
     ("m012_delivery_leases", _m012_delivery_leases),
+    ("m013_work_claims", _m013_work_claims),
 )
 
 

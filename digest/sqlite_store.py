@@ -10,7 +10,8 @@ Every SQLite failure leaves the store as a ``StoreError`` that names the file, s
 in words (a full disk, a lock held too long, a damaged file, ...) and what to do: the
 connection is wrapped (``digest.sqlite_connection``), so no query can let a raw ``sqlite3``
 error out. Its parts: the feeds (``digest.sqlite_feeds``), the delivery ledger and the send
-lock (``digest.sqlite_ledger``), the subscribers (``digest.sqlite_subscribers``), and here the
+lock (``digest.sqlite_ledger``), the subscribers (``digest.sqlite_subscribers``), the work
+claims several processes share (``digest.sqlite_claims``), and here the
 rest: stories, editions, caches, job runs.
 """
 
@@ -38,6 +39,7 @@ from digest.models import (
     StoreCheck,
     Story,
 )
+from digest.sqlite_claims import SQLiteClaims
 from digest.sqlite_connection import (
     Connection,
     connect,
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers, SQLiteWebLimits):
+class SQLiteStore(SQLiteFeeds, SQLiteLedger, SQLiteSubscribers, SQLiteWebLimits, SQLiteClaims):
     """A connection to the store file, a ``Store``. Build with ``open`` or ``open_read_only``
     (or ``open_empty`` where there is no file yet)."""
 

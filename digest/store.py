@@ -41,7 +41,9 @@ from digest.models import (
     CachedSummary,
     Delivery,
     DeliveryState,
+    DueFeed,
     Embedding,
+    FeedClaims,
     FeedFailure,
     FeedHealth,
     FeedSource,
@@ -235,7 +237,50 @@ class WebLimits(Protocol):
         ...
 
 
-class Store(Ledger, Subscribers, WebLimits, Protocol):
+class WorkClaims(Protocol):
+    """Work several collecting processes share, each piece done by one of them: claims with a
+    lease measured on the store's own clock (so the machines' clocks do not matter), held by a
+    ``holder`` (one name per process). A claim whose lease has run out is anyone's again, so
+    the work of a process that died is taken up by the next."""
+
+    def claim_feeds(self, holder: str, feeds: Sequence[DueFeed], *, lease: timedelta) -> FeedClaims:
+        """Claim, in one transaction, the hosts of these feeds for ``lease``: all of a host's
+        feeds go to one holder. A host another holder has under a live lease is not claimed:
+        its feeds come back as taken. The holder's own live claims are renewed."""
+        ...
+
+    def renew_feed_claims(self, holder: str, *, lease: timedelta) -> None:
+        """Extend the holder's host claims to ``lease`` from now."""
+        ...
+
+    def release_feed_claims(self, holder: str) -> None:
+        """Give up the holder's host claims."""
+        ...
+
+    def claim_summaries(
+        self, holder: str, model_id: str, text_hashes: Sequence[str], *, lease: timedelta
+    ) -> tuple[str, ...]:
+        """Claim, in one transaction, the summaries by this model of these texts that are not
+        cached and that no other holder has under a live lease; which were claimed (the
+        holder's own claims among them, renewed)."""
+        ...
+
+    def release_summary_claims(
+        self, holder: str, model_id: str, text_hashes: Sequence[str]
+    ) -> None:
+        """Give up the holder's claims on these summaries (made, or not to be made by it)."""
+        ...
+
+    def claim_holders(self) -> tuple[str, ...]:
+        """Every holder with a claim of any kind, its lease live or not."""
+        ...
+
+    def drop_claims(self, holder: str) -> None:
+        """Give up every claim of a holder known to be gone (its process has ended)."""
+        ...
+
+
+class Store(Ledger, Subscribers, WebLimits, WorkClaims, Protocol):
     """What digest keeps between runs. Close it (or use it as a context manager) when done."""
 
     @property

@@ -26,6 +26,7 @@ from digest.models import (
     CachedSummary,
     Delivery,
     DeliveryState,
+    DueFeed,
     Embedding,
     FeedHealth,
     FeedSource,
@@ -682,3 +683,83 @@ def test_read_only_store_cannot_write(stores: Stores) -> None:
         assert store.stories_for_edition(DAY) == () and store.subscribers("default") == ()
     with stores.open() as store:
         assert not store.is_read_only
+
+
+# Work claims: several processes sharing the work, each piece done by one
+
+HOUR = timedelta(hours=1)
+
+
+def _due(url: str) -> DueFeed:
+    return DueFeed(url=url, host=url.split("/")[2])
+
+
+def test_a_hosts_feeds_are_claimed_together_by_one_holder(stores: Stores) -> None:
+    with stores.open() as first, stores.open() as second:
+        feeds = [
+            _due("https://a.example/1"),
+            _due("https://a.example/2"),
+            _due("https://b.example/"),
+        ]
+        assert first.claim_feeds("one", feeds, lease=HOUR).claimed == tuple(f.url for f in feeds)
+        wanted = [_due("https://a.example/2"), _due("https://c.example/")]
+        claims = second.claim_feeds("two", wanted, lease=HOUR)
+    assert claims.claimed == ("https://c.example/",)
+    (taken,) = claims.taken
+    assert (taken.url, taken.holder) == ("https://a.example/2", "one")
+    assert taken.until > datetime.now(UTC) + HOUR - timedelta(minutes=5)  # the store's clock
+
+
+def test_a_claim_whose_lease_ran_out_or_was_given_up_is_anyones(stores: Stores) -> None:
+    with stores.open() as first, stores.open() as second:
+        first.claim_feeds("one", [_due("https://a.example/")], lease=timedelta(0))
+        assert second.claim_feeds("two", [_due("https://a.example/")], lease=HOUR).claimed
+        second.release_feed_claims("two")
+        assert first.claim_feeds("one", [_due("https://a.example/")], lease=timedelta(0)).claimed
+        first.renew_feed_claims("one", lease=HOUR)  # and now it lasts
+        assert not second.claim_feeds("two", [_due("https://a.example/")], lease=HOUR).claimed
+
+
+def test_two_holders_claiming_at_once_never_share_a_host(stores: Stores) -> None:
+    feeds = [_due(f"https://host{n}.example/feed") for n in range(60)]
+    claimed: dict[str, tuple[str, ...]] = {}
+
+    def claim(holder: str, order: list[DueFeed]) -> None:
+        with stores.open() as own:
+            claimed[holder] = own.claim_feeds(holder, order, lease=HOUR).claimed
+
+    threads = [
+        threading.Thread(target=claim, args=("one", feeds)),
+        threading.Thread(target=claim, args=("two", feeds[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not set(claimed["one"]) & set(claimed["two"])
+    assert set(claimed["one"]) | set(claimed["two"]) == {f.url for f in feeds}
+
+
+def test_a_summary_is_claimed_by_one_holder_unless_cached(stores: Stores) -> None:
+    with stores.open() as first, stores.open() as second:
+        assert first.claim_summaries("one", "m", ["h1", "h2"], lease=HOUR) == ("h1", "h2")
+        second.save_summaries([CachedSummary(model_id="m", text_hash="h4", text="s")], NOW)
+        assert second.claim_summaries("two", "m", ["h2", "h3", "h4"], lease=HOUR) == ("h3",)
+        assert second.claim_summaries("two", "other", ["h2"], lease=HOUR) == ("h2",)  # by model
+        assert first.claim_summaries("one", "m", ["h1", "h2"], lease=HOUR) == ("h1", "h2")
+        first.release_summary_claims("one", "m", ["h2"])
+        assert second.claim_summaries("two", "m", ["h1", "h2"], lease=HOUR) == ("h2",)
+        first.claim_summaries("one", "m", ["h1"], lease=timedelta(0))  # runs out at once
+        assert second.claim_summaries("two", "m", ["h1"], lease=HOUR) == ("h1",)
+
+
+def test_the_claims_of_a_holder_that_is_gone_are_dropped_all_at_once(stores: Stores) -> None:
+    with stores.open() as store:
+        store.claim_feeds("gone", [_due("https://a.example/")], lease=HOUR)
+        store.claim_summaries("gone", "m", ["h1"], lease=HOUR)
+        store.claim_summaries("here", "m", ["h2"], lease=HOUR)
+        assert store.claim_holders() == ("gone", "here")
+        store.drop_claims("gone")
+        assert store.claim_holders() == ("here",)
+        assert store.claim_feeds("here", [_due("https://a.example/")], lease=HOUR).claimed
+        assert store.claim_summaries("here", "m", ["h1"], lease=HOUR) == ("h1",)
