@@ -29,6 +29,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from digest.errors import StoreError
+from digest.store_urls import hide_password
 
 POOL_SIZE = 8  # a process's stores at once: a command's, the daemon's jobs, --workers
 _CONNECT_TIMEOUT_SECONDS = 10
@@ -66,6 +67,7 @@ def storage_error(server: str, exc: psycopg.Error) -> StoreError:
     in words, and what to do."""
     cause, hint = _explanation(server, exc)
     said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    said = hide_password(said)  # libpq never says it; a URL quoted in a message might
     return StoreError(f"{server}: {cause} (PostgreSQL: {said})", cause=cause, hint=hint)
 
 
@@ -199,8 +201,7 @@ class Connection:
             return cursor.rowcount
 
     def close(self) -> None:
-        if self.raw.closed:
-            return
+        # Given back even when the server has closed it: the pool then makes a new one.
         with contextlib.suppress(psycopg.Error):
             self._pool.putconn(self.raw)
 
@@ -228,7 +229,12 @@ def open_connection(session: str) -> Connection:
         raw = pool.getconn()
     except PoolTimeout as exc:
         _probe(session, server)  # why, if the server says
-        raise storage_error(server, exc) from exc
+        cause = f"all {POOL_SIZE} of this process's connections to the server are in use"
+        raise StoreError(
+            f"{server}: {cause}",
+            cause=cause,
+            hint="fewer stores open at once in this process (threads, --workers)",
+        ) from exc
     return Connection(raw, server, pool)
 
 

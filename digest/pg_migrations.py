@@ -63,7 +63,8 @@ CREATE TABLE stories (
     edition_on date
 );
 CREATE INDEX stories_by_edition ON stories (edition_on, first_seen_at);
-CREATE INDEX stories_by_url ON stories (url);
+-- One story per link (as SQLite's add_stories keeps it), also for two collectors at once.
+CREATE UNIQUE INDEX stories_by_url ON stories (url);
 CREATE INDEX stories_by_feed ON stories (feed_url);
 CREATE TABLE editions (
     edition_on date PRIMARY KEY,

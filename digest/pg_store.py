@@ -179,18 +179,15 @@ class PostgresStore(PostgresFeeds, PostgresLedger, PostgresSubscribers, Postgres
     # Stories
 
     def add_stories(self, stories: Iterable[Story], seen_at: datetime) -> int:
-        """Store stories not seen before (same id or same link); return how many were new."""
-        added = 0
+        """Store stories not seen before (same id or same link: both unique), pipelined in one
+        transaction; return how many were new."""
         with self.atomic():
-            for story in stories:
-                if self.has_story(story):  # same id, or same link under another id
-                    continue
-                added += self._conn.execute(
-                    f"INSERT INTO stories ({_STORY_COLUMNS}) VALUES"
-                    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (*_story_values(story), seen_at),
-                ).rowcount
-        return added
+            return self._conn.executemany(
+                f"INSERT INTO stories ({_STORY_COLUMNS}) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(*_story_values(story), seen_at) for story in stories],
+            )
 
     def has_story(self, story: Story) -> bool:
         """Is this story (same id or same link) stored already?"""

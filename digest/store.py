@@ -3,9 +3,11 @@
 It holds the feeds' HTTP state, holds and failures, the stories, the editions as sent, the
 subscribers, the delivery ledger, the web limits' counts, the daemon's job runs, and caches
 (summaries, sentence vectors, article texts). Records go in and come out, never rows or dicts.
-``digest.sqlite_store.SQLiteStore`` (one SQLite file) is the implementation; the only places
-that build one are ``SQLiteStore.open`` and ``SQLiteStore.open_read_only``, and everything
-else says ``Store``.
+There is one implementation per engine: ``digest.sqlite_store.SQLiteStore`` (one SQLite file,
+the default) and ``digest.pg_store.PostgresStore`` (a PostgreSQL database that several
+processes and machines share), each with its own SQL and migrations. The only places that
+build one are their ``open`` and ``open_read_only`` (called by ``digest.runtime``, from
+``[store].path`` or ``[store].url``), and everything else says ``Store``.
 
 Every implementation:
 
@@ -19,7 +21,8 @@ Every implementation:
 
 The delivery ledger (``Ledger``) is the part that makes delivery exactly-once, and the part
 several sender processes will share: its rows are claimed ``sending`` in their own commit
-before the hand-over, and only one sender holds the send lock at a time.
+before the hand-over, and only one sender holds the send lock at a time (a file lock beside
+the SQLite file; a session advisory lock on PostgreSQL).
 """
 
 from __future__ import annotations

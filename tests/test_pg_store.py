@@ -16,11 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import errors as pg_errors
 
 from digest.config import load_settings
 from digest.errors import StoreError
-from digest.models import JobRun, SendLockHolder
-from digest.pg_connection import server_name
+from digest.models import FeedSource, FetchResult, JobRun, SendLockHolder
+from digest.pg_connection import server_name, storage_error
 from digest.pg_migrations import MIGRATIONS
 from digest.pg_store import PostgresStore
 from digest.runtime import Runtime
@@ -105,6 +106,21 @@ def test_a_read_only_runtime_on_postgresql_reads_and_refuses_every_write(
 
 
 @pytest.mark.postgres
+@pytest.mark.postgres
+def test_update_writes_an_existing_postgresql_store_and_never_creates_one(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    settings = load_settings(_settings_file(tmp_path, postgres_url))
+    with Runtime.open(settings, access="update") as runtime:
+        assert runtime.store.is_read_only
+    assert _rows(postgres_url, "SELECT to_regclass('migrations')") == [(None,)]
+    with Runtime.open(settings):
+        pass
+    with Runtime.open(settings, access="update") as runtime:
+        assert isinstance(runtime.store, PostgresStore) and not runtime.store.is_read_only
+        runtime.store.add_job_run(_job_run())
+
+
 @pytest.mark.parametrize(
     ("where", "cause"),
     [
@@ -238,3 +254,58 @@ def test_a_connection_the_server_drops_is_an_error_in_words_and_the_next_store_w
     with PostgresStore.open(postgres_url) as store:  # the pool made a new connection
         store.add_job_run(_job_run())
         assert store.last_activity() == NOW
+
+
+@pytest.mark.postgres
+def test_a_deadlock_between_two_stores_rolls_one_back_with_a_store_error_in_words(
+    postgres_url: str,
+) -> None:
+    feeds = [FeedSource(url=f"https://{n}.example/feed") for n in "ab"]
+    with PostgresStore.open(postgres_url) as store:
+        for source in feeds:
+            store.record_fetch(FetchResult(source=source, fetched_at=NOW, status=200))
+    both_hold_one = threading.Barrier(2)
+    failures: list[StoreError] = []
+
+    def hold_both(first: FeedSource, second: FeedSource) -> None:
+        with PostgresStore.open(postgres_url) as store:
+            try:
+                with store.atomic():
+                    store.hold_feed(first.url, NOW, "first", None)
+                    both_hold_one.wait()
+                    store.hold_feed(second.url, NOW, "second", None)
+            except StoreError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=hold_both, args=pair) for pair in (feeds, feeds[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [failure] = failures  # the server broke the deadlock by rolling one back
+    assert failure.cause.startswith("a serialization failure or deadlock")
+    assert "run the command again" in str(failure)
+    with PostgresStore.open(postgres_url) as store:  # the other went on and committed
+        states = [store.feed_state(source.url) for source in feeds]
+    assert sorted(state.hold_reason for state in states if state) == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (pg_errors.DiskFull("could not extend file"), "the server's disk is full"),
+        (pg_errors.SerializationFailure("could not serialize"), "a serialization failure"),
+        (pg_errors.LockNotAvailable("canceling statement"), "a lock was held too long"),
+        (pg_errors.ReadOnlySqlTransaction("read-only"), "the store cannot be written"),
+        (pg_errors.InvalidPassword("password authentication"), "authentication failed"),
+        (pg_errors.InvalidCatalogName('database "x" does not exist'), "the database does not"),
+        (pg_errors.AdminShutdown("terminating connection"), "the server shut down"),
+    ],
+)
+def test_each_server_failure_the_server_can_send_has_its_words(
+    error: psycopg.Error, cause: str
+) -> None:
+    # The ones a test cannot make happen on a shared server (a full disk), by their SQLSTATE.
+    explained = storage_error("db.example.org:5432/news", error)
+    assert explained.cause.startswith(cause) and explained.hint
+    assert explained.message.startswith(f"db.example.org:5432/news: {cause}")
