@@ -29,7 +29,12 @@ def store_migrate(source: str, target: str) -> None:
     is created or migrated first; a target holding another store's data is refused."""
     from digest.store_migration import migrate_store
 
-    migration = migrate_store(source, target)
+    try:
+        migration = migrate_store(source, target)
+    except KeyboardInterrupt:
+        click.echo("\nstopped: the batches copied so far are kept; run the same command again"
+                   " to copy the rest", err=True)  # fmt: skip
+        raise
     cli_output.print_store_migration(migration)
     if not migration.is_verified:
         missing = [t.table for t in migration.tables if not t.is_verified]

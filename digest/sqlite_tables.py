@@ -116,11 +116,15 @@ class SQLiteTables:
         kinds = [kind for _, kind in table.columns]
         marks = f"({', '.join('?' * len(table.key))})"
         found: list[Row] = []
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[start : start + _KEYS_PER_QUERY]
+        # A join, not "(key) IN (VALUES ...)", which SQLite answers with a whole-table scan.
+        on = " AND ".join(f"t.{name} = k.column{n}" for n, name in enumerate(table.key, 1))
+        columns = ", ".join(f"t.{name}" for name in table.column_names)
+        unique_keys = list(dict.fromkeys(keys))
+        for start in range(0, len(unique_keys), _KEYS_PER_QUERY):
+            chunk = unique_keys[start : start + _KEYS_PER_QUERY]
             rows = self._conn.execute(
-                f"SELECT {', '.join(table.column_names)} FROM {table.name}"
-                f" WHERE ({', '.join(table.key)}) IN (VALUES {', '.join([marks] * len(chunk))})",
+                f"SELECT {columns} FROM (VALUES {', '.join([marks] * len(chunk))}) AS k"
+                f" JOIN {table.name} AS t ON {on}",
                 [value for key in chunk for value in _written(key_kinds, key)],
             )
             found += (_read(kinds, row) for row in rows)

@@ -225,7 +225,10 @@ COPIED_TABLES: tuple[CopiedTable, ...] = (
     ),
 )
 
-# Tables and columns left behind on purpose, with the reason.
+# Tables and columns left behind on purpose, with the reason: a table's name, a column's
+# ("table.column"), or a column name left behind in every table ("seq"). Transient state
+# (a sender's lease on ledger rows, a collector's claim on a feed) belongs here: it is a
+# live process's, and a process on the new store takes its own.
 NOT_COPIED: dict[str, str] = {
     "migrations": "each engine's own schema history: the target is migrated by its own",
     "send_lock_holder": "who holds the send lock now: a live process's, never another store's",

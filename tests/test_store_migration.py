@@ -136,7 +136,7 @@ def test_a_store_filled_by_use_moves_to_postgresql_and_digest_carries_on_there(
     again = _digest(new, "send", day=1)
     assert again.exit_code == 0, again.output
     assert len(smtp.accepted) == accepted  # the day's edition was sent: nothing twice
-    assert "already" in again.output or "nothing" in again.output.lower(), again.output
+    assert "sent 0, failed 0, already sent 2, uncertain 0" in again.output
 
 
 @pytest.mark.postgres
@@ -198,6 +198,23 @@ def test_postgresql_moves_back_to_a_new_sqlite_file(
     assert all(c == s for s, c, _, _ in _printed_counts(back.output).values())
     again = _config(tmp_path / "again", sink[1], {"path": str(tmp_path / "back.db")})
     assert _views(again) == _views(old)
+
+
+@pytest.mark.postgres
+def test_identical_rows_of_a_history_table_are_copied_as_many_times_as_they_are_there(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    with SQLiteStore.open(tmp_path / "s.db") as store:  # three requests in one instant
+        for _ in range(3):
+            store.take_allowance("subscribe", "1.2.3.4", NOW, window=timedelta(1), limit=9)
+    source = f"sqlite:///{tmp_path / 's.db'}"
+
+    first, second = (migrate_store(source, postgres_url, batch_size=2) for _ in range(2))
+
+    counts = [next(t for t in m.tables if t.table == "web_requests") for m in (first, second)]
+    assert [(c.copied, c.already_there, c.target_rows) for c in counts] == [(3, 0, 3), (0, 3, 3)]
+    back = migrate_store(postgres_url, f"sqlite:///{tmp_path / 'back.db'}")
+    assert next(t for t in back.tables if t.table == "web_requests").target_rows == 3
 
 
 def _store_with_edition(path: Path, subject: str, created_at: datetime) -> str:
@@ -305,7 +322,7 @@ def _assert_copied_or_named(found: dict[str, list[str]]) -> None:
         if table in NOT_COPIED:
             continue
         assert table in copied, f"{table}: neither copied (COPIED_TABLES) nor in NOT_COPIED"
-        left = set(columns) - copied[table] - set(NOT_COPIED)
+        left = {c for c in columns if not {c, f"{table}.{c}"} & set(NOT_COPIED)} - copied[table]
         assert not left, f"{table}: columns {sorted(left)} neither copied nor in NOT_COPIED"
         assert copied[table] <= set(columns), f"{table}: copies columns it does not have"
     assert set(copied) <= set(found)
