@@ -368,6 +368,12 @@ def print_store_migration(migration: StoreMigration) -> None:
         counts = (table.source_rows, table.copied, table.already_there, table.target_rows)
         mark = "" if table.is_verified else f"  MISSING {table.source_rows - table.present}"
         click.echo(f"{table.table:<14}" + "".join(f"{n:>15}" for n in counts) + mark)
+    if differing := [table for table in migration.tables if table.differing]:
+        click.echo("\nkept as the target has them, though the source's differ:")
+        for table in differing:
+            click.echo(f"  {table.table}: {counted(table.differing, 'row')}, such as")
+            for example in table.differing_examples:
+                click.echo(f"    {example}")
     rows = sum(table.source_rows for table in migration.tables)
     if migration.is_verified:
         click.echo(f"\nverified: all {counted(rows, 'source row')} are in the target")

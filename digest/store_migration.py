@@ -27,7 +27,8 @@ from digest.store_urls import check_postgres_url, hide_password, sqlite_url_path
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-_EXAMPLES = 5  # differing rows named in a refusal, per table
+_EXAMPLES = 5  # differing rows named in a refusal or a note, per table
+_SHOWN_CHARACTERS = 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +42,8 @@ class TableCopy:
     already_there: int
     present: int
     target_rows: int
+    differing: int = 0  # already there, but with other values than the source's (kept)
+    differing_examples: tuple[str, ...] = ()
 
     @property
     def is_verified(self) -> bool:
@@ -117,33 +120,41 @@ def _batches(rows: Iterable[Row], table: CopiedTable, size: int) -> Iterator[lis
         yield batch
 
 
-def _held(table: CopiedTable, batch: Sequence[Row], target: TableRows) -> list[bool]:
-    """Whether the target holds each row of ``batch``: one with its key, or for a history
-    table one with all its values (each target row standing for one source row)."""
+def _matches(table: CopiedTable, batch: Sequence[Row], target: TableRows) -> list[Row | None]:
+    """The target's row for each row of ``batch``, or None: the one with its key, or for a
+    history table one with all its values (each target row standing for one source row)."""
     found = target.rows_with_keys(table, list(dict.fromkeys(map(table.key_of, batch))))
     if table.is_unique_key:
-        keys = {table.key_of(row) for row in found}
-        return [table.key_of(row) in keys for row in batch]
+        by_key = {table.key_of(row): row for row in found}
+        return [by_key.get(table.key_of(row)) for row in batch]
     unmatched = Counter(found)
-    held = []
+    matches: list[Row | None] = []
     for row in batch:
-        held.append(unmatched[row] > 0)
+        matches.append(row if unmatched[row] > 0 else None)
         unmatched[row] -= 1
-    return held
+    return matches
 
 
 def _copy_table(
     source: TableRows, target: TableRows, table: CopiedTable, batch_size: int
 ) -> TableCopy:
     source_rows = copied = already_there = present = 0
+    differing: list[str] = []
     for batch in _batches(source.read_rows(table, batch_size), table, batch_size):
-        held = _held(table, batch, target)
-        missing = [row for row, is_held in zip(batch, held, strict=True) if not is_held]
+        matches = _matches(table, batch, target)
+        missing = [row for row, theirs in zip(batch, matches, strict=True) if theirs is None]
+        differing += (
+            _difference(table, row, theirs, table.column_names)
+            for row, theirs in zip(batch, matches, strict=True)
+            if theirs is not None and theirs != row
+        )
         if missing:
             copied += target.add_rows(table, missing)
+            present += sum(m is not None for m in _matches(table, batch, target))
+        else:
+            present += len(batch)
         source_rows += len(batch)
         already_there += len(batch) - len(missing)
-        present += sum(_held(table, batch, target)) if missing else len(batch)
     logger.info("%s: %d rows, %d copied", table.name, source_rows, copied)
     return TableCopy(
         table=table.name,
@@ -152,6 +163,8 @@ def _copy_table(
         already_there=already_there,
         present=present,
         target_rows=target.count_rows(table),
+        differing=len(differing),
+        differing_examples=tuple(differing[:_EXAMPLES]),
     )
 
 
@@ -187,28 +200,28 @@ def _differences(
             if other and table.same_store_values(other) != table.same_store_values(row):
                 count += 1
                 if len(found) < _EXAMPLES:
-                    found.append(_difference(table, row, other))
+                    found.append(_difference(table, row, other, table.same_store))
     if count > len(found):
         found.append(f"{table.name}: {count - len(found)} more")
     return found
 
 
-def _difference(table: CopiedTable, ours: Row, theirs: Row) -> str:
+def _difference(table: CopiedTable, ours: Row, theirs: Row, columns: Sequence[str]) -> str:
+    """``table key ...: column X in the source, Y in the target`` for those of ``columns``
+    that differ."""
     key = ", ".join(
         f"{name} {_shown(value)}" for name, value in zip(table.key, table.key_of(ours), strict=True)
     )
+    positions = [table.column_names.index(name) for name in columns]
     said = "; ".join(
-        f"{name} {_shown(mine)} in the source, {_shown(other)} in the target"
-        for name, mine, other in zip(
-            table.same_store,
-            table.same_store_values(ours),
-            table.same_store_values(theirs),
-            strict=True,
-        )
-        if mine != other
+        f"{table.column_names[i]} {_shown(ours[i])} in the source,"
+        f" {_shown(theirs[i])} in the target"
+        for i in positions
+        if ours[i] != theirs[i]
     )
     return f"{table.name} {key}: {said}"
 
 
 def _shown(value: object) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return shown if len(shown) <= _SHOWN_CHARACTERS else shown[: _SHOWN_CHARACTERS - 1] + "…"

@@ -8,6 +8,7 @@ errors in words."""
 from __future__ import annotations
 
 import sqlite3
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import count
@@ -21,11 +22,19 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from digest.config import load_settings
-from digest.models import Article, CachedSummary, Embedding, JobRun, RenderedDigest
+from digest.models import (
+    Article,
+    CachedSummary,
+    Embedding,
+    JobRun,
+    RenderedDigest,
+    SubscriberState,
+)
 from digest.pg_tables import PostgresTables
 from digest.runtime import Runtime
 from digest.sqlite_migrations import MIGRATIONS
 from digest.sqlite_store import SQLiteStore
+from digest.sqlite_tables import SQLiteTables
 from digest.store_migration import _batches, migrate_store
 from digest.store_tables import COPIED_TABLES, NOT_COPIED, CopiedTable
 from tests.conftest import FEEDS, write_settings
@@ -155,6 +164,27 @@ def test_a_second_run_copies_nothing_and_still_verifies(
         again.output
     ).items():
         assert (copied, already_there, target_rows) == (0, source_rows, source_rows), table
+    assert "kept as the target has them" not in again.output  # every value came over as it was
+
+
+@pytest.mark.postgres
+def test_rows_the_old_store_changed_since_the_first_copy_are_kept_and_named(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore.open(path) as store:
+        store.add_subscribers("main", [("ann@example.org", "Ann")], how="test", now=NOW)
+    assert _migrate(f"sqlite:///{path}", postgres_url).exit_code == 0
+    with SQLiteStore.open(path) as store:  # the old store used after the copy
+        store.set_subscriber_state("main", "ann@example.org", SubscriberState.UNSUBSCRIBED,
+                                   how="cli", now=NOW + timedelta(1))  # fmt: skip
+
+    again = _migrate(f"sqlite:///{path}", postgres_url)
+
+    assert again.exit_code == 0, again.output
+    assert "kept as the target has them, though the source's differ:" in again.output
+    assert "subscribers: 1 row, such as" in again.output
+    assert "state 'unsubscribed' in the source, 'active' in the target" in again.output
 
 
 @pytest.mark.postgres
@@ -334,3 +364,32 @@ def test_a_history_tables_rows_of_one_key_stay_in_one_batch_and_rows_stream() ->
     assert [len(b) for b in _batches(iter(rows), table, 2)] == [3, 2, 1]
     endless = ((f"job{n}", NOW, None) for n in count())  # never ends: read as it goes
     assert len(next(_batches(endless, table, 1000))) == 1000
+
+
+def test_a_copy_streams_its_rows_and_never_holds_a_whole_table(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    with SQLiteStore.open(path) as store:
+        store.add_subscribers(
+            "main", [(f"reader{n}@example.org", f"Reader {n}") for n in range(20_000)],
+            how="import", now=NOW,
+        )  # fmt: skip
+    tracemalloc.start()
+    source = SQLiteTables.open_source(path)
+    whole = list(source.read_rows(_table("subscribers"), 1000))
+    whole_table = tracemalloc.get_traced_memory()[0]
+    del whole
+    source.close()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+
+    copy = migrate_store(f"sqlite:///{path}", f"sqlite:///{tmp_path / 'copy.db'}")
+
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert copy.is_verified
+    assert next(t for t in copy.tables if t.table == "subscribers").copied == 20_000
+    assert peak < whole_table / 4, f"the copy held {peak} bytes; the whole table is {whole_table}"
+
+
+def _table(name: str) -> CopiedTable:
+    return next(table for table in COPIED_TABLES if table.name == name)
