@@ -39,6 +39,7 @@ from digest.store_migration import _batches, migrate_store
 from digest.store_tables import COPIED_TABLES, NOT_COPIED, CopiedTable
 from tests.conftest import FEEDS, write_settings
 from tests.deliver_sink import Sink, running
+from tests.postgres import with_schema
 
 READERS = ("Ann <ann@example.org>", "bad@example.org", "cy@example.org")
 FIRST_DAY = datetime(2024, 3, 1, 5, tzinfo=UTC)
@@ -393,3 +394,22 @@ def test_a_copy_streams_its_rows_and_never_holds_a_whole_table(tmp_path: Path) -
 
 def _table(name: str) -> CopiedTable:
     return next(table for table in COPIED_TABLES if table.name == name)
+
+
+@pytest.mark.postgres
+def test_one_postgresql_store_copies_into_another_and_an_empty_one_is_no_source(
+    tmp_path: Path, postgres_url: str, postgres_database: str
+) -> None:
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA IF NOT EXISTS other_store")
+    other = with_schema(postgres_database, "other_store")
+    nothing = _migrate(postgres_url, other)
+    assert nothing.exit_code == 1
+    assert "holds no digest store (no migrations table in its schema)" in nothing.output
+    _store_with_edition(tmp_path / "s.db", "Our digest", NOW)
+    assert _migrate(f"sqlite:///{tmp_path / 's.db'}", postgres_url).exit_code == 0
+
+    copied = _migrate(postgres_url, other)
+
+    assert copied.exit_code == 0, copied.output
+    assert _printed_counts(copied.output)["editions"] == [1, 1, 0, 1]
