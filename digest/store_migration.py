@@ -180,8 +180,8 @@ def _refuse_another_stores_rows(source: TableRows, target: TableRows, batch_size
             f"{target.location}: holds another store's data, not {source.location}'s; nothing"
             " was copied:\n" + "\n".join(f"  - {line}" for line in differences),
             cause="the target holds another store's data",
-            hint="copy into an empty database (or schema), or into the store this one was"
-            " copied to before; rows of the same key and content are kept, never these",
+            hint="copy into an empty database (or schema), or into the one this store was"
+            " copied to before (its rows from that copy are kept as they are)",
         )
 
 
@@ -191,16 +191,11 @@ def _differences(
     found: list[str] = []
     count = 0
     for batch in _batches(source.read_rows(table, batch_size), table, batch_size):
-        theirs = {
-            table.key_of(row): row
-            for row in target.rows_with_keys(table, [table.key_of(row) for row in batch])
-        }
-        for row in batch:
-            other = theirs.get(table.key_of(row))
-            if other and table.same_store_values(other) != table.same_store_values(row):
+        for row, theirs in zip(batch, _matches(table, batch, target), strict=True):
+            if theirs and table.same_store_values(theirs) != table.same_store_values(row):
                 count += 1
                 if len(found) < _EXAMPLES:
-                    found.append(_difference(table, row, other, table.same_store))
+                    found.append(_difference(table, row, theirs, table.same_store))
     if count > len(found):
         found.append(f"{table.name}: {count - len(found)} more")
     return found
