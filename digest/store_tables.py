@@ -14,8 +14,8 @@ engines' schemas), so no new data is left behind unnoticed.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Row = tuple[Any, ...]
@@ -47,20 +47,21 @@ class CopiedTable:
     key: tuple[str, ...]
     is_unique_key: bool = True
     same_store: tuple[str, ...] = ()
+    # Worked out once: key_of runs for every row copied.
+    column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _key_of: Callable[[Row], Row] = field(init=False, repr=False, compare=False)
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
-
-    @property
-    def key_positions(self) -> tuple[int, ...]:
-        return tuple(self.column_names.index(name) for name in self.key)
+    def __post_init__(self) -> None:
+        names = tuple(name for name, _ in self.columns)
+        object.__setattr__(self, "column_names", names)
+        positions = [names.index(name) for name in self.key]
+        object.__setattr__(self, "_key_of", lambda row: tuple(row[i] for i in positions))
 
     def kind(self, column: str) -> Kind:
         return dict(self.columns)[column]
 
     def key_of(self, row: Row) -> Row:
-        return tuple(row[i] for i in self.key_positions)
+        return self._key_of(row)
 
     def same_store_values(self, row: Row) -> Row:
         return tuple(row[self.column_names.index(name)] for name in self.same_store)
