@@ -119,6 +119,8 @@ def _views(config: Path) -> list[str]:
         _digest(config, "deliveries", "--date", "2024-03-01").output,
         _digest(config, "subscribers", "list", "--json").output,
         _digest(config, "feeds", "list", "--json").output,
+        _digest(config, "feeds", "failures", str(FEEDS / "no-such-feed.xml")).output,
+        _digest(config, "status", "--json").output,
     ]
 
 
@@ -141,7 +143,9 @@ def test_a_store_filled_by_use_moves_to_postgresql_and_digest_carries_on_there(
         assert (copied, already_there, target_rows) == (source_rows, 0, source_rows), table
     assert "verified: all" in moved.output
     new = _config(tmp_path / "new", port, {"url": postgres_url})
-    assert _views(new) == _views(old)
+    views = _views(old)
+    assert "failed" in views[1] and '"bounced"' in views[2] and "no such file" in views[4]
+    assert _views(new) == views
     accepted = len(smtp.accepted)
     again = _digest(new, "send", day=1)
     assert again.exit_code == 0, again.output
