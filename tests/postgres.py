@@ -20,8 +20,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from digest.pg_connection import close_pools, server_name
-
 URL_ENV_VAR = "DIGEST_TEST_POSTGRES_URL"
 # Read on import: the clean_environ fixture removes DIGEST_* variables from each test.
 SERVER_URL = os.environ.get(URL_ENV_VAR) or "postgresql://postgres@127.0.0.1:5432/test"
@@ -41,6 +39,19 @@ def with_schema(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _server(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+def _close_pools() -> None:
+    # Imported here: the conftest imports this module, and no test of the conftest itself
+    # (tests/test_corpus_marker.py) should need digest's PostgreSQL store to import it.
+    from digest.pg_connection import close_pools
+
+    close_pools()
+
+
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why the tests' PostgreSQL cannot be used here, or None."""
@@ -49,7 +60,7 @@ def unavailable_reason() -> str | None:
     except psycopg.Error as exc:
         said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (
-            f"PostgreSQL at {server_name(SERVER_URL)} is unreachable: {said};"
+            f"PostgreSQL at {_server(SERVER_URL)} is unreachable: {said};"
             f" set {URL_ENV_VAR} to a server these tests may create databases on"
         )
     return None
@@ -64,7 +75,7 @@ def postgres_database() -> Iterator[str]:
     try:
         yield with_database(SERVER_URL, name)
     finally:
-        close_pools()
+        _close_pools()
         with psycopg.connect(SERVER_URL, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -76,4 +87,4 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
     with psycopg.connect(postgres_database, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     yield with_schema(postgres_database, schema)
-    close_pools()  # the test's sessions end with it
+    _close_pools()  # the test's sessions end with it

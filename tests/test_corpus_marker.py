@@ -39,7 +39,8 @@ def _clone(tmp_path: Path) -> Path:
     clone = tmp_path / "clone"
     (clone / "tests").mkdir(parents=True)
     (clone / "tests" / "__init__.py").write_text("")
-    (clone / "tests" / "conftest.py").write_bytes((REPO / "tests" / "conftest.py").read_bytes())
+    for helper in ("conftest.py", "postgres.py"):  # the conftest and its PostgreSQL fixtures
+        (clone / "tests" / helper).write_bytes((REPO / "tests" / helper).read_bytes())
     (clone / "tests" / "test_sample.py").write_text(TESTS)
     return clone
 
