@@ -5,7 +5,8 @@ failed or is uncertain, a check found problems); 2 usage or config errors.
 
 What the commands share (the global options, error translation, signals) is in
 cli_context.py, what they print in cli_output.py, the ``feeds`` group in cli_feeds.py and the
-``subscribers`` group in cli_subscribers.py, ``web`` in cli_web.py.
+``subscribers`` group in cli_subscribers.py, ``store`` in cli_store.py, ``web`` in
+cli_web.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from digest.cli_context import (
 )
 from digest.cli_context import stop_on_signals as _stop_on_signals  # tests' probes use it
 from digest.cli_feeds import feeds
+from digest.cli_store import store
 from digest.cli_subscribers import subscribers
 from digest.cli_web import web
 from digest.logs import ZonedFormatter
@@ -357,5 +359,6 @@ def summarize(source: str, target: str, summarizer: str | None, words: int | Non
 
 cli.add_command(archive)
 cli.add_command(feeds)
+cli.add_command(store)
 cli.add_command(subscribers)
 cli.add_command(web)

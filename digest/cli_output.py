@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from digest.config import Settings
     from digest.feeds import AddReport, ImportReport
     from digest.status import DaemonStatus
+    from digest.store_migration import StoreMigration
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:
@@ -358,6 +359,27 @@ def print_store_check(store: StoreCheck) -> None:
         pending = ", ".join(store.pending) or "none"
         state = f"{counted(len(store.applied), 'migration')} applied, pending: {pending}"
     click.echo(f"store: {store.engine}{version} at {store.location}: {state}")
+
+
+def print_store_migration(migration: StoreMigration) -> None:
+    """The copy's table: per table the source's rows, those copied and those already there,
+    and the target's rows; then whether every source row is in the target."""
+    click.echo(f"from {migration.source}\nto   {migration.target}\n")
+    heading = ("table", "source rows", "copied", "already there", "target rows")
+    click.echo(f"{heading[0]:<14}" + "".join(f"{title:>15}" for title in heading[1:]))
+    for table in migration.tables:
+        counts = (table.source_rows, table.copied, table.already_there, table.target_rows)
+        mark = "" if table.is_verified else f"  MISSING {table.source_rows - table.present}"
+        click.echo(f"{table.table:<14}" + "".join(f"{n:>15}" for n in counts) + mark)
+    if differing := [table for table in migration.tables if table.differing]:
+        click.echo("\nkept as the target has them, though the source's differ:")
+        for table in differing:
+            click.echo(f"  {table.table}: {counted(table.differing, 'row')}, such as")
+            for example in table.differing_examples:
+                click.echo(f"    {example}")
+    rows = sum(table.source_rows for table in migration.tables)
+    if migration.is_verified:
+        click.echo(f"\nverified: all {counted(rows, 'source row')} are in the target")
 
 
 # feeds

@@ -39,6 +39,7 @@ USE_CASES = {
     "preview",
     "sending",
     "status",
+    "store_migration",
     "subscribers",
     "subscribing",
 }
@@ -85,6 +86,9 @@ STAGES = {
     "sqlite_ledger",
     "sqlite_migrations",
     "sqlite_store",
+    "sqlite_tables",
+    "pg_tables",
+    "store_tables",
 }
 
 
