@@ -234,6 +234,10 @@ NOT_COPIED: dict[str, str] = {
     "migrations": "each engine's own schema history: the target is migrated by its own",
     "send_lock_holder": "who holds the send lock now: a live process's, never another store's",
     "seq": "PostgreSQL's insertion order: the target numbers rows as they are copied, in order",
+    "deliveries.leased_by": "a running sender's lease: senders on the new store take their own",
+    "deliveries.lease_until": "a running sender's lease, on the old store's clock",
+    "feed_host_claims": "a running collector's claim on a host: collectors take their own",
+    "summary_claims": "a running process's claim on a summary: the cache itself is copied",
 }
 
 
