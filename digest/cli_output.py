@@ -369,7 +369,9 @@ def print_store_migration(migration: StoreMigration) -> None:
     click.echo(f"{heading[0]:<14}" + "".join(f"{title:>15}" for title in heading[1:]))
     for table in migration.tables:
         counts = (table.source_rows, table.copied, table.already_there, table.target_rows)
-        mark = "" if table.is_verified else f"  MISSING {table.source_rows - table.present}"
+        missing = table.source_rows - table.present
+        mark = f"  MISSING {missing}" if missing else ""
+        mark += f"  DIFFERING {table.differing}" if table.is_disagreeing else ""
         click.echo(f"{table.table:<14}" + "".join(f"{n:>15}" for n in counts) + mark)
     if differing := [table for table in migration.tables if table.differing]:
         click.echo("\nkept as the target has them, though the source's differ:")

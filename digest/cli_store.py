@@ -36,6 +36,13 @@ def store_migrate(source: str, target: str) -> None:
                    " to copy the rest", err=True)  # fmt: skip
         raise
     cli_output.print_store_migration(migration)
+    if disagreeing := [t.table for t in migration.tables if t.is_disagreeing]:
+        raise click.ClickException(
+            f"not verified: {', '.join(disagreeing)} in the target differ from the source"
+            " (listed above): the old store was used after an earlier copy, and keeping the"
+            " target's rows would send a delivery again or mail a reader who left; copy into"
+            " a fresh database (drop the target's, or use a new one) with digest stopped"
+        )
     if not migration.is_verified:
         missing = [t.table for t in migration.tables if not t.is_verified]
         raise click.ClickException(

@@ -44,10 +44,15 @@ class TableCopy:
     target_rows: int
     differing: int = 0  # already there, but with other values than the source's (kept)
     differing_examples: tuple[str, ...] = ()
+    must_agree: bool = False  # differing rows fail the verification (CopiedTable.must_agree)
+
+    @property
+    def is_disagreeing(self) -> bool:
+        return self.must_agree and self.differing > 0
 
     @property
     def is_verified(self) -> bool:
-        return self.present == self.source_rows
+        return self.present == self.source_rows and not self.is_disagreeing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +170,7 @@ def _copy_table(
         target_rows=target.count_rows(table),
         differing=len(differing),
         differing_examples=tuple(differing[:_EXAMPLES]),
+        must_agree=table.must_agree,
     )
 
 

@@ -40,13 +40,16 @@ class CopiedTable:
     has no unique key, and ``key`` is an indexed prefix of its columns under which rows are
     matched by all their values, as many times as the source holds them. ``same_store``:
     the columns that, differing under the same key, show the target holds another store's
-    data (a refusal, not a merge)."""
+    data (a refusal, not a merge). ``must_agree``: a row already there with other values
+    fails the verification, since keeping it would undo what the source recorded (a delivery
+    sent since, kept pending, would be sent again; a reader who left, kept active, mailed)."""
 
     name: str
     columns: tuple[tuple[str, Kind], ...]
     key: tuple[str, ...]
     is_unique_key: bool = True
     same_store: tuple[str, ...] = ()
+    must_agree: bool = False
     # Worked out once: key_of runs for every row copied.
     column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _key_of: Callable[[Row], Row] = field(init=False, repr=False, compare=False)
@@ -155,6 +158,7 @@ COPIED_TABLES: tuple[CopiedTable, ...] = (
         ),
         key=("edition_on", "address"),
         same_store=("message_id",),
+        must_agree=True,
     ),
     CopiedTable(
         name="articles",
@@ -215,6 +219,7 @@ COPIED_TABLES: tuple[CopiedTable, ...] = (
         ),
         key=("subscriber_id",),
         same_store=("list_slug", "address"),
+        must_agree=True,
     ),
     # The web's limits count requests within a window: copied, so that a limit still holds
     # for the rest of its window after the move.

@@ -25,6 +25,8 @@ from digest.config import load_settings
 from digest.models import (
     Article,
     CachedSummary,
+    Delivery,
+    DeliveryState,
     Embedding,
     JobRun,
     RenderedDigest,
@@ -173,7 +175,7 @@ def test_a_second_run_copies_nothing_and_still_verifies(
 
 
 @pytest.mark.postgres
-def test_rows_the_old_store_changed_since_the_first_copy_are_kept_and_named(
+def test_a_reader_who_left_the_old_store_after_the_first_copy_fails_the_verification(
     tmp_path: Path, postgres_url: str
 ) -> None:
     path = tmp_path / "s.db"
@@ -186,10 +188,34 @@ def test_rows_the_old_store_changed_since_the_first_copy_are_kept_and_named(
 
     again = _migrate(f"sqlite:///{path}", postgres_url)
 
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == 1, again.output
     assert "kept as the target has them, though the source's differ:" in again.output
-    assert "subscribers: 1 row, such as" in again.output
     assert "state 'unsubscribed' in the source, 'active' in the target" in again.output
+    assert "DIFFERING 1" in again.output
+    assert "not verified: subscribers in the target differ from the source" in again.output
+    assert "copy into a fresh database" in again.output
+
+
+@pytest.mark.postgres
+def test_a_delivery_the_old_store_sent_after_the_first_copy_fails_the_verification(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    path = tmp_path / "s.db"
+    pending = Delivery(edition_on=NOW.date(), recipient="ann@example.org",
+                       message_id="<1@digest>", state=DeliveryState.PENDING)  # fmt: skip
+    with SQLiteStore.open(path) as store:
+        edition = RenderedDigest(edition_on=NOW.date(), subject="S", html="h", text="t")
+        store.create_edition(edition, [], NOW)
+        store.add_deliveries([pending], NOW)
+    assert _migrate(f"sqlite:///{path}", postgres_url).exit_code == 0
+    with SQLiteStore.open(path) as store:  # the old store sent it after the copy
+        store.set_delivery_state(pending, DeliveryState.SENT, NOW + timedelta(hours=1), "250")
+
+    again = _migrate(f"sqlite:///{path}", postgres_url)
+
+    assert again.exit_code == 1, again.output
+    assert "state 'sent' in the source, 'pending' in the target" in again.output
+    assert "not verified: deliveries in the target differ from the source" in again.output
 
 
 @pytest.mark.postgres
