@@ -126,9 +126,18 @@ class _Sending:
 
     def run(self, mailer: Mailer, stop: threading.Event | None) -> Halt | None:
         try:
-            return self._run(mailer, stop)
+            halt = self._run(mailer, stop)
+            if halt is not None and halt.resumes_at is not None:
+                self._wait_for_others(stop)
+            return halt
         except StoreError as exc:  # leasing, renewing or counting: nothing was in flight
             return Halt(error=with_context(exc, "sending stopped; nothing more was sent"))
+
+    def _wait_for_others(self, stop: threading.Event | None) -> None:
+        """At the hourly limit the other senders stop too: wait for the messages they have in
+        flight, so the report shows them sent, not as this sender's uncertain rows."""
+        while not _is_set(stop) and self.store.leased_elsewhere(self.turn.edition_on, self.sender):
+            _wait(stop, min(1.0, self.lease_seconds / 4))
 
     def _run(self, mailer: Mailer, stop: threading.Event | None) -> Halt | None:
         is_told = False
