@@ -52,6 +52,7 @@ from digest.ledger import planned_deliveries
 from digest.mailers import OutgoingMessage
 from digest.messages import EditionMessages
 from digest.models import DeliveryState, RenderedDigest
+from digest.pg_connection import close_pools
 from digest.runtime import Runtime
 from digest.send_queue import QueueTurn, new_sender_id, work_queue
 from digest.subscribers import LIST_SLUG
@@ -268,8 +269,11 @@ class Sent:
 
 
 def sent_rows(settings: Settings, day: date) -> Sent:
+    """The run's sent rows, read once it is over (then this process's pools close: each run's
+    own PostgreSQL schema would keep a pool of connections open otherwise)."""
     with Runtime.open(settings, access="read") as runtime:
         rows = [d for d in runtime.store.deliveries(day) if d.state is DeliveryState.SENT]
+    close_pools()
     times = [d.sent_at for d in rows if d.sent_at is not None]
     return Sent(len(rows), min(times), max(times))
 
@@ -411,15 +415,17 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--senders", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--engines", nargs="+", choices=["sqlite", "postgresql"],
-                        default=["sqlite", "postgresql"])  # fmt: skip
+                        help="Default: both (--quick: sqlite).")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--no-smtp", action="store_true", help="Skip the SMTP runs.")
     parser.add_argument("--quick", action="store_true",
-                        help="SQLite, 1 and 2 senders, 200 recipients, once.")  # fmt: skip
+                        help="Senders 1 2, 200 recipients, once; SQLite by default.")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
-        args.engines, args.senders, args.recipients, args.repeat = ["sqlite"], [1, 2], 200, 1
+        args.senders, args.recipients, args.repeat = [1, 2], 200, 1
+    if args.engines is None:
+        args.engines = ["sqlite"] if args.quick else ["sqlite", "postgresql"]
     if "postgresql" in args.engines and (why := postgres_unreachable(args.postgres_url)):
         print(f"skipping PostgreSQL: {why}")
         args.engines = [e for e in args.engines if e != "postgresql"]
