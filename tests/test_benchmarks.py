@@ -103,7 +103,7 @@ def test_scale_benchmark_quick_on_postgresql_drops_its_database() -> None:
         for run in ("smtp wall", "smtp sends", "ledger only")
         for senders in (1, 2)
     }
-    assert "each added machine adds one PostgreSQL sender's rate" in completed.stdout
+    assert "each added machine adds one sender's rate" in completed.stdout
     with psycopg.connect(SERVER_URL) as admin:
         left = admin.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s",
