@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import socket
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
+from scale import Sink  # benchmarks/scale.py's loopback sink, in its own process
 
 from digest.config import Settings, validate_settings
 from digest.ledger import planned_deliveries
@@ -40,32 +38,6 @@ RENDERED = RenderedDigest(
     html="<html><body>" + "<p>A story paragraph, <b>bold</b> and plain.</p>" * 600 + "</body>",
     text="A story paragraph, bold and plain.\n" * 600,
 )  # about 40 KB, the size benchmarks/deliver.py sends
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.messages = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages += 1
-        return "250 OK"
-
-
-def _serve(port: int, pipe: Connection) -> None:
-    counter = _Counter()
-    controller = Controller(counter, hostname="127.0.0.1", port=port)
-    controller.start()
-    pipe.send("ready")
-    while pipe.recv() != "stop":
-        pipe.send(counter.messages)
-        counter.messages = 0
-    controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _raw_settings(folder: Path, port: int) -> dict[str, Any]:
@@ -137,30 +109,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    port = _free_port()
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(port, child), daemon=True
-    )
-    server.start()
-    assert parent.recv() == "ready"
+    sink = Sink()
     print(f"{args.recipients} recipients, ~40 KB message, plain SMTP to a loopback sink")
     print(f"{'mode':<10} {'workers':>7} {'median s':>9} {'msgs/s':>8}  runs")
     for workers in args.workers:
         for mode in ("threads", "processes"):
             runs = []
             for _ in range(args.repeat):
-                seconds, sent = _run(mode, workers, args.recipients, port)
-                parent.send("count")
-                received = parent.recv()
+                seconds, sent = _run(mode, workers, args.recipients, sink.port)
+                received = sink.taken()
                 assert sent == received == args.recipients, (mode, workers, sent, received)
                 runs.append(seconds)
             median = statistics.median(runs)
             shown = " ".join(f"{r:.2f}" for r in runs)
             rate = args.recipients / median
             print(f"{mode:<10} {workers:>7} {median:>9.2f} {rate:>8.0f}  {shown}")
-    parent.send("stop")
-    server.join(10)
+    sink.stop()
 
 
 if __name__ == "__main__":
