@@ -353,6 +353,18 @@ def test_extractive_candidates_come_from_a_window_that_grows_with_the_budget() -
     assert min(wide.centrality[len(lead) :]) >= 0.0 and max(wide.centrality) <= 1.0
 
 
+def test_extractive_candidates_of_short_sentences_stay_in_the_window() -> None:
+    """Too few sentences long enough to be candidates: the window's sentences, whatever their
+    length, and none from further down the story."""
+    text = " ".join(f"Short line number {k} is here." for k in range(40))
+    extractive = ExtractiveSummarizer(words=10)
+    plan = extractive.plan(SummaryRequest(title="", text=text))
+    window = math.ceil(40 * ExtractiveSummarizer.WINDOW * 10 / word_count(text))
+    assert window < ExtractiveSummarizer.MAX_CANDIDATES
+    assert plan.candidates == tuple(range(window))
+    assert extractive.summarize([SummaryRequest(title="", text=text)])[0] in plan.sentences
+
+
 def test_lexical_centrality_favours_the_sentence_sharing_most_words() -> None:
     sentences = [
         "Parliament approved the budget after a long debate on Tuesday.",
