@@ -151,8 +151,10 @@ def test_four_sender_processes_send_each_of_5000_readers_one_message(
 
 
 class _KillMidBatch:
-    """A sink that, at its ``at``-th message, freezes the victim, notes the rows leased to
-    it and not sent yet, and kills it (SIGKILL)."""
+    """A sink that, from its ``at``-th message on, freezes the victim and notes the rows
+    leased to it and not sent yet; at the first message where there are some, it kills the
+    victim (SIGKILL), else it lets it go on (it was between batches, or at a batch's last
+    row) and looks again at the next message."""
 
     def __init__(self, store_url: str, at: int) -> None:
         self.store_url, self.at = store_url, at
@@ -161,15 +163,15 @@ class _KillMidBatch:
         self.sink = Sink(on_data=self._on_data)
 
     def _on_data(self, address: str, number: int) -> str | None:
-        if number == self.at and self.victim is not None:
-            pid = self.victim.pid
-            os.kill(pid, signal.SIGSTOP)  # its lease is renewed no more, and it sends nothing
-            rows = _rows(
-                self.store_url,
-                "SELECT recipient, leased_by FROM deliveries WHERE state = 'pending'",
-            )
-            self.leased = {r for r, by in rows if by and str(by).split(":")[1] == str(pid)}
-            os.kill(pid, signal.SIGKILL)
+        if number < self.at or self.leased or self.victim is None or self.victim.poll() is not None:
+            return None
+        pid = self.victim.pid
+        os.kill(pid, signal.SIGSTOP)  # its lease is renewed no more, and it sends nothing
+        rows = _rows(
+            self.store_url, "SELECT recipient, leased_by FROM deliveries WHERE state = 'pending'"
+        )
+        self.leased = {r for r, by in rows if by and str(by).split(":")[1] == str(pid)}
+        os.kill(pid, signal.SIGKILL if self.leased else signal.SIGCONT)
         return None
 
 
