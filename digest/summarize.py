@@ -183,12 +183,18 @@ def _with_antecedents(sentences: Sequence[str], index: int, language: str | None
     return list(range(start, index + 1))
 
 
+# The revision of lead's and extractive's sentence rules, in their model_id: raise it when a
+# change picks other sentences from the same text, so that summaries cached under the old
+# rules are made again rather than mixed into editions with the new ones.
+SELECTION_RULES = 2
+
+
 class LeadSummarizer:
     """The first sentences of the story, within the word budget."""
 
     def __init__(self, words: int) -> None:
         self.words = words
-        self.model_id = f"lead/words={words}"
+        self.model_id = f"lead/words={words}/rules={SELECTION_RULES}"
 
     def summarize(self, requests: Sequence[SummaryRequest]) -> list[str]:
         return [self._one(r.text, r.language) for r in requests]
@@ -235,7 +241,7 @@ class ExtractiveSummarizer:
     def __init__(self, words: int, model_dir: str | None = None) -> None:
         self.words = words
         self.model_dir = model_dir
-        self.model_id = f"extractive/{MODEL_ID}/words={words}"
+        self.model_id = f"extractive/{MODEL_ID}/words={words}/rules={SELECTION_RULES}"
         self.languages = MODEL_LANGUAGES
 
     def embed(self, texts: Sequence[str]) -> Vectors:

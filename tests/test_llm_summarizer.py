@@ -198,7 +198,7 @@ def test_a_story_failing_every_retry_falls_back_with_a_warning_naming_it(
     summarizer = _llm(_settings(chat_server.base_url, retries=2))
     with caplog.at_level(logging.WARNING, logger="digest.llm"):
         results = summarizer.summarize_attributed([STORY, other])
-    assert results == [(LEAD, "lead/words=20"), (ANSWER, summarizer.model_id)]
+    assert results == [(LEAD, LeadSummarizer(20).model_id), (ANSWER, summarizer.model_id)]
     assert sum("Bridge to close" in p for p in chat_server.prompts()) == 3  # 1 + 2 retries
     (warning,) = caplog.messages
     assert "'Bridge to close'" in warning

@@ -18,9 +18,9 @@ from digest.clean import is_call_to_action
 from digest.cli import cli
 from digest.collecting import collect_once
 from digest.config import SummarizeSettings, load_settings
-from digest.editions import CachedSummarizer, build_digest
+from digest.editions import CachedSummarizer, build_digest, summary_key
 from digest.errors import FeedError
-from digest.models import FeedSource, FetchResult, Story
+from digest.models import CachedSummary, FeedSource, FetchResult, Story
 from digest.parse import parse_feed
 from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.preview import preview_edition
@@ -66,6 +66,18 @@ def test_a_text_is_summarised_once_per_model(tmp_path: Path) -> None:
     with SQLiteStore.open(tmp_path / "digest.db") as store:
         CachedSummarizer(other, store, lambda: NOW).summarize(_requests(3))
     assert other.calls == 3  # another model (or setting) is another cache
+
+
+def test_a_summary_cached_under_earlier_sentence_rules_is_made_again(tmp_path: Path) -> None:
+    counting = CountingSummarizer()
+    request = _requests(1)[0]
+    before = "lead/words=40"  # the model_id lead had before its rules were versioned
+    with SQLiteStore.open(tmp_path / "digest.db") as store:
+        store.save_summaries(
+            [CachedSummary(model_id=before, text_hash=summary_key(request), text="Stale.")], NOW
+        )
+        made = CachedSummarizer(counting, store, lambda: NOW).summarize([request])
+    assert counting.calls == 1 and made == counting.inner.summarize([request]) != ["Stale."]
 
 
 def test_a_read_only_store_is_read_but_never_written(tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ def test_summarizers_are_found_through_the_plugin_hook() -> None:
     factories = summarizer_factories(make_plugin_manager(load_entry_points=False))
     assert {"lead", "extractive"} <= set(factories)
     summarizer = load_summarizer(SummarizeSettings(summarizer="lead", words=30), factories)
-    assert summarizer.model_id == "lead/words=30"
+    assert summarizer.model_id == "lead/words=30/rules=2"
     with pytest.raises(SummarizerError, match="no such summarizer") as caught:
         load_summarizer(SummarizeSettings(summarizer="nonesuch"), factories)
     assert "extractive, lead" in str(caught.value)
