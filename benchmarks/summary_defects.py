@@ -15,6 +15,9 @@ checkout's ``digest.sentence_kinds``, the summaries that
   or closing a line, found in at least 3 of the feed's entries (and a fifth of them) as the
   feed sent them, before any cleaning, matched whole or, from 3 words, as a run of words;
 - contain a citation or a fragment (``is_citation``, ``is_fragment``);
+- run on: show a sentence of the story that does not end like one (a title, a link, a
+  label: no closing mark, ``ends_like_sentence``) with more of the summary after it ("…in
+  the foot Remember all that talk…");
 - open a sentence other than the story's first with a reference to the one before it
   (``opens_with_reference``, English only) without that sentence just before it.
 
@@ -45,7 +48,7 @@ FEEDS = DATA / "feeds"
 SEED = DATA / "seed" / "article-page-2021-01-14.txt"
 WORDS = 60
 SYSTEMS = ("extractive", "lead")
-DEFECTS = ("mid-sentence", "repeated", "citation", "fragment", "dangling")
+DEFECTS = ("mid-sentence", "repeated", "citation", "fragment", "run-on", "dangling")
 _REPEAT_COUNT, _REPEAT_SHARE = 3, 0.2
 # A parenthesised group that opens or closes a line (a tag list, "( CNN )"), not one inside.
 _PARENS = re.compile(r"^\s*\(([^()]{1,120})\)|\(([^()]{1,120})\)\s*$", re.MULTILINE)
@@ -191,6 +194,21 @@ def ends_mid_sentence(summary: str, story: str, language: str | None) -> bool:
     return not any(summary.endswith(s) for s in sentences)
 
 
+def runs_on(summary: str, story: str, language: str | None) -> bool:
+    from digest.sentence_kinds import ends_like_sentence
+    from digest.summarize import split_sentences
+
+    for sentence in set(split_sentences(story, language)):
+        if ends_like_sentence(sentence):
+            continue
+        at = summary.find(sentence)
+        before, after = summary[:at].rstrip(), summary[at + len(sentence) :]
+        is_whole = at >= 0 and (not before or ends_like_sentence(before))
+        if is_whole and after.strip() and (language in ("zh", "ja") or after[:1].isspace()):
+            return True
+    return False
+
+
 def dangling(summary: str, story: str, language: str | None) -> bool:
     from digest.sentence_kinds import opens_with_reference
     from digest.summarize import split_sentences
@@ -219,6 +237,7 @@ def defects(summary: str, story: str, language: str | None, repeats: set[str]) -
         "repeated": has_repeat(summary, repeats) is not None,
         "citation": any(is_citation(s) for s in shown),
         "fragment": any(is_fragment(s) for s in shown),
+        "run-on": runs_on(summary, story, language),
         "dangling": dangling(summary, story, language),
     }
 

@@ -3,7 +3,8 @@
 - ``is_cut``: the publisher cut it ("…", "...", "[…]", "Read more" at its end);
 - ``is_citation``: a bibliography entry or a reference ("Papernot et al., 2016", a DOI);
 - ``is_fragment``: no sentence at all: a heading, a list of names, a CVE id line, a lyric
-  marked "[repeated]", a label of a word or two;
+  marked "[repeated]", a label of a word or two, a line of bare links;
+- ``ends_like_sentence``: it closes on a full stop, "!", "?" or "…" (quotes after it kept);
 - ``opens_with_reference``: it leans on the sentence before it ("This", "He", "However",
   "The company"...). English only: in other languages nothing is taken for a reference.
 
@@ -14,7 +15,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_citation", "is_cut", "is_fragment", "opens_with_reference", "without_cut_mark"]
+__all__ = [
+    "ends_like_sentence",
+    "is_citation",
+    "is_cut",
+    "is_fragment",
+    "opens_with_reference",
+    "without_cut_mark",
+]
 
 _CLOSERS = "\"'\u201d\u2019\u00bb)] "
 _CUT = re.compile(
@@ -29,8 +37,14 @@ _CITATION = re.compile(
 )
 _CVE = re.compile(r"\bCVE-\d{4}-\d{3,}", re.IGNORECASE)
 _REPEAT_MARK = re.compile(r"\[(?:repeat(?:ed)?|x\s?\d|chorus)\]|\(x\s?\d\)\s*$", re.IGNORECASE)
+# Nothing but links: "https://…", "www.…", "<http://…>", one or more.
+_LINKS_ONLY = re.compile(r"^\s*(?:<?(?:https?://|www\.)\S+>?\s*)+$", re.IGNORECASE)
+# A sentence's closing mark, then any quotes or brackets (spaced, as in "said. \"" of
+# tokenised news text).
+_SENTENCE_END = re.compile(
+    r"[.!?\u3002\uff01\uff1f\u2026][\s\"'`\u201d\u2019\u00bb)\]\u300d\u300f]*$"
+)
 _WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
-_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026][\"'\u201d\u2019\u00bb)\]]*$")
 _MIN_WORDS, _MIN_CHARACTERS = 3, 6
 _LIST_ITEMS = 3
 # Small words that stay lowercase in a Title Case heading.
@@ -81,18 +95,24 @@ def is_citation(sentence: str) -> bool:
     return bool(_CITATION.search(sentence))
 
 
+def ends_like_sentence(text: str) -> bool:
+    """Whether ``text`` closes on a sentence's closing mark (".", "!", "?", "…", "。"...),
+    with any quotes or brackets after it."""
+    return bool(_SENTENCE_END.search(text))
+
+
 def is_fragment(sentence: str) -> bool:
     """Not a sentence: fewer than three words, a CVE id line, a lyric marked "[repeated]",
-    a Title Case heading without closing punctuation, or a list of names."""
+    a Title Case heading without closing punctuation, a list of names, or bare links."""
     words = _WORD.findall(sentence)
-    if _REPEAT_MARK.search(sentence):
+    if _REPEAT_MARK.search(sentence) or _LINKS_ONLY.match(sentence):
         return True
     if not any(w[:1].lower() != w[:1].upper() for w in words):
         # A script without case (Chinese, Japanese...): words are not spaced, nor capitalised.
         return len("".join(words)) < _MIN_CHARACTERS
     if len(words) < _MIN_WORDS:
         return True
-    if _CVE.search(sentence) and not _SENTENCE_END.search(sentence.rstrip()):
+    if _CVE.search(sentence) and not ends_like_sentence(sentence):
         return True  # an advisory's heading: "... header (Critical) (CVE-2019-15605)"
     return _is_heading(sentence, words) or _is_name_list(sentence)
 
@@ -109,7 +129,7 @@ def opens_with_reference(sentence: str, language: str | None = None) -> bool:
 
 def _is_heading(sentence: str, words: list[str]) -> bool:
     """No closing punctuation, and every word that is not a small one is capitalised."""
-    if _SENTENCE_END.search(sentence.rstrip()):
+    if ends_like_sentence(sentence):
         return False
     major = [w for w in words if w.lower() not in _MINOR]
     return bool(major) and all(w[:1].isupper() or not w[:1].isalpha() for w in major)

@@ -30,6 +30,7 @@ from digest.clean import is_call_to_action
 from digest.encoder import MODEL_ID, MODEL_LANGUAGES, Vectors, load_encoder
 from digest.errors import SummarizerError
 from digest.sentence_kinds import (
+    ends_like_sentence,
     is_citation,
     is_cut,
     is_fragment,
@@ -83,12 +84,14 @@ def fit_to_budget(
 ) -> str:
     """Whole sentences taken in ``order`` while they fit a budget of ``words`` words (in the
     language's unit), printed in reading order, each with the sentences it refers back to
-    (``opens_with_reference``); sentences that cannot stand in a summary (``can_stand``) are
+    (``opens_with_reference``); sentences that cannot stand in a summary (``standing``) are
     never taken. ``fill``: go on past one that does not fit (else stop there, as lead does).
     When not even the first fits: it whole within ``TOLERANCE``, else the first shorter one
-    that fits, else it cut with a single "…"."""
+    that fits, else it cut with a single "…". A story with no sentence that ends like one (a
+    listing of labelled lines) gets one of its lines that can stand, alone."""
     once = _first_occurrences(sentences)
-    usable = [i for i in order if i in once and can_stand(sentences[i])]
+    stands = standing(sentences)
+    usable = [i for i in order if i in once and stands[i]]
     limit = budget_length(words, language)
     chosen: set[int] = set()
     used = 0
@@ -98,15 +101,16 @@ def fit_to_budget(
         fits = used + length <= limit
         if not group:  # already shown, as the antecedent of one taken before
             continue
-        if fits and all(can_stand(sentences[i]) for i in group):
+        if fits and all(stands[i] for i in group):
             chosen |= group
             used += length
         elif not fill:
             break
     if chosen:
         return join_sentences((sentences[i] for i in sorted(chosen)), language)
-    if usable:
-        return _too_long(sentences, usable, words, language)
+    lines = usable or [i for i in order if i in once and can_stand(sentences[i])]
+    if lines:
+        return _too_long(sentences, lines, words, language)
     return _only_cut(sentences, words, language)
 
 
@@ -161,6 +165,15 @@ def can_stand(sentence: str) -> bool:
     )
 
 
+def standing(sentences: Sequence[str]) -> list[bool]:
+    """Whether each of a story's sentences may be in a summary: it ``can_stand``, and it
+    ends like a sentence unless it is the story's last. A line with more of the story after
+    it and no closing mark is a heading, a link's title or a label: shown, it ran into the
+    next sentence ("…without shooting yourself in the foot Remember all that talk…")."""
+    last = len(sentences) - 1
+    return [can_stand(s) and (i == last or ends_like_sentence(s)) for i, s in enumerate(sentences)]
+
+
 def _first_occurrences(sentences: Sequence[str]) -> set[int]:
     """The index of each distinct sentence's first occurrence: a line the story repeats (a
     chorus, a text sent twice) is shown once at most."""
@@ -186,7 +199,7 @@ def _with_antecedents(sentences: Sequence[str], index: int, language: str | None
 # The revision of lead's and extractive's sentence rules, in their model_id: raise it when a
 # change picks other sentences from the same text, so that summaries cached under the old
 # rules are made again rather than mixed into editions with the new ones.
-SELECTION_RULES = 2
+SELECTION_RULES = 3
 
 
 class LeadSummarizer:
@@ -274,13 +287,12 @@ class ExtractiveSummarizer:
         window = min(len(sentences), self.MAX_SENTENCES, window)
         centrality = lexical_centrality(sentences[: self.MAX_SENTENCES])
         once = _first_occurrences(sentences)
+        stands = standing(sentences)
         shortest = budget_length(self.MIN_WORDS, language)
         usable = [
             i
             for i in range(window)
-            if i in once
-            and text_length(sentences[i], language) >= shortest
-            and can_stand(sentences[i])
+            if i in once and text_length(sentences[i], language) >= shortest and stands[i]
         ]
         lead = [i for i in usable if i < self.LEAD_CANDIDATES]
         others = sorted(set(usable) - set(lead), key=lambda i: -centrality[i])
@@ -295,7 +307,7 @@ class ExtractiveSummarizer:
             centrality=tuple(float(centrality[i]) for i in candidates),
             language=language,
             is_encoded=language is None or language in self.languages,
-            first=next((i for i in range(len(sentences)) if can_stand(sentences[i])), None),
+            first=stands.index(True) if True in stands else None,
         )
 
     def _window(self, sentences: int, budgets: float) -> int:

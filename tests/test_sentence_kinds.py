@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from digest.sentence_kinds import (
+    ends_like_sentence,
     is_citation,
     is_cut,
     is_fragment,
@@ -67,9 +68,13 @@ def test_a_reading_list_entry_is_a_citation() -> None:
         "Medscape News Canada",
         "Reuters Health Information",
         "Read more",
+        # spacecowboy__Feeder/model/rss_nixers_newsletter.xml: the links under an entry's title
+        "https://github.com/retrohun/blog/tree/master/dt/xenixtales",
+        "http://perldoc.perl.org/a2p.html http://perldoc.perl.org/index-utilities.html",
+        "<http://manpages.ubuntu.com/manpages/zesty/man7/casper.7.html>",
     ],
 )
-def test_headings_labels_lyrics_and_advisory_ids_are_fragments(line: str) -> None:
+def test_headings_labels_lyrics_advisory_ids_and_bare_links_are_fragments(line: str) -> None:
     assert is_fragment(line)
 
 
@@ -116,3 +121,31 @@ def test_references_are_english_words_so_another_language_has_none() -> None:
     assert opens_with_reference("But Washington says the S-400s pose a threat.", "en")
     assert not opens_with_reference("But Washington says the S-400s pose a threat.", "de")
     assert not opens_with_reference("Die Firma sagte, der Ausfall sei behoben.", "de")
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        SEED_THREAT,
+        'Biden said: "We will."',
+        # ../shared/data/eval/news_summ_dev.jsonl: tokenised news spaces its closing quotes
+        'The Iraqi business people will do business at all times. "',
+        "Paul added : ' it has been such an emotional day and i \u2019 m overjoyed . '",
+        "\u4eca\u5929\u5929\u6c14\u5f88\u597d\u3002",
+    ],
+)
+def test_a_sentence_closed_by_its_mark_ends_like_one(sentence: str) -> None:
+    assert ends_like_sentence(sentence)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # spacecowboy__Feeder/model/rss_nixers_newsletter.xml: an entry's title
+        "Explaining what is FreeBSD without shooting yourself in the foot",
+        # spacecowboy__Feeder/model/rss_lawnchair.xml: a line that leads into a link
+        "Check the full changelog here:",
+    ],
+)
+def test_a_title_or_a_lead_in_does_not_end_like_a_sentence(line: str) -> None:
+    assert not ends_like_sentence(line)

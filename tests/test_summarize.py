@@ -19,6 +19,7 @@ from digest.plugins import make_plugin_manager, summarizer_factories
 from digest.summarize import (
     ExtractiveSummarizer,
     LeadSummarizer,
+    Summarizer,
     SummaryRequest,
     fit_to_budget,
     lexical_centrality,
@@ -204,7 +205,7 @@ def test_summarizers_are_found_through_the_plugin_hook() -> None:
     factories = summarizer_factories(make_plugin_manager(load_entry_points=False))
     assert {"lead", "extractive"} <= set(factories)
     summarizer = load_summarizer(SummarizeSettings(summarizer="lead", words=30), factories)
-    assert summarizer.model_id == "lead/words=30/rules=2"
+    assert summarizer.model_id == "lead/words=30/rules=3"
     with pytest.raises(SummarizerError, match="no such summarizer") as caught:
         load_summarizer(SummarizeSettings(summarizer="nonesuch"), factories)
     assert "extractive, lead" in str(caught.value)
@@ -237,6 +238,45 @@ def test_a_sentence_referring_back_to_a_fragment_is_not_shown_alone() -> None:
         SEED_THREAT,
     ]
     assert LeadSummarizer(60)._one("\n".join(sentences)) == SEED_THREAT
+
+
+# spacecowboy__Feeder/model/rss_nixers_newsletter.xml: each entry is a title, its links and
+# a note on them.
+NIXERS_ENTRIES = (
+    "Xenix tales",
+    "https://github.com/retrohun/blog/tree/master/dt/xenixtales",
+    "This jumped in the news recently, it's fun to have a blog hosted on github but inside of"
+    " a readme instead of a github page.",
+    "Explaining what is FreeBSD without shooting yourself in the foot",
+    "https://www.fossmint.com/what-is-freebsd-why-should-you-choose-it-over-linux/",
+    "Actually, scrap that title aside, it's not a perfect article at all.",
+)
+
+
+@pytest.mark.parametrize("summarizer", [LeadSummarizer(60), ExtractiveSummarizer(60)])
+def test_a_title_or_a_link_line_is_never_shown_run_into_the_next_sentence(
+    summarizer: Summarizer,
+) -> None:
+    # Before, the link was shown as the antecedent of "This jumped...", and the title ran
+    # into the note after it: "...in the foot Actually, scrap that title aside...".
+    request = SummaryRequest(title="nixers newsletter", text="\n".join(NIXERS_ENTRIES))
+    assert summarizer.summarize([request]) == [NIXERS_ENTRIES[-1]]
+
+
+def test_a_story_of_only_labelled_lines_gets_one_line_alone() -> None:
+    # kurtmckee__feedparser/.../large_atom_feed_that_needs_css_sanitisation.xml, in English
+    lines = [
+        "Smart Movie v.4.15",
+        "Developer: Lonely Cat Games",
+        "Status: trial version",
+        "Features:",
+        "- the first mobile player with subtitles in many languages",
+        "- very fast conversion",
+        "Size: 605 KB",
+    ]
+    # No line ends like a sentence, and the last is a fragment: the first that can stand,
+    # not the lines run together.
+    assert LeadSummarizer(60)._one("\n".join(lines)) == "Smart Movie v.4.15"
 
 
 def test_fit_to_budget_fills_in_rank_order_and_prints_in_reading_order() -> None:
