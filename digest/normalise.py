@@ -29,7 +29,13 @@ from digest.language import declared_language, story_language
 from digest.models import FeedSource, Story
 from digest.urls import canonical_url, is_http_url, is_web_url
 
-_BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote|/pre)\b[^>]*>")
+# Where a block opens or ends, or a <br>: a caption before a heading ("...from 2002</figcaption>
+# <h2>I Need to...") or text before a paragraph is a line of its own, not glued to the next.
+_BLOCK_EDGE = re.compile(
+    r"(?i)<\s*(?:br|hr|/?\s*(?:p|div|li|ul|ol|dl|dt|dd|h[1-6]|tr|table|blockquote|pre|figure"
+    r"|figcaption|section|article|header|footer|aside|nav|address|details|summary|caption))"
+    r"\b[^>]*>"
+)
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _MAX_CATEGORIES = 20
@@ -202,8 +208,8 @@ def _categories(values: Iterable[str]) -> tuple[str, ...]:
 
 def html_to_text(markup: str) -> str:
     """Plain text of an HTML fragment: tags dropped, entities decoded, one line per block."""
-    # Line breaks in markup are just spaces; only block ends and <br> break lines.
-    flowed = _BLOCK_END.sub("\n", _WHITESPACE.sub(" ", markup))
+    # Line breaks in markup are just spaces; only blocks' edges and <br> break lines.
+    flowed = _BLOCK_EDGE.sub("\n", _WHITESPACE.sub(" ", markup))
     stripped = nh3.clean(flowed, tags=set())
     lines = (_SPACES.sub(" ", html.unescape(line)).strip() for line in stripped.splitlines())
     return "\n".join(line for line in lines if line)

@@ -122,6 +122,19 @@ def test_a_story_on_an_ipv6_host_keeps_a_url_that_opens() -> None:
 
 def test_html_to_text_keeps_block_breaks_and_decodes_entities() -> None:
     assert html_to_text("<p>One &amp; two</p><p>Three<br>four</p>") == "One & two\nThree\nfour"
+    # feedjira__feedjira/json_feed_with_escaped_uris.json: a caption, then a heading
+    caption = (
+        '<figure><img src="x.jpg"><figcaption>The US cover of the album, from 2002</figcaption>'
+        "<h2>I Need to Post More About Music</h2>\n<p>Music is a large part of my life.</p>"
+    )
+    assert html_to_text(caption).splitlines() == [
+        "The US cover of the album, from 2002",
+        "I Need to Post More About Music",
+        "Music is a large part of my life.",
+    ]
+    assert html_to_text("Intro text<p>A <b>bold</b> <a href='#'>link</a></p>") == (
+        "Intro text\nA bold link"
+    )
 
 
 def test_max_age_drops_old_entries_unless_zero() -> None:
