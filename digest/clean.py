@@ -281,10 +281,14 @@ def _without_stock_pieces(text: str, boilerplate: frozenset[str]) -> str:
 
 
 def _is_stock(piece: str, boilerplate: frozenset[str]) -> bool:
-    """A stock sentence or line of the feed, a parenthesised aside after it or not ("Ending
-    theme by Jonathan Mann (a brief return of the Summer 2014 remix)")."""
-    bare = _PAREN_TAIL.sub("", piece)
-    return len(bare.split()) >= _STOCK_WORDS and _is_known(bare, boilerplate)
+    """A stock sentence or line of the feed, with a parenthesised aside after it or a word
+    in front of it or not ("Ending theme by Jonathan Mann (a brief return of the Summer 2014
+    remix)", "Special ending theme by Jonathan Mann!")."""
+    words = normalise_line(_PAREN_TAIL.sub("", piece)).split()
+    if len(words) < _STOCK_WORDS:
+        return False
+    with_one_more = len(words) > _STOCK_WORDS and " ".join(words[1:]) in boilerplate
+    return " ".join(words) in boilerplate or with_one_more
 
 
 def _without_stock_clause(sentence: str, boilerplate: frozenset[str]) -> str:
