@@ -16,8 +16,8 @@ checkout's ``digest.sentence_kinds``, the summaries that
   feed sent them, before any cleaning, matched whole or, from 3 words, as a run of words;
 - contain a citation or a fragment (``is_citation``, ``is_fragment``);
 - run on: show a sentence of the story that does not end like one (a title, a link, a
-  label: no closing mark, ``ends_like_sentence``) with more of the summary after it ("…in
-  the foot Remember all that talk…");
+  label: no closing mark, ``ends_like_sentence``) with another sentence of the story right
+  after it ("…in the foot Remember all that talk…");
 - open a sentence other than the story's first with a reference to the one before it
   (``opens_with_reference``, English only) without that sentence just before it.
 
@@ -198,13 +198,15 @@ def runs_on(summary: str, story: str, language: str | None) -> bool:
     from digest.sentence_kinds import ends_like_sentence
     from digest.summarize import split_sentences
 
-    for sentence in set(split_sentences(story, language)):
+    sentences = set(split_sentences(story, language))
+    for sentence in sentences:
         if ends_like_sentence(sentence):
             continue
         at = summary.find(sentence)
         before, after = summary[:at].rstrip(), summary[at + len(sentence) :]
         is_whole = at >= 0 and (not before or ends_like_sentence(before))
-        if is_whole and after.strip() and (language in ("zh", "ja") or after[:1].isspace()):
+        # What follows is another of the story's sentences, not the rest of this one.
+        if is_whole and any(after.lstrip().startswith(s) for s in sentences - {sentence}):
             return True
     return False
 
