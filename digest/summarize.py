@@ -318,8 +318,7 @@ class ExtractiveSummarizer:
     def select(self, plan: _Plan, vectors: Vectors) -> str:
         """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
         if len(plan.candidates) < 2:  # a short story, or too few sentences to compare
-            everything = range(len(plan.sentences))
-            return fit_to_budget(plan.sentences, everything, self.words, plan.language, fill=False)
+            return self._in_order(plan)
         if not plan.is_encoded:
             return self.select_by_words(plan)
         body = vectors[1:] if plan.headline is not None else vectors
@@ -354,7 +353,17 @@ class ExtractiveSummarizer:
             opening = list(range(min(self.OPENING, len(order))))
             order = [*opening, *(k for k in order if k not in opening)]
         chosen = [plan.candidates[i] for i in order]
-        return fit_to_budget(plan.sentences, chosen, self.words, plan.language, fill=self.FILL)
+        summary = fit_to_budget(plan.sentences, chosen, self.words, plan.language, fill=self.FILL)
+        if summary:
+            return summary
+        # Each candidate leans on a sentence that cannot be shown (a link, a lead-in): the
+        # story's sentences in order rather than nothing.
+        return self._in_order(plan)
+
+    def _in_order(self, plan: _Plan) -> str:
+        """The story's sentences in reading order within the budget, as lead takes them."""
+        everything = range(len(plan.sentences))
+        return fit_to_budget(plan.sentences, everything, self.words, plan.language, fill=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

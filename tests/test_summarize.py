@@ -263,6 +263,32 @@ def test_a_title_or_a_link_line_is_never_shown_run_into_the_next_sentence(
     assert summarizer.summarize([request]) == [NIXERS_ENTRIES[-1]]
 
 
+def test_extractive_falls_back_to_the_opening_when_every_candidate_leans_on_a_lead_in(
+    extractive: ExtractiveSummarizer,
+) -> None:
+    # Ranchero-Software__NetNewsWire/natasha.xml: the long sentences lean back ("Even though
+    # these are", "So", "But") on a lead-in to a video, which cannot be shown; the opening
+    # sentence is too short to be a candidate.
+    text = "\n".join(
+        [
+            "watchOS is currently very non-dynamic. You have a storyboard and you have to put"
+            " all your Interface Controllers in it, even when they are all pretty much the"
+            " same, like in this Italian Food Apple Watch app:",
+            "https://www.natashatherobot.com/wp-content/uploads/WatchOSPaging.mp4",
+            "Each Interface Controller simply has an image and a label:",
+            "Even though these are exactly the same and have the exact same logic in the"
+            " Interface Controllers, for the past year, I have not been able to figure out how"
+            " to reuse them.",
+            "So I had three different controllers where I copied and pasted all the code and"
+            " only changed the data.",
+            "But alas, after searching once again, I finally stumbled on a horrible solution"
+            " that actually works.",
+        ]
+    )
+    request = SummaryRequest(title="watchOS: paging through the same controller", text=text)
+    assert extractive.summarize([request]) == ["watchOS is currently very non-dynamic."]
+
+
 def test_a_story_of_only_labelled_lines_gets_one_line_alone() -> None:
     # kurtmckee__feedparser/.../large_atom_feed_that_needs_css_sanitisation.xml, in English
     lines = [
