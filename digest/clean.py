@@ -246,11 +246,13 @@ def _trim_edges(text: str, boilerplate: frozenset[str]) -> str:
     """``text`` without a wire label in front, and without the first and last sentences and
     parenthesised groups found in ``boilerplate`` (``repeated_edges``), never down to nothing."""
     text = _WIRE_LABEL.sub("", text, count=1)
+    is_label_left = True  # one closing label (a byline) goes, not line after line of them
     while True:
-        trimmed = _trim_once(text, boilerplate).strip()
+        trimmed, was_label = _trim_once(text, boilerplate, is_label_left=is_label_left)
+        trimmed = trimmed.strip()
         if trimmed == text or not trimmed:
             return _without_stock_pieces(text, boilerplate)
-        text = trimmed
+        text, is_label_left = trimmed, is_label_left and not was_label
 
 
 def _without_stock_pieces(text: str, boilerplate: frozenset[str]) -> str:
@@ -301,23 +303,25 @@ def _without_stock_clause(sentence: str, boilerplate: frozenset[str]) -> str:
     return head.rstrip() + (mark[0] if mark else "")
 
 
-def _trim_once(text: str, boilerplate: frozenset[str]) -> str:
+def _trim_once(text: str, boilerplate: frozenset[str], *, is_label_left: bool) -> tuple[str, bool]:
+    """``text`` with one boilerplate piece off an edge, and whether it was an unknown label."""
     tail = _PAREN_TAIL.search(text)
     if tail and (PARENTHESISED_TAILS in boilerplate or _is_known(tail["inside"], boilerplate)):
-        return text[: tail.start()]
+        return text[: tail.start()], False
     head = _PAREN_HEAD.search(text)
     if head and _is_known(head["inside"], boilerplate):
-        return text[head.end() :]
+        return text[head.end() :], False
     breaks = list(_SENTENCE_BREAK.finditer(text))
     last = text[breaks[-1].end() :] if breaks else ""
+    if last and (_is_known(last, boilerplate) or is_call_to_action(last)):
+        return text[: breaks[-1].start()], False
     # A byline sits before a feed's tag list too: "Ein Test von Ingo Pakalski (Google)".
     signs = CLOSING_LABELS in boilerplate or PARENTHESISED_TAILS in boilerplate
-    is_label = signs and _is_label(last)
-    if last and (is_label or _is_known(last, boilerplate) or is_call_to_action(last)):
-        return text[: breaks[-1].start()]
+    if last and is_label_left and signs and _is_label(last):
+        return text[: breaks[-1].start()], True
     if breaks and _is_known(text[: breaks[0].start()], boilerplate):
-        return text[breaks[0].end() :]
-    return text[: len(text) - len(_closing_phrase(text, boilerplate))]
+        return text[breaks[0].end() :], False
+    return text[: len(text) - len(_closing_phrase(text, boilerplate))], False
 
 
 def _closing_phrase(text: str, boilerplate: frozenset[str]) -> str:

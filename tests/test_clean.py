@@ -587,6 +587,21 @@ def test_a_line_the_feed_repeats_goes_from_the_middle_too_a_short_heading_stays(
         assert all(line in story.text for line in text.splitlines()), story.url
 
 
+@pytest.mark.corpus(
+    "feeds/kurtmckee__feedparser/wellformed/sanitize/large_atom_feed_that_needs_css_sanitisation.xml"
+)
+def test_one_closing_label_goes_not_every_line_of_a_listing() -> None:
+    # An app's entry is a listing of short lines, each like a closing label: trimmed one
+    # after another, the entry was cut back to its name.
+    stories = _stories(
+        "kurtmckee__feedparser/wellformed/sanitize/large_atom_feed_that_needs_css_sanitisation.xml"
+    )
+    cleaned = dict(zip((s.title for s in stories), _clean_feed_edges(stories), strict=True))
+    furious = cleaned["Игры для Nokia 5800 и Nokia N97: 3D Fast and Furious"]
+    assert "\nОписание: Хорошая игра с 3D графикой\n" in furious
+    assert "Обсуждение ведем здесь" not in furious  # the feed's closing line still goes
+
+
 @pytest.mark.corpus("feeds/spacecowboy__Feeder/model/rss_anime2you.xml")
 def test_a_three_word_stock_sentence_goes() -> None:
     stories = _stories("spacecowboy__Feeder/model/rss_anime2you.xml")
