@@ -223,6 +223,23 @@ def repeated_edges(
     return frozenset({key for key, count in counts.items() if count >= needed} | habits)
 
 
+# A feed that cuts its entries' text at a length: this many of them, and a fifth, end within
+# _CUT_SLACK characters of the longest, which is at least _CUT_MIN_LENGTH long.
+_CUT_COUNT, _CUT_SHARE, _CUT_SLACK, _CUT_MIN_LENGTH = 5, 0.2, 3, 100
+
+
+def cut_length(texts: Iterable[str]) -> int | None:
+    """The length from which the feed's texts are cut short by the publisher, without a mark
+    ("...the passing of Ralph Ba": Giant Bomb's teasers stop at 255 characters), or None:
+    entries of whole texts do not pile up at their longest."""
+    lengths = [len(t) for t in {text.strip() for text in texts} if t]
+    if not lengths or max(lengths) < _CUT_MIN_LENGTH:
+        return None
+    cap = max(lengths) - _CUT_SLACK
+    piled = sum(length >= cap for length in lengths)
+    return cap if piled >= max(_CUT_COUNT, _CUT_SHARE * len(lengths)) else None
+
+
 def _is_habit(count: int, texts: int, min_count: int) -> bool:
     """Whether a shape seen at the end of ``count`` of ``texts`` is the feed's habit."""
     return count >= min_count and count * 2 >= texts

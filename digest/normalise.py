@@ -23,10 +23,11 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 import ftfy
 import nh3
 
-from digest.clean import clean_text, repeated_edges, repeated_lines
+from digest.clean import clean_text, cut_length, repeated_edges, repeated_lines
 from digest.entries import RawEntry, RawFeed
 from digest.language import declared_language, story_language
 from digest.models import FeedSource, Story
+from digest.sentence_kinds import ends_like_sentence, is_cut
 from digest.urls import canonical_url, is_http_url, is_web_url
 
 # Where a block opens or ends, or a <br>: a caption before a heading ("...from 2002</figcaption>
@@ -67,13 +68,24 @@ def without_boilerplate(stories: Sequence[Story]) -> tuple[Story, ...]:
     texts = [story.text for story in stories]
     boilerplate = repeated_lines(texts) | repeated_edges(texts)
     labels = _section_labels(story.title for story in stories)
+    cut_from = cut_length(texts)
     cleaned = []
     for story in stories:
-        text = clean_text(story.text, title=story.title, boilerplate=boilerplate)
+        text = _marked_if_cut(story.text, cut_from)
+        text = clean_text(text, title=story.title, boilerplate=boilerplate)
         title = _without_section_label(story.title, labels)
         changed = text != story.text or title != story.title
         cleaned.append(replace(story, text=text, title=title) if changed else story)
     return tuple(cleaned)
+
+
+def _marked_if_cut(text: str, cut_from: int | None) -> str:
+    """``text`` ending in "…" when it is as long as the feed's cut texts and does not end like
+    a sentence: the summarizers then treat its last sentence as the publisher's cut one."""
+    end = text.rstrip()
+    if cut_from is None or len(end.strip()) < cut_from or ends_like_sentence(end) or is_cut(end):
+        return text
+    return end + "\u2026"
 
 
 def with_languages(stories: Iterable[Story], declared: str | None) -> tuple[Story, ...]:

@@ -22,6 +22,7 @@ import pytest
 from digest.clean import (
     MAX_ARTICLE_HTML_SIZE,
     clean_text,
+    cut_length,
     extract_article,
     is_call_to_action,
     normalise_line,
@@ -31,6 +32,7 @@ from digest.clean import (
 from digest.models import FeedSource, FetchResult, Story
 from digest.normalise import html_to_text
 from digest.parse import parse_feed
+from digest.summarize import LeadSummarizer, SummaryRequest
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, in_corpus
 
 SEED = SAMPLE / "seed" / "article-page-2021-01-14.txt"
@@ -585,6 +587,41 @@ def test_a_line_the_feed_repeats_goes_from_the_middle_too_a_short_heading_stays(
     assert sum("\nSponsored by:\n" in text for text in cleaned) > 10
     for story, text in zip(stories, cleaned, strict=True):  # what is left is theirs, as it was
         assert all(line in story.text for line in text.splitlines()), story.url
+
+
+def test_a_feed_cuts_its_texts_at_the_length_most_of_them_pile_up_at() -> None:
+    cut = [f"Episode {n}: " + "games and more games, " * 20 for n in range(10)]
+    cut = [text[:255] for text in cut]
+    whole = [f"Episode {n} is about {n * 'very '}many games." for n in range(30)]
+    assert cut_length([*cut, *whole]) == 252
+    assert cut_length(whole) is None  # whole texts do not pile up at their longest
+    assert cut_length(cut[:4] + whole) is None  # four is chance, not a habit
+    assert cut_length([cut[0]] * 10) is None  # one text sent ten times is one text
+
+
+def _parsed(relative: str) -> dict[str, str]:
+    body = (FEEDS / relative).read_bytes()
+    source = FeedSource(url="https://feeds.example.org/feed")
+    stories = parse_feed(FetchResult(source=source, fetched_at=NOW, body=body)).stories
+    return {story.title: story.text for story in stories}
+
+
+@pytest.mark.corpus("feeds/rbren__rss-parser/giantbomb-podcast.rss")
+def test_texts_a_feed_cuts_at_a_length_end_in_a_cut_mark() -> None:
+    # Giant Bomb's teasers stop at 255 characters, often mid-word, with no mark.
+    texts = _parsed("rbren__rss-parser/giantbomb-podcast.rss")
+    math = texts["Giant Bombcast 596: Math Amphetamine"]
+    assert math.endswith("and take another round of your food\u2026")
+    assert sum(text.endswith("\u2026") for text in texts.values()) >= 100
+    request = SummaryRequest(title="Giant Bombcast 596: Math Amphetamine", text=math)
+    assert LeadSummarizer(60).summarize([request]) == ["Games are approaching!"]
+
+
+@pytest.mark.corpus("feeds/Ranchero-Software__NetNewsWire/livemint.xml")
+def test_whole_texts_without_a_full_stop_are_not_taken_for_cut_ones() -> None:
+    # Mint's teasers are whole sentences that never end in a full stop.
+    texts = _parsed("Ranchero-Software__NetNewsWire/livemint.xml")
+    assert len(texts) >= 20 and not any(text.endswith("\u2026") for text in texts.values())
 
 
 @pytest.mark.corpus(
