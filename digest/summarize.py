@@ -136,10 +136,15 @@ def _too_long(
 
 
 def _only_cut(sentences: Sequence[str], words: int, language: str | None) -> str:
-    """A story of nothing but cut sentences and fragments: its first cut sentence, ending
-    in a single "…", or nothing."""
-    cut = [s for s in sentences if is_cut(s) and not is_fragment(without_cut_mark(s))]
-    return _cut(without_cut_mark(cut[0]), words, language, always=True) if cut else ""
+    """A story of nothing but cut sentences and fragments: its first cut sentence, after
+    the ones it refers back to ("Games! They're coming out…"), ending in a single "…", or
+    nothing."""
+    cut = [i for i, s in enumerate(sentences) if is_cut(s) and not is_fragment(without_cut_mark(s))]
+    if not cut:
+        return ""
+    *before, first = _with_antecedents(sentences, cut[0], language)
+    shown = [*(sentences[i] for i in before), without_cut_mark(sentences[first])]
+    return _cut(join_sentences(shown, language), words, language, always=True)
 
 
 def _cut(sentence: str, words: int, language: str | None, *, always: bool = False) -> str:

@@ -98,6 +98,16 @@ def test_a_story_of_one_cut_sentence_ends_in_a_single_ellipsis() -> None:
     assert summary == "The suspect was questioned by the FBI and homicide detectives over\u2026"
 
 
+def test_a_cut_sentence_shown_alone_comes_with_the_one_it_refers_back_to() -> None:
+    # rbren__rss-parser/giantbomb-podcast.rss: cut mid-word at the feed's 255 characters.
+    teaser = (
+        "Games! They're coming out and we're talking about them, including Spider-Man, Destiny"
+        " 2: Forsaken, and a check-in with our intrepid East Coast corres\u2026"
+    )
+    (summary,) = LeadSummarizer(60).summarize([SummaryRequest(title="", text=teaser)])
+    assert summary == teaser
+
+
 # codehollow__FeedReader/Rss20LeFil.xml and miniflux__v2/parser/testdata/encoding_WINDOWS-1251.xml:
 # an author's "..." inside the teaser, then the publisher's cut at its end.
 PAUSED_TEASERS = [
