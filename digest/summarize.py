@@ -201,6 +201,11 @@ def _with_antecedents(sentences: Sequence[str], index: int, language: str | None
     return list(range(start, index + 1))
 
 
+def in_reading_order(sentences: Sequence[str], words: int, language: str | None) -> str:
+    """The story's sentences from its first on, within the budget, as lead takes them."""
+    return fit_to_budget(sentences, range(len(sentences)), words, language, fill=False)
+
+
 # The revision of lead's and extractive's sentence rules, in their model_id: raise it when a
 # change picks other sentences from the same text, so that summaries cached under the old
 # rules are made again rather than mixed into editions with the new ones.
@@ -218,8 +223,7 @@ class LeadSummarizer:
         return [self._one(r.text, r.language) for r in requests]
 
     def _one(self, text: str, language: str | None = None) -> str:
-        sentences = split_sentences(text, language)
-        return fit_to_budget(sentences, range(len(sentences)), self.words, language, fill=False)
+        return in_reading_order(split_sentences(text, language), self.words, language)
 
 
 class ExtractiveSummarizer:
@@ -323,7 +327,7 @@ class ExtractiveSummarizer:
     def select(self, plan: _Plan, vectors: Vectors) -> str:
         """The summary of one planned story; ``vectors``: those of ``plan.texts()``."""
         if len(plan.candidates) < 2:  # a short story, or too few sentences to compare
-            return self._in_order(plan)
+            return in_reading_order(plan.sentences, self.words, plan.language)
         if not plan.is_encoded:
             return self.select_by_words(plan)
         body = vectors[1:] if plan.headline is not None else vectors
@@ -363,12 +367,7 @@ class ExtractiveSummarizer:
             return summary
         # Each candidate leans on a sentence that cannot be shown (a link, a lead-in): the
         # story's sentences in order rather than nothing.
-        return self._in_order(plan)
-
-    def _in_order(self, plan: _Plan) -> str:
-        """The story's sentences in reading order within the budget, as lead takes them."""
-        everything = range(len(plan.sentences))
-        return fit_to_budget(plan.sentences, everything, self.words, plan.language, fill=False)
+        return in_reading_order(plan.sentences, self.words, plan.language)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
